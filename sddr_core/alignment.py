@@ -1,0 +1,41 @@
+"""Least-squares scale-and-shift alignment of one depth map to another.
+
+Depth predictors are only right up to an affine map, so every comparison and every
+hand-over between maps (refined output → the low input's units, a window → the previous
+estimate, G_s → G_{s−1}) goes through this one fit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def fit_affine(
+    source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (scale, shift) minimising ‖scale·source + shift − target‖² over `mask`.
+
+    `source`, `target`: B×H×W (or B×…). Returns two tensors of shape (B,). A flat `source`
+    gets scale 0 and the target's mean as shift.
+    """
+    batch = source.shape[0]
+    s = source.reshape(batch, -1).double()
+    t = target.reshape(batch, -1).double()
+    w = torch.ones_like(s) if mask is None else mask.reshape(batch, -1).double()
+    count = w.sum(dim=1).clamp_min(1)
+    s_mean = (w * s).sum(dim=1) / count
+    t_mean = (w * t).sum(dim=1) / count
+    covariance = (w * (s - s_mean[:, None]) * (t - t_mean[:, None])).sum(dim=1)
+    variance = (w * (s - s_mean[:, None]) ** 2).sum(dim=1)
+    scale = torch.where(variance > 0, covariance / variance.clamp_min(1e-300), 0.0)
+    shift = t_mean - scale * s_mean
+    return scale.to(source.dtype), shift.to(source.dtype)
+
+
+def align_to(
+    source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`source` mapped by the least-squares affine fit onto `target`."""
+    scale, shift = fit_affine(source, target, mask)
+    shape = (-1,) + (1,) * (source.ndim - 1)
+    return source * scale.view(shape) + shift.view(shape)

@@ -1,0 +1,64 @@
+"""Atomic output: a file at its final path is either the old one or the complete new one.
+
+Encoders that fail half-way (or a Ctrl-C, or a full disk) would otherwise leave a truncated file
+where the user expects a result, or destroy the result of an earlier run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
+
+    The temporary file lives in the same folder (so the final ``os.replace`` is a rename on one
+    file system, which is atomic) and keeps the suffix of ``path`` (so encoders that choose the
+    format from the extension still work), e.g. ``.depth.tmp-1a2b3c4d.png``. It is created empty;
+    the block overwrites it. On any exception the temporary file is removed and the exception
+    re-raised, leaving an earlier file at ``path`` untouched.
+
+    Missing parent folders are created. A folder that cannot be created or written raises
+    :class:`InputError` naming the folder and the reason.
+    """
+    target = Path(path)
+    folder = target.parent
+    tmp = _create_temp(folder, target)
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError as e:
+            raise InputError(f"cannot write output file '{target}': {e.strerror or e}") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _create_temp(folder: Path, target: Path) -> Path:
+    """Create the folder if needed and an empty, uniquely named hidden file in it.
+
+    The file is created with mode 0o666 so the process umask applies, as it would for a file
+    written directly (``tempfile.mkstemp`` would make it 0o600, and ``os.replace`` keeps that).
+    """
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"cannot write output folder '{folder}': it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = folder / f".{target.stem}.tmp-{secrets.token_hex(4)}{target.suffix}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue  # another writer drew the same name; draw again
+            os.close(fd)
+            return tmp
+    except OSError as e:
+        raise InputError(f"cannot write output folder '{folder}': {e.strerror or e}") from e

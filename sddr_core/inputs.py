@@ -1,0 +1,125 @@
+"""Turning user depth maps (numpy or torch, any layout) into clean B×H×W float tensors.
+
+Every problem is reported against the argument's name (`low`, `high`), so a user of
+the CLI, ComfyUI or Blender sees which input was wrong and why.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import InputError
+
+MIN_SIDE = 8
+ASPECT_TOLERANCE = 0.02
+"""Relative aspect-ratio difference between low and high above which we warn."""
+
+
+def as_depth_batch(depth, name: str, device: torch.device) -> torch.Tensor:
+    """B×H×W float32 on `device` from H×W, B×H×W, B×1×H×W or H×W×C (channel 0, warned).
+
+    Non-finite values are filled from the nearest finite pixel (warned); a map with no
+    finite value, a constant map or one smaller than 8×8 is refused.
+    """
+    if isinstance(depth, np.ndarray):
+        if not (np.issubdtype(depth.dtype, np.number) or depth.dtype == np.bool_):
+            raise InputError(f"{name}: expected a numeric array, got dtype {depth.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(depth))
+    elif isinstance(depth, torch.Tensor):
+        tensor = depth.detach()
+    else:
+        raise InputError(f"{name}: expected a numpy array or torch tensor, got {type(depth)}")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise InputError(f"{name}: expected real depth values, got dtype {tensor.dtype}")
+    tensor = _to_batch_layout(tensor, name).to(device=device, dtype=torch.float32)
+    height, width = tensor.shape[-2:]
+    if min(height, width) < MIN_SIDE:
+        raise InputError(
+            f"{name}: depth map is {height}×{width}; at least {MIN_SIDE}×{MIN_SIDE} is needed"
+        )
+    tensor = _fill_non_finite(tensor, name)
+    flat = tensor.reshape(tensor.shape[0], -1)
+    constant = (flat.amax(dim=1) == flat.amin(dim=1)).nonzero().flatten().tolist()
+    if constant:
+        value = flat[constant[0], 0].item()
+        raise InputError(
+            f"{name}: depth map {constant[0]} is constant (every value is {value:g}); "
+            "a depth map needs at least two distinct values"
+        )
+    return tensor
+
+
+def _to_batch_layout(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    shape = tuple(tensor.shape)
+    if tensor.ndim == 2:
+        return tensor[None]
+    if tensor.ndim == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= MIN_SIDE:
+        warnings.warn(
+            f"{name}: got a {shape[-1]}-channel image as depth; using channel 0",
+            stacklevel=4,
+        )
+        return tensor[..., 0][None]
+    if tensor.ndim == 3:
+        return tensor
+    if tensor.ndim == 4 and shape[1] == 1:
+        return tensor[:, 0]
+    raise InputError(
+        f"{name}: expected depth shaped H×W, B×H×W or B×1×H×W, got shape {shape}"
+    )
+
+
+def _fill_non_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    finite = torch.isfinite(tensor)
+    if bool(finite.all()):
+        return tensor
+    filled = []
+    for index, (sample, valid) in enumerate(zip(tensor, finite)):
+        invalid = int((~valid).sum())
+        if invalid == 0:
+            filled.append(sample)
+            continue
+        if invalid == valid.numel():
+            raise InputError(f"{name}: depth map {index} has no finite values (all NaN/inf)")
+        warnings.warn(
+            f"{name}: {invalid} NaN/inf values in depth map {index} "
+            f"({100 * invalid / valid.numel():.2g}%); filled from the nearest valid pixel",
+            stacklevel=4,
+        )
+        filled.append(_nearest_fill(sample, valid))
+    return torch.stack(filled)
+
+
+def _nearest_fill(sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Each invalid pixel takes the value of its nearest valid pixel (Euclidean)."""
+    values = sample.cpu().numpy()
+    invalid = (~valid).cpu().numpy().astype(np.uint8)
+    _, labels = cv2.distanceTransformWithLabels(
+        invalid, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # Labels number the valid (zero) pixels in row-major order, starting at 1.
+    valid_values = values[invalid == 0]
+    filled = valid_values[labels - 1]
+    return torch.from_numpy(filled.astype(np.float32)).to(sample.device)
+
+
+def check_pair(low: torch.Tensor, high: torch.Tensor) -> None:
+    """Batch sizes must match; a different aspect ratio is resized away with a warning."""
+    if low.shape[0] != high.shape[0]:
+        raise InputError(
+            f"low and high hold different numbers of depth maps ({low.shape[0]} vs "
+            f"{high.shape[0]})"
+        )
+    low_aspect = low.shape[-1] / low.shape[-2]
+    high_aspect = high.shape[-1] / high.shape[-2]
+    if abs(math.log(low_aspect / high_aspect)) > ASPECT_TOLERANCE:
+        warnings.warn(
+            f"low is {low.shape[-2]}×{low.shape[-1]} and high is {high.shape[-2]}×"
+            f"{high.shape[-1]}: their aspect ratios differ ({low_aspect:.3f} vs "
+            f"{high_aspect:.3f}); low is resized to high's aspect ratio",
+            stacklevel=3,
+        )

@@ -1,0 +1,72 @@
+"""The refinement network N_r: D0, Ω = N_r(N_d(L), N_d(H)) (method.md §2).
+
+Both depth maps go through one shared encoder (as one batch), meet in the
+cross-resolution attention, and are fused level by level by the decoder.
+No RGB input, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import NetworkConfig
+from .cross_attention import CrossResolutionAttention
+from .decoder import FusionDecoder
+from .encoder import SharedEncoder
+
+
+@dataclass
+class NetworkOutput:
+    depth: torch.Tensor
+    """D0, B×1×H×W, in the normalised units of the inputs."""
+    omegas: list[torch.Tensor]
+    """Ω of each decoder level, finest (1/2) first; 1 means "trust the high-res input"."""
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Deep-supervision depths `half` (1/2) and `quarter` (1/4), only when asked for."""
+
+
+class RefinementNetwork(nn.Module):
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = SharedEncoder(config)
+        deepest = config.embed_dims[-1]
+        self.cross_attention = CrossResolutionAttention(
+            deepest, config.cross_attention_heads, config.cross_attention_layers,
+            config.level_embedding,
+        )
+        self.decoder = FusionDecoder(
+            list(config.stem_channels) + list(config.embed_dims), config.upsample_mode
+        )
+        self.apply(_init_weights)
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor, with_aux: bool = False):
+        """`low`, `high`: B×1×H×W normalised depth, H and W multiples of `config.stride`."""
+        stride = self.config.stride
+        if low.shape != high.shape or low.shape[1] != 1 or low.shape[-1] % stride or (
+            low.shape[-2] % stride
+        ):
+            raise ValueError(
+                f"network inputs must both be B×1×H×W with H, W multiples of {stride}; "
+                f"got low {tuple(low.shape)} and high {tuple(high.shape)}"
+            )
+        batch = low.shape[0]
+        features = self.encoder(torch.cat([low, high]))
+        low_features = [f[:batch] for f in features]
+        high_features = [f[batch:] for f in features]
+        low_features[-1], high_features[-1] = self.cross_attention(
+            low_features[-1], high_features[-1]
+        )
+        depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
+        return NetworkOutput(depth, omegas, aux)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Linear layers trunc-normal(0.02) as in SegFormer; convs keep PyTorch's default."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

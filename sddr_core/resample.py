@@ -1,0 +1,17 @@
+"""Resizing stacks of depth maps: the one interpolation rule used everywhere."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B×H×W → B×h×w, bilinear; anti-aliased when shrinking so thin edges do not alias."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    shrinking = size[0] < maps.shape[-2] or size[1] < maps.shape[-1]
+    resized = F.interpolate(
+        maps[:, None], size=size, mode="bilinear", align_corners=False, antialias=shrinking
+    )
+    return resized[:, 0]

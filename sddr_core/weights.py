@@ -1,0 +1,137 @@
+"""Weights files: safetensors only, with the architecture config in the file's metadata.
+
+A weights reference is one of
+- a bundled name (`default`), shipped inside the package;
+- a local path to a `.safetensors` file;
+- `hf://owner/repo/path/file.safetensors@revision`, fetched with huggingface-hub at that
+  pinned revision and read from the local cache when offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import NetworkConfig
+from .errors import WeightsError
+from .files import atomic_output
+from .network import RefinementNetwork
+
+FORMAT = "sddr-refiner"
+FORMAT_VERSION = "1"
+BUNDLED_DIR = Path(__file__).parent / "weights"
+BUNDLED = {"default": "sddr-small.safetensors"}
+"""Bundled names → files in BUNDLED_DIR."""
+
+
+def save_network(network: RefinementNetwork, path: str | os.PathLike) -> Path:
+    """Write the network's weights and config to `path` atomically."""
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in
+             network.state_dict().items()}
+    metadata = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "config": network.config.to_json()
+    }
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return path
+
+
+def load_network(reference: str | os.PathLike) -> RefinementNetwork:
+    """Rebuild a network from a weights reference (see module doc)."""
+    path = resolve_weights(reference)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except Exception as err:  # safetensors raises several types for bad files
+        raise WeightsError(f"'{path}' is not a readable safetensors file: {err}") from None
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise WeightsError(
+            f"'{path}' is a safetensors file but not an sddr refiner: its metadata has no "
+            f"'{FORMAT}' architecture config"
+        )
+    try:
+        config = NetworkConfig.from_json(metadata["config"])
+        network = RefinementNetwork(config)
+    except WeightsError as err:
+        raise WeightsError(f"'{path}': {err}") from None
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"'{path}': its architecture config is invalid: {err}") from None
+    _load_state(network, state, path)
+    return network
+
+
+def _load_state(network: RefinementNetwork, state: dict, path: Path) -> None:
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        details = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                            ("wrong shape", mismatched)):
+            if keys:
+                details.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        raise WeightsError(
+            f"'{path}' holds weights for another architecture than its config: "
+            + ", ".join(details)
+        )
+    network.load_state_dict(state)
+
+
+def resolve_weights(reference: str | os.PathLike) -> Path:
+    """The local file a weights reference points to (downloading hf:// ones if needed)."""
+    text = str(reference)
+    if text.startswith("hf://"):
+        return _download(text)
+    if text in BUNDLED:
+        path = BUNDLED_DIR / BUNDLED[text]
+        if not path.is_file():
+            raise WeightsError(
+                f"no trained weights are bundled for '{text}' yet: this version of sddr ships "
+                "the network but not its trained weights (they come with the training "
+                "release). Pass your own file: a local .safetensors path or "
+                "hf://owner/repo/file.safetensors@revision"
+            )
+        return path
+    path = Path(text).expanduser()
+    if not path.exists():
+        known = ", ".join(sorted(BUNDLED))
+        raise WeightsError(
+            f"weights '{text}': no such file (and not a bundled name: {known}; "
+            "nor an hf:// reference)"
+        )
+    if path.is_dir():
+        raise WeightsError(f"weights '{text}' is a folder, not a .safetensors file")
+    return path
+
+
+def _download(reference: str) -> Path:
+    """hf://owner/repo/path@revision → a cached local file; the cache is tried first."""
+    from huggingface_hub import hf_hub_download
+
+    body, _, revision = reference[len("hf://"):].partition("@")
+    parts = body.split("/")
+    if not revision or len(parts) < 3 or not all(parts):
+        raise WeightsError(
+            f"weights '{reference}': expected hf://owner/repo/file.safetensors@revision "
+            "with a pinned revision (a commit hash or tag)"
+        )
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+    except Exception:  # not in the cache: fetch it below
+        pass
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except Exception as err:
+        raise WeightsError(
+            f"weights '{reference}' are not in the local Hugging Face cache and could not be "
+            f"downloaded ({type(err).__name__}: {err}). Download them once while online, "
+            "or copy the file and pass its local path"
+        ) from None
