@@ -78,7 +78,7 @@ def _fill_non_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     if bool(finite.all()):
         return tensor
     filled = []
-    for index, (sample, valid) in enumerate(zip(tensor, finite)):
+    for index, (sample, valid) in enumerate(zip(tensor, finite, strict=True)):
         invalid = int((~valid).sum())
         if invalid == 0:
             filled.append(sample)
