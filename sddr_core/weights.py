@@ -95,7 +95,8 @@ def resolve_weights(reference: str | os.PathLike) -> Path:
             raise WeightsError(
                 f"no trained weights are bundled for '{text}' yet: this version of sddr ships "
                 "the network but not its trained weights (they come with the training "
-                "release). Pass your own file: a local .safetensors path or "
+                "release). Pass your own weights: --weights FILE on the command line, "
+                "load_refiner(FILE) in Python, with FILE a .safetensors path or "
                 "hf://owner/repo/file.safetensors@revision"
             )
         return path

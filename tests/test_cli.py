@@ -1,0 +1,146 @@
+"""The `sddr` command line end to end, with a tiny random model saved to a file."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from sddr_core.cli import main
+from sddr_core.config import NetworkConfig
+from sddr_core.depth_io import read_depth, write_depth
+from sddr_core.network import RefinementNetwork
+from sddr_core.refiner import Refiner
+
+TINY = NetworkConfig(
+    stem_channels=(4, 8, 8), embed_dims=(8, 16, 16, 32), num_heads=(1, 1, 1, 2),
+    depths=(1, 1, 1, 1), cross_attention_layers=1, cross_attention_heads=2, max_side=256,
+)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    Refiner(RefinementNetwork(TINY), device="cpu").save(path)
+    return str(path)
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    ys, xs = np.mgrid[0:120, 0:160].astype(np.float32)
+    depth = 2.0 + ys / 120 + (np.hypot(xs - 80, ys - 60) < 25)
+    low_path, high_path = tmp_path / "low.npy", tmp_path / "high.pfm"
+    write_depth(low_path, depth[::4, ::4].copy())
+    write_depth(high_path, depth)
+    return str(low_path), str(high_path), depth
+
+
+@pytest.mark.parametrize("suffix", [".png", ".npy", ".pfm", ".tiff", ".exr"])
+def test_refine_writes_every_format(weights, pair, tmp_path, suffix):
+    low, high, depth = pair
+    out = tmp_path / f"refined{suffix}"
+    assert main(["refine", "--low", low, "--high", high, "-o", str(out),
+                 "--weights", weights, "--device", "cpu"]) == 0
+    refined = read_depth(out)
+    assert refined.shape == depth.shape
+    assert np.isfinite(refined).all()
+
+
+def test_refine_out_size_and_explicit_format(weights, pair, tmp_path):
+    low, high, _ = pair
+    out = tmp_path / "refined.png"
+    assert main(["refine", "--low", low, "--high", high, "-o", str(out), "--format", "png8",
+                 "--out-size", "50x70", "--weights", weights, "--device", "cpu"]) == 0
+    refined = read_depth(out)
+    assert refined.shape == (50, 70)
+    assert refined.max() <= 255
+
+
+def test_refine_missing_input_names_the_file(weights, pair, tmp_path, capsys):
+    _, high, _ = pair
+    missing = str(tmp_path / "nope.png")
+    out = tmp_path / "out.npy"
+    assert main(["refine", "--low", missing, "--high", high, "-o", str(out),
+                 "--weights", weights]) == 2
+    err = capsys.readouterr().err
+    assert "nope.png" in err and "no such file" in err
+    assert not out.exists()
+
+
+def test_failed_refine_leaves_earlier_output_intact(weights, pair, tmp_path, capsys):
+    low, high, _ = pair
+    out = tmp_path / "out.npy"
+    assert main(["refine", "--low", low, "--high", high, "-o", str(out),
+                 "--weights", weights]) == 0
+    before = out.read_bytes()
+    constant = tmp_path / "constant.npy"
+    np.save(constant, np.ones((30, 40), np.float32))
+    assert main(["refine", "--low", str(constant), "--high", high, "-o", str(out),
+                 "--weights", weights]) == 2
+    assert "constant" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == sorted(["low.npy", "high.pfm", "out.npy",
+                                                   "constant.npy"])
+
+
+def test_refine_unwritable_output_folder(weights, pair, tmp_path, capsys):
+    low, high, _ = pair
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    assert main(["refine", "--low", low, "--high", high, "-o", str(blocker / "out.png"),
+                 "--weights", weights]) == 2
+    assert "afile" in capsys.readouterr().err
+
+
+def test_refine_bad_out_size_and_wrong_weights(weights, pair, tmp_path, capsys):
+    low, high, _ = pair
+    out = str(tmp_path / "o.npy")
+    assert main(["refine", "--low", low, "--high", high, "-o", out, "--out-size", "big",
+                 "--weights", weights]) == 2
+    assert "--out-size" in capsys.readouterr().err
+    not_weights = tmp_path / "junk.safetensors"
+    not_weights.write_bytes(b"\x00" * 64)
+    assert main(["refine", "--low", low, "--high", high, "-o", out,
+                 "--weights", str(not_weights)]) == 2
+    assert "junk.safetensors" in capsys.readouterr().err
+
+
+def test_demo_with_weights_writes_all_outputs(weights, tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--weights", weights, "--device", "cpu"]) == 0
+    names = sorted(os.listdir(out))
+    assert names == ["comparison.png", "high.png", "image.png", "low.png", "refined.png"]
+    refined, high = read_depth(out / "refined.png"), read_depth(out / "high.png")
+    assert refined.shape == high.shape
+    assert refined.max() > refined.min()
+
+
+def test_demo_without_trained_weights_explains(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out)]) == 2
+    assert "no trained weights" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_info_lists_presets(capsys):
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert "preset small" in text and "preset base" in text and "M parameters" in text
+
+
+def test_bench_json_reports_time_flops_and_ratio(weights, capsys):
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "bench", "--weights", weights, "--size", "128",
+                     "--repeats", "1", "--json"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(capsys.readouterr().out)
+    assert report["threads"] == 1
+    assert report["median_seconds"] > 0
+    assert report["gflops_per_refinement"] > 0
+    assert report["matmul_gflops_per_second"] > 0
+    ratio = report["achieved_gflops_per_second"] / report["matmul_gflops_per_second"]
+    assert report["ratio_to_matmul"] == pytest.approx(ratio)
+    assert report["peak_memory_mb"] > 0
