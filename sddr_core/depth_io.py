@@ -160,12 +160,17 @@ def _single_channel(arr: np.ndarray, p: Path) -> np.ndarray:
         warnings.warn(f"depth map '{p}' has {arr.shape[2]} channels; using channel 0 ({name})",
                       stacklevel=3)
         arr = arr[..., 0]
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(f"cannot read depth map '{p}': expected a non-empty HxW or HxWxC "
-                         f"(C <= 4) array, got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"cannot read depth map '{p}': values are not numeric ({arr.dtype})")
+    _check_plane(arr, p, "read", "a non-empty HxW or HxWxC (C <= 4) array")
     return np.array(arr, dtype=np.float32, order="C")
+
+
+def _check_plane(arr: np.ndarray, p: Path, action: str, expected: str) -> None:
+    """A depth map is one non-empty 2-D plane of integer or float values."""
+    if arr.ndim != 2 or arr.size == 0:
+        raise InputError(f"cannot {action} depth map '{p}': expected {expected}, "
+                         f"got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"cannot {action} depth map '{p}': values are not numeric ({arr.dtype})")
 
 
 _DEPTH_READERS = {".png": _read_cv2, ".jpg": _read_cv2, ".jpeg": _read_cv2, ".tif": _read_cv2,
@@ -211,11 +216,7 @@ def _prepare(arr: np.ndarray, fmt: str, p: Path) -> np.ndarray:
     """Validate and convert to the dtype that will be stored."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(f"cannot write depth map '{p}': expected a non-empty HxW array, "
-                         f"got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"cannot write depth map '{p}': values are not numeric ({arr.dtype})")
+    _check_plane(arr, p, "write", "a non-empty HxW array")
     if fmt in ("png16", "png8"):
         top, dtype = (65535, np.uint16) if fmt == "png16" else (255, np.uint8)
         if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= top:
