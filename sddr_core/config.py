@@ -52,11 +52,14 @@ class NetworkConfig:
             fields = json.loads(text)
         except json.JSONDecodeError as err:
             raise WeightsError(f"architecture config is not valid JSON: {err}") from None
+        if not isinstance(fields, dict):
+            raise WeightsError(f"architecture config is not a JSON object: {text[:80]!r}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
+        unknown, missing = sorted(set(fields) - known), sorted(known - set(fields))
+        if unknown or missing:
             raise WeightsError(
-                f"architecture config has fields this version of sddr does not know: {unknown}"
+                "architecture config does not match this version of sddr: "
+                f"unknown fields {unknown}, missing fields {missing}"
             )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
         return cls(**values)

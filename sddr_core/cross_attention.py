@@ -57,8 +57,8 @@ class TransformerLayer(nn.Module):
 class CrossResolutionAttention(nn.Module):
     """Joint attention over the low- and high-res deepest features; returns both, updated.
 
-    The result of the layers is projected and added back to each branch's feature, so an
-    untrained (zero) projection leaves the encoder features unchanged.
+    The result of the layers is projected and added back to each branch's feature, so the
+    encoder features pass through and the attention only adds what the other map tells.
     """
 
     def __init__(self, dim: int, heads: int, layers: int, level_embedding: bool):

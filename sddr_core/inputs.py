@@ -21,7 +21,7 @@ ASPECT_TOLERANCE = 0.02
 
 
 def as_depth_batch(depth, name: str, device: torch.device) -> torch.Tensor:
-    """B×H×W float32 on `device` from H×W, B×H×W, B×1×H×W or H×W×C (channel 0, warned).
+    """B×H×W float32 on `device` from H×W, B×H×W, B×1×H×W, H×W×1 or H×W×3/4 (channel 0, warned).
 
     Non-finite values are filled from the nearest finite pixel (warned); a map with no
     finite value, a constant map or one smaller than 8×8 is refused.
@@ -29,7 +29,8 @@ def as_depth_batch(depth, name: str, device: torch.device) -> torch.Tensor:
     if isinstance(depth, np.ndarray):
         if not (np.issubdtype(depth.dtype, np.number) or depth.dtype == np.bool_):
             raise InputError(f"{name}: expected a numeric array, got dtype {depth.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(depth))
+        native = depth.astype(depth.dtype.newbyteorder("="), copy=False)  # torch: native only
+        tensor = torch.from_numpy(np.ascontiguousarray(native))
     elif isinstance(depth, torch.Tensor):
         tensor = depth.detach()
     else:
@@ -58,6 +59,8 @@ def _to_batch_layout(tensor: torch.Tensor, name: str) -> torch.Tensor:
     shape = tuple(tensor.shape)
     if tensor.ndim == 2:
         return tensor[None]
+    if tensor.ndim == 3 and shape[-1] == 1 and min(shape[:2]) >= MIN_SIDE:
+        return tensor[..., 0][None]
     if tensor.ndim == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= MIN_SIDE:
         warnings.warn(
             f"{name}: got a {shape[-1]}-channel image as depth; using channel 0",
@@ -95,7 +98,11 @@ def _fill_non_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _nearest_fill(sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Each invalid pixel takes the value of its nearest valid pixel (Euclidean)."""
+    """Each invalid pixel takes the value of its nearest valid pixel.
+
+    Distances are OpenCV's 5×5-mask approximation of Euclidean (within about 2%); exact
+    labels are not available from `distanceTransformWithLabels`.
+    """
     values = sample.cpu().numpy()
     invalid = (~valid).cpu().numpy().astype(np.uint8)
     _, labels = cv2.distanceTransformWithLabels(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .alignment import align_to
 from .config import NetworkConfig, preset
 from .errors import InputError
-from .inputs import as_depth_batch, check_pair
+from .inputs import MIN_SIDE, as_depth_batch, check_pair
 from .network import RefinementNetwork
 from .resample import resize_maps
 from .runtime import resolve_device, resolve_dtype
@@ -114,8 +114,8 @@ def _check_out_size(out_size) -> tuple[int, int] | None:
 
 def _like(refined: torch.Tensor, reference: DepthArray) -> DepthArray:
     """Match the caller's container and layout: one map in → H×W out, else B×H×W."""
-    single = reference.ndim == 2 or (reference.ndim == 3 and reference.shape[-1] in (3, 4)
-                                     and min(reference.shape[:2]) >= 8)
+    single = reference.ndim == 2 or (reference.ndim == 3 and reference.shape[-1] in (1, 3, 4)
+                                     and min(reference.shape[:2]) >= MIN_SIDE)
     result = refined[0] if single else refined
     if isinstance(reference, np.ndarray):
         return result.cpu().numpy()

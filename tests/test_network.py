@@ -252,11 +252,6 @@ def test_config_from_json_refuses_invalid_json():
         NetworkConfig.from_json("{not json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: NetworkConfig.from_json documents 'unknown or missing fields are an error' but "
-    "a missing field silently takes the dataclass default",
-)
 def test_config_from_json_refuses_missing_field():
     fields = json.loads(TINY.to_json())
     del fields["max_side"]
@@ -264,11 +259,6 @@ def test_config_from_json_refuses_missing_field():
         NetworkConfig.from_json(json.dumps(fields))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: NetworkConfig.from_json on valid JSON that is not an object (e.g. '[]') raises "
-    "AttributeError ('list' object has no attribute 'items') instead of WeightsError",
-)
 def test_config_from_json_refuses_non_object():
     with pytest.raises(WeightsError):
         NetworkConfig.from_json("[]")

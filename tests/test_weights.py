@@ -1,0 +1,342 @@
+"""Weights files: round trip, atomic saving, clear errors, hf:// references from the cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import sddr_core.weights as weights_module
+from sddr_core import NetworkConfig, Refiner, WeightsError, load_refiner
+from sddr_core.network import RefinementNetwork
+
+TINY = NetworkConfig(
+    stem_channels=(4, 8, 8),
+    embed_dims=(8, 16, 16, 32),
+    num_heads=(1, 1, 1, 2),
+    depths=(1, 1, 1, 1),
+    cross_attention_layers=1,
+    cross_attention_heads=2,
+    max_side=256,
+)
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _tiny_refiner(seed: int = 0, config: NetworkConfig = TINY) -> Refiner:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Refiner(RefinementNetwork(config), device="cpu")
+
+
+def _pair() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    low = rng.random((45, 60), dtype=np.float32) + np.linspace(1, 3, 60, dtype=np.float32)
+    high = rng.random((135, 180), dtype=np.float32) + np.linspace(1, 3, 180, dtype=np.float32)
+    return low, high
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """These tests never touch the network: any attempt is refused and fails the test (it is
+    recorded, since the code under test may catch the error it gets)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access is disabled in the tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+    assert attempts == [], "a test tried to use the network"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A saved tiny refiner and the refiner itself."""
+    refiner = _tiny_refiner(seed=1)
+    path = refiner.save(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+    return refiner, path
+
+
+# ------------------------------------------------------------------------------- round trip
+
+def test_save_load_round_trip(saved):
+    refiner, path = saved
+    assert path.is_file()
+    loaded = load_refiner(path, device="cpu")
+    assert loaded.config == TINY
+    original_state, loaded_state = refiner.network.state_dict(), loaded.network.state_dict()
+    assert original_state.keys() == loaded_state.keys()
+    assert all(torch.equal(original_state[k], loaded_state[k]) for k in original_state)
+    low, high = _pair()
+    np.testing.assert_array_equal(loaded.refine(low, high), refiner.refine(low, high))
+    # Also by a str path.
+    assert load_refiner(str(path), device="cpu").config == TINY
+
+
+def test_file_metadata_rebuilds_the_architecture(saved):
+    refiner, path = saved
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        keys = set(handle.keys())
+    assert metadata["format"] == "sddr-refiner"
+    assert metadata["format_version"] == "1"
+    config = NetworkConfig.from_json(metadata["config"])
+    assert config == TINY
+    rebuilt = RefinementNetwork(config).state_dict()
+    assert keys == set(rebuilt)
+    tensors = load_file(str(path))
+    assert all(tensors[k].shape == rebuilt[k].shape for k in rebuilt)
+    assert all(t.dtype == torch.float32 for t in tensors.values())
+
+
+def test_save_creates_folders_and_returns_path(tmp_path):
+    target = tmp_path / "a" / "b" / "model.safetensors"
+    assert _tiny_refiner().save(target) == target
+    assert target.is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.safetensors"]
+
+
+def test_save_overwrites_an_older_file(tmp_path):
+    path = tmp_path / "model.safetensors"
+    _tiny_refiner(seed=1).save(path)
+    _tiny_refiner(seed=2).save(path)
+    loaded = load_refiner(path, device="cpu").network.state_dict()
+    expected = _tiny_refiner(seed=2).network.state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+# ------------------------------------------------------------------------------ atomic save
+
+def test_failed_save_leaves_old_file_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+    _tiny_refiner(seed=1).save(path)
+    before = path.read_bytes()
+
+    def half_written(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(weights_module, "save_file", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        _tiny_refiner(seed=2).save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_save_of_unsaveable_network_leaves_old_file_untouched(tmp_path):
+    """safetensors refuses tensors that share memory: the real writer fails part-way."""
+    path = tmp_path / "model.safetensors"
+    _tiny_refiner(seed=1).save(path)
+    before = path.read_bytes()
+
+    tied = _tiny_refiner(seed=2)
+    decoder = tied.network.decoder
+    assert decoder.aux_half.conv.bias.shape == decoder.aux_quarter.conv.bias.shape
+    decoder.aux_half.conv.bias = decoder.aux_quarter.conv.bias  # two names, one tensor
+    with pytest.raises(Exception):  # noqa: B017 (safetensors' own error type)
+        tied.save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+# ---------------------------------------------------------------------------------- errors
+
+def _assert_weights_error(reference, *fragments: str) -> WeightsError:
+    with pytest.raises(WeightsError) as info:
+        load_refiner(reference, device="cpu")
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return info.value
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.safetensors"
+    _assert_weights_error(path, str(path), "no such file")
+
+
+def test_folder(tmp_path):
+    _assert_weights_error(tmp_path, str(tmp_path), "folder")
+
+
+def test_random_bytes(tmp_path):
+    path = tmp_path / "random.safetensors"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    _assert_weights_error(path, str(path), "not a readable safetensors file")
+
+
+def test_small_header_garbage(tmp_path):
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes((20).to_bytes(8, "little") + b"{this is not json!!}")
+    _assert_weights_error(path, str(path), "not a readable safetensors file")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(b"")
+    _assert_weights_error(path, str(path))
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_file(saved, tmp_path, keep):
+    _, good = saved
+    data = good.read_bytes()
+    path = tmp_path / "truncated.safetensors"
+    path.write_bytes(data[: int(len(data) * keep)])
+    _assert_weights_error(path, str(path), "not a readable safetensors file")
+
+
+def test_safetensors_of_another_model(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"fc.weight": torch.zeros(3, 4)}, str(path))
+    _assert_weights_error(path, str(path), "not an sddr refiner")
+    with_metadata = tmp_path / "other_meta.safetensors"
+    save_file({"fc.weight": torch.zeros(3, 4)}, str(with_metadata), metadata={"format": "pt"})
+    _assert_weights_error(with_metadata, str(with_metadata), "not an sddr refiner")
+
+
+def test_our_format_without_config(saved, tmp_path):
+    _, good = saved
+    path = tmp_path / "noconfig.safetensors"
+    save_file(load_file(str(good)), str(path), metadata={"format": "sddr-refiner"})
+    _assert_weights_error(path, str(path), "config")
+
+
+def test_config_that_does_not_match_the_tensors(saved, tmp_path):
+    _, good = saved
+    tensors = load_file(str(good))
+    path = tmp_path / "mismatch.safetensors"
+    other = dataclasses.replace(TINY, cross_attention_layers=2, embed_dims=(8, 16, 16, 64))
+    save_file(tensors, str(path), metadata={
+        "format": "sddr-refiner", "format_version": "1", "config": other.to_json(),
+    })
+    error = _assert_weights_error(path, str(path), "another architecture")
+    assert "missing" in str(error) and "wrong shape" in str(error)
+
+
+def test_missing_tensor(saved, tmp_path):
+    _, good = saved
+    tensors = load_file(str(good))
+    del tensors[sorted(tensors)[0]]
+    path = tmp_path / "missing.safetensors"
+    save_file(tensors, str(path), metadata={"format": "sddr-refiner", "config": TINY.to_json()})
+    _assert_weights_error(path, str(path), "another architecture", "missing")
+
+
+def test_config_with_unknown_field(saved, tmp_path):
+    _, good = saved
+    fields = json.loads(TINY.to_json())
+    fields["future_option"] = 1
+    path = tmp_path / "future.safetensors"
+    save_file(load_file(str(good)), str(path),
+              metadata={"format": "sddr-refiner", "config": json.dumps(fields)})
+    _assert_weights_error(path, str(path), "future_option")
+
+
+def test_config_with_invalid_values(saved, tmp_path):
+    _, good = saved
+    fields = json.loads(TINY.to_json())
+    fields["stem_channels"] = [4, 8]
+    path = tmp_path / "invalid.safetensors"
+    save_file(load_file(str(good)), str(path),
+              metadata={"format": "sddr-refiner", "config": json.dumps(fields)})
+    _assert_weights_error(path, str(path), "invalid")
+
+
+def test_config_that_is_not_an_object(saved, tmp_path):
+    _, good = saved
+    path = tmp_path / "listconfig.safetensors"
+    save_file(load_file(str(good)), str(path),
+              metadata={"format": "sddr-refiner", "config": "[]"})
+    _assert_weights_error(path, str(path))
+
+
+def test_default_has_no_bundled_weights_yet():
+    bundled = weights_module.BUNDLED_DIR / weights_module.BUNDLED["default"]
+    if bundled.is_file():
+        pytest.skip("trained weights are bundled now")
+    _assert_weights_error("default", "no trained weights", "default")
+    with pytest.raises(WeightsError, match="no trained weights"):
+        load_refiner()
+
+
+# --------------------------------------------------------------------------------- hf://
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch, saved):
+    """An offline Hugging Face cache holding owner/repo at COMMIT (refs/main → COMMIT)."""
+    import huggingface_hub.constants as hf_constants
+
+    _, good = saved
+    cache = tmp_path / "hub"
+    repo = cache / "models--owner--repo"
+    snapshot = repo / "snapshots" / COMMIT
+    (snapshot / "sub" / "dir").mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(good.read_bytes())
+    (snapshot / "sub" / "dir" / "model.safetensors").write_bytes(good.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads both at import time; hf_hub_download reads these attributes at
+    # call time (cache_dir=None → constants.HF_HUB_CACHE; offline → constants.HF_HUB_OFFLINE).
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        f"hf://owner/repo/model.safetensors@{COMMIT}",
+        "hf://owner/repo/model.safetensors@main",
+        f"hf://owner/repo/sub/dir/model.safetensors@{COMMIT}",
+    ],
+)
+def test_hf_reference_from_offline_cache(hf_cache, saved, reference):
+    refiner, _ = saved
+    loaded = load_refiner(reference, device="cpu")
+    assert loaded.config == TINY
+    low, high = _pair()
+    np.testing.assert_array_equal(loaded.refine(low, high), refiner.refine(low, high))
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "hf://owner/repo/other.safetensors@" + COMMIT,
+        "hf://owner/other-repo/model.safetensors@" + COMMIT,
+        "hf://owner/repo/model.safetensors@" + "f" * 40,
+        "hf://owner/repo/model.safetensors@v1.0",
+    ],
+)
+def test_hf_reference_not_in_offline_cache(hf_cache, reference):
+    _assert_weights_error(reference, reference, "not in the local Hugging Face cache")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "hf://owner/repo/model.safetensors",  # no revision
+        "hf://owner/repo/model.safetensors@",  # empty revision
+        "hf://owner/model.safetensors@main",  # too few parts
+        "hf://owner@main",
+        "hf://owner//model.safetensors@main",  # empty part
+        "hf://@main",
+    ],
+)
+def test_malformed_hf_reference(hf_cache, reference):
+    _assert_weights_error(reference, reference, "hf://owner/repo/file.safetensors@revision")
