@@ -19,28 +19,42 @@ from .refiner import Refiner, parameter_count
 from .sample import sample_predictions, sample_scene
 
 
-def _median_seconds(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN primitive or CUDA kernel selection
-    times = []
+def _timed(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def interleaved_medians(fns: list, device: torch.device, repeats: int) -> list[float]:
+    """Median seconds of each function, run in turn within each repeat.
+
+    Interleaving makes each median see the same machine state (clock boosts, noisy
+    neighbours), which keeps ratios between them stable on shared machines.
+    """
+    for fn in fns:
+        fn()  # warm-up: allocator, oneDNN primitive or CUDA kernel selection
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, record in zip(fns, times, strict=True):
+            record.append(_timed(fn, device))
+    return [statistics.median(record) for record in times]
 
 
-def matmul_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """Median rate of a square matrix multiply (2048 on CPU, 8192 on CUDA) in GFLOP/s."""
+def matmul(device: torch.device, dtype: torch.dtype):
+    """(function, FLOPs) of a square matrix multiply: 2048 on CPU, 8192 on CUDA."""
     n = 8192 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    with torch.inference_mode():
-        seconds = _median_seconds(lambda: a @ b, device, repeats)
-    return 2 * n**3 / seconds / 1e9
+
+    def run() -> None:
+        with torch.inference_mode():
+            a @ b
+
+    return run, 2 * n**3
 
 
 def network_flops(refiner: Refiner, height: int, width: int) -> int:
@@ -63,7 +77,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
-    """Median seconds per `refine` of a size×size pair (low at size/4), FLOPs and rates."""
+    """Median seconds per `refine` of a size×size pair (low at size/4), FLOPs and rates.
+
+    Peak memory on CUDA includes the reference matrices (2 × 8192² in the compute dtype).
+    """
     _, depth = sample_scene(size, size)
     low, high = sample_predictions(depth, low_side=max(8, size // 4))
     device, dtype = refiner.device, refiner.dtype
@@ -71,11 +88,14 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
     high_t = torch.from_numpy(high).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = _median_seconds(lambda: refiner.refine(low_t, high_t), device, repeats)
+    run_matmul, matmul_flops = matmul(device, dtype)
+    seconds, matmul_seconds = interleaved_medians(
+        [lambda: refiner.refine(low_t, high_t), run_matmul], device, repeats
+    )
     memory = peak_memory_mb(device)
     flops = network_flops(refiner, size, size)
     achieved = flops / seconds / 1e9
-    reference = matmul_gflops(device, dtype)
+    reference = matmul_flops / matmul_seconds / 1e9
     return {
         "mode": "one-stage",
         "size": size,

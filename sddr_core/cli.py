@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--weights", help="benchmark these weights instead of a random preset")
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     bench.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
-    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--repeats", type=int, default=15)
     bench.add_argument("--compile", action="store_true", help="torch.compile the network")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)

@@ -28,7 +28,7 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(self.norm(x), scale_factor=2, mode=self.mode, align_corners=False)
         x = self.conv(x)
-        return F.leaky_relu(x, 0.2) if self.activate else x
+        return F.leaky_relu(x, 0.2, inplace=True) if self.activate else x
 
 
 class SubPixelOutput(nn.Module):

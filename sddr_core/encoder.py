@@ -33,7 +33,7 @@ class ResidualDownBlock(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, 2, 1, bias=False),
             group_norm(out_channels),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
             group_norm(out_channels),
         )
@@ -42,7 +42,7 @@ class ResidualDownBlock(nn.Module):
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
             group_norm(out_channels),
         )
-        self.act = nn.LeakyReLU(0.2)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.shortcut(x))
@@ -143,7 +143,7 @@ class SharedEncoder(nn.Module):
         c1, c2, c3 = config.stem_channels
         self.stem = nn.ModuleList(
             [
-                nn.Sequential(nn.Conv2d(1, c1, 3, 2, 1), nn.LeakyReLU(0.2)),
+                nn.Sequential(nn.Conv2d(1, c1, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
                 ResidualDownBlock(c1, c2),
                 ResidualDownBlock(c2, c3),
             ]
