@@ -8,15 +8,10 @@ import pytest
 import torch
 
 from sddr_core.cli import main
-from sddr_core.config import NetworkConfig
 from sddr_core.depth_io import read_depth, write_depth
 from sddr_core.network import RefinementNetwork
 from sddr_core.refiner import Refiner
-
-TINY = NetworkConfig(
-    stem_channels=(4, 8, 8), embed_dims=(8, 16, 16, 32), num_heads=(1, 1, 1, 2),
-    depths=(1, 1, 1, 1), cross_attention_layers=1, cross_attention_heads=2, max_side=256,
-)
+from tests.tiny import TINY
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,7 @@ import torch
 from sddr_core import PRESETS, NetworkConfig, WeightsError
 from sddr_core.cross_attention import CrossResolutionAttention, sine_position_encoding
 from sddr_core.network import RefinementNetwork
-
-TINY = NetworkConfig(
-    stem_channels=(4, 8, 8),
-    embed_dims=(8, 16, 16, 32),
-    num_heads=(1, 1, 1, 2),
-    depths=(1, 1, 1, 1),
-    cross_attention_layers=1,
-    cross_attention_heads=2,
-    max_side=256,
-)
+from tests.tiny import TINY
 
 
 def _tiny_network(seed: int = 0, **changes) -> RefinementNetwork:

@@ -10,20 +10,12 @@ import pytest
 import torch
 
 import sddr_core
-from sddr_core import InputError, NetworkConfig, Refiner, build_refiner, load_refiner
+from sddr_core import InputError, Refiner, build_refiner, load_refiner
 from sddr_core.inputs import _nearest_fill
 from sddr_core.network import RefinementNetwork
 from sddr_core.resample import resize_maps
+from tests.tiny import TINY
 
-TINY = NetworkConfig(
-    stem_channels=(4, 8, 8),
-    embed_dims=(8, 16, 16, 32),
-    num_heads=(1, 1, 1, 2),
-    depths=(1, 1, 1, 1),
-    cross_attention_layers=1,
-    cross_attention_heads=2,
-    max_side=256,
-)
 LOW_SIZE, HIGH_SIZE = (61, 83), (187, 251)  # odd sizes, same aspect ratio within 2 %
 
 

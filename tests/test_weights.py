@@ -15,16 +15,8 @@ from safetensors.torch import load_file, save_file
 import sddr_core.weights as weights_module
 from sddr_core import NetworkConfig, Refiner, WeightsError, load_refiner
 from sddr_core.network import RefinementNetwork
+from tests.tiny import TINY
 
-TINY = NetworkConfig(
-    stem_channels=(4, 8, 8),
-    embed_dims=(8, 16, 16, 32),
-    num_heads=(1, 1, 1, 2),
-    depths=(1, 1, 1, 1),
-    cross_attention_layers=1,
-    cross_attention_heads=2,
-    max_side=256,
-)
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
