@@ -13,7 +13,6 @@ import time
 import numpy as np
 
 import sddr_core
-from sddr_core.refiner import Refiner
 
 
 def peak_rss_mb() -> float:
@@ -28,7 +27,7 @@ def main() -> None:
     if args.weights:
         refiner = sddr_core.load_refiner(args.weights, device="cpu")
     else:
-        refiner = Refiner(sddr_core.build_refiner(args.preset).network, device="cpu")
+        refiner = sddr_core.build_refiner(args.preset, device="cpu")
     rng = np.random.default_rng(0)
     high = rng.random((2160, 3840), dtype=np.float32)
     low = rng.random((270, 480), dtype=np.float32)

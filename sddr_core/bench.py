@@ -59,10 +59,7 @@ def matmul(device: torch.device, dtype: torch.dtype):
 
 def network_flops(refiner: Refiner, height: int, width: int) -> int:
     """FLOPs (2 per multiply-add) of one network pass at the working size for height×width."""
-    stride = refiner.config.stride
-    h, w = refiner.working_size(height, width)
-    shape = (1, 1, -(-h // stride) * stride, -(-w // stride) * stride)
-    x = torch.zeros(shape, device=refiner.device)
+    x = torch.zeros((1, 1, *refiner.network_input_size(height, width)), device=refiner.device)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         refiner.network(x, x)

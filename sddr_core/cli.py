@@ -119,8 +119,8 @@ def _bench(args) -> int:
     if args.weights:
         refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
     else:
-        refiner = Refiner(build_refiner(args.preset).network, args.device, args.dtype,
-                          compile=args.compile)
+        refiner = build_refiner(args.preset, device=args.device, dtype=args.dtype,
+                                compile=args.compile)
     report = benchmark(refiner, size=args.size, repeats=args.repeats)
     report["preset"] = args.weights or args.preset
     if args.json:

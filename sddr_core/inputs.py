@@ -55,17 +55,24 @@ def as_depth_batch(depth, name: str, device: torch.device) -> torch.Tensor:
     return tensor
 
 
+def is_channels_last_map(shape: tuple[int, ...]) -> bool:
+    """H×W×C with C in (1, 3, 4): one map with channels, not a batch of C-wide maps.
+
+    A batch whose maps are 1, 3 or 4 pixels wide would be refused as too small anyway.
+    """
+    return len(shape) == 3 and shape[-1] in (1, 3, 4) and min(shape[:2]) >= MIN_SIDE
+
+
 def _to_batch_layout(tensor: torch.Tensor, name: str) -> torch.Tensor:
     shape = tuple(tensor.shape)
     if tensor.ndim == 2:
         return tensor[None]
-    if tensor.ndim == 3 and shape[-1] == 1 and min(shape[:2]) >= MIN_SIDE:
-        return tensor[..., 0][None]
-    if tensor.ndim == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= MIN_SIDE:
-        warnings.warn(
-            f"{name}: got a {shape[-1]}-channel image as depth; using channel 0",
-            stacklevel=4,
-        )
+    if is_channels_last_map(shape):
+        if shape[-1] > 1:
+            warnings.warn(
+                f"{name}: got a {shape[-1]}-channel image as depth; using channel 0",
+                stacklevel=4,
+            )
         return tensor[..., 0][None]
     if tensor.ndim == 3:
         return tensor

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .alignment import align_to
 from .config import NetworkConfig, preset
 from .errors import InputError
-from .inputs import MIN_SIDE, as_depth_batch, check_pair
+from .inputs import as_depth_batch, check_pair, is_channels_last_map
 from .network import RefinementNetwork
 from .resample import resize_maps
 from .runtime import resolve_device, resolve_dtype
@@ -55,6 +55,12 @@ class Refiner:
         scale = min(1.0, self.config.max_side / max(height, width))
         return max(1, round(height * scale)), max(1, round(width * scale))
 
+    def network_input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The working size padded up to a multiple of the network stride."""
+        stride = self.config.stride
+        h, w = self.working_size(height, width)
+        return -(-h // stride) * stride, -(-w // stride) * stride
+
     def refine(
         self, low: DepthArray, high: DepthArray, out_size: tuple[int, int] | None = None
     ) -> DepthArray:
@@ -69,17 +75,19 @@ class Refiner:
         high_maps = as_depth_batch(high, "high", self.device)
         check_pair(low_maps, high_maps)
         size = _check_out_size(out_size) or tuple(high_maps.shape[-2:])
-        working = self.working_size(*high_maps.shape[-2:])
-        depth = self._run_network(_normalise(low_maps), _normalise(high_maps), working)
+        depth = self._run_network(
+            _normalise(low_maps), _normalise(high_maps), *high_maps.shape[-2:]
+        )
         refined = align_to(resize_maps(depth, size), resize_maps(low_maps, size))
         return _like(refined, high)
 
     def _run_network(
-        self, low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]
+        self, low: torch.Tensor, high: torch.Tensor, height: int, width: int
     ) -> torch.Tensor:
-        stride = self.config.stride
-        height, width = size
-        padding = (0, -width % stride, 0, -height % stride)
+        """D0 at the working size for a height×width high input."""
+        size = self.working_size(height, width)
+        padded = self.network_input_size(height, width)
+        padding = (0, padded[1] - size[1], 0, padded[0] - size[0])
 
         def prepare(maps: torch.Tensor) -> torch.Tensor:
             padded = F.pad(resize_maps(maps, size)[:, None], padding, mode="replicate")
@@ -90,7 +98,7 @@ class Refiner:
         )
         with torch.inference_mode(), autocast:
             depth = self._forward(prepare(low), prepare(high)).depth
-        return depth[:, 0, :height, :width].float()
+        return depth[:, 0, : size[0], : size[1]].float()
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:
@@ -114,8 +122,7 @@ def _check_out_size(out_size) -> tuple[int, int] | None:
 
 def _like(refined: torch.Tensor, reference: DepthArray) -> DepthArray:
     """Match the caller's container and layout: one map in → H×W out, else B×H×W."""
-    single = reference.ndim == 2 or (reference.ndim == 3 and reference.shape[-1] in (1, 3, 4)
-                                     and min(reference.shape[:2]) >= MIN_SIDE)
+    single = reference.ndim == 2 or is_channels_last_map(tuple(reference.shape))
     result = refined[0] if single else refined
     if isinstance(reference, np.ndarray):
         return result.cpu().numpy()
@@ -123,14 +130,18 @@ def _like(refined: torch.Tensor, reference: DepthArray) -> DepthArray:
 
 
 def build_refiner(
-    preset_name: str = "small", seed: int = 0, device: str = "cpu", dtype: str = "auto"
+    preset_name: str = "small",
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "auto",
+    compile: bool = False,
 ) -> Refiner:
-    """A randomly initialised refiner (for tests and training), reproducible per seed."""
+    """A randomly initialised refiner (for tests, training, benchmarks), reproducible per seed."""
     config = preset(preset_name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = RefinementNetwork(config)
-    return Refiner(network, device=device, dtype=dtype)
+    return Refiner(network, device=device, dtype=dtype, compile=compile)
 
 
 def load_refiner(

@@ -227,31 +227,33 @@ def test_missing_tensor(saved, tmp_path):
     _assert_weights_error(path, str(path), "another architecture", "missing")
 
 
-def test_config_with_unknown_field(saved, tmp_path):
-    _, good = saved
-    fields = json.loads(TINY.to_json())
-    fields["future_option"] = 1
-    path = tmp_path / "future.safetensors"
+def _resave_with_config(good, path, config_text: str):
+    """The good file's tensors under a different architecture config."""
     save_file(load_file(str(good)), str(path),
-              metadata={"format": "sddr-refiner", "config": json.dumps(fields)})
+              metadata={"format": "sddr-refiner", "config": config_text})
+    return path
+
+
+def _tiny_fields_with(**changes) -> str:
+    fields = json.loads(TINY.to_json())
+    fields.update(changes)
+    return json.dumps(fields)
+
+
+def test_config_with_unknown_field(saved, tmp_path):
+    path = _resave_with_config(saved[1], tmp_path / "future.safetensors",
+                               _tiny_fields_with(future_option=1))
     _assert_weights_error(path, str(path), "future_option")
 
 
 def test_config_with_invalid_values(saved, tmp_path):
-    _, good = saved
-    fields = json.loads(TINY.to_json())
-    fields["stem_channels"] = [4, 8]
-    path = tmp_path / "invalid.safetensors"
-    save_file(load_file(str(good)), str(path),
-              metadata={"format": "sddr-refiner", "config": json.dumps(fields)})
+    path = _resave_with_config(saved[1], tmp_path / "invalid.safetensors",
+                               _tiny_fields_with(stem_channels=[4, 8]))
     _assert_weights_error(path, str(path), "invalid")
 
 
 def test_config_that_is_not_an_object(saved, tmp_path):
-    _, good = saved
-    path = tmp_path / "listconfig.safetensors"
-    save_file(load_file(str(good)), str(path),
-              metadata={"format": "sddr-refiner", "config": "[]"})
+    path = _resave_with_config(saved[1], tmp_path / "listconfig.safetensors", "[]")
     _assert_weights_error(path, str(path))
 
 
