@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """B×H×W → B×h×w, bilinear; anti-aliased when shrinking so thin edges do not alias."""
+def resize_maps(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """B×H×W → B×h×w, bilinear (or bicubic); anti-aliased when shrinking so thin edges do not
+    alias."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     shrinking = size[0] < maps.shape[-2] or size[1] < maps.shape[-1]
     resized = F.interpolate(
-        maps[:, None], size=size, mode="bilinear", align_corners=False, antialias=shrinking
+        maps[:, None], size=size, mode=mode, align_corners=False, antialias=shrinking
     )
     return resized[:, 0]
