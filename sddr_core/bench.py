@@ -16,7 +16,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .refiner import Refiner, parameter_count
-from .sample import sample_predictions, sample_scene
+from .sample import sample_scene
+from .simulate import SimulatedPredictor
 
 
 def _timed(fn, device: torch.device) -> float:
@@ -79,7 +80,8 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
     Peak memory on CUDA includes the reference matrices (2 × 8192² in the compute dtype).
     """
     _, depth = sample_scene(size, size)
-    low, high = sample_predictions(depth, low_side=max(8, size // 4))
+    predictor = SimulatedPredictor(depth)
+    low, high = predictor.predict(None, max(8, size // 4)), predictor.predict(None, size)
     device, dtype = refiner.device, refiner.dtype
     low_t = torch.from_numpy(low).to(device)
     high_t = torch.from_numpy(high).to(device)

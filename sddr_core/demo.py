@@ -12,14 +12,17 @@ from .depth_io import colorize_depth, write_depth
 from .errors import InputError
 from .files import atomic_output
 from .refiner import Refiner
-from .sample import sample_predictions, sample_scene
+from .sample import sample_scene
+from .simulate import SimulatedPredictor
 
 
 def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
     """Write image.png, low.png, high.png, refined.png (16-bit) and comparison.png."""
     out = Path(out_dir)
     rgb, depth = sample_scene()
-    low, high = sample_predictions(depth)
+    predictor = SimulatedPredictor(depth)
+    low = predictor.predict(rgb, predictor.training_resolution)
+    high = predictor.predict(rgb, max(depth.shape))
     refined = refiner.refine(low, high)
     height, width = high.shape
     low_up = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)

@@ -100,11 +100,11 @@ def _fill_non_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
             f"({100 * invalid / valid.numel():.2g}%); filled from the nearest valid pixel",
             stacklevel=4,
         )
-        filled.append(_nearest_fill(sample, valid))
+        filled.append(nearest_fill(sample, valid))
     return torch.stack(filled)
 
 
-def _nearest_fill(sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def nearest_fill(sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Each invalid pixel takes the value of its nearest valid pixel.
 
     Distances are OpenCV's 5×5-mask approximation of Euclidean (within about 2%); exact

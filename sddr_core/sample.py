@@ -1,14 +1,11 @@
-"""A procedural sample scene with exact depth, and the two coarse predictions of it.
+"""A procedural sample scene with exact depth.
 
-It stands in for a photo run through a depth estimator, so `sddr demo` and the benchmark
-need no download: `low` is what a predictor gives at low resolution (consistent but
-blurry), `high` what it gives at high resolution (sharp edges, but its large-scale
-structure drifts).
+Run through `SimulatedPredictor` it stands in for a photo run through a depth estimator, so
+`sddr demo`, the benchmark and the simulator's own checks need no download.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 
@@ -47,24 +44,3 @@ def sample_scene(height: int = 512, width: int = 768, seed: int = 0):
         color = np.where(closer[..., None], shade, color)
     rgb = (np.clip(color, 0, 1) * 255).astype(np.uint8)
     return rgb, depth.astype(np.float32)
-
-
-def sample_predictions(depth: np.ndarray, low_side: int = 128, seed: int = 0):
-    """(low, high) disparity-like predictions of `depth`, the inputs a user would refine.
-
-    low: the scene seen at `low_side` pixels on the long side, blurred (detail lost).
-    high: full resolution, sharp, with a smooth random gain field (structure drifts).
-    """
-    rng = np.random.default_rng(seed)
-    disparity = 1.0 / depth
-    height, width = depth.shape
-    scale = low_side / max(height, width)
-    low = cv2.resize(disparity, (round(width * scale), round(height * scale)),
-                     interpolation=cv2.INTER_AREA)
-    low = cv2.GaussianBlur(low, (0, 0), 1.0)
-    gain = cv2.resize(rng.uniform(0.8, 1.2, (3, 4)).astype(np.float32), (width, height),
-                      interpolation=cv2.INTER_CUBIC)
-    high = disparity * gain + 0.02 * rng.standard_normal(depth.shape).astype(np.float32) * (
-        disparity.mean()
-    )
-    return low.astype(np.float32), high.astype(np.float32)

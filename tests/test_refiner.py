@@ -11,7 +11,7 @@ import torch
 
 import sddr_core
 from sddr_core import InputError, Refiner, build_refiner, load_refiner
-from sddr_core.inputs import _nearest_fill
+from sddr_core.inputs import nearest_fill
 from sddr_core.network import RefinementNetwork
 from sddr_core.resample import resize_maps
 from tests.tiny import TINY
@@ -335,7 +335,7 @@ def test_nearest_fill():
         ]
     )
     valid = torch.isfinite(sample)
-    filled = _nearest_fill(sample, valid)
+    filled = nearest_fill(sample, valid)
     assert filled.dtype == torch.float32 and filled.shape == sample.shape
     assert torch.equal(filled[valid], sample[valid])
     points = valid.nonzero().tolist()
@@ -358,7 +358,7 @@ def test_nearest_fill_labels_follow_the_valid_pixels():
     valid = rng.random((23, 31)) < 0.1
     values = rng.permutation(23 * 31).reshape(23, 31).astype(np.float32)
     sample = torch.from_numpy(np.where(valid, values, np.nan).astype(np.float32))
-    filled = _nearest_fill(sample, torch.from_numpy(valid)).numpy()
+    filled = nearest_fill(sample, torch.from_numpy(valid)).numpy()
     where = {values[p]: p for p in zip(*np.nonzero(valid), strict=True)}
     ys, xs = np.nonzero(valid)
     for y in range(23):

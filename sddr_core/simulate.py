@@ -1,0 +1,320 @@
+"""A stand-in for a monocular depth predictor, built from ground truth with the paper's noise model.
+
+SDDR models a predictor's output at inference resolution r as D ≈ D* + ε_cons + ε_edge
+(method.md §8, Eq. 1): ε_cons is local inconsistency (each region bounded by edges, inside each
+64×64 patch, gets its own scale and shift) and ε_edge is edge blur (down-sampling to r, then
+Gaussians along D*'s edges). `SimulatedPredictor` applies exactly that to a ground-truth map, so
+everything downstream can be judged against a predictor whose errors are known and repeatable.
+The two diagnostics below measure the two properties it must have: edges sharpen and local
+consistency degrades as r rises. docs/simulator.md explains every parameter value.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .alignment import align_to
+from .errors import InputError
+from .inputs import nearest_fill
+from .resample import resize_maps
+
+MIN_RESOLUTION = 8
+EDGE_ERROR_RADIUS = 3.0
+"""Image pixels around a ground-truth edge that `edge_error` scores."""
+FLAT_MARGIN = 8.0
+"""Image pixels around a ground-truth edge that `local_inconsistency` leaves out, at least."""
+FLAT_MARGIN_PREDICTED = 4.0
+"""...and prediction pixels: a predictor smears edges over a few of its own pixels, and that
+smear is edge error, not inconsistency (4 = 2σ of the simulator's `edge_blur`)."""
+TILE = 32
+"""Side of the image tiles in which `local_inconsistency` measures the residual's spread."""
+
+
+@dataclass(frozen=True)
+class NoiseParameters:
+    """The noise model's constants, fixed a priori (docs/simulator.md gives the reasons).
+
+    Lengths are in predictor pixels (the inference resolution), depth values in units of the
+    ground truth's normalised disparity range [0, 1]; r̂ is the predictor's training resolution.
+    """
+
+    patch_size: int = 64
+    """ε_cons patch side (paper: 64×64)."""
+    patch_overlap: float = 0.5
+    """Fraction by which neighbouring ε_cons patches overlap (paper: 50 %)."""
+    scale_sigma: float = 0.02
+    """Std of a region's relative scale change a_c at r = r̂; grows ∝ r / r̂."""
+    shift_sigma: float = 0.02
+    """Std of a region's shift b_c at r = r̂, as a fraction of the map's range; ∝ r / r̂."""
+    edge_threshold: float = 0.025
+    """Per-pixel disparity change above which a pixel is a depth edge: any step above 5 % of the
+    range counts (it reads Δ/2), a slope needing over 40 px to cross the whole range does not."""
+    edge_blur: float = 2.0
+    """σ of the Gaussian blur placed along edges."""
+    edge_band: float = 2.0
+    """σ of the blur's weight fall-off with distance from an edge, in units of `edge_blur`."""
+
+
+class SimulatedPredictor:
+    """Predicts disparity of a known scene at any inference resolution, with realistic noise.
+
+    Low resolutions give consistent structure and blurred edges; high resolutions give sharp
+    edges and local inconsistency, as MiDaS or Depth Anything do. Same `seed` and resolution,
+    same output, bit for bit.
+    """
+
+    polarity = "disparity"
+
+    def __init__(
+        self,
+        depth: np.ndarray,
+        valid: np.ndarray | None = None,
+        seed: int = 0,
+        training_resolution: int = 384,
+        noise: NoiseParameters = NoiseParameters(),
+    ) -> None:
+        if not isinstance(seed, numbers.Integral) or seed < 0:
+            raise InputError(f"seed: expected a non-negative integer, got {seed!r}")
+        if not isinstance(training_resolution, numbers.Integral) or training_resolution < 1:
+            raise InputError(
+                f"training_resolution: expected a positive integer, got {training_resolution!r}"
+            )
+        self.disparity, _ = _normalised_disparity(depth, valid)
+        self.seed = int(seed)
+        self.training_resolution = int(training_resolution)
+        self.noise = noise
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Ground-truth (and image) size H×W."""
+        return self.disparity.shape
+
+    def inference_size(self, resolution: int) -> tuple[int, int]:
+        """(h, w) for a long side of `resolution`, keeping the aspect ratio."""
+        height, width = self.shape
+        factor = resolution / max(height, width)
+        return max(1, round(height * factor)), max(1, round(width * factor))
+
+    def predict(self, image: np.ndarray | None, resolution: int) -> np.ndarray:
+        """Disparity-like prediction at the inference size (h×w float32, about [0, 1]).
+
+        `image` is the RGB the predictor would see; only its size is checked, since the noise
+        depends on the scene's depth alone. The caller up-samples, as with a real predictor.
+        """
+        if image is not None:
+            shape = np.shape(image)
+            if len(shape) != 3 or shape[2] != 3 or shape[:2] != self.shape:
+                raise InputError(
+                    f"image: expected an RGB array shaped {self.shape[0]}×{self.shape[1]}×3 "
+                    f"like the ground truth, got shape {shape}"
+                )
+        if (not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool)
+                or resolution < MIN_RESOLUTION):
+            raise InputError(
+                f"resolution: expected an integer long side ≥ {MIN_RESOLUTION} px, "
+                f"got {resolution!r}"
+            )
+        height, width = self.inference_size(resolution)
+        shrinking = height * width < self.disparity.size
+        seen = cv2.resize(self.disparity, (width, height),
+                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        edges = depth_edges(seen, self.noise.edge_threshold)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(resolution)]))
+        strength = resolution / self.training_resolution
+        inconsistent = seen + _inconsistency(seen, edges, self.noise, strength, rng)
+        return _blur_edges(inconsistent, edges, self.noise).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------- noise model
+
+def _inconsistency(
+    seen: np.ndarray, edges: np.ndarray, noise: NoiseParameters, strength: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """ε_cons: per patch, each edge-bounded region gets its own random scale and shift.
+
+    The patches' perturbations are blended with sin² windows, so a flat surface drifts smoothly
+    across patches while the perturbation can still jump across an edge inside a patch.
+    """
+    height, width = seen.shape
+    total = np.zeros((height, width), np.float64)
+    weights = np.zeros((height, width), np.float64)
+    rows = _patch_starts(height, noise.patch_size, noise.patch_overlap)
+    cols = _patch_starts(width, noise.patch_size, noise.patch_overlap)
+    window_y = _window(min(noise.patch_size, height))
+    window_x = _window(min(noise.patch_size, width))
+    window = window_y[:, None] * window_x[None, :]
+    scale_sigma = noise.scale_sigma * strength
+    shift_sigma = noise.shift_sigma * strength
+    for top in rows:
+        for left in cols:
+            area = (slice(top, top + len(window_y)), slice(left, left + len(window_x)))
+            values = seen[area]
+            labels = _regions(edges[area])
+            counts = np.bincount(labels)
+            means = np.bincount(labels, weights=values.ravel()) / np.maximum(counts, 1)
+            scale, shift = rng.standard_normal((2, len(counts)))
+            change = scale_sigma * scale[labels] * (values.ravel() - means[labels])
+            change += shift_sigma * shift[labels]
+            total[area] += window * change.reshape(values.shape)
+            weights[area] += window
+    return total / weights
+
+
+def _patch_starts(length: int, patch: int, overlap: float) -> list[int]:
+    """Patch origins at stride patch·(1 − overlap), the last one flush with the border."""
+    if length <= patch:
+        return [0]
+    stride = max(1, round(patch * (1 - overlap)))
+    starts = list(range(0, length - patch + 1, stride))
+    if starts[-1] + patch < length:
+        starts.append(length - patch)
+    return starts
+
+
+def _window(length: int) -> np.ndarray:
+    """sin² taper, positive everywhere so border pixels keep a (small) weight."""
+    return np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 2
+
+
+def _regions(edges: np.ndarray) -> np.ndarray:
+    """Component index (from 0) of the non-edge pixels; edge pixels join the nearest component."""
+    count, labels = cv2.connectedComponents((~edges).astype(np.uint8), connectivity=4)
+    if count <= 2:  # one region (or only edge pixels): the whole patch moves together
+        return np.zeros(edges.size, np.int64)
+    labels = nearest_fill(torch.from_numpy(labels.astype(np.float32)), torch.from_numpy(~edges))
+    return labels.numpy().astype(np.int64).ravel() - 1
+
+
+def _blur_edges(values: np.ndarray, edges: np.ndarray, noise: NoiseParameters) -> np.ndarray:
+    """ε_edge: Gaussian blur faded in around edges (weight exp(−dist² / 2(band·σ)²))."""
+    if not edges.any():
+        return values
+    blurred = cv2.GaussianBlur(values, (0, 0), noise.edge_blur, borderType=cv2.BORDER_REFLECT)
+    distance = _edge_distance(edges)
+    weight = np.exp(-(distance**2) / (2 * (noise.edge_band * noise.edge_blur) ** 2))
+    return weight * blurred + (1 - weight) * values
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+def _normalised_disparity(
+    depth: np.ndarray, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(1/depth min-max normalised to [0, 1] over valid pixels, holes filled; the valid mask).
+
+    Valid = finite, positive and (if given) `valid`. Holes take the nearest valid pixel's value,
+    so a predictor built on it predicts everywhere, as a real one does.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+        raise InputError(f"depth: expected a numeric H×W array, got shape {depth.shape} "
+                         f"and dtype {depth.dtype}")
+    depth = depth.astype(np.float64)
+    mask = np.isfinite(depth) & (depth > 0)
+    if valid is not None:
+        if np.shape(valid) != depth.shape:
+            raise InputError(f"valid: expected a mask shaped like depth {depth.shape}, "
+                             f"got shape {np.shape(valid)}")
+        mask &= np.asarray(valid, dtype=bool)
+    if mask.sum() < 2:
+        raise InputError(f"depth: needs at least 2 valid (finite, positive) pixels, "
+                         f"got {int(mask.sum())}")
+    disparity = np.zeros(depth.shape, np.float64)
+    disparity[mask] = 1 / depth[mask]
+    low, high = disparity[mask].min(), disparity[mask].max()
+    if low == high:
+        raise InputError(f"depth: every valid pixel has the same depth ({1 / low:g}); "
+                         "a scene needs at least two distinct depths")
+    disparity = ((disparity - low) / (high - low)).astype(np.float32)
+    if not mask.all():
+        disparity = nearest_fill(torch.from_numpy(disparity), torch.from_numpy(mask)).numpy()
+    return disparity, mask
+
+
+def depth_edges(disparity: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels whose disparity changes by more than `threshold` per pixel (Sobel / 8).
+
+    A 3×3 Sobel is 8× the central difference on a ramp, so dividing by 8 makes the threshold a
+    per-pixel change: a step of height Δ reads Δ/2 on both of its sides.
+    """
+    gx = cv2.Sobel(disparity, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.Sobel(disparity, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    return np.hypot(gx, gy) / 8 > threshold
+
+
+def _edge_distance(edges: np.ndarray) -> np.ndarray:
+    """Distance in pixels to the nearest edge pixel (OpenCV's 5×5 approximation, within 2 %)."""
+    return cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+
+
+# -------------------------------------------------------------------------------- diagnostics
+
+def edge_error(prediction: np.ndarray, depth: np.ndarray, valid: np.ndarray | None = None
+               ) -> float:
+    """Mean |aligned prediction − GT disparity| within 3 px of a GT edge (GT range units).
+
+    The prediction is up-sampled to the GT size and least-squares aligned to the normalised GT
+    disparity over valid pixels. Measures how blurred or misplaced the depth edges are.
+    """
+    residual, distance, valid = _aligned_residual(prediction, depth, valid)
+    near = valid & (distance <= EDGE_ERROR_RADIUS)
+    if not near.any():
+        warnings.warn("edge_error: the ground truth has no valid pixel near a depth edge; "
+                      "returning nan", stacklevel=2)
+        return float("nan")
+    return float(np.abs(residual[near]).mean())
+
+
+def local_inconsistency(prediction: np.ndarray, depth: np.ndarray,
+                        valid: np.ndarray | None = None) -> float:
+    """Mean over 32×32 tiles of the aligned residual's std on flat pixels (GT range units).
+
+    Flat pixels are valid ones farther than 8 image pixels and 4 prediction pixels from any GT
+    edge (a low-resolution prediction's edge smear reaches far in image pixels; it is what
+    `edge_error` measures). A tile counts when at least half of it is flat. A prediction that
+    is globally right but drifts locally scores high here; a blurred but consistent one low.
+    """
+    residual, distance, valid = _aligned_residual(prediction, depth, valid)
+    pixel = max(residual.shape) / max(np.shape(prediction))  # image pixels per prediction pixel
+    flat = valid & (distance > max(FLAT_MARGIN, FLAT_MARGIN_PREDICTED * pixel))
+    rows, cols = (size // TILE * TILE for size in residual.shape)
+
+    def per_tile(values: np.ndarray) -> np.ndarray:
+        return values[:rows, :cols].reshape(rows // TILE, TILE, cols // TILE, TILE).sum((1, 3))
+
+    count = per_tile(flat.astype(np.float64))
+    mean = per_tile(np.where(flat, residual, 0)) / np.maximum(count, 1)
+    square = per_tile(np.where(flat, residual**2, 0)) / np.maximum(count, 1)
+    spread = np.sqrt(np.maximum(square - mean**2, 0))[count >= TILE * TILE / 2]
+    if not spread.size:
+        warnings.warn(f"local_inconsistency: no {TILE}×{TILE} tile is at least half flat "
+                      "(valid and away from depth edges); returning nan", stacklevel=2)
+        return float("nan")
+    return float(spread.mean())
+
+
+def _aligned_residual(prediction: np.ndarray, depth: np.ndarray, valid: np.ndarray | None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(aligned prediction − GT disparity, distance to the nearest GT edge in px, valid mask)."""
+    target, valid = _normalised_disparity(depth, valid)
+    prediction = np.asarray(prediction)
+    if prediction.ndim != 2 or not np.issubdtype(prediction.dtype, np.number):
+        raise InputError(f"prediction: expected a numeric H×W map, got shape "
+                         f"{prediction.shape} and dtype {prediction.dtype}")
+    if not np.isfinite(prediction).all():
+        raise InputError(f"prediction: {int((~np.isfinite(prediction)).sum())} values are "
+                         "NaN or infinite; a prediction must be finite everywhere")
+    source = torch.from_numpy(prediction.astype(np.float64))[None]
+    source = resize_maps(source, target.shape)
+    goal = torch.from_numpy(target.astype(np.float64))[None]
+    aligned = align_to(source, goal, torch.from_numpy(valid)[None])[0].numpy()
+    edges = depth_edges(target, NoiseParameters().edge_threshold)
+    distance = _edge_distance(edges)
+    return aligned - target, distance, valid

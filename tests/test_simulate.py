@@ -1,0 +1,199 @@
+"""The simulated predictor: determinism, shapes, input checks, and the two properties it exists
+for (edges sharpen, local consistency degrades as the inference resolution rises)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from sddr_core.errors import InputError
+from sddr_core.sample import sample_scene
+from sddr_core.simulate import (
+    NoiseParameters,
+    SimulatedPredictor,
+    depth_edges,
+    edge_error,
+    local_inconsistency,
+)
+
+RESOLUTIONS = (96, 192, 384, 768)
+
+
+def _two_planes(shape=(40, 56)) -> np.ndarray:
+    """Far wall (depth 8) with a near box (depth 2) in the middle."""
+    depth = np.full(shape, 8.0, np.float32)
+    depth[10:30, 16:40] = 2.0
+    return depth
+
+
+# ------------------------------------------------------------------------------ determinism
+
+def test_same_seed_is_bit_identical_and_seeds_differ():
+    depth = _two_planes()
+    first = SimulatedPredictor(depth, seed=3).predict(None, 112)
+    again = SimulatedPredictor(depth, seed=3)
+    np.testing.assert_array_equal(again.predict(None, 112), first)
+    np.testing.assert_array_equal(again.predict(None, 112), first)  # no state between calls
+    assert not np.array_equal(SimulatedPredictor(depth, seed=4).predict(None, 112), first)
+
+
+# -------------------------------------------------------------------------- shape and values
+
+@pytest.mark.parametrize(("shape", "resolution", "expected"), [
+    ((40, 56), 28, (20, 28)),    # shrinking, landscape
+    ((56, 40), 28, (28, 20)),    # portrait
+    ((37, 53), 20, (14, 20)),    # 37·20/53 = 13.96 rounds up
+    ((40, 56), 112, (80, 112)),  # growing past the ground truth
+    ((48, 48), 8, (8, 8)),       # the smallest resolution allowed
+])
+def test_output_is_float32_finite_at_inference_size(shape, resolution, expected):
+    prediction = SimulatedPredictor(_two_planes(shape)).predict(None, resolution)
+    assert prediction.shape == expected
+    assert prediction.dtype == np.float32
+    assert np.isfinite(prediction).all()
+    assert prediction.min() > -0.5 and prediction.max() < 1.5  # about [0, 1]
+
+
+@pytest.mark.parametrize("resolution", [28, 56, 112])
+def test_polarity_is_disparity_near_is_larger(resolution):
+    predictor = SimulatedPredictor(_two_planes())
+    assert predictor.polarity == "disparity"
+    prediction = predictor.predict(None, resolution)
+    h, w = prediction.shape
+    box = prediction[h // 2 - h // 10: h // 2 + h // 10, w // 2 - w // 10: w // 2 + w // 10]
+    assert box.min() > prediction[: h // 10].max()
+
+
+def test_invalid_ground_truth_is_filled_from_nearest_valid_pixel():
+    depth = _two_planes((48, 64)).astype(np.float64)
+    depth[16:24, 24:32] = np.nan  # a hole inside the near box
+    depth[0:4, :] = 0
+    depth[-4:, :] = np.inf
+    valid = np.ones(depth.shape, bool)
+    valid[:, :4] = False  # invalid by mask although finite
+    depth[:, :4] = 1e-3  # would become the nearest point if the mask were ignored
+    prediction = SimulatedPredictor(depth, valid=valid).predict(None, 64)
+    assert np.isfinite(prediction).all()
+    assert prediction[20, 28] == pytest.approx(1, abs=0.05)  # the box's value, not 0
+    assert prediction[:, :2].max() < 0.1  # the wall's value, not the masked near values
+
+
+# ------------------------------------------------------------------------------- bad inputs
+
+@pytest.mark.parametrize(("depth", "message"), [
+    (np.ones((4, 5, 3)), "H×W"),
+    (np.array([[np.nan, 0.0], [-1.0, 2.0]]), "at least 2 valid"),
+    (np.full((8, 8), 3.0), "same depth"),
+    (np.full((8, 8), np.nan), "at least 2 valid"),
+])
+def test_bad_depth_is_refused_naming_depth(depth, message):
+    with pytest.raises(InputError, match=f"^depth: .*{message}"):
+        SimulatedPredictor(depth)
+
+
+def test_bad_image_and_resolution_are_refused_by_name():
+    predictor = SimulatedPredictor(_two_planes())
+    with pytest.raises(InputError, match="^image: .*40×56×3"):
+        predictor.predict(np.zeros((40, 57, 3), np.uint8), 56)
+    with pytest.raises(InputError, match="^image: "):
+        predictor.predict(np.zeros((40, 56), np.uint8), 56)
+    for resolution in (7, 0, 56.0, "56", True):
+        with pytest.raises(InputError, match="^resolution: "):
+            predictor.predict(None, resolution)
+    with pytest.raises(InputError, match="^valid: "):
+        SimulatedPredictor(_two_planes(), valid=np.ones((3, 3), bool))
+    predictor.predict(np.zeros((40, 56, 3), np.uint8), np.int64(8))  # numpy ints are fine
+
+
+# ----------------------------------------------------------------------------- noise model
+
+def test_edges_catch_steps_but_not_slopes():
+    ramp = np.tile(np.linspace(0, 1, 50, dtype=np.float32), (10, 1))  # 1/49 per pixel
+    assert not depth_edges(ramp, NoiseParameters().edge_threshold).any()
+    step = np.zeros((10, 50), np.float32)
+    step[:, 25:] = 0.06
+    edges = depth_edges(step, NoiseParameters().edge_threshold)
+    assert edges[:, 24:26].all() and edges.sum() == 20
+
+
+def test_each_region_inside_a_patch_gets_its_own_transform():
+    """Two flat regions at the SAME depth, split by a nearer strip inside one 64×64 patch: a
+    whole-patch transform would move them together; per-component transforms do not."""
+    depth = np.full((48, 48), 5.0)
+    depth[:, 20:28] = 2.0
+    quiet = replace(NoiseParameters(), shift_sigma=0.0, scale_sigma=0.0)
+    noiseless = SimulatedPredictor(depth, noise=quiet).predict(None, 48)
+    for seed in range(3):
+        predictor = SimulatedPredictor(depth, seed=seed, training_resolution=48)
+        change = predictor.predict(None, 48) - noiseless
+        left, right = change[:, :8], change[:, 40:]  # far from the strip's blur
+        assert np.ptp(left) < 1e-6 and np.ptp(right) < 1e-6  # a flat region moves as one
+        assert abs(left.mean() - right.mean()) > 1e-3
+
+
+def test_inconsistency_is_smooth_across_patches():
+    """On an edge-free surface the blended perturbation has no seams at patch borders."""
+    ramp = 2 + np.tile(np.linspace(0, 1, 192), (128, 1))
+    predictor = SimulatedPredictor(ramp, training_resolution=96)
+    change = predictor.predict(None, 192) - predictor.disparity
+    largest_step = max(np.abs(np.diff(change, axis=a)).max() for a in (0, 1))
+    assert largest_step < 0.05 * np.ptp(change)
+    assert np.ptp(change) > 0.02  # and there is a perturbation to speak of
+
+
+def test_noise_grows_in_proportion_to_resolution_over_training_resolution():
+    ramp = 2 + np.tile(np.linspace(0, 1, 160), (96, 1))  # no edges: ε_cons only
+    base = SimulatedPredictor(ramp, training_resolution=160)
+    half = SimulatedPredictor(ramp, training_resolution=80)  # same draws, twice the σ
+    change = base.predict(None, 160) - base.disparity
+    np.testing.assert_allclose(half.predict(None, 160) - half.disparity, 2 * change, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ diagnostics
+
+def test_diagnostics_separate_blur_from_drift():
+    _, depth = sample_scene(128, 192, seed=0)
+    truth = SimulatedPredictor(depth).disparity
+    exact = 3 * truth + 1  # any affine map is as good as the truth
+    assert edge_error(exact, depth) < 1e-5
+    assert local_inconsistency(exact, depth) < 1e-5
+    coarse = cv2.resize(truth, (48, 32), interpolation=cv2.INTER_AREA)  # consistent, blurry
+    rng = np.random.default_rng(0)
+    drift = cv2.resize(rng.normal(0, 0.05, (16, 24)).astype(np.float32), (192, 128))
+    drifting = truth + drift  # sharp, locally inconsistent
+    assert edge_error(coarse, depth) > 2 * edge_error(drifting, depth)
+    assert local_inconsistency(drifting, depth) > 5 * local_inconsistency(coarse, depth)
+    with pytest.raises(InputError, match="^prediction: "):
+        edge_error(np.full((8, 8), np.nan), depth)
+
+
+@pytest.fixture(scope="module")
+def property_scores() -> dict[int, tuple[list[float], list[float]]]:
+    """Per seed, edge_error and local_inconsistency over RESOLUTIONS on the procedural room
+    (384 wide, so r̂ = 192 puts the training resolution at half the image, as 384 is for a
+    typical photo)."""
+    scores = {}
+    for seed in (0, 1, 2):
+        rgb, depth = sample_scene(256, 384, seed=seed)
+        predictor = SimulatedPredictor(depth, seed=seed, training_resolution=192)
+        predictions = [predictor.predict(rgb, r) for r in RESOLUTIONS]
+        scores[seed] = ([edge_error(p, depth) for p in predictions],
+                        [local_inconsistency(p, depth) for p in predictions])
+    return scores
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_edges_sharpen_as_resolution_rises(property_scores, seed):
+    errors = property_scores[seed][0]
+    assert all(np.diff(errors) < 0), errors
+    assert errors[0] > 1.4 * errors[-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_local_consistency_degrades_as_resolution_rises(property_scores, seed):
+    spreads = property_scores[seed][1]
+    assert all(np.diff(spreads) > 0), spreads
+    assert spreads[-1] > 5 * spreads[0]  # low resolution is far more consistent
