@@ -1,4 +1,4 @@
-"""The `sddr` command line: refine, demo, info, bench."""
+"""The `sddr` command line: refine, demo, eval, info, bench."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    python_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest: f"sddr: warning: {message}\n"
     try:
         return args.run(args)
     except SddrError as err:
         print(f"sddr: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = python_format
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +57,32 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="sddr-demo", help="output folder")
     runtime_options(demo)
     demo.set_defaults(run=_demo)
+
+    evaluation = commands.add_parser(
+        "eval", help="score methods on a dataset with ground truth (needs the 'eval' extra)")
+    evaluation.add_argument("--dataset", nargs=2, required=True, metavar=("KIND", "PATH"),
+                            help="middlebury2006 (or 2005), middlebury2014 (or 2021) or "
+                                 "folder, and its path")
+    evaluation.add_argument("--predictor", default="simulated",
+                            help="depth predictor making the low/high inputs (default: "
+                                 "simulated, the paper's noise model on the ground truth)")
+    evaluation.add_argument("--seed", type=int, default=0, help="noise and sampling seed")
+    evaluation.add_argument("--methods",
+                            help="comma-separated, from low,high,guided,sddr (default: all; "
+                                 "sddr only when weights are given or bundled)")
+    evaluation.add_argument("--low-resolution", type=int,
+                            help="low inference resolution, long side (default: the "
+                                 "predictor's training resolution)")
+    evaluation.add_argument("--high-resolution", type=int,
+                            help="high inference resolution, long side (default: the image's "
+                                 "long side, at least twice the low one)")
+    evaluation.add_argument("--ord", default="boost", choices=("boost", "ranking"),
+                            help="ORD protocol (default: Boost's superpixel ORD)")
+    evaluation.add_argument("--limit", type=int, help="evaluate only the first N images")
+    evaluation.add_argument("--no-figures", action="store_true", help="write no figures")
+    evaluation.add_argument("-o", "--output", required=True, help="output folder")
+    runtime_options(evaluation)
+    evaluation.set_defaults(run=_eval, weights=None)
 
     info = commands.add_parser("info", help="presets, parameter counts, device")
     info.set_defaults(run=_info)
@@ -97,6 +126,47 @@ def _demo(args) -> int:
     for path in run_demo(refiner, args.output):
         print(f"wrote {path}")
     return 0
+
+
+def _eval(args) -> int:
+    from pathlib import Path
+
+    from .datasets import open_dataset
+    from .evaluation import METHODS, evaluate_dataset, parse_methods, write_report
+    from .progress import ProgressBar
+
+    kind, root = args.dataset
+    dataset = open_dataset(kind, root)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise InputError(f"--limit {args.limit}: must be at least 1")
+        dataset = [dataset[i] for i in range(min(args.limit, len(dataset)))]
+    weights = args.weights or ("default" if _bundled_weights_present() else None)
+    if args.methods:
+        methods = parse_methods(args.methods)
+    else:
+        methods = METHODS if weights else tuple(m for m in METHODS if m != "sddr")
+    refiner = None
+    if "sddr" in methods:
+        refiner = load_refiner(weights or "default", device=args.device, dtype=args.dtype)
+    out = Path(args.output)
+    report = evaluate_dataset(
+        dataset, methods, predictor=args.predictor, refiner=refiner,
+        low_resolution=args.low_resolution, high_resolution=args.high_resolution,
+        ord_variant=args.ord, seed=args.seed,
+        figures_dir=None if args.no_figures else out / "figures",
+        progress=ProgressBar("eval"),
+    )
+    report["dataset"] = {"kind": kind, "root": str(Path(root).resolve())}
+    report["weights"] = weights if refiner is not None else None
+    for path in write_report(report, out, figures=not args.no_figures):
+        print(f"wrote {path}")
+    print(Path(out / "metrics.md").read_text(), end="")
+    return 0
+
+
+def _bundled_weights_present() -> bool:
+    return (BUNDLED_DIR / BUNDLED["default"]).is_file()
 
 
 def _info(args) -> int:

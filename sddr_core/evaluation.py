@@ -1,0 +1,213 @@
+"""`sddr eval`: every method scored on every image of a dataset, as a table and as pictures.
+
+Per image the predictor runs twice (low and high resolution); each method turns that pair
+into depth at the ground truth's size; `metrics.evaluate` scores it. Means over images go
+into `metrics.json` and `metrics.md` (the paper's column order).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .baselines import guided_fusion, resize_prediction
+from .datasets import Sample
+from .errors import InputError
+from .files import atomic_output
+from .metrics import METRIC_KEYS, aligned_depth, evaluate
+from .refiner import Refiner
+from .simulate import SimulatedPredictor
+
+METHODS = ("low", "high", "guided", "sddr")
+COLUMNS = {"delta1": "δ1 ↑", "rel": "REL ↓", "ord": "ORD ↓", "d3r": "D³R ↓",
+           "sqrel": "SqRel ↓", "rmse": "RMSE ↓", "log10": "log10 ↓",
+           "delta2": "δ2 ↑", "delta3": "δ3 ↑"}
+"""The paper's column order: main tables (δ1, REL, ORD, D³R), then Tables 7–9."""
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """'low,high,guided' → ('low', 'high', 'guided'); repeats dropped, unknown names refused."""
+    methods = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"--methods {text!r}: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(METHODS)}")
+    return methods
+
+
+def simulated_predictor(sample: Sample, seed: int) -> SimulatedPredictor:
+    """The noise simulator on this sample's ground truth; its seed mixes in the image name,
+    so every image gets its own noise and the same name always the same."""
+    image_seed = int(np.random.SeedSequence([seed, zlib.crc32(sample.name.encode())])
+                     .generate_state(1)[0])
+    return SimulatedPredictor(sample.depth, sample.valid, seed=image_seed)
+
+
+PREDICTORS: dict[str, Callable[[Sample, int], SimulatedPredictor]] = {
+    "simulated": simulated_predictor,
+}
+"""Predictor name → factory(sample, seed); the simulator needs the sample's ground truth."""
+
+
+def evaluate_dataset(
+    dataset: Sequence[Sample],
+    methods: Sequence[str],
+    predictor: str = "simulated",
+    refiner: Refiner | None = None,
+    low_resolution: int | None = None,
+    high_resolution: int | None = None,
+    ord_variant: str = "boost",
+    seed: int = 0,
+    figures_dir: str | os.PathLike | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """Score `methods` on every sample; returns the report `write_report` stores.
+
+    Resolutions default to the predictor's training resolution r̂ (low) and the image's long
+    side but at least 2·low (high). Samples without usable ground truth are skipped with a
+    warning and listed under "skipped".
+    """
+    if predictor not in PREDICTORS:
+        raise InputError(f"--predictor {predictor!r}: unknown; choose from "
+                         f"{', '.join(PREDICTORS)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed {seed!r}: must be a non-negative integer")
+    for name, value in (("low", low_resolution), ("high", high_resolution)):
+        if value is not None and value < 8:
+            raise InputError(f"--{name}-resolution {value}: must be at least 8 pixels")
+    if "sddr" in methods and refiner is None:
+        raise InputError("method 'sddr' needs a refiner (--weights)")
+    images, skipped, space = [], [], None
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        reason = _unusable(sample)
+        if reason:
+            warnings.warn(f"{sample.name}: skipped, {reason}", stacklevel=2)
+            skipped.append({"name": sample.name, "reason": reason})
+        else:
+            model = PREDICTORS[predictor](sample, seed)
+            space = model.polarity
+            low_res = low_resolution if low_resolution is not None \
+                else model.training_resolution
+            high_res = high_resolution if high_resolution is not None \
+                else max(max(sample.depth.shape), 2 * low_res)
+            low = model.predict(sample.image, low_res)
+            high = model.predict(sample.image, high_res)
+            outputs = {m: _method_output(m, low, high, sample.depth.shape, refiner)
+                       for m in methods}
+            scores = {m: evaluate(out, sample.depth, sample.valid, space=space,
+                                  ord_variant=ord_variant, seed=seed)
+                      for m, out in outputs.items()}
+            images.append({"name": sample.name, "size": list(sample.depth.shape),
+                           "resolutions": {"low": low_res, "high": high_res},
+                           "metrics": scores})
+            if figures_dir is not None:
+                _image_figure(Path(figures_dir) / f"{sample.name}.png", sample, outputs,
+                              scores, space)
+        if progress is not None:
+            progress(index + 1, len(dataset), sample.name)
+    return {
+        "predictor": predictor,
+        "methods": list(methods),
+        "space": space,
+        "ord_variant": ord_variant,
+        "seed": seed,
+        "evaluated": len(images),
+        "skipped": skipped,
+        "mean": _means(images, methods),
+        "images": images,
+    }
+
+
+def _unusable(sample: Sample) -> str | None:
+    values = sample.depth[sample.valid]
+    if values.size < 2:
+        return "its ground truth has no valid pixel" if values.size == 0 else \
+            "its ground truth has a single valid pixel"
+    if values.min() == values.max():
+        return "its ground truth is constant"
+    return None
+
+
+def _method_output(method: str, low: np.ndarray, high: np.ndarray, size: tuple[int, int],
+                   refiner: Refiner | None) -> np.ndarray:
+    if method == "low":
+        return resize_prediction(low, size)
+    if method == "high":
+        return resize_prediction(high, size)
+    if method == "guided":
+        return guided_fusion(low, high, size)
+    return refiner.refine(low, high, out_size=size)
+
+
+def _means(images: list[dict], methods: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean over images per method and metric; NaN entries (no usable pairs) are left out."""
+    means = {}
+    for method in methods:
+        means[method] = {}
+        for key in METRIC_KEYS:
+            values = [image["metrics"][method][key] for image in images]
+            finite = [v for v in values if math.isfinite(v)]
+            means[method][key] = float(np.mean(finite)) if finite else math.nan
+    return means
+
+
+def _image_figure(path: Path, sample: Sample, outputs: dict[str, np.ndarray],
+                  scores: dict[str, dict[str, float]], space: str) -> None:
+    from .figures import image_panel
+
+    aligned = {m: aligned_depth(out, sample.depth, sample.valid, space)
+               for m, out in outputs.items()}
+    titles = {m: f"{m}  δ1 {s['delta1']:.3f}  REL {s['rel']:.3f}" for m, s in scores.items()}
+    image_panel(path, sample.image, sample.depth, sample.valid, aligned, titles)
+
+
+def write_report(report: dict, out_dir: str | os.PathLike, figures: bool = True) -> list[Path]:
+    """metrics.json (everything), metrics.md (the table) and metrics.png (bar chart)."""
+    out = Path(out_dir)
+    written = []
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(_strict_json(report), indent=2, allow_nan=False) + "\n")
+    written.append(out / "metrics.json")
+    with atomic_output(out / "metrics.md") as tmp:
+        tmp.write_text(markdown_table(report))
+    written.append(out / "metrics.md")
+    if figures and report["evaluated"]:
+        from .figures import metrics_chart
+
+        written.append(metrics_chart(out / "metrics.png", report["mean"], COLUMNS))
+    return written
+
+
+def _strict_json(value):
+    """NaN (a metric with no usable pairs) → null, so any JSON reader accepts the file."""
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def markdown_table(report: dict) -> str:
+    """The mean table, one row per method, with a line saying what produced it."""
+    lines = [
+        f"Mean over {report['evaluated']} images ({len(report['skipped'])} skipped); "
+        f"predictor {report['predictor']}, seed {report['seed']}, "
+        f"alignment in {report['space'] or '(no image)'} space, ORD {report['ord_variant']}.",
+        "",
+        "| method | " + " | ".join(COLUMNS.values()) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+    ]
+    for method, values in report["mean"].items():
+        cells = " | ".join(f"{values[key]:.3f}" for key in COLUMNS)
+        lines.append(f"| {method} | {cells} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,390 @@
+"""`sddr eval` end to end: baselines, the runner, the report files, progress and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from sddr_core.baselines import guided_filter, guided_fusion, resize_prediction
+from sddr_core.cli import main
+from sddr_core.datasets import DepthFolder
+from sddr_core.errors import InputError
+from sddr_core.evaluation import (
+    METHODS,
+    evaluate_dataset,
+    markdown_table,
+    parse_methods,
+    write_report,
+)
+from sddr_core.metrics import METRIC_KEYS
+from sddr_core.network import RefinementNetwork
+from sddr_core.progress import ProgressBar
+from sddr_core.refiner import Refiner
+from sddr_core.sample import sample_scene
+from tests.tiny import TINY
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PAPER_ORDER = ("delta1", "rel", "ord", "d3r", "sqrel", "rmse", "log10", "delta2", "delta3")
+PAPER_TITLES = ("δ1", "REL", "ORD", "D³R", "SqRel", "RMSE", "log10", "δ2", "δ3")
+FAST = {"low_resolution": 32, "high_resolution": 96}  # scenes are 64×96: low really is low
+FAST_CLI = ["--low-resolution", "32", "--high-resolution", "96"]
+
+
+def _write_folder(root: Path, scenes: dict[str, np.ndarray | None]) -> Path:
+    """A DepthFolder of 64×96 sample scenes; a None entry gets all-zero (invalid) depth."""
+    (root / "images").mkdir(parents=True)
+    (root / "depth").mkdir()
+    for seed, (name, depth) in enumerate(scenes.items()):
+        rgb, scene_depth = sample_scene(64, 96, seed)
+        assert cv2.imwrite(str(root / "images" / f"{name}.png"), rgb[..., ::-1].copy())
+        np.save(root / "depth" / f"{name}.npy",
+                scene_depth if depth is None else depth.astype(np.float32))
+    return root
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes().startswith(PNG_SIGNATURE) and cv2.imread(str(path)) is not None
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return _write_folder(tmp_path_factory.mktemp("scenes"), dict.fromkeys(("a", "b", "c")))
+
+
+@pytest.fixture(scope="module")
+def folder_with_empty(tmp_path_factory) -> Path:
+    scenes = {"a": None, "empty": np.zeros((64, 96)), "b": None}
+    return _write_folder(tmp_path_factory.mktemp("with_empty"), scenes)
+
+
+@pytest.fixture(scope="module")
+def report(folder) -> dict:
+    return evaluate_dataset(DepthFolder(folder), ("low", "high", "guided"), seed=0, **FAST)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    Refiner(RefinementNetwork(TINY), device="cpu").save(path)
+    return str(path)
+
+
+def _step(height: int, width: int) -> np.ndarray:
+    return (np.arange(width) >= width // 2).astype(np.float64)[None].repeat(height, 0)
+
+
+# ------------------------------------------------------------------------------------ baselines
+
+def test_guided_filter_with_source_as_guide_keeps_the_source():
+    source = np.random.default_rng(0).uniform(0, 1, (40, 50))
+    np.testing.assert_allclose(guided_filter(source, source, 3, 1e-6), source, atol=1e-3)
+
+
+def test_guided_filter_with_flat_guide_is_a_box_mean():
+    """A flat guide explains nothing (a = 0), so each window's b is the box mean of the source,
+    and the output averages those over the windows: a box filter applied twice."""
+    source = np.random.default_rng(1).uniform(0, 1, (40, 50))
+    radius = 2
+    box_mean = ndimage.uniform_filter(source, 2 * radius + 1, mode="reflect")
+    expected = ndimage.uniform_filter(box_mean, 2 * radius + 1, mode="reflect")
+    result = guided_filter(source, np.full_like(source, 0.3), radius, 1e-6)
+    np.testing.assert_allclose(result, expected, atol=1e-9)
+
+
+def test_guided_fusion_sharpens_low_in_low_units():
+    size = (64, 96)
+    sharp = _step(*size)
+    low = cv2.GaussianBlur(cv2.resize(sharp, (24, 16), interpolation=cv2.INTER_AREA),
+                           (0, 0), 1.5) * 2.0 + 1.0  # blurred step, values in [1, 3]
+    high = 40.0 - 30.0 * sharp + 0.01 * np.random.default_rng(2).standard_normal(size)
+    fused = guided_fusion(low, high, size)
+    upsampled = resize_prediction(low, size)
+
+    assert fused.shape == size and fused.dtype == np.float32
+    span = low.max() - low.min()
+    assert low.min() - 0.05 * span <= fused.min() and fused.max() <= low.max() + 0.05 * span
+    assert fused[:, :40].mean() < 1.5 and fused[:, -40:].mean() > 2.5  # low's polarity too
+    steepest = np.abs(np.diff(fused, axis=1)).max()
+    assert steepest > 2.5 * np.abs(np.diff(upsampled, axis=1)).max()
+
+
+@pytest.mark.parametrize("size", [(100, 150), (20, 30), (30, 120)])
+def test_resize_prediction_shapes(size):
+    ramp = np.linspace(0, 1, 40 * 60, dtype=np.float32).reshape(40, 60)
+    resized = resize_prediction(ramp, size)
+    assert resized.shape == size and resized.dtype == np.float32
+    assert abs(resized.mean() - ramp.mean()) < 0.02
+
+
+@pytest.mark.parametrize("size", [(21, 21), (32, 32), (17, 23)])
+def test_resize_prediction_does_not_alias_a_checkerboard(size):
+    """Point-sampling a 1-px checkerboard gives values near 0 and 1; anti-aliasing gives ~0.5."""
+    board = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)
+    resized = resize_prediction(board, size)
+    assert np.abs(resized - 0.5).max() < 0.1
+
+
+# --------------------------------------------------------------------------------------- runner
+
+def test_report_structure(report):
+    assert set(report) == {"predictor", "methods", "space", "ord_variant", "seed", "evaluated",
+                           "skipped", "mean", "images"}
+    assert report["methods"] == ["low", "high", "guided"]
+    assert report["evaluated"] == 3 and report["skipped"] == []
+    assert report["space"] == "disparity"  # the simulator predicts near = large
+    assert [image["name"] for image in report["images"]] == ["a", "b", "c"]
+    for image in report["images"]:
+        assert image["size"] == [64, 96]
+        assert image["resolutions"] == {"low": 32, "high": 96}
+        assert list(image["metrics"]) == ["low", "high", "guided"]
+        for scores in image["metrics"].values():
+            assert tuple(scores) == METRIC_KEYS
+            assert all(math.isfinite(v) for v in scores.values())
+
+
+def test_mean_is_the_mean_over_images(report):
+    for method, means in report["mean"].items():
+        for key in METRIC_KEYS:
+            per_image = [image["metrics"][method][key] for image in report["images"]]
+            assert means[key] == pytest.approx(np.mean(per_image), rel=1e-12)
+
+
+def test_high_resolution_beats_low_on_edges(report):
+    """The simulator's low prediction is blurred: the high one must score better on D³R."""
+    assert report["mean"]["high"]["d3r"] < report["mean"]["low"]["d3r"]
+
+
+def test_same_seed_same_report_other_seed_other_numbers(folder, report):
+    dataset = DepthFolder(folder)
+    again = evaluate_dataset(dataset, ("low", "high", "guided"), seed=0, **FAST)
+    assert json.dumps(again) == json.dumps(report)
+    other = evaluate_dataset(dataset, ("low", "high", "guided"), seed=1, **FAST)
+    assert other["seed"] == 1
+    assert other["mean"]["high"]["rel"] != report["mean"]["high"]["rel"]
+    assert other["images"][0]["metrics"]["low"] != report["images"][0]["metrics"]["low"]
+
+
+def test_unusable_ground_truth_is_skipped_and_progress_sees_every_image(folder_with_empty):
+    calls = []
+    with pytest.warns(UserWarning, match="empty: skipped"):
+        result = evaluate_dataset(DepthFolder(folder_with_empty), ("low",),
+                                  progress=lambda *args: calls.append(args), **FAST)
+    assert result["evaluated"] == 2
+    assert [image["name"] for image in result["images"]] == ["a", "b"]
+    assert [entry["name"] for entry in result["skipped"]] == ["empty"]
+    assert "no valid pixel" in result["skipped"][0]["reason"]
+    assert calls == [(1, 3, "a"), (2, 3, "b"), (3, 3, "empty")]  # names sorted
+
+
+def test_figures_one_png_per_evaluated_image(folder_with_empty, tmp_path):
+    with pytest.warns(UserWarning, match="empty"):
+        evaluate_dataset(DepthFolder(folder_with_empty), ("low", "guided"),
+                         figures_dir=tmp_path / "figures", **FAST)
+    assert sorted(os.listdir(tmp_path / "figures")) == ["a.png", "b.png"]
+    assert all(_is_png(path) for path in (tmp_path / "figures").iterdir())
+
+
+def test_sddr_method_with_a_tiny_refiner(folder):
+    refiner = Refiner(RefinementNetwork(TINY), device="cpu")
+    dataset = [DepthFolder(folder)[0]]
+    result = evaluate_dataset(dataset, ("low", "sddr"), refiner=refiner, **FAST)
+    assert result["methods"] == ["low", "sddr"]
+    assert all(math.isfinite(v) for v in result["mean"]["sddr"].values())
+
+
+def test_sddr_without_refiner_and_unknown_predictor_are_refused(folder):
+    dataset = DepthFolder(folder)
+    with pytest.raises(InputError, match="sddr.*refiner"):
+        evaluate_dataset(dataset, ("low", "sddr"))
+    with pytest.raises(InputError, match="'oracle'.*simulated"):
+        evaluate_dataset(dataset, ("low",), predictor="oracle")
+
+
+# -------------------------------------------------------------------------------- parse_methods
+
+def test_parse_methods_keeps_order_and_ignores_whitespace():
+    assert parse_methods("guided, low ,high") == ("guided", "low", "high")
+    assert parse_methods("sddr") == ("sddr",)
+
+
+@pytest.mark.parametrize("text", ["low,bogus", "", " , "])
+def test_parse_methods_refuses_unknown_or_empty(text):
+    with pytest.raises(InputError, match=", ".join(METHODS)) as error:
+        parse_methods(text)
+    if "bogus" in text:
+        assert "bogus" in str(error.value)
+
+
+# --------------------------------------------------------------------------------- write_report
+
+def test_write_report_files(report, tmp_path):
+    written = write_report(report, tmp_path / "out")
+    out = tmp_path / "out"
+    assert written == [out / "metrics.json", out / "metrics.md", out / "metrics.png"]
+    assert json.loads((out / "metrics.json").read_text()) == report
+    assert _is_png(out / "metrics.png")
+
+    lines = (out / "metrics.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| method |"))
+    titles = [cell.strip() for cell in lines[header].strip("|").split("|")]
+    assert [title.split()[0] for title in titles[1:]] == list(PAPER_TITLES)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:]]
+    assert [row[0] for row in rows] == ["low", "high", "guided"]
+    for method, *cells in rows:
+        assert cells == [f"{report['mean'][method][key]:.3f}" for key in PAPER_ORDER]
+
+
+def test_write_report_stores_nan_as_null(report, tmp_path):
+    with_nan = json.loads(json.dumps(report))
+    with_nan["mean"]["low"]["ord"] = math.nan
+    write_report(with_nan, tmp_path, figures=False)
+    loaded = json.loads((tmp_path / "metrics.json").read_text())
+    assert loaded["mean"]["low"]["ord"] is None  # strict JSON: NaN is not a JSON value
+    assert "| nan |" in (tmp_path / "metrics.md").read_text()
+    assert not (tmp_path / "metrics.png").exists()
+
+
+def test_write_report_failure_leaves_earlier_report_intact(report, tmp_path):
+    write_report(report, tmp_path)
+    before = (tmp_path / "metrics.json").read_bytes()
+    with pytest.raises(TypeError):
+        write_report({**report, "refiner": object()}, tmp_path)
+    assert (tmp_path / "metrics.json").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json", "metrics.md", "metrics.png"]
+
+
+def test_report_with_every_image_skipped(tmp_path):
+    empty = _write_folder(tmp_path / "data", {"flat": np.full((64, 96), 2.0)})
+    with pytest.warns(UserWarning, match="constant"):
+        result = evaluate_dataset(DepthFolder(empty), ("low", "high"), **FAST)
+    assert result["evaluated"] == 0
+    assert all(math.isnan(v) for v in result["mean"]["low"].values())
+    assert "Mean over 0 images (1 skipped)" in markdown_table(result)
+    written = write_report(result, tmp_path / "out")
+    assert [path.name for path in written] == ["metrics.json", "metrics.md"]
+
+
+# ---------------------------------------------------------------------------------- ProgressBar
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_in_a_log_prints_one_line_per_step():
+    stream = io.StringIO()
+    bar = ProgressBar("eval", stream=stream)
+    bar(2, 5, "aloe")
+    bar(5, 5, "baby1")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and stream.getvalue().endswith("\n")
+    assert "2/5" in lines[0] and lines[0].endswith("aloe") and lines[0].startswith("eval")
+    assert "5/5" in lines[1] and "baby1" in lines[1]
+    assert "\r" not in stream.getvalue()
+
+
+def test_progress_bar_on_a_terminal_redraws_in_place():
+    stream = _Terminal()
+    bar = ProgressBar("eval", stream=stream)
+    bar(2, 5, "aloe")
+    assert stream.getvalue().startswith("\r") and "2/5" in stream.getvalue()
+    assert "\n" not in stream.getvalue()
+    bar(5, 5, "baby1")
+    assert stream.getvalue().count("\r") == 2
+    assert stream.getvalue().endswith("baby1\n") and stream.getvalue().count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def _eval(folder: Path, out: Path, *extra: str) -> int:
+    return main(["eval", "--dataset", "folder", str(folder), "-o", str(out), *FAST_CLI, *extra])
+
+
+def test_cli_eval_writes_report_and_figures(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _eval(folder, out, "--methods", "low,high,guided", "--limit", "2") == 0
+    assert sorted(os.listdir(out)) == ["figures", "metrics.json", "metrics.md", "metrics.png"]
+    assert sorted(os.listdir(out / "figures")) == ["a.png", "b.png"]
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["methods"] == ["low", "high", "guided"]
+    assert stored["dataset"] == {"kind": "folder", "root": str(folder.resolve())}
+    assert stored["weights"] is None
+    captured = capsys.readouterr()
+    assert "| guided |" in captured.out and "2/2" in captured.err
+
+
+def test_cli_eval_with_sddr_weights(folder, weights, tmp_path):
+    out = tmp_path / "out"
+    assert _eval(folder, out, "--methods", "low,sddr", "--weights", weights, "--device", "cpu",
+                 "--no-figures", "--limit", "1") == 0
+    assert "| sddr |" in (out / "metrics.md").read_text()
+    assert json.loads((out / "metrics.json").read_text())["weights"] == weights
+
+
+def test_cli_eval_options(folder, tmp_path):
+    out = tmp_path / "out"
+    assert _eval(folder, out, "--methods", "low", "--no-figures", "--limit", "1",
+                 "--ord", "ranking", "--seed", "3") == 0
+    assert not list(out.rglob("*.png"))
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["evaluated"] == 1 and [i["name"] for i in stored["images"]] == ["a"]
+    assert stored["ord_variant"] == "ranking" and stored["seed"] == 3
+
+
+def test_cli_default_methods_leave_out_sddr_without_weights(folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("sddr_core.cli._bundled_weights_present", lambda: False)
+    out = tmp_path / "out"
+    assert _eval(folder, out, "--no-figures", "--limit", "1") == 0
+    assert json.loads((out / "metrics.json").read_text())["methods"] == ["low", "high", "guided"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--methods", "bogus"], ["bogus", "low, high, guided, sddr"]),
+    (["--limit", "0"], ["--limit 0", "at least 1"]),
+])
+def test_cli_eval_bad_arguments(folder, tmp_path, capsys, args, expected):
+    out = tmp_path / "out"
+    assert _eval(folder, out, *args) == 2
+    err = capsys.readouterr().err
+    assert all(text in err for text in expected)
+    assert not out.exists()
+
+
+def test_cli_eval_negative_seed_is_refused(folder, tmp_path, capsys):
+    assert _eval(folder, tmp_path / "out", "--methods", "low", "--seed", "-1") == 2
+    assert "--seed" in capsys.readouterr().err
+
+
+def test_cli_eval_zero_resolution_is_refused(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", "folder", str(folder), "-o", str(out), "--methods", "low",
+                 "--no-figures", "--limit", "1", "--low-resolution", "0"]) == 2
+    assert "--low-resolution" in capsys.readouterr().err
+
+
+def test_cli_eval_missing_dataset_names_the_path(tmp_path, capsys):
+    missing = tmp_path / "no-such-dataset"
+    assert _eval(missing, tmp_path / "out") == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_cli_eval_on_middlebury(tmp_path):
+    half = DATA / "middlebury2006-half"
+    if not half.is_dir():
+        pytest.skip(f"{half} not present")
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", "middlebury2006", str(half), "--limit", "1",
+                 "--no-figures", "--methods", "low,high", "-o", str(out)]) == 0
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["evaluated"] == 1 and stored["space"] == "disparity"
+    for method in ("low", "high"):
+        assert all(math.isfinite(stored["mean"][method][key]) for key in METRIC_KEYS)
