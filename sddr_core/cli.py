@@ -6,14 +6,19 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 
+from .coarse_to_fine import STEPS
 from .config import PRESETS
-from .depth_io import FORMATS, read_depth, write_depth
+from .depth_io import FORMATS, read_depth, read_image, suffix_for_format, write_depth
 from .errors import InputError, SddrError
-from .refiner import Refiner, build_refiner, load_refiner, parameter_count
+from .refiner import MODES, Refiner, build_refiner, load_refiner, parameter_count
 from .weights import BUNDLED, BUNDLED_DIR
+
+DEFAULT_PREDICTOR = "depth-anything-v2-small"
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +48,28 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
         p.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
 
-    refine = commands.add_parser("refine", help="fuse a low-res and a high-res depth map")
-    refine.add_argument("--low", required=True, help="low-resolution depth prediction")
-    refine.add_argument("--high", required=True, help="high-resolution depth prediction")
-    refine.add_argument("-o", "--output", required=True, help="output depth file")
+    refine = commands.add_parser(
+        "refine", help="depth of photos (IMAGE… with a predictor), or fuse a --low/--high pair")
+    refine.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="photos or folders of photos; writes OUTPUT/NAME.png per photo")
+    refine.add_argument("--low", help="low-resolution depth prediction (pair mode)")
+    refine.add_argument("--high", help="high-resolution depth prediction (pair mode)")
+    refine.add_argument("-o", "--output", required=True,
+                        help="output folder (photos) or depth file (pair)")
     refine.add_argument("--format", choices=FORMATS,
-                        help="output format (default: from the output's extension)")
-    refine.add_argument("--out-size", help="output size HEIGHTxWIDTH (default: high's size)")
+                        help="output format (default: png16 for photos, else from the "
+                             "output's extension)")
+    refine.add_argument("--out-size", help="pair mode: output size HEIGHTxWIDTH "
+                                           "(default: high's size)")
+    refine.add_argument("--predictor", default=DEFAULT_PREDICTOR,
+                        help=f"depth predictor for photos (default: {DEFAULT_PREDICTOR}; "
+                             "see `sddr info`)")
+    refine.add_argument("--mode", choices=MODES, default="one-stage",
+                        help="one-stage (fast) or two-stage (coarse to fine, sharper)")
+    refine.add_argument("--steps", type=int, default=STEPS,
+                        help=f"two-stage steps S (default {STEPS}: 1+4+9+16 windows)")
+    refine.add_argument("--edges", action="store_true",
+                        help="two-stage: also write the edge map G_S as NAME-edges.png")
     runtime_options(refine)
     refine.set_defaults(run=_refine)
 
@@ -68,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "simulated, the paper's noise model on the ground truth)")
     evaluation.add_argument("--seed", type=int, default=0, help="noise and sampling seed")
     evaluation.add_argument("--methods",
-                            help="comma-separated, from low,high,guided,sddr (default: all; "
-                                 "sddr only when weights are given or bundled)")
+                            help="comma-separated, from low,high,guided,sddr,sddr-two-stage "
+                                 "(default: all; the sddr ones only when weights are given "
+                                 "or bundled)")
     evaluation.add_argument("--low-resolution", type=int,
                             help="low inference resolution, long side (default: the "
                                  "predictor's training resolution)")
@@ -93,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--weights", help="benchmark these weights instead of a random preset")
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     bench.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
-    bench.add_argument("--repeats", type=int, default=15)
+    bench.add_argument("--mode", choices=MODES, default="one-stage",
+                       help="two-stage: time one- and two-stage photo refinement side by side")
+    bench.add_argument("--steps", type=int, default=STEPS, help="two-stage steps S")
+    bench.add_argument("--repeats", type=int, help="default: 15 (one-stage), 3 (two-stage)")
     bench.add_argument("--compile", action="store_true", help="torch.compile the network")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
@@ -105,6 +129,12 @@ def _load(args) -> Refiner:
 
 
 def _refine(args) -> int:
+    if args.images:
+        if args.low or args.high:
+            raise InputError("give photos (IMAGE…) or --low/--high, not both")
+        return _refine_images(args)
+    if not (args.low and args.high):
+        raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
     out_size = None
     if args.out_size:
         try:
@@ -119,6 +149,60 @@ def _refine(args) -> int:
     return 0
 
 
+def _refine_images(args) -> int:
+    from .predictors import load_predictor
+    from .progress import ProgressBar
+
+    if args.edges and args.mode != "two-stage":
+        raise InputError("--edges needs --mode two-stage (G_S comes from the coarse-to-fine "
+                         "steps)")
+    photos = image_paths(args.images)
+    fmt = args.format or "png16"
+    suffix = suffix_for_format(fmt)
+    refiner = _load(args)
+    predictor = load_predictor(args.predictor, device=refiner.device)
+    out = Path(args.output)
+    for index, photo in enumerate(photos, start=1):
+        image = read_image(photo)
+        bar = ProgressBar(f"[{index}/{len(photos)}] {photo.name}")
+        if args.edges:
+            depth, edges = refiner.refine_image(image, predictor, mode="two-stage",
+                                                steps=args.steps, progress=bar,
+                                                return_edges=True)
+            print(f"wrote {write_depth(out / f'{photo.stem}-edges.png', edges, 'png16')}")
+        else:
+            depth = refiner.refine_image(image, predictor, mode=args.mode, steps=args.steps,
+                                         progress=bar)
+        print(f"wrote {write_depth(out / (photo.stem + suffix), depth, fmt)}")
+    return 0
+
+
+def image_paths(arguments: list[str]) -> list[Path]:
+    """Photos named on the command line, folders expanded (sorted); two photos that would
+    write the same output name are refused rather than one overwriting the other."""
+    photos = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith("."))
+            if not found:
+                raise InputError(f"folder '{path}' holds no photos "
+                                 f"({', '.join(PHOTO_SUFFIXES)})")
+            photos += found
+        elif path.is_file():
+            photos.append(path)
+        else:
+            raise InputError(f"photo '{path}' does not exist")
+    stems: dict[str, Path] = {}
+    for photo in photos:
+        if photo.stem in stems:
+            raise InputError(f"photos '{stems[photo.stem]}' and '{photo}' would both write "
+                             f"'{photo.stem}'; refine them into different folders")
+        stems[photo.stem] = photo
+    return photos
+
+
 def _demo(args) -> int:
     from .demo import run_demo
 
@@ -129,10 +213,14 @@ def _demo(args) -> int:
 
 
 def _eval(args) -> int:
-    from pathlib import Path
-
     from .datasets import open_dataset
-    from .evaluation import METHODS, evaluate_dataset, parse_methods, write_report
+    from .evaluation import (
+        METHODS,
+        REFINER_METHODS,
+        evaluate_dataset,
+        parse_methods,
+        write_report,
+    )
     from .progress import ProgressBar
 
     kind, root = args.dataset
@@ -145,9 +233,9 @@ def _eval(args) -> int:
     if args.methods:
         methods = parse_methods(args.methods)
     else:
-        methods = METHODS if weights else tuple(m for m in METHODS if m != "sddr")
+        methods = METHODS if weights else tuple(m for m in METHODS if m not in REFINER_METHODS)
     refiner = None
-    if "sddr" in methods:
+    if any(m in REFINER_METHODS for m in methods):
         refiner = load_refiner(weights or "default", device=args.device, dtype=args.dtype)
     out = Path(args.output)
     report = evaluate_dataset(
@@ -184,17 +272,31 @@ def _info(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import benchmark
+    from .bench import benchmark, benchmark_two_stage
 
     if args.weights:
         refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
     else:
         refiner = build_refiner(args.preset, device=args.device, dtype=args.dtype,
                                 compile=args.compile)
-    report = benchmark(refiner, size=args.size, repeats=args.repeats)
+    if args.mode == "two-stage":
+        report = benchmark_two_stage(refiner, size=args.size, repeats=args.repeats or 3,
+                                     steps=args.steps)
+    else:
+        report = benchmark(refiner, size=args.size, repeats=args.repeats or 15)
     report["preset"] = args.weights or args.preset
     if args.json:
         print(json.dumps(report, indent=2))
+        return 0
+    if args.mode == "two-stage":
+        print(f"{report['preset']} {args.size}×{args.size} photo on {report['device']} "
+              f"({report['dtype']}, {report['threads']} threads), median of "
+              f"{report['repeats']}:")
+        print(f"  one-stage: {report['one_stage_passes']} pass, "
+              f"{report['one_stage_seconds']:.3f} s")
+        print(f"  two-stage: {report['two_stage_passes']} passes (S = {report['steps']}), "
+              f"{report['two_stage_seconds']:.3f} s = {report['ratio_two_to_one']:.1f}× "
+              f"one-stage; peak memory {report['peak_memory_mb']:.0f} MB")
         return 0
     print(f"{report['preset']} one-stage {args.size}×{args.size} on {report['device']} "
           f"({report['dtype']}, {report['threads']} threads): "

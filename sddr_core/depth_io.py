@@ -36,6 +36,13 @@ _EXT_FORMATS = {"png16": {".png"}, "png8": {".png"}, "npy": {".npy"}, "pfm": {".
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the chunk every complete PNG ends with
 
 
+def suffix_for_format(fmt: str) -> str:
+    """The file extension a depth map in `fmt` gets when we choose its name."""
+    if fmt not in _EXT_FORMATS:
+        raise InputError(f"unknown depth format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return min(_EXT_FORMATS[fmt], key=len)
+
+
 def format_for_path(path: str | os.PathLike) -> str:
     """The write format implied by the extension of ``path`` (``.png`` means 16-bit PNG)."""
     fmt = _WRITE_EXTS.get(Path(path).suffix.lower())
@@ -62,12 +69,20 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a photo as RGB uint8 HxWx3 (gray is repeated, alpha dropped, 16-bit scaled down).
+    """Read a photo as RGB uint8 HxWx3 (gray is repeated, alpha dropped, 16-bit scaled down,
+    each with a warning that says so).
 
     OpenCV's ``IMREAD_COLOR`` does these conversions, and applies the EXIF orientation.
     """
     p = Path(path)
-    return _decode(p, _read_bytes(p, "image"), cv2.IMREAD_COLOR, "image")
+    data = _read_bytes(p, "image")
+    stored = _decode(p, data, cv2.IMREAD_UNCHANGED, "image")
+    channels = 1 if stored.ndim == 2 else stored.shape[2]
+    if stored.dtype != np.uint8 or channels != 3:
+        kind = {1: "gray", 2: "gray+alpha", 4: "RGBA"}.get(channels, f"{channels}-channel")
+        bits = stored.dtype.itemsize * 8
+        warnings.warn(f"image '{p}' is {bits}-bit {kind}; converted to 8-bit RGB", stacklevel=2)
+    return _decode(p, data, cv2.IMREAD_COLOR, "image")
 
 
 def _read_bytes(p: Path, what: str) -> bytes:

@@ -25,7 +25,8 @@ from .metrics import METRIC_KEYS, aligned_depth, evaluate
 from .refiner import Refiner
 from .simulate import SimulatedPredictor
 
-METHODS = ("low", "high", "guided", "sddr")
+METHODS = ("low", "high", "guided", "sddr", "sddr-two-stage")
+REFINER_METHODS = ("sddr", "sddr-two-stage")
 COLUMNS = {"delta1": "δ1 ↑", "rel": "REL ↓", "ord": "ORD ↓", "d3r": "D³R ↓",
            "sqrel": "SqRel ↓", "rmse": "RMSE ↓", "log10": "log10 ↓",
            "delta2": "δ2 ↑", "delta3": "δ3 ↑"}
@@ -82,8 +83,9 @@ def evaluate_dataset(
     for name, value in (("low", low_resolution), ("high", high_resolution)):
         if value is not None and value < 8:
             raise InputError(f"--{name}-resolution {value}: must be at least 8 pixels")
-    if "sddr" in methods and refiner is None:
-        raise InputError("method 'sddr' needs a refiner (--weights)")
+    needing = [m for m in methods if m in REFINER_METHODS]
+    if needing and refiner is None:
+        raise InputError(f"method {needing[0]!r} needs a refiner (--weights)")
     images, skipped, space = [], [], None
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -100,7 +102,7 @@ def evaluate_dataset(
                 else max(max(sample.depth.shape), 2 * low_res)
             low = model.predict(sample.image, low_res)
             high = model.predict(sample.image, high_res)
-            outputs = {m: _method_output(m, low, high, sample.depth.shape, refiner)
+            outputs = {m: _method_output(m, low, high, sample, model, refiner)
                        for m in methods}
             scores = {m: evaluate(out, sample.depth, sample.valid, space=space,
                                   ord_variant=ord_variant, seed=seed)
@@ -136,8 +138,13 @@ def _unusable(sample: Sample) -> str | None:
     return None
 
 
-def _method_output(method: str, low: np.ndarray, high: np.ndarray, size: tuple[int, int],
-                   refiner: Refiner | None) -> np.ndarray:
+def _method_output(method: str, low: np.ndarray, high: np.ndarray, sample: Sample,
+                   predictor: SimulatedPredictor, refiner: Refiner | None) -> np.ndarray:
+    """Depth at the ground truth's size. The two-stage refiner runs its own predictions
+    (Eq. 11 resolutions, one per window); every other method fuses the shared low/high."""
+    size = sample.depth.shape
+    if method == "sddr-two-stage":
+        return refiner.refine_image(sample.image, predictor, mode="two-stage")
     if method == "low":
         return resize_prediction(low, size)
     if method == "high":

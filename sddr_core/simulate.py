@@ -22,9 +22,11 @@ import torch
 from .alignment import align_to
 from .errors import InputError
 from .inputs import nearest_fill
+from .predictors import GRADIENT_PRIOR, check_resolution
 from .resample import resize_maps
 
-MIN_RESOLUTION = 8
+MIN_REGION = 8
+"""Smallest side of a `region`, in image pixels: below it a crop holds no scene structure."""
 EDGE_ERROR_RADIUS = 3.0
 """Image pixels around a ground-truth edge that `edge_error` scores."""
 FLAT_MARGIN = 8.0
@@ -69,7 +71,9 @@ class SimulatedPredictor:
     same output, bit for bit.
     """
 
+    name = "simulated"
     polarity = "disparity"
+    gradient_prior = GRADIENT_PRIOR
 
     def __init__(
         self,
@@ -95,40 +99,74 @@ class SimulatedPredictor:
         """Ground-truth (and image) size H×W."""
         return self.disparity.shape
 
-    def inference_size(self, resolution: int) -> tuple[int, int]:
-        """(h, w) for a long side of `resolution`, keeping the aspect ratio."""
-        height, width = self.shape
+    def inference_size(
+        self, resolution: int, region: tuple[int, int, int, int] | None = None
+    ) -> tuple[int, int]:
+        """(h, w) for a long side of `resolution`, keeping the aspect ratio of the image (or of
+        `region`, (top, left, height, width), when given)."""
+        height, width = self.shape if region is None else region[2:]
         factor = resolution / max(height, width)
         return max(1, round(height * factor)), max(1, round(width * factor))
 
-    def predict(self, image: np.ndarray | None, resolution: int) -> np.ndarray:
+    def predict(
+        self,
+        image: np.ndarray | None,
+        resolution: int,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
         """Disparity-like prediction at the inference size (h×w float32, about [0, 1]).
 
         `image` is the RGB the predictor would see; only its size is checked, since the noise
         depends on the scene's depth alone. The caller up-samples, as with a real predictor.
+        With `region` = (top, left, height, width), it predicts that crop of the scene as a
+        predictor would that sees only the crop (`image` is then the crop): the same noise model
+        at the crop's own inference size, with draws seeded by the region too.
         """
+        if region is not None:
+            region = self._check_region(region)
+        size = self.shape if region is None else region[2:]
         if image is not None:
             shape = np.shape(image)
-            if len(shape) != 3 or shape[2] != 3 or shape[:2] != self.shape:
+            if len(shape) != 3 or shape[2] != 3 or shape[:2] != size:
+                what = "the ground truth" if region is None else "the region"
                 raise InputError(
-                    f"image: expected an RGB array shaped {self.shape[0]}×{self.shape[1]}×3 "
-                    f"like the ground truth, got shape {shape}"
+                    f"image: expected an RGB array shaped {size[0]}×{size[1]}×3 "
+                    f"like {what}, got shape {shape}"
                 )
-        if (not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool)
-                or resolution < MIN_RESOLUTION):
-            raise InputError(
-                f"resolution: expected an integer long side ≥ {MIN_RESOLUTION} px, "
-                f"got {resolution!r}"
-            )
-        height, width = self.inference_size(resolution)
-        shrinking = height * width < self.disparity.size
-        seen = cv2.resize(self.disparity, (width, height),
+        resolution = check_resolution(resolution)
+        if region is None:
+            truth, entropy = self.disparity, [self.seed, int(resolution)]
+        else:
+            top, left, height, width = region
+            truth = self.disparity[top: top + height, left: left + width]
+            entropy = [self.seed, int(resolution), *region]
+        height, width = self.inference_size(resolution, region)
+        shrinking = height * width < truth.size
+        seen = cv2.resize(truth, (width, height),
                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         edges = depth_edges(seen, self.noise.edge_threshold)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(resolution)]))
+        rng = np.random.default_rng(np.random.SeedSequence(entropy))
         strength = resolution / self.training_resolution
         inconsistent = seen + _inconsistency(seen, edges, self.noise, strength, rng)
         return _blur_edges(inconsistent, edges, self.noise).astype(np.float32)
+
+    def _check_region(self, region) -> tuple[int, int, int, int]:
+        """(top, left, height, width) as ints, inside the image, each side ≥ MIN_REGION."""
+        values = tuple(region) if isinstance(region, (tuple, list)) else ()
+        integers = len(values) == 4 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
+        )
+        if integers:
+            top, left, height, width = (int(v) for v in values)
+            inside = (top >= 0 and left >= 0 and top + height <= self.shape[0]
+                      and left + width <= self.shape[1])
+            if inside and min(height, width) >= MIN_REGION:
+                return top, left, height, width
+        raise InputError(
+            f"region: expected (top, left, height, width) integers for a crop of at least "
+            f"{MIN_REGION}×{MIN_REGION} px inside the {self.shape[0]}×{self.shape[1]} image, "
+            f"got {region!r}"
+        )
 
 
 # --------------------------------------------------------------------------------- noise model

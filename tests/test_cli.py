@@ -9,16 +9,6 @@ import torch
 
 from sddr_core.cli import main
 from sddr_core.depth_io import read_depth, write_depth
-from sddr_core.network import RefinementNetwork
-from sddr_core.refiner import Refiner
-from tests.tiny import TINY
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    Refiner(RefinementNetwork(TINY), device="cpu").save(path)
-    return str(path)
 
 
 @pytest.fixture()

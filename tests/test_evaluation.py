@@ -71,13 +71,6 @@ def report(folder) -> dict:
     return evaluate_dataset(DepthFolder(folder), ("low", "high", "guided"), seed=0, **FAST)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    Refiner(RefinementNetwork(TINY), device="cpu").save(path)
-    return str(path)
-
-
 def _step(height: int, width: int) -> np.ndarray:
     return (np.arange(width) >= width // 2).astype(np.float64)[None].repeat(height, 0)
 
@@ -193,12 +186,15 @@ def test_figures_one_png_per_evaluated_image(folder_with_empty, tmp_path):
     assert all(_is_png(path) for path in (tmp_path / "figures").iterdir())
 
 
-def test_sddr_method_with_a_tiny_refiner(folder):
+def test_sddr_methods_with_a_tiny_refiner(folder):
     refiner = Refiner(RefinementNetwork(TINY), device="cpu")
     dataset = [DepthFolder(folder)[0]]
-    result = evaluate_dataset(dataset, ("low", "sddr"), refiner=refiner, **FAST)
-    assert result["methods"] == ["low", "sddr"]
-    assert all(math.isfinite(v) for v in result["mean"]["sddr"].values())
+    methods = ("low", "sddr", "sddr-two-stage")
+    result = evaluate_dataset(dataset, methods, refiner=refiner, **FAST)
+    assert result["methods"] == list(methods)
+    for method in methods[1:]:
+        assert all(math.isfinite(v) for v in result["mean"][method].values())
+    assert result["mean"]["sddr"] != result["mean"]["sddr-two-stage"]
 
 
 def test_sddr_without_refiner_and_unknown_predictor_are_refused(folder):

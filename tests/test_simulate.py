@@ -8,8 +8,12 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from sddr_core.alignment import align_to
 from sddr_core.errors import InputError
+from sddr_core.predictors import GRADIENT_PRIOR, DepthPredictor
+from sddr_core.resample import resize_maps
 from sddr_core.sample import sample_scene
 from sddr_core.simulate import (
     NoiseParameters,
@@ -197,3 +201,75 @@ def test_local_consistency_degrades_as_resolution_rises(property_scores, seed):
     spreads = property_scores[seed][1]
     assert all(np.diff(spreads) > 0), spreads
     assert spreads[-1] > 5 * spreads[0]  # low resolution is far more consistent
+
+
+# ----------------------------------------------------------------------------------- regions
+
+def test_whole_image_predictions_are_unchanged_by_region_support():
+    """Pinned values from before `region` existed: region=None keeps seeding by (seed, r)."""
+    predictor = SimulatedPredictor(_two_planes(), seed=3)
+    prediction = predictor.predict(None, 112)
+    np.testing.assert_array_equal(predictor.predict(None, 112, region=None), prediction)
+    assert float(prediction.astype(np.float64).sum()) == pytest.approx(1906.03125, abs=1e-3)
+    assert prediction[20, 50] == pytest.approx(0.5914063, abs=1e-6)
+
+
+def test_region_predictions_are_deterministic_and_seeded_by_the_region():
+    depth = 2 + np.tile(np.linspace(0, 1, 64), (48, 1))  # edge-free: the noise is all there is
+    predictor = SimulatedPredictor(depth, seed=1, training_resolution=16)
+    region = (8, 16, 24, 32)
+    first = predictor.predict(None, 32, region=region)
+    assert first.shape == (24, 32) and first.dtype == np.float32
+    np.testing.assert_array_equal(predictor.predict(None, 32, region=list(region)), first)
+    noise = first - predictor.disparity[8:32, 16:48]
+    shifted = predictor.predict(None, 32, region=(9, 16, 24, 32)) - predictor.disparity[9:33, 16:48]
+    assert np.abs(noise - shifted).max() > 1e-3  # a region one pixel down draws other noise
+    whole = predictor.predict(None, 64, region=(0, 0, 48, 64))
+    assert whole.shape == (48, 64)
+    assert not np.array_equal(whole, predictor.predict(None, 64))  # seeded apart from None
+
+
+def test_region_prediction_is_the_scene_crop_seen_at_the_region_resolution():
+    """A window predicted on its own resembles the GT crop as closely as the whole-image
+    prediction at the same pixel density does there, and far more than another crop."""
+    rgb, depth = sample_scene(192, 288, seed=2)
+    predictor = SimulatedPredictor(depth, seed=2, training_resolution=96)
+    top, left, height, width = region = (48, 96, 96, 144)
+    prediction = predictor.predict(rgb[top: top + height, left: left + width], 72, region=region)
+    assert prediction.shape == (48, 72)  # the crop's aspect, long side 72: half density
+    whole = predictor.predict(rgb, 144)[top // 2: (top + height) // 2,
+                                        left // 2: (left + width) // 2]
+
+    def aligned_error(map_: np.ndarray, target: np.ndarray) -> float:
+        """Mean |LS-aligned map − target| in units of the target's spread."""
+        source = resize_maps(torch.from_numpy(map_)[None], target.shape)
+        aligned = align_to(source, torch.from_numpy(target)[None])[0].numpy()
+        return float(np.abs(aligned - target).mean() / target.std())
+
+    crop = predictor.disparity[top: top + height, left: left + width]
+    other = predictor.disparity[:height, :width]
+    assert aligned_error(prediction, crop) < 1.25 * aligned_error(whole, crop)
+    assert aligned_error(prediction, other) > 2.5 * aligned_error(prediction, crop)
+
+
+@pytest.mark.parametrize("region", [
+    (0, 0, 7, 20), (0, 0, 20, 7), (-1, 0, 10, 10), (0, -1, 10, 10), (31, 0, 10, 10),
+    (0, 47, 10, 10), (0, 0, 10.0, 10), (0, 0, 10), (0, 0, 10, 10, 1), (True, 0, 10, 10),
+    "0, 0, 10, 10", np.array([0, 0, 10, 10]),
+])
+def test_bad_regions_are_refused_by_name(region):
+    with pytest.raises(InputError, match="^region: .*40×56"):
+        SimulatedPredictor(_two_planes()).predict(None, 56, region=region)
+
+
+def test_region_image_must_have_the_region_size():
+    predictor = SimulatedPredictor(_two_planes())
+    predictor.predict(np.zeros((20, 30, 3), np.uint8), 30, region=(5, 6, 20, 30))
+    with pytest.raises(InputError, match="^image: .*20×30×3 like the region"):
+        predictor.predict(np.zeros((40, 56, 3), np.uint8), 30, region=(5, 6, 20, 30))
+
+
+def test_simulated_predictor_meets_the_predictor_protocol():
+    predictor = SimulatedPredictor(_two_planes())
+    assert isinstance(predictor, DepthPredictor)
+    assert (predictor.name, predictor.gradient_prior) == ("simulated", GRADIENT_PRIOR)

@@ -1,0 +1,398 @@
+"""Monocular depth predictors N_d: the protocol the refinement calls, and its adapters.
+
+SDDR runs a frozen predictor at several inference resolutions (the whole image at r̂, windows at
+the adaptive size of Eq. 11) and fuses what comes out, so it needs four things from one: a
+prediction at exactly the requested resolution, its polarity, its training resolution r̂, and
+the gradient prior α. `DepthPredictor` is that contract. It is met by the Hugging Face models of
+`PREDICTORS` (`pip install 'sddr[predictors]'`, weights fetched at pinned revisions and read from
+the local cache when offline), by any callable wrapped in `CallablePredictor`, and by
+`sddr_core.simulate.SimulatedPredictor`. docs/predictors.md is the user guide.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError, SddrError, WeightsError
+from .gradients import mean_gradient as mean_gradient  # re-exported: α's definition
+from .resample import resize_maps
+from .runtime import resolve_device, resolve_dtype
+
+GRADIENT_PRIOR = 0.010
+"""α of Eq. 11, the same for every predictor until one is measured on its own training data:
+`mean_gradient` ((|Sobel_x| + |Sobel_y|)/8 per pixel, as a fraction of the map's range) of a
+prediction at r̂. 0.0099 measured on `sample_scene()`, seeds 0–7, through `SimulatedPredictor`
+at r̂ = 384; docs/predictors.md explains why."""
+MIN_RESOLUTION = 8
+POLARITIES = ("disparity", "depth")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+DOWNLOAD_PATTERNS = ("config.json", "preprocessor_config.json", "*.safetensors",
+                     "*.safetensors.index.json")
+"""What a snapshot needs: never pickled weights (.bin, .pt), which can run code when loaded."""
+
+
+@runtime_checkable
+class DepthPredictor(Protocol):
+    """A monocular depth predictor as SDDR uses it.
+
+    `polarity` is "disparity" (near = large, MiDaS-style relative inverse depth) or "depth";
+    `training_resolution` is r̂, the long side in pixels it was trained at; `gradient_prior` is
+    α of Eq. 11. `predict` takes an H×W×3 uint8 RGB image (the whole image or a window of it)
+    and returns a 2-D float32 map at its own inference size, whose long side is about
+    `resolution` (aspect kept, unless the model takes only squares); the caller resizes it.
+    `region` = (top, left, height, width) places a window inside the full image: predictors
+    that see only pixels ignore it.
+    """
+
+    name: str
+    polarity: str
+    training_resolution: int
+    gradient_prior: float
+
+    def predict(
+        self, image: np.ndarray, resolution: int,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """A Hugging Face depth model and what running it right takes."""
+
+    repo: str
+    revision: str | None
+    """Full commit hash the weights are pinned to (None: not known, must be passed)."""
+    polarity: str
+    training_resolution: int
+    """r̂, long side in px."""
+    patch_multiple: int
+    """Each input side is rounded to a multiple of this (ViT patch / decoder stride)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    gradient_prior: float = GRADIENT_PRIOR
+    square: bool = False
+    """transformers' DPT-ViT regroups its tokens into a square grid, so these models take only
+    square inputs: the image is resized to resolution × resolution (as Hugging Face's own
+    processor and the Boost/SDDR code do)."""
+    reflect_pad: bool = False
+    """ZoeDepth's recipe: reflect-pad the input by about 3·√(side/2) px against border
+    artefacts and cut the padding off the output."""
+
+
+PREDICTORS: dict[str, PredictorSpec] = {
+    "depth-anything-v2-small": PredictorSpec(
+        "depth-anything/Depth-Anything-V2-Small-hf", "5426e4f0f36572d16453bbda7a8389317b1bef99",
+        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD),
+    "depth-anything-v2-base": PredictorSpec(
+        "depth-anything/Depth-Anything-V2-Base-hf", "b1958afc87fb45a9e3746cb387596094de553ed8",
+        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD),
+    "depth-anything-v2-large": PredictorSpec(
+        "depth-anything/Depth-Anything-V2-Large-hf", "7581137eff8d4e94f6e796d3baea0e9fa79b22d2",
+        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD),
+    "dpt-large": PredictorSpec(
+        "Intel/dpt-large", "bc15f29aa3a80d532f2ed650b5e16ac48d8958f9",
+        "disparity", 384, 32, HALF, HALF, square=True),
+    "zoedepth-nyu-kitti": PredictorSpec(
+        "Intel/zoedepth-nyu-kitti", "f364d4c7936e91f465abba182208dd68142bf0ca",
+        "depth", 512, 32, HALF, HALF, reflect_pad=True),
+}
+"""Named predictors for `load_predictor`; docs/predictors.md gives sources and licences
+(and why Intel/dpt-hybrid-midas is not among them: its pinned commit has pickle weights only)."""
+
+
+# ------------------------------------------------------------------------------------- inputs
+
+def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """H×W×3 uint8 RGB, converting gray, RGBA, 16-bit and float [0, 1] images with a warning.
+
+    Predictors are trained on 8-bit RGB photos; anything else is brought there rather than
+    refused, and the warning says what was done.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    shape = image.shape
+    if not (image.ndim == 2 or (image.ndim == 3 and shape[2] in (1, 3, 4))) or 0 in shape:
+        raise InputError(f"{name}: expected an H×W, H×W×1, H×W×3 or H×W×4 image, "
+                         f"got shape {shape}")
+    notes = []
+    if image.dtype == np.uint16:
+        image = np.round(image / 257).astype(np.uint8)
+        notes.append("16-bit values scaled to 8-bit")
+    elif np.issubdtype(image.dtype, np.floating):
+        low, high = float(np.min(image)), float(np.max(image))
+        if not (low >= 0 and high <= 1):  # also catches NaN
+            raise InputError(f"{name}: a float image must hold values in [0, 1], found "
+                             f"[{low:g}, {high:g}] (convert 0–255 values with .astype(np.uint8))")
+        image = np.round(image * 255).astype(np.uint8)
+        notes.append("float [0, 1] values scaled to 8-bit")
+    elif image.dtype != np.uint8:
+        raise InputError(f"{name}: expected uint8, uint16 or float [0, 1] pixels, "
+                         f"got dtype {image.dtype}")
+    if image.ndim == 2 or shape[2] == 1:
+        image = np.repeat(image.reshape(shape[0], shape[1], 1), 3, axis=2)
+        notes.append("gray repeated to RGB")
+    elif shape[2] == 4:
+        image = image[..., :3]
+        notes.append("alpha channel dropped")
+    if notes:
+        warnings.warn(f"{name}: converted to 8-bit RGB ({', '.join(notes)})", stacklevel=2)
+    return np.ascontiguousarray(image)
+
+
+def check_resolution(resolution: int) -> int:
+    """`resolution` as an int long side ≥ MIN_RESOLUTION, or an InputError naming it."""
+    if (not isinstance(resolution, numbers.Integral) or isinstance(resolution, bool)
+            or resolution < MIN_RESOLUTION):
+        raise InputError(f"resolution: expected an integer long side ≥ {MIN_RESOLUTION} px, "
+                         f"got {resolution!r}")
+    return int(resolution)
+
+
+def _check_polarity(polarity: str, name: str) -> str:
+    if polarity not in POLARITIES:
+        raise InputError(f"predictor {name!r}: polarity must be one of {', '.join(POLARITIES)}, "
+                         f"got {polarity!r}")
+    return polarity
+
+
+# --------------------------------------------------------------------------------- adapters
+
+class CallablePredictor:
+    """Any `fn(image, resolution) -> depth` as a DepthPredictor.
+
+    `fn` gets H×W×3 uint8 RGB and the long side to run at; it may return a numpy array or a
+    torch tensor with singleton axes (1×H×W, H×W×1…), squeezed here to one H×W float32 map.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray, int], np.ndarray | torch.Tensor],
+        polarity: str = "disparity",
+        training_resolution: int = 384,
+        gradient_prior: float = GRADIENT_PRIOR,
+        name: str = "callable",
+    ) -> None:
+        if not callable(fn):
+            raise InputError(f"predictor {name!r}: expected a callable fn(image, resolution), "
+                             f"got {type(fn).__name__}")
+        if (not isinstance(training_resolution, numbers.Integral)
+                or isinstance(training_resolution, bool) or training_resolution < 1):
+            raise InputError(f"predictor {name!r}: training_resolution must be a positive "
+                             f"integer, got {training_resolution!r}")
+        if not (isinstance(gradient_prior, numbers.Real) and gradient_prior > 0):
+            raise InputError(f"predictor {name!r}: gradient_prior must be a positive number, "
+                             f"got {gradient_prior!r}")
+        self.fn = fn
+        self.name = name
+        self.polarity = _check_polarity(polarity, name)
+        self.training_resolution = int(training_resolution)
+        self.gradient_prior = float(gradient_prior)
+
+    def predict(
+        self, image: np.ndarray, resolution: int,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
+        """`fn`'s map for `image` at `resolution` (`region` is not passed on)."""
+        output = self.fn(as_rgb(image), check_resolution(resolution))
+        if isinstance(output, torch.Tensor):
+            output = output.detach().cpu().numpy()
+        if not isinstance(output, np.ndarray):
+            raise InputError(f"predictor {self.name!r} returned {type(output).__name__}; "
+                             "expected a numpy array or torch tensor")
+        depth = output.squeeze()
+        if depth.ndim != 2 or depth.dtype == np.bool_ or not (
+                np.issubdtype(depth.dtype, np.integer) or np.issubdtype(depth.dtype, np.floating)):
+            raise InputError(f"predictor {self.name!r} returned shape {output.shape} and dtype "
+                             f"{output.dtype}; expected one real-valued H×W map")
+        return depth.astype(np.float32)
+
+
+class HuggingFacePredictor:
+    """A transformers depth-estimation model, fed at exactly the requested resolution.
+
+    The image is resized and normalised here rather than by the model's image processor, which
+    would impose its own size. Output: `predicted_depth` at the inference size.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        spec: PredictorSpec,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "auto",
+        name: str = "huggingface",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.spec = spec
+        self.name = name
+        self.polarity = _check_polarity(spec.polarity, name)
+        self.training_resolution = spec.training_resolution
+        self.gradient_prior = spec.gradient_prior
+
+    def predict(
+        self, image: np.ndarray, resolution: int,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
+        """Prediction for `image` with its long side at `resolution`, each side rounded to the
+        model's patch multiple (`region` is not used)."""
+        image = as_rgb(image)
+        height, width = self._input_size(image.shape[:2], check_resolution(resolution))
+        pixels = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+        pixels = resize_maps(pixels, (height, width))  # the channels as a batch of maps
+        mean = torch.tensor(self.spec.mean).view(3, 1, 1)
+        std = torch.tensor(self.spec.std).view(3, 1, 1)
+        pixels = ((pixels - mean) / std)[None]
+        rows = cols = (0, 0)
+        if self.spec.reflect_pad:
+            rows, cols = (_border(side, self.spec.patch_multiple) for side in (height, width))
+            pixels = F.pad(pixels, (*cols, *rows), mode="reflect")
+        with torch.inference_mode():
+            output = self.model(pixel_values=pixels.to(self.device, self.dtype))
+        depth = output.predicted_depth.float().reshape(output.predicted_depth.shape[-2:])
+        if self.spec.reflect_pad:  # cut the padding off, in output pixels
+            (top, bottom), (left, right) = (
+                [round(p * depth.shape[i] / pixels.shape[i + 2]) for p in pad]
+                for i, pad in enumerate((rows, cols))
+            )
+            depth = depth[top: depth.shape[0] - bottom, left: depth.shape[1] - right]
+        return depth.cpu().numpy()
+
+    def _input_size(self, shape: tuple[int, int], resolution: int) -> tuple[int, int]:
+        """(h, w): long side ≈ resolution, aspect kept (unless square), sides multiples."""
+        multiple = self.spec.patch_multiple
+        if self.spec.square:
+            side = max(multiple, round(resolution / multiple) * multiple)
+            return side, side
+        factor = resolution / max(shape)
+        return tuple(max(multiple, round(side * factor / multiple) * multiple) for side in shape)
+
+
+def _border(side: int, multiple: int) -> tuple[int, int]:
+    """ZoeDepth's reflect padding, ⌊3·√(side/2)⌋ px a side, grown so the padded side stays a
+    multiple of `multiple`."""
+    total = math.ceil(2 * int(3 * math.sqrt(side / 2)) / multiple) * multiple
+    return total // 2, total - total // 2
+
+
+# ---------------------------------------------------------------------------------- loading
+
+def load_predictor(
+    name_or_predictor: str | DepthPredictor | Callable[[np.ndarray, int], np.ndarray],
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+) -> DepthPredictor:
+    """A DepthPredictor from a name in PREDICTORS, a predictor object, or a plain callable.
+
+    Named models are read from the Hugging Face cache (`cache_dir`, default the HF_HOME one) at
+    their pinned revision (or `revision`), downloaded once when missing, and loaded from
+    safetensors only. A callable is wrapped in `CallablePredictor` with its defaults.
+    """
+    if isinstance(name_or_predictor, DepthPredictor):
+        return name_or_predictor
+    if callable(name_or_predictor):
+        return CallablePredictor(name_or_predictor)
+    name = name_or_predictor
+    if not isinstance(name, str):
+        raise InputError(f"predictor: expected a name, a DepthPredictor or a callable, "
+                         f"got {type(name).__name__}")
+    if name == "simulated":
+        raise InputError("predictor 'simulated' cannot be loaded by name: it builds its "
+                         "predictions from the scene's ground-truth depth. Create it with "
+                         "sddr_core.simulate.SimulatedPredictor(depth) and pass the object")
+    if name not in PREDICTORS:
+        raise InputError(f"predictor {name!r} is not known; known predictors: "
+                         f"{', '.join(PREDICTORS)} (or pass a DepthPredictor or a callable "
+                         "fn(image, resolution) -> depth)")
+    spec = PREDICTORS[name]
+    revision = revision or spec.revision
+    if revision is None:
+        raise InputError(f"no pinned revision known for {name} ({spec.repo}); pass "
+                         "revision=... explicitly (a commit hash of that repository)")
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    try:
+        from transformers import AutoModelForDepthEstimation
+    except ImportError:
+        raise SddrError(f"predictor {name} needs the 'predictors' extra: "
+                        "pip install 'sddr[predictors]'") from None
+    folder = _snapshot(name, spec.repo, revision, cache_dir)
+    spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise WeightsError(f"predictor {name}: could not load the model in '{folder}': "
+                           f"{err}") from None
+    return HuggingFacePredictor(model, spec, device, dtype, name=name)
+
+
+def _snapshot(name: str, repo: str, revision: str, cache_dir: str | Path | None) -> Path:
+    """Local folder of repo@revision: the cached snapshot when it has weights, else a download."""
+    from huggingface_hub import constants, snapshot_download
+
+    options = {"revision": revision, "cache_dir": cache_dir,
+               "allow_patterns": list(DOWNLOAD_PATTERNS)}
+    try:
+        folder = Path(snapshot_download(repo, local_files_only=True, **options))
+    except Exception:  # not in the cache (huggingface_hub raises several types): fetch below
+        folder = None
+    if folder is None or not any(folder.glob("*.safetensors")):
+        try:
+            folder = Path(snapshot_download(repo, **options))
+        except Exception as err:
+            command = " ".join([f"hf download {repo} --revision {revision}",
+                                *(f"--include '{p}'" for p in DOWNLOAD_PATTERNS),
+                                *([f"--cache-dir '{cache_dir}'"] if cache_dir else [])])
+            raise InputError(
+                f"predictor {name}: the weights of {repo} at revision {revision} are not in the "
+                f"Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and could not be "
+                f"downloaded ({type(err).__name__}: {err}). Get them once while online: "
+                f"`{command}` (or run sddr once online); set HF_HOME, or pass cache_dir, to the "
+                "cache that holds them"
+            ) from None
+    if not any(folder.glob("*.safetensors")):
+        raise WeightsError(
+            f"predictor {name}: {repo} at revision {revision} has no safetensors weights, only "
+            "pickled ones, which sddr never loads (unpickling can run arbitrary code). Pass "
+            "revision=... with a commit of that repository that has model.safetensors"
+        )
+    return folder
+
+
+def _with_processor_normalisation(spec: PredictorSpec, folder: Path) -> PredictorSpec:
+    """The spec with the mean/std of the snapshot's preprocessor_config.json, when it has
+    usable ones (3 values each in [0, 1]); the spec's known defaults otherwise."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return spec
+    try:
+        config = json.loads(path.read_text())
+    except ValueError:  # unreadable: treated like a config without mean/std
+        config = {}
+    mean, std = config.get("image_mean"), config.get("image_std")
+    usable = all(
+        isinstance(values, list) and len(values) == 3
+        and all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in values)
+        for values in (mean, std)
+    ) and min(std) > 0
+    if not usable:
+        warnings.warn(f"'{path}': image_mean/image_std missing or not 3 values in [0, 1]; "
+                      f"using the known defaults for {spec.repo}", stacklevel=3)
+        return spec
+    return replace(spec, mean=tuple(mean), std=tuple(std))

@@ -1,0 +1,15 @@
+"""Fixtures shared by the test files."""
+
+import pytest
+
+from sddr_core.network import RefinementNetwork
+from sddr_core.refiner import Refiner
+from tests.tiny import TINY
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> str:
+    """Path of a tiny random model saved as safetensors, for end-to-end CLI runs."""
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    Refiner(RefinementNetwork(TINY), device="cpu").save(path)
+    return str(path)

@@ -1,0 +1,148 @@
+"""`sddr refine IMAGE…` and `sddr bench --mode two-stage`, with a tiny model and a stand-in
+predictor (no download)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from sddr_core import predictors
+from sddr_core.cli import main
+from sddr_core.depth_io import read_depth
+
+
+class BrightnessPredictor:
+    """Disparity = the photo's brightness, at the asked resolution: depends on the pixels it
+    is given, as a real predictor does."""
+
+    name = "brightness"
+    polarity = "disparity"
+    training_resolution = 32
+    gradient_prior = 0.01
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, image, resolution, region=None):
+        self.calls += 1
+        gray = image.mean(axis=2).astype(np.float32)
+        scale = resolution / max(gray.shape)
+        size = (max(8, round(gray.shape[1] * scale)), max(8, round(gray.shape[0] * scale)))
+        return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture()
+def predictor(monkeypatch):
+    stand_in = BrightnessPredictor()
+    real = predictors.load_predictor
+
+    def load(name, **options):
+        return stand_in if name == "brightness" else real(name, **options)
+
+    monkeypatch.setattr(predictors, "load_predictor", load)
+    return stand_in
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ys, xs = np.mgrid[0:72, 0:100]
+    for name, shift in (("a.png", 0), ("b.jpg", 30)):
+        rgb = np.stack([(xs + shift) % 256, ys * 3, ((xs - 50) ** 2 + (ys - 36) ** 2 < 400) * 200],
+                       axis=-1).astype(np.uint8)
+        cv2.imwrite(str(folder / name), rgb[..., ::-1])
+    return folder
+
+
+def refine(weights, *args):
+    return main(["refine", *args, "--predictor", "brightness", "--weights", weights,
+                 "--device", "cpu"])
+
+
+@pytest.mark.parametrize("mode", ["one-stage", "two-stage"])
+def test_refine_a_folder_of_photos(weights, predictor, photos, tmp_path, mode, capsys):
+    out = tmp_path / "out"
+    assert refine(weights, str(photos), "-o", str(out), "--mode", mode, "--steps", "1") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    for name in ("a.png", "b.png"):
+        depth = read_depth(out / name)
+        assert depth.shape == (72, 100)
+        assert depth.max() > 255 and np.all(depth == np.round(depth))  # 16-bit levels
+    assert predictor.calls == (2 if mode == "one-stage" else 2 + 4) * 2
+    assert "[2/2] b.jpg" in capsys.readouterr().err  # the progress line names the photo
+
+
+def test_refine_single_photo_with_format_and_edges(weights, predictor, photos, tmp_path):
+    out = tmp_path / "out"
+    assert refine(weights, str(photos / "a.png"), "-o", str(out), "--mode", "two-stage",
+                  "--steps", "1", "--edges", "--format", "npy") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a-edges.png", "a.npy"]
+    assert np.load(out / "a.npy").dtype == np.float32
+
+
+def test_refine_converts_gray_and_16_bit_photos_with_a_note(weights, predictor, tmp_path):
+    gray16 = (np.mgrid[0:64, 0:80][1] * 800).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g.png"), gray16)
+    with pytest.warns(UserWarning, match="16-bit gray"):
+        assert refine(weights, str(tmp_path / "g.png"), "-o", str(tmp_path / "out")) == 0
+    assert (tmp_path / "out" / "g.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nowhere.png"], "does not exist"),
+    (["--low", "x.npy"], "not both"),
+    ([], "IMAGE"),
+])
+def test_refine_bad_arguments(weights, predictor, photos, tmp_path, capsys, args, message):
+    argv = [str(photos / "a.png")] if args and args[0] == "--low" else []
+    argv += [str(tmp_path / a) if a.endswith(".png") else a for a in args]
+    assert refine(weights, *argv, "-o", str(tmp_path / "out")) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refine_refuses_photos_that_would_share_an_output_name(weights, predictor, photos,
+                                                               tmp_path, capsys):
+    cv2.imwrite(str(photos / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
+    assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
+    assert "would both write 'a'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_predictor_lists_the_known_ones(weights, photos, tmp_path, capsys):
+    assert main(["refine", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--predictor",
+                 "no-such-model", "--weights", weights, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "depth-anything-v2-small" in err and "no-such-model" in err
+
+
+def test_cancelled_refinement_leaves_no_file(weights, photos, tmp_path, monkeypatch, capsys):
+    """A cancel (as ComfyUI or Blender send) mid-way: no output file, earlier ones intact."""
+    from sddr_core.refiner import Refiner as RefinerClass
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"earlier result")
+    original = RefinerClass.refine_image
+
+    def cancelled(self, image, predictor, **options):
+        return original(self, image, predictor, cancel=lambda: True, **options)
+
+    monkeypatch.setattr(RefinerClass, "refine_image", cancelled)
+    monkeypatch.setattr(predictors, "load_predictor", lambda name, **o: BrightnessPredictor())
+    assert main(["refine", str(photos / "b.jpg"), "-o", str(out), "--predictor", "brightness",
+                 "--weights", weights, "--device", "cpu", "--mode", "two-stage"]) == 2
+    assert "cancelled" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]
+    assert (out / "b.png").read_bytes() == b"earlier result"
+
+
+def test_bench_two_stage_reports_passes_and_ratio(weights, capsys):
+    assert main(["bench", "--mode", "two-stage", "--size", "128", "--steps", "2",
+                 "--repeats", "1", "--weights", weights, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["one_stage_passes"] == 1 and report["two_stage_passes"] == 14
+    assert report["two_stage_seconds"] > 0 and report["one_stage_seconds"] > 0
+    assert report["ratio_two_to_one"] == pytest.approx(
+        report["two_stage_seconds"] / report["one_stage_seconds"])

@@ -1,0 +1,275 @@
+"""Two-stage refinement: window geometry, seamless blending, batching, progress, cancel, G_S."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from sddr_core import coarse_to_fine
+from sddr_core.bench import ScenePredictor
+from sddr_core.coarse_to_fine import (
+    OVERLAP,
+    Cancelled,
+    CoarseToFine,
+    adaptive_resolution,
+    blend_mask,
+    passes,
+    step_windows,
+)
+from sddr_core.errors import InputError
+from sddr_core.network import RefinementNetwork
+from sddr_core.refiner import Refiner
+from sddr_core.resample import resize_maps
+from tests.tiny import TINY
+
+
+class MapPredictor(ScenePredictor):
+    """The bench's noise-free predictor at a small r̂, checking and recording every call."""
+
+    def __init__(self, full: np.ndarray, training_resolution: int = 32):
+        super().__init__(full)
+        self.training_resolution = training_resolution
+        self.calls = []
+
+    def predict(self, image, resolution, region=None):
+        assert image.shape[:2] == (region or (0, 0, *self.disparity.shape))[2:]
+        self.calls.append((resolution, region))
+        return super().predict(image, resolution, region)
+
+
+class PassThroughRefiner:
+    """Wraps a refiner so N_r returns its high input: D_S then carries the predictor's exact
+    edges, which isolates the G_S machinery (alignment, merging) from a random network."""
+
+    def __init__(self, refiner):
+        self.inner = refiner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def refine(self, low, high, out_size=None):
+        maps = torch.as_tensor(high, dtype=torch.float32)
+        single = maps.ndim == 2
+        out = resize_maps(maps[None] if single else maps, out_size or tuple(maps.shape[-2:]))
+        return out[0].numpy() if single else out
+
+
+@pytest.fixture(scope="module")
+def refiner():
+    torch.manual_seed(0)
+    return Refiner(RefinementNetwork(TINY), device="cpu")
+
+
+def ramp(height=96, width=144):
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    return 1.0 + xs / width + 0.5 * ys / height
+
+
+def image_of(depth):
+    return np.repeat((depth / depth.max() * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize("height, width", [(100, 150), (97, 203), (1080, 1920), (64, 64)])
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_windows_cover_the_image_with_the_specified_overlap(height, width, step):
+    windows = step_windows(height, width, step)
+    assert len(windows) == (step + 1) ** 2
+    assert len({(w.height, w.width) for w in windows}) == 1
+    covered = np.zeros((height, width), int)
+    for w in windows:
+        assert w.top >= 0 and w.left >= 0
+        assert w.top + w.height <= height and w.left + w.width <= width
+        covered[w.top:w.top + w.height, w.left:w.left + w.width] += 1
+    assert covered.min() >= 1
+    size = windows[0]
+    tops = sorted({w.top for w in windows})
+    lefts = sorted({w.left for w in windows})
+    for starts, length in ((tops, size.height), (lefts, size.width)):
+        shared = [length - (b - a) for a, b in zip(starts, starts[1:], strict=False)]
+        assert all(abs(s - OVERLAP * length) <= 1.5 for s in shared), shared
+
+
+def test_pass_count_matches_the_paper():
+    assert passes(3) == 30  # 1 + 4 + 9 + 16, Table 5's "× 30"
+    assert passes(1) == 5
+
+
+def test_blend_masks_are_positive_smooth_and_one_at_image_borders():
+    height, width = 90, 130
+    total = np.zeros((height, width))
+    for w in step_windows(height, width, 2):
+        mask = blend_mask(w, height, width)
+        assert mask.shape == (w.height, w.width)
+        assert mask.min() > 0 and mask.max() <= 1
+        assert np.abs(np.diff(mask, axis=1)).max() < 0.15
+        if w.left == 0:
+            assert np.all(mask[w.height // 2, :2] == mask[w.height // 2, :2].max())
+        total[w.top:w.top + w.height, w.left:w.left + w.width] += mask
+    assert total.min() > 0.5  # every pixel carried by at least one strong weight
+
+
+def test_adaptive_resolution_is_eq_11_clamped():
+    assert adaptive_resolution(384, 1920, 1.0) == 1152
+    assert adaptive_resolution(384, 1920, 100.0) == 2304  # detail clamped to 2
+    assert adaptive_resolution(384, 1920, 0.0) == 576  # and to 0.5
+
+
+class DisagreeingRefiner:
+    """Wraps a refiner so every window comes back with its own offset, as windows of a real
+    image disagree a little: the merge must hide that, not show it as a step."""
+
+    def __init__(self, refiner):
+        self.inner, self.count = refiner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def refine(self, low, high, out_size=None):
+        refined = self.inner.refine(low, high, out_size=out_size)
+        if refined.ndim == 2:
+            return refined
+        offsets = 0.05 * (self.count + torch.arange(len(refined)) % 3)
+        self.count += len(refined)
+        return refined + offsets[:, None, None]
+
+
+def _border_and_interior_jumps(refined, steps):
+    jumps = np.abs(np.diff(refined, axis=1))
+    borders = set()
+    for step in range(1, steps + 1):
+        for w in step_windows(*refined.shape, step):
+            for edge in (w.left, w.left + round(OVERLAP * w.width), w.left + w.width):
+                borders.update(range(edge - 2, edge + 2))
+    borders &= set(range(refined.shape[1] - 1))
+    interior = [c for c in range(refined.shape[1] - 1) if c not in borders]
+    return jumps[:, sorted(borders)].max(), jumps[:, interior].max()
+
+
+def test_two_stage_on_a_smooth_ramp_leaves_no_seam(refiner):
+    depth = ramp()
+    run = CoarseToFine(DisagreeingRefiner(refiner), MapPredictor(depth))
+    refined, _ = run.two_stage(image_of(depth), steps=2)
+    assert refined.shape == depth.shape and np.isfinite(refined).all()
+    at_borders, inside = _border_and_interior_jumps(refined, 2)
+    assert at_borders <= 2 * inside
+
+
+def test_two_stage_without_blending_would_show_seams(refiner, monkeypatch):
+    """The seam test above can fail: flat masks (plain averaging) leave visible steps."""
+    depth = ramp()
+    monkeypatch.setattr(coarse_to_fine, "blend_mask",
+                        lambda w, h, wd, overlap=OVERLAP: np.ones((w.height, w.width)))
+    run = CoarseToFine(DisagreeingRefiner(refiner), MapPredictor(depth))
+    refined, _ = run.two_stage(image_of(depth), steps=2)
+    at_borders, inside = _border_and_interior_jumps(refined, 2)
+    assert at_borders > 2 * inside
+
+
+def test_batching_gives_the_same_result_as_one_by_one(refiner, monkeypatch):
+    depth = ramp() + (np.hypot(*np.mgrid[-48:48, -72:72]) < 30)
+    image = image_of(depth)
+    together = CoarseToFine(refiner, MapPredictor(depth)).two_stage(image, steps=2)
+    monkeypatch.setattr(coarse_to_fine, "CPU_BATCH_PIXELS", 1)  # batch of one
+    alone = CoarseToFine(refiner, MapPredictor(depth)).two_stage(image, steps=2)
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+class OutOfMemoryAbove:
+    """Wraps a refiner so batches larger than `limit` raise torch.OutOfMemoryError."""
+
+    def __init__(self, refiner, limit):
+        self.inner, self.limit, self.batches = refiner, limit, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def refine(self, low, high, out_size=None):
+        self.batches.append(low.shape[0] if low.ndim == 3 else 1)
+        if self.batches[-1] > self.limit:
+            raise torch.OutOfMemoryError("fake: out of memory")
+        return self.inner.refine(low, high, out_size=out_size)
+
+
+def test_out_of_memory_halves_the_batch_and_still_finishes(refiner):
+    depth = ramp()
+    image = image_of(depth)
+    reference = CoarseToFine(refiner, MapPredictor(depth)).two_stage(image, steps=2)[0]
+    limited = OutOfMemoryAbove(refiner, limit=2)
+    result = CoarseToFine(limited, MapPredictor(depth)).two_stage(image, steps=2)[0]
+    assert max(limited.batches) > 2 and 2 in limited.batches  # tried big, shrank
+    np.testing.assert_allclose(result, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_memory_at_batch_one_is_raised(refiner):
+    depth = ramp()
+    with pytest.raises(torch.OutOfMemoryError):
+        CoarseToFine(OutOfMemoryAbove(refiner, limit=0), MapPredictor(depth)).two_stage(
+            image_of(depth), steps=1)
+
+
+def test_progress_is_reported_per_window(refiner):
+    depth = ramp()
+    calls = []
+    CoarseToFine(refiner, MapPredictor(depth), progress=lambda d, t: calls.append((d, t))) \
+        .two_stage(image_of(depth), steps=3)
+    assert calls == [(i, 30) for i in range(1, 31)]
+
+
+@pytest.mark.parametrize("stop_after", [0, 2, 7])
+def test_cancel_stops_between_windows_and_returns_nothing(refiner, stop_after):
+    """`cancel` is polled before every window's prediction; once true, nothing more runs."""
+    depth = ramp()
+    predictor = MapPredictor(depth)
+    run = CoarseToFine(refiner, predictor, cancel=lambda: len(predictor.calls) >= stop_after)
+    with pytest.raises(Cancelled):
+        run.two_stage(image_of(depth), steps=2)
+    assert len(predictor.calls) == stop_after
+
+
+def test_windows_ask_the_predictor_for_their_own_region(refiner):
+    depth = ramp()
+    predictor = MapPredictor(depth)
+    CoarseToFine(refiner, predictor).two_stage(image_of(depth), steps=2)
+    regions = [region for _, region in predictor.calls if region is not None]
+    expected = [w.region for s in (1, 2) for w in step_windows(*depth.shape, s)]
+    assert regions == expected
+    assert predictor.calls[0] == (predictor.training_resolution, None)
+
+
+def test_edges_peak_at_the_depth_step(refiner):
+    depth = np.ones((96, 144), np.float32)
+    depth[:, 70:] = 3.0
+    run = CoarseToFine(PassThroughRefiner(refiner), MapPredictor(depth, training_resolution=48))
+    refined, edges = run.two_stage(image_of(depth), steps=2)
+    assert edges.shape == depth.shape and np.isfinite(edges).all()
+    column = edges[10:-10].mean(axis=0)
+    assert abs(int(column.argmax()) - 69.5) <= 2
+    assert column[66:74].mean() > 10 * np.median(column)
+    assert refiner.edges(image_of(depth), MapPredictor(depth), steps=1).shape == depth.shape
+
+
+def test_refine_image_modes_and_errors(refiner):
+    depth = ramp()
+    image = image_of(depth)
+    one = refiner.refine_image(image, MapPredictor(depth))
+    two = refiner.refine_image(image, MapPredictor(depth), mode="two-stage", steps=1)
+    assert one.shape == two.shape == depth.shape
+    assert one.dtype == two.dtype == np.float32
+    with pytest.raises(InputError, match="mode"):
+        refiner.refine_image(image, MapPredictor(depth), mode="three-stage")
+    with pytest.raises(InputError, match="steps"):
+        refiner.refine_image(image, MapPredictor(depth), mode="two-stage", steps=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_two_stage_on_cuda_matches_cpu(refiner):
+    """The whole step batched on the GPU (fp32) gives the CPU's result."""
+    depth = ramp() + (np.hypot(*np.mgrid[-48:48, -72:72]) < 30)
+    image = image_of(depth)
+    on_cpu = CoarseToFine(refiner, MapPredictor(depth)).two_stage(image, steps=2)[0]
+    gpu = Refiner(copy.deepcopy(refiner.network), device="cuda", dtype="fp32")
+    on_gpu = CoarseToFine(gpu, MapPredictor(depth)).two_stage(image, steps=2)[0]
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-3, atol=1e-3)
