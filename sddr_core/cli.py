@@ -268,6 +268,11 @@ def _info(args) -> int:
     for name, file in BUNDLED.items():
         state = "present" if (BUNDLED_DIR / file).is_file() else "not bundled yet"
         print(f"weights {name}: {file} ({state})")
+    from .predictors import PREDICTORS
+
+    for name, spec in PREDICTORS.items():
+        print(f"predictor {name}: {spec.repo}@{spec.revision[:7]}, {spec.polarity}, "
+              f"r̂ {spec.training_resolution} (needs the 'predictors' extra)")
     return 0
 
 

@@ -112,6 +112,7 @@ def test_info_lists_presets(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert "preset small" in text and "preset base" in text and "M parameters" in text
+    assert "predictor depth-anything-v2-small" in text
 
 
 def test_bench_json_reports_time_flops_and_ratio(weights, capsys):
