@@ -246,7 +246,11 @@ def test_depth_folder_reads_all_formats(folder):
     root, rgba, depth_a, depth_b = folder
     reader = DepthFolder(root)
     assert reader.names == ("a", "b", "c")
-    a, b, c = reader
+    with pytest.warns(UserWarning, match="RGBA; converted"):
+        a = reader[0]
+    with pytest.warns(UserWarning, match="gray; converted"):
+        b = reader[1]
+    c = reader[2]
     for sample in (a, b, c):
         _check_sample(sample, (6, 8))
     np.testing.assert_array_equal(a.image, rgba[..., :3])  # alpha dropped, RGB order kept
@@ -262,7 +266,8 @@ def test_depth_folder_reads_all_formats(folder):
 
 def test_depth_folder_disparity(folder):
     root, _, _, depth_b = folder
-    b = DepthFolder(root, disparity=True)[1]
+    with pytest.warns(UserWarning, match="gray; converted"):
+        b = DepthFolder(root, disparity=True)[1]
     np.testing.assert_array_equal(b.valid, depth_b > 0)
     np.testing.assert_allclose(b.depth[b.valid], 1.0 / depth_b[depth_b > 0], rtol=1e-6)
     assert b.depth[0, 0] == 0
@@ -275,7 +280,8 @@ def test_depth_folder_errors(folder):
         DepthFolder(root)
     np.save(root / "depth" / "d.npy", np.ones((6, 9), np.float32))
     reader = DepthFolder(root)
-    with pytest.raises(InputError, match=r"scene 'd'.*d\.npy' is 9x6 but .*d\.jpeg' is 8x6"):
+    with pytest.raises(InputError, match=r"scene 'd'.*d\.npy' is 9x6 but .*d\.jpeg' is 8x6"), \
+            pytest.warns(UserWarning, match="gray; converted"):
         reader[3]
     np.save(root / "depth" / "c.npy", np.ones((6, 8), np.float32))
     with pytest.raises(InputError, match=r"c\.png' has several ground-truth.*c\.npy.*c\.pfm"):

@@ -310,20 +310,23 @@ def test_colorize_depth():
 def test_read_image_gray_rgba_and_16bit(tmp_path):
     gray = np.random.default_rng(5).integers(0, 256, SHAPE, dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "g.png"), gray)
-    img = read_image(tmp_path / "g.png")
+    with pytest.warns(UserWarning, match="8-bit gray; converted to 8-bit RGB"):
+        img = read_image(tmp_path / "g.png")
     assert img.shape == (*SHAPE, 3) and img.dtype == np.uint8
     assert all(np.array_equal(img[..., c], gray) for c in range(3))
 
     rgba = np.zeros((*SHAPE, 4), np.uint8)
     rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 200, 100, 50, 7
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
-    img = read_image(tmp_path / "a.png")
+    with pytest.warns(UserWarning, match="8-bit RGBA"):
+        img = read_image(tmp_path / "a.png")
     assert img.shape == (*SHAPE, 3) and np.all(img == [200, 100, 50])
 
     deep = np.full(SHAPE, 257 * 100, np.uint16)
     deep[0, 0] = 65535
     cv2.imwrite(str(tmp_path / "s.png"), deep)
-    img = read_image(tmp_path / "s.png")
+    with pytest.warns(UserWarning, match="16-bit gray"):
+        img = read_image(tmp_path / "s.png")
     assert img.dtype == np.uint8 and img[0, 0, 0] == 255 and img[1, 1, 0] == 100
 
 
