@@ -225,10 +225,6 @@ def _eval(args) -> int:
 
     kind, root = args.dataset
     dataset = open_dataset(kind, root)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise InputError(f"--limit {args.limit}: must be at least 1")
-        dataset = [dataset[i] for i in range(min(args.limit, len(dataset)))]
     weights = args.weights or ("default" if _bundled_weights_present() else None)
     if args.methods:
         methods = parse_methods(args.methods)
@@ -241,7 +237,7 @@ def _eval(args) -> int:
     report = evaluate_dataset(
         dataset, methods, predictor=args.predictor, refiner=refiner,
         low_resolution=args.low_resolution, high_resolution=args.high_resolution,
-        ord_variant=args.ord, seed=args.seed,
+        ord_variant=args.ord, seed=args.seed, limit=args.limit,
         figures_dir=None if args.no_figures else out / "figures",
         progress=ProgressBar("eval"),
     )

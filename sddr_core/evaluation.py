@@ -66,18 +66,22 @@ def evaluate_dataset(
     high_resolution: int | None = None,
     ord_variant: str = "boost",
     seed: int = 0,
+    limit: int | None = None,
     figures_dir: str | os.PathLike | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict:
     """Score `methods` on every sample; returns the report `write_report` stores.
 
     Resolutions default to the predictor's training resolution r̂ (low) and the image's long
-    side but at least 2·low (high). Samples without usable ground truth are skipped with a
-    warning and listed under "skipped".
+    side but at least 2·low (high). `limit` evaluates only the first samples (read lazily).
+    Samples without usable ground truth are skipped with a warning and listed under "skipped".
     """
     if predictor not in PREDICTORS:
         raise InputError(f"--predictor {predictor!r}: unknown; choose from "
                          f"{', '.join(PREDICTORS)}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: must be at least 1")
+    count = len(dataset) if limit is None else min(limit, len(dataset))
     if not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed {seed!r}: must be a non-negative integer")
     for name, value in (("low", low_resolution), ("high", high_resolution)):
@@ -87,7 +91,7 @@ def evaluate_dataset(
     if needing and refiner is None:
         raise InputError(f"method {needing[0]!r} needs a refiner (--weights)")
     images, skipped, space = [], [], None
-    for index in range(len(dataset)):
+    for index in range(count):
         sample = dataset[index]
         reason = _unusable(sample)
         if reason:
@@ -114,7 +118,7 @@ def evaluate_dataset(
                 _image_figure(Path(figures_dir) / f"{sample.name}.png", sample, outputs,
                               scores, space)
         if progress is not None:
-            progress(index + 1, len(dataset), sample.name)
+            progress(index + 1, count, sample.name)
     return {
         "predictor": predictor,
         "methods": list(methods),

@@ -17,6 +17,7 @@ import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, SddrError, WeightsError
 from .gradients import mean_gradient as mean_gradient  # re-exported: α's definition
+from .hub import cache_first
 from .resample import resize_maps
 from .runtime import resolve_device, resolve_dtype
 
@@ -346,26 +348,21 @@ def _snapshot(name: str, repo: str, revision: str, cache_dir: str | Path | None)
     """Local folder of repo@revision: the cached snapshot when it has weights, else a download."""
     from huggingface_hub import constants, snapshot_download
 
-    options = {"revision": revision, "cache_dir": cache_dir,
-               "allow_patterns": list(DOWNLOAD_PATTERNS)}
+    fetch = partial(snapshot_download, repo, revision=revision, cache_dir=cache_dir,
+                    allow_patterns=list(DOWNLOAD_PATTERNS))
     try:
-        folder = Path(snapshot_download(repo, local_files_only=True, **options))
-    except Exception:  # not in the cache (huggingface_hub raises several types): fetch below
-        folder = None
-    if folder is None or not any(folder.glob("*.safetensors")):
-        try:
-            folder = Path(snapshot_download(repo, **options))
-        except Exception as err:
-            command = " ".join([f"hf download {repo} --revision {revision}",
-                                *(f"--include '{p}'" for p in DOWNLOAD_PATTERNS),
-                                *([f"--cache-dir '{cache_dir}'"] if cache_dir else [])])
-            raise InputError(
-                f"predictor {name}: the weights of {repo} at revision {revision} are not in the "
-                f"Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and could not be "
-                f"downloaded ({type(err).__name__}: {err}). Get them once while online: "
-                f"`{command}` (or run sddr once online); set HF_HOME, or pass cache_dir, to the "
-                "cache that holds them"
-            ) from None
+        folder = cache_first(fetch, usable=lambda path: any(path.glob("*.safetensors")))
+    except Exception as err:
+        command = " ".join([f"hf download {repo} --revision {revision}",
+                            *(f"--include '{p}'" for p in DOWNLOAD_PATTERNS),
+                            *([f"--cache-dir '{cache_dir}'"] if cache_dir else [])])
+        raise InputError(
+            f"predictor {name}: the weights of {repo} at revision {revision} are not in the "
+            f"Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and could not be "
+            f"downloaded ({type(err).__name__}: {err}). Get them once while online: "
+            f"`{command}` (or run sddr once online); set HF_HOME, or pass cache_dir, to the "
+            "cache that holds them"
+        ) from None
     if not any(folder.glob("*.safetensors")):
         raise WeightsError(
             f"predictor {name}: {repo} at revision {revision} has no safetensors weights, only "

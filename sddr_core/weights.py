@@ -10,6 +10,7 @@ A weights reference is one of
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from safetensors.torch import save_file
 from .config import NetworkConfig
 from .errors import WeightsError
 from .files import atomic_output
+from .hub import cache_first
 from .network import RefinementNetwork
 
 FORMAT = "sddr-refiner"
@@ -125,11 +127,7 @@ def _download(reference: str) -> Path:
         )
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
-    except Exception:  # not in the cache: fetch it below
-        pass
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision))
+        return cache_first(partial(hf_hub_download, repo_id, filename, revision=revision))
     except Exception as err:
         raise WeightsError(
             f"weights '{reference}' are not in the local Hugging Face cache and could not be "
