@@ -35,6 +35,10 @@ OVERLAP = 0.25
 DETAIL_FACTOR_RANGE = (0.5, 2.0)
 """Clamp on the product of Eq. 11's two gradient ratios, so one odd window cannot ask for a
 tiny or a huge prediction."""
+MAX_RESOLUTION = 2048
+"""Cap on a predictor run's long side: Eq. 11 is unbounded (a 4K photo would ask for 4224 px),
+and a ViT predictor's memory grows with the square of its token count (Boost caps at 3000;
+the code's one-stage high is 1920; 2048 is also N_r's own `max_side`)."""
 CPU_BATCH_PIXELS = 4_000_000
 """Network-input pixels per batch on CPU: bounds memory (one 2048² pass is 4.2 M)."""
 EDGE_FILTER = {"d": 5, "sigmaColor": 0.05, "sigmaSpace": 2.0}
@@ -107,9 +111,9 @@ def blend_mask(window: Window, height: int, width: int, overlap: float = OVERLAP
 
 def adaptive_resolution(training_resolution: int, native_side: int, detail: float) -> int:
     """Eq. 11: h = mean(r̂, r) · detail, with `detail` the product of the gradient ratios
-    (clamped to DETAIL_FACTOR_RANGE)."""
+    (clamped to DETAIL_FACTOR_RANGE), at most MAX_RESOLUTION."""
     factor = min(max(detail, DETAIL_FACTOR_RANGE[0]), DETAIL_FACTOR_RANGE[1])
-    return max(8, round((training_resolution + native_side) / 2 * factor))
+    return min(MAX_RESOLUTION, max(8, round((training_resolution + native_side) / 2 * factor)))
 
 
 def edge_label(depth: np.ndarray, value_range: float) -> np.ndarray:

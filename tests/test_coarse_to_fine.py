@@ -111,8 +111,9 @@ def test_blend_masks_are_positive_smooth_and_one_at_image_borders():
 
 def test_adaptive_resolution_is_eq_11_clamped():
     assert adaptive_resolution(384, 1920, 1.0) == 1152
-    assert adaptive_resolution(384, 1920, 100.0) == 2304  # detail clamped to 2
+    assert adaptive_resolution(384, 1000, 100.0) == 1384  # detail clamped to 2
     assert adaptive_resolution(384, 1920, 0.0) == 576  # and to 0.5
+    assert adaptive_resolution(384, 3840, 1.0) == 2048  # and the run to MAX_RESOLUTION
 
 
 class DisagreeingRefiner:
