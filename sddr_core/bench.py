@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .coarse_to_fine import STEPS, passes
 from .refiner import Refiner, parameter_count
+from .resample import scaled_size
 from .sample import sample_scene
 from .simulate import GRADIENT_PRIOR, SimulatedPredictor
 
@@ -157,10 +158,9 @@ class ScenePredictor:
     def predict(self, image, resolution: int, region=None) -> np.ndarray:
         top, left, height, width = region or (0, 0, *self.disparity.shape)
         crop = self.disparity[top:top + height, left:left + width]
-        scale = resolution / max(height, width)
-        size = (max(8, round(width * scale)), max(8, round(height * scale)))
-        return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1
-                          else cv2.INTER_LINEAR)
+        rows, cols = (max(8, side) for side in scaled_size(height, width, resolution))
+        return cv2.resize(crop, (cols, rows), interpolation=cv2.INTER_AREA
+                          if resolution < max(height, width) else cv2.INTER_LINEAR)
 
 
 def _environment(refiner: Refiner) -> dict:

@@ -22,7 +22,7 @@ import torch
 from .alignment import fit_affine
 from .errors import SddrError
 from .gradients import gradient_magnitude, mean_gradient
-from .resample import resize_maps
+from .resample import resize_maps, scaled_size
 
 if TYPE_CHECKING:  # refiner.py imports this module
     from .predictors import DepthPredictor
@@ -161,7 +161,8 @@ class CoarseToFine:
         height, width = base.shape
         windows = step_windows(height, width, step)
         resolutions = self._resolutions(windows, base, value_range)
-        size = _scaled(windows[0], max(resolutions))  # N_r's input for every window of the step
+        # N_r's input size for every window of the step
+        size = scaled_size(windows[0].height, windows[0].width, max(resolutions))
         batch = _batch_size(self.refiner, size, len(windows))
         depth_sum = np.zeros((height, width), np.float64)
         edge_sum = np.zeros((height, width), np.float64)
@@ -197,7 +198,7 @@ class CoarseToFine:
         resolutions = []
         for window in windows:
             crop = window.crop(base)
-            height, width = _scaled(window, r_hat)
+            height, width = scaled_size(window.height, window.width, r_hat)
             coarse = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
             detail = (mean_gradient(coarse, value_range) / self.predictor.gradient_prior
                       * mean_gradient(crop, value_range) / overall)
@@ -235,12 +236,6 @@ class CoarseToFine:
     def _report(self, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(done, total)
-
-
-def _scaled(window: Window, long_side: int) -> tuple[int, int]:
-    """The window's size scaled to a long side of `long_side` pixels."""
-    scale = long_side / max(window.height, window.width)
-    return max(1, round(window.height * scale)), max(1, round(window.width * scale))
 
 
 def _batch_size(refiner: Refiner, size: tuple[int, int], count: int) -> int:

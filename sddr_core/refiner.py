@@ -23,7 +23,7 @@ from .config import NetworkConfig, preset
 from .errors import InputError
 from .inputs import as_depth_batch, check_pair, is_channels_last_map
 from .network import RefinementNetwork
-from .resample import resize_maps
+from .resample import resize_maps, scaled_size
 from .runtime import resolve_device, resolve_dtype
 from .weights import load_network, save_network
 
@@ -56,8 +56,7 @@ class Refiner:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size N_r runs at for a high input of height×width (before stride padding)."""
-        scale = min(1.0, self.config.max_side / max(height, width))
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        return scaled_size(height, width, min(self.config.max_side, max(height, width)))
 
     def network_input_size(self, height: int, width: int) -> tuple[int, int]:
         """The working size padded up to a multiple of the network stride."""
@@ -97,11 +96,13 @@ class Refiner:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
 
-        `predictor`: a `DepthPredictor`, a predictor name (`sddr_core.predictors.PREDICTORS`) or
-        a callable `fn(image, resolution) -> depth`. "one-stage" fuses a prediction at the
-        predictor's training resolution with one at Eq. 11's; "two-stage" then refines
-        (s+1)² windows per step s = 1..`steps`. `progress(done, total)` is called after each
-        network pass; `cancel()` is polled between them and, if true, raises `Cancelled`.
+        `predictor`: a `DepthPredictor`, a predictor name (`sddr_core.predictors.PREDICTORS`;
+        a name loads the model on every call, so for many images pass
+        `load_predictor(name)` once) or a callable `fn(image, resolution) -> depth`.
+        "one-stage" fuses a prediction at the predictor's training resolution with one at
+        Eq. 11's; "two-stage" then refines (s+1)² windows per step s = 1..`steps`.
+        `progress(done, total)` is called after each network pass; `cancel()` is polled
+        between them and, if true, raises `Cancelled`.
         `return_edges=True` (two-stage) returns (depth, G_S) from the same run.
         """
         depth, edges = self._coarse_to_fine(image, predictor, mode, steps, progress, cancel)

@@ -6,6 +6,12 @@ import torch
 import torch.nn.functional as F
 
 
+def scaled_size(height: int, width: int, long_side: float) -> tuple[int, int]:
+    """(h, w) with the long side at `long_side` pixels and the aspect ratio kept (≥ 1 each)."""
+    factor = long_side / max(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
 def resize_maps(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """B×H×W → B×h×w, bilinear (or bicubic); anti-aliased when shrinking so thin edges do not
     alias."""

@@ -23,7 +23,7 @@ from .alignment import align_to
 from .errors import InputError
 from .inputs import nearest_fill
 from .predictors import GRADIENT_PRIOR, check_resolution
-from .resample import resize_maps
+from .resample import resize_maps, scaled_size
 
 MIN_REGION = 8
 """Smallest side of a `region`, in image pixels: below it a crop holds no scene structure."""
@@ -105,8 +105,7 @@ class SimulatedPredictor:
         """(h, w) for a long side of `resolution`, keeping the aspect ratio of the image (or of
         `region`, (top, left, height, width), when given)."""
         height, width = self.shape if region is None else region[2:]
-        factor = resolution / max(height, width)
-        return max(1, round(height * factor)), max(1, round(width * factor))
+        return scaled_size(height, width, resolution)
 
     def predict(
         self,
