@@ -16,9 +16,9 @@ import time
 import numpy as np
 
 import sddr_core
-from sddr_core.bench import ScenePredictor
-from sddr_core.coarse_to_fine import passes
-from sddr_core.sample import sample_scene
+from sddr_core.cli.bench import ScenePredictor
+from sddr_core.cli.sample import sample_scene
+from sddr_core.inference.coarse_to_fine import passes
 
 
 def peak_rss_mb() -> float:

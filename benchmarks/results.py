@@ -19,7 +19,7 @@ import cv2
 import torch
 
 import sddr_core
-from sddr_core.cli import main as sddr
+from sddr_core.cli.main import main as sddr
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,16 +1,15 @@
 """sddr: high-resolution depth refinement (Self-Distilled Depth Refinement, NeurIPS 2024).
 
-Public API: `load_refiner`, `build_refiner`, `Refiner` (`refine`, `save`), `PRESETS`.
+Public API: `load_refiner`, `build_refiner`, `Refiner` (`refine`, `save`), and the errors.
+The parts live in subpackages: `network` (N_r), `inference` (refiner and pipeline),
+`predictors`, `files`, `evaluation`, `maps` (shared map operations), `cli`.
 """
 
-from .config import PRESETS, NetworkConfig
 from .errors import InputError, SddrError, WeightsError
-from .refiner import Refiner, build_refiner, load_refiner
+from .inference.refiner import Refiner, build_refiner, load_refiner
 
 __all__ = [
-    "PRESETS",
     "InputError",
-    "NetworkConfig",
     "Refiner",
     "SddrError",
     "WeightsError",

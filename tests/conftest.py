@@ -2,8 +2,8 @@
 
 import pytest
 
-from sddr_core.network import RefinementNetwork
-from sddr_core.refiner import Refiner
+from sddr_core.inference.refiner import Refiner
+from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sddr_core.alignment import align_to, fit_affine
-from sddr_core.resample import resize_maps
+from sddr_core.maps.alignment import align_to, fit_affine
+from sddr_core.maps.resample import resize_maps
 
 
 def _maps(*shape: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:

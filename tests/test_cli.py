@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sddr_core.cli import main
-from sddr_core.depth_io import read_depth, write_depth
+from sddr_core.cli.main import main
+from sddr_core.files.depth_io import read_depth, write_depth
 
 
 @pytest.fixture()

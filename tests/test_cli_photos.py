@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sddr_core import predictors
-from sddr_core.cli import main
-from sddr_core.depth_io import read_depth
+from sddr_core.cli.main import main
+from sddr_core.files.depth_io import read_depth
+from sddr_core.predictors import huggingface as predictors
 
 
 class BrightnessPredictor:
@@ -119,7 +119,7 @@ def test_unknown_predictor_lists_the_known_ones(weights, photos, tmp_path, capsy
 
 def test_cancelled_refinement_leaves_no_file(weights, photos, tmp_path, monkeypatch, capsys):
     """A cancel (as ComfyUI or Blender send) mid-way: no output file, earlier ones intact."""
-    from sddr_core.refiner import Refiner as RefinerClass
+    from sddr_core.inference.refiner import Refiner as RefinerClass
 
     out = tmp_path / "out"
     out.mkdir()

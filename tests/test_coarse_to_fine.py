@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sddr_core import coarse_to_fine
-from sddr_core.bench import ScenePredictor
-from sddr_core.coarse_to_fine import (
+from sddr_core.cli.bench import ScenePredictor
+from sddr_core.errors import InputError
+from sddr_core.inference import coarse_to_fine
+from sddr_core.inference.coarse_to_fine import (
     OVERLAP,
     Cancelled,
     CoarseToFine,
@@ -17,10 +18,9 @@ from sddr_core.coarse_to_fine import (
     passes,
     step_windows,
 )
-from sddr_core.errors import InputError
-from sddr_core.network import RefinementNetwork
-from sddr_core.refiner import Refiner
-from sddr_core.resample import resize_maps
+from sddr_core.inference.refiner import Refiner
+from sddr_core.maps.resample import resize_maps
+from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
 

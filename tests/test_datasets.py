@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from sddr_core.datasets import (
+from sddr_core.errors import InputError
+from sddr_core.evaluation.datasets import (
     DATASETS,
     DepthFolder,
     Middlebury2006,
@@ -18,8 +19,7 @@ from sddr_core.datasets import (
     Sample,
     open_dataset,
 )
-from sddr_core.depth_io import read_depth, write_depth
-from sddr_core.errors import InputError
+from sddr_core.files.depth_io import read_depth, write_depth
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HALF = DATA / "middlebury2006-half"

@@ -9,8 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from sddr_core import depth_io
-from sddr_core.depth_io import (
+from sddr_core.errors import InputError
+from sddr_core.files import depth_io
+from sddr_core.files.atomic import atomic_output
+from sddr_core.files.depth_io import (
     FORMATS,
     colorize_depth,
     format_for_path,
@@ -18,8 +20,6 @@ from sddr_core.depth_io import (
     read_image,
     write_depth,
 )
-from sddr_core.errors import InputError
-from sddr_core.files import atomic_output
 
 SHAPE = (37, 53)  # odd and non-square, to catch transposes and row-order mistakes
 

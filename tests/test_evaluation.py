@@ -13,22 +13,22 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sddr_core.baselines import guided_filter, guided_fusion, resize_prediction
-from sddr_core.cli import main
-from sddr_core.datasets import DepthFolder
+from sddr_core.cli.main import main
+from sddr_core.cli.progress import ProgressBar
+from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
-from sddr_core.evaluation import (
+from sddr_core.evaluation.baselines import guided_filter, guided_fusion, resize_prediction
+from sddr_core.evaluation.datasets import DepthFolder
+from sddr_core.evaluation.metrics import METRIC_KEYS
+from sddr_core.evaluation.runner import (
     METHODS,
     evaluate_dataset,
     markdown_table,
     parse_methods,
     write_report,
 )
-from sddr_core.metrics import METRIC_KEYS
-from sddr_core.network import RefinementNetwork
-from sddr_core.progress import ProgressBar
-from sddr_core.refiner import Refiner
-from sddr_core.sample import sample_scene
+from sddr_core.inference.refiner import Refiner
+from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -337,7 +337,7 @@ def test_cli_eval_options(folder, tmp_path):
 
 
 def test_cli_default_methods_leave_out_sddr_without_weights(folder, tmp_path, monkeypatch):
-    monkeypatch.setattr("sddr_core.cli._bundled_weights_present", lambda: False)
+    monkeypatch.setattr("sddr_core.cli.main._bundled_weights_present", lambda: False)
     out = tmp_path / "out"
     assert _eval(folder, out, "--no-figures", "--limit", "1") == 0
     assert json.loads((out / "metrics.json").read_text())["methods"] == ["low", "high", "guided"]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sddr_core.errors import InputError, SddrError
-from sddr_core.metrics import METRIC_KEYS, evaluate
-from sddr_core.ordinal import boost_ord, d3r, ranking_ord, superpixel_points
+from sddr_core.evaluation.metrics import METRIC_KEYS, evaluate
+from sddr_core.evaluation.ordinal import boost_ord, d3r, ranking_ord, superpixel_points
 
 skimage_data = pytest.importorskip("skimage.data")
 

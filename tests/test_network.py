@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from sddr_core import PRESETS, NetworkConfig, WeightsError
-from sddr_core.cross_attention import CrossResolutionAttention, sine_position_encoding
-from sddr_core.network import RefinementNetwork
+from sddr_core import WeightsError
+from sddr_core.network import PRESETS, NetworkConfig
+from sddr_core.network.cross_attention import CrossResolutionAttention, sine_position_encoding
+from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
 

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-import sddr_core.predictors as predictors_module
+import sddr_core.predictors.huggingface as predictors_module
+from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError, SddrError, WeightsError
-from sddr_core.predictors import (
+from sddr_core.maps.gradients import mean_gradient
+from sddr_core.predictors.huggingface import (
     GRADIENT_PRIOR,
     PREDICTORS,
     CallablePredictor,
@@ -23,10 +25,8 @@ from sddr_core.predictors import (
     HuggingFacePredictor,
     as_rgb,
     load_predictor,
-    mean_gradient,
 )
-from sddr_core.sample import sample_scene
-from sddr_core.simulate import SimulatedPredictor
+from sddr_core.predictors.simulated import SimulatedPredictor
 
 FAMILIES = ("depth-anything-v2-small", "dpt-large", "zoedepth-nyu-kitti")
 """One registry entry per adapter family, each standing for its tiny random model below."""

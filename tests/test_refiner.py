@@ -11,9 +11,9 @@ import torch
 
 import sddr_core
 from sddr_core import InputError, Refiner, build_refiner, load_refiner
-from sddr_core.inputs import nearest_fill
-from sddr_core.network import RefinementNetwork
-from sddr_core.resample import resize_maps
+from sddr_core.maps.inputs import nearest_fill
+from sddr_core.maps.resample import resize_maps
+from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
 LOW_SIZE, HIGH_SIZE = (61, 83), (187, 251)  # odd sizes, same aspect ratio within 2 %

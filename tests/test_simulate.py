@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from sddr_core.alignment import align_to
+from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
-from sddr_core.predictors import GRADIENT_PRIOR, DepthPredictor
-from sddr_core.resample import resize_maps
-from sddr_core.sample import sample_scene
-from sddr_core.simulate import (
+from sddr_core.maps.alignment import align_to
+from sddr_core.maps.resample import resize_maps
+from sddr_core.predictors.huggingface import GRADIENT_PRIOR, DepthPredictor
+from sddr_core.predictors.simulated import (
     NoiseParameters,
     SimulatedPredictor,
     depth_edges,

@@ -12,9 +12,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import sddr_core.weights as weights_module
-from sddr_core import NetworkConfig, Refiner, WeightsError, load_refiner
-from sddr_core.network import RefinementNetwork
+import sddr_core.files.weights as weights_module
+from sddr_core import Refiner, WeightsError, load_refiner
+from sddr_core.network import NetworkConfig
+from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -1,6 +1,6 @@
 """The tiny architecture the tests run: every part of N_r present, a few thousand weights."""
 
-from sddr_core import NetworkConfig
+from sddr_core.network import NetworkConfig
 
 TINY = NetworkConfig(
     stem_channels=(4, 8, 8),

@@ -2,7 +2,7 @@
 
 Written from the protocol in method.md §6.1 (Boost's MATLAB is not copied); our settings and
 where they differ from Boost are explained in docs/metrics.md. The metric functions take the
-prediction already aligned to GT *depth* (see :mod:`sddr_core.metrics`), the GT depth and the
+prediction already aligned to GT *depth* (see :mod:`sddr_core.evaluation.metrics`), the GT depth and the
 boolean map of valid pixels, all H×W numpy arrays.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import SddrError
+from ..errors import SddrError
 
 SUPERPIXEL_LONG_SIDE = 384  # Boost's superpixel_scale 0.2 × Middlebury's 1920 px
 SUPERPIXELS = 5000  # requested from SLIC, as Boost asks MATLAB's `superpixels`

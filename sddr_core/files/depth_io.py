@@ -24,8 +24,8 @@ import numpy as np
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must precede the first EXR use in cv2
 import cv2
 
-from .errors import InputError
-from .files import atomic_output
+from ..errors import InputError
+from .atomic import atomic_output
 
 FORMATS = ("png16", "png8", "npy", "pfm", "exr", "tiff")
 

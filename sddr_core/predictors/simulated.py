@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import torch
 
-from .alignment import align_to
-from .errors import InputError
-from .inputs import nearest_fill
-from .predictors import GRADIENT_PRIOR, check_resolution
-from .resample import resize_maps, scaled_size
+from ..errors import InputError
+from ..maps.alignment import align_to
+from ..maps.inputs import nearest_fill
+from ..maps.resample import resize_maps, scaled_size
+from .base import GRADIENT_PRIOR, check_resolution
 
 MIN_REGION = 8
 """Smallest side of a `region`, in image pixels: below it a crop holds no scene structure."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SddrError
-from .files import atomic_output
+from ..errors import SddrError
+from ..files.atomic import atomic_output
 
 ERROR_PERCENTILE = 99
 """The error colormap tops out at this percentile of all methods' errors in the figure."""

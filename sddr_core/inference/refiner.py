@@ -17,15 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .alignment import align_to
+from ..errors import InputError
+from ..files.weights import load_network, save_network
+from ..maps.alignment import align_to
+from ..maps.inputs import as_depth_batch, check_pair, is_channels_last_map
+from ..maps.resample import resize_maps, scaled_size
+from ..network.config import NetworkConfig, preset
+from ..network.model import RefinementNetwork
+from ..runtime import resolve_device, resolve_dtype
 from .coarse_to_fine import STEPS, CoarseToFine
-from .config import NetworkConfig, preset
-from .errors import InputError
-from .inputs import as_depth_batch, check_pair, is_channels_last_map
-from .network import RefinementNetwork
-from .resample import resize_maps, scaled_size
-from .runtime import resolve_device, resolve_dtype
-from .weights import load_network, save_network
 
 DepthArray = np.ndarray | torch.Tensor
 MODES = ("one-stage", "two-stage")
@@ -96,7 +96,7 @@ class Refiner:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
 
-        `predictor`: a `DepthPredictor`, a predictor name (`sddr_core.predictors.PREDICTORS`;
+        `predictor`: a `DepthPredictor`, a predictor name (`sddr_core.predictors.huggingface.PREDICTORS`;
         a name loads the model on every call, so for many images pass
         `load_predictor(name)` once) or a callable `fn(image, resolution) -> depth`.
         "one-stage" fuses a prediction at the predictor's training resolution with one at
@@ -126,7 +126,7 @@ class Refiner:
         return self._coarse_to_fine(image, predictor, "two-stage", steps, progress, cancel)[1]
 
     def _coarse_to_fine(self, image, predictor, mode, steps, progress, cancel):
-        from .predictors import as_rgb, load_predictor
+        from ..predictors.huggingface import as_rgb, load_predictor
 
         if mode not in MODES:
             raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from .coarse_to_fine import STEPS
-from .config import PRESETS
-from .depth_io import FORMATS, read_depth, read_image, suffix_for_format, write_depth
-from .errors import InputError, SddrError
-from .refiner import MODES, Refiner, build_refiner, load_refiner, parameter_count
-from .weights import BUNDLED, BUNDLED_DIR
+from ..errors import InputError, SddrError
+from ..files.depth_io import FORMATS, read_depth, read_image, suffix_for_format, write_depth
+from ..files.weights import BUNDLED, BUNDLED_DIR
+from ..inference.coarse_to_fine import STEPS
+from ..inference.refiner import MODES, Refiner, build_refiner, load_refiner, parameter_count
+from ..network.config import PRESETS
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -150,7 +150,7 @@ def _refine(args) -> int:
 
 
 def _refine_images(args) -> int:
-    from .predictors import load_predictor
+    from ..predictors.huggingface import load_predictor
     from .progress import ProgressBar
 
     if args.edges and args.mode != "two-stage":
@@ -213,8 +213,8 @@ def _demo(args) -> int:
 
 
 def _eval(args) -> int:
-    from .datasets import open_dataset
-    from .evaluation import (
+    from ..evaluation.datasets import open_dataset
+    from ..evaluation.runner import (
         METHODS,
         REFINER_METHODS,
         evaluate_dataset,
@@ -264,7 +264,7 @@ def _info(args) -> int:
     for name, file in BUNDLED.items():
         state = "present" if (BUNDLED_DIR / file).is_file() else "not bundled yet"
         print(f"weights {name}: {file} ({state})")
-    from .predictors import PREDICTORS
+    from ..predictors.huggingface import PREDICTORS
 
     for name, spec in PREDICTORS.items():
         print(f"predictor {name}: {spec.repo}@{spec.revision[:7]}, {spec.polarity}, "

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from .resample import resize_maps
+from ..maps.resample import resize_maps
 
 GUIDED_EPS = 1e-6
 """Regulariser of the guided filter on [0, 1]-normalised maps (see docs/decisions.md)."""

@@ -17,15 +17,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .config import NetworkConfig
-from .errors import WeightsError
-from .files import atomic_output
+from ..errors import WeightsError
+from ..network.config import NetworkConfig
+from ..network.model import RefinementNetwork
+from .atomic import atomic_output
 from .hub import cache_first
-from .network import RefinementNetwork
 
 FORMAT = "sddr-refiner"
 FORMAT_VERSION = "1"
-BUNDLED_DIR = Path(__file__).parent / "weights"
+BUNDLED_DIR = Path(__file__).parent.parent / "weights"
 BUNDLED = {"default": "sddr-small.safetensors"}
 """Bundled names → files in BUNDLED_DIR."""
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .depth_io import colorize_depth, write_depth
-from .errors import InputError
-from .files import atomic_output
-from .refiner import Refiner
+from ..errors import InputError
+from ..files.atomic import atomic_output
+from ..files.depth_io import colorize_depth, write_depth
+from ..inference.refiner import Refiner
+from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
-from .simulate import SimulatedPredictor
 
 
 def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 MIN_SIDE = 8
 ASPECT_TOLERANCE = 0.02

@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import torch
 
-from .alignment import fit_affine
-from .errors import SddrError
-from .gradients import gradient_magnitude, mean_gradient
-from .resample import resize_maps, scaled_size
+from ..errors import SddrError
+from ..maps.alignment import fit_affine
+from ..maps.gradients import gradient_magnitude, mean_gradient
+from ..maps.resample import resize_maps, scaled_size
 
 if TYPE_CHECKING:  # refiner.py imports this module
-    from .predictors import DepthPredictor
+    from ..predictors.huggingface import DepthPredictor
     from .refiner import Refiner
 
 STEPS = 3

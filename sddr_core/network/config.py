@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from .errors import InputError, WeightsError
+from ..errors import InputError, WeightsError
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .coarse_to_fine import STEPS, passes
-from .refiner import Refiner, parameter_count
-from .resample import scaled_size
+from ..inference.coarse_to_fine import STEPS, passes
+from ..inference.refiner import Refiner, parameter_count
+from ..maps.resample import scaled_size
+from ..predictors.simulated import GRADIENT_PRIOR, SimulatedPredictor
 from .sample import sample_scene
-from .simulate import GRADIENT_PRIOR, SimulatedPredictor
 
 
 def _timed(fn, device: torch.device) -> float:

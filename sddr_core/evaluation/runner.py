@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+from ..files.atomic import atomic_output
+from ..inference.refiner import Refiner
+from ..predictors.simulated import SimulatedPredictor
 from .baselines import guided_fusion, resize_prediction
 from .datasets import Sample
-from .errors import InputError
-from .files import atomic_output
 from .metrics import METRIC_KEYS, aligned_depth, evaluate
-from .refiner import Refiner
-from .simulate import SimulatedPredictor
 
 METHODS = ("low", "high", "guided", "sddr", "sddr-two-stage")
 REFINER_METHODS = ("sddr", "sddr-two-stage")

@@ -14,10 +14,10 @@ import warnings
 import numpy as np
 import torch
 
-from .alignment import fit_affine
-from .errors import InputError
+from ..errors import InputError
+from ..maps.alignment import fit_affine
+from ..maps.resample import resize_maps
 from .ordinal import boost_ord, d3r, ranking_ord, superpixel_points
-from .resample import resize_maps
 
 METRIC_KEYS = ("delta1", "delta2", "delta3", "rel", "sqrel", "rmse", "log10", "ord", "d3r")
 SPACES = ("depth", "disparity")

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .depth_io import read_depth, read_image
-from .errors import InputError
+from ..errors import InputError
+from ..files.depth_io import read_depth, read_image
 
 DATASETS = ("middlebury2006", "middlebury2014", "folder")
 _ALIASES = {"middlebury2005": "middlebury2006", "middlebury2021": "middlebury2014"}

@@ -1,0 +1,1 @@
+"""The `sddr` command line (`main.main`) and what only it uses: demo, bench, sample scene."""

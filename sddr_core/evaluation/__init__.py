@@ -1,0 +1,2 @@
+"""Evaluation: the paper's metrics, datasets with ground truth, baselines, the `sddr eval`
+runner and its figures."""

@@ -1,0 +1,1 @@
+"""Files: atomic writes, depth-map formats, safetensors weights, the Hugging Face cache."""
