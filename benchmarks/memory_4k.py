@@ -19,6 +19,7 @@ import sddr_core
 from sddr_core.cli.bench import ScenePredictor
 from sddr_core.cli.sample import sample_scene
 from sddr_core.inference.coarse_to_fine import passes
+from sddr_core.inference.pipeline import DepthPipeline
 
 
 def peak_rss_mb() -> float:
@@ -46,11 +47,11 @@ def main() -> None:
             return refiner.refine(low, high)
     else:
         rgb, depth = sample_scene(2160, 3840)
-        predictor = ScenePredictor(1.0 / depth)
+        pipeline = DepthPipeline(refiner, ScenePredictor(1.0 / depth))
         inputs = {"input": "3840x2160 photo", "passes": passes(3)}
 
         def run():
-            return refiner.refine_image(rgb, predictor, mode="two-stage")
+            return pipeline(rgb, mode="two-stage")
     before = peak_rss_mb()
     start = time.perf_counter()
     refined = run()

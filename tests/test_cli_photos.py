@@ -119,17 +119,17 @@ def test_unknown_predictor_lists_the_known_ones(weights, photos, tmp_path, capsy
 
 def test_cancelled_refinement_leaves_no_file(weights, photos, tmp_path, monkeypatch, capsys):
     """A cancel (as ComfyUI or Blender send) mid-way: no output file, earlier ones intact."""
-    from sddr_core.inference.refiner import Refiner as RefinerClass
+    from sddr_core.inference.pipeline import DepthPipeline
 
     out = tmp_path / "out"
     out.mkdir()
     (out / "b.png").write_bytes(b"earlier result")
-    original = RefinerClass.refine_image
+    original = DepthPipeline.depth_and_edges
 
-    def cancelled(self, image, predictor, **options):
-        return original(self, image, predictor, cancel=lambda: True, **options)
+    def cancelled(self, image, steps, progress=None, cancel=None):
+        return original(self, image, steps, progress, cancel=lambda: True)
 
-    monkeypatch.setattr(RefinerClass, "refine_image", cancelled)
+    monkeypatch.setattr(DepthPipeline, "depth_and_edges", cancelled)
     monkeypatch.setattr(predictors, "load_predictor", lambda name, **o: BrightnessPredictor())
     assert main(["refine", str(photos / "b.jpg"), "-o", str(out), "--predictor", "brightness",
                  "--weights", weights, "--device", "cpu", "--mode", "two-stage"]) == 2

@@ -18,6 +18,7 @@ from sddr_core.inference.coarse_to_fine import (
     passes,
     step_windows,
 )
+from sddr_core.inference.pipeline import DepthPipeline
 from sddr_core.inference.refiner import Refiner
 from sddr_core.maps.resample import resize_maps
 from sddr_core.network.model import RefinementNetwork
@@ -248,20 +249,24 @@ def test_edges_peak_at_the_depth_step(refiner):
     column = edges[10:-10].mean(axis=0)
     assert abs(int(column.argmax()) - 69.5) <= 2
     assert column[66:74].mean() > 10 * np.median(column)
-    assert refiner.edges(image_of(depth), MapPredictor(depth), steps=1).shape == depth.shape
+    assert DepthPipeline(refiner, MapPredictor(depth)).edges(image_of(depth), steps=1).shape \
+        == depth.shape
 
 
-def test_refine_image_modes_and_errors(refiner):
+def test_pipeline_modes_and_errors(refiner):
     depth = ramp()
     image = image_of(depth)
-    one = refiner.refine_image(image, MapPredictor(depth))
-    two = refiner.refine_image(image, MapPredictor(depth), mode="two-stage", steps=1)
+    pipeline = DepthPipeline(refiner, MapPredictor(depth))
+    one = pipeline(image)
+    two = pipeline(image, mode="two-stage", steps=1)
     assert one.shape == two.shape == depth.shape
     assert one.dtype == two.dtype == np.float32
     with pytest.raises(InputError, match="mode"):
-        refiner.refine_image(image, MapPredictor(depth), mode="three-stage")
+        pipeline(image, mode="three-stage")
     with pytest.raises(InputError, match="steps"):
-        refiner.refine_image(image, MapPredictor(depth), mode="two-stage", steps=0)
+        pipeline(image, mode="two-stage", steps=0)
+    with pytest.raises(InputError, match="return_edges"):
+        pipeline(image, return_edges=True)
 
 
 @pytest.mark.cuda

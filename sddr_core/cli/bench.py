@@ -19,6 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..inference.coarse_to_fine import STEPS, passes
+from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
 from ..maps.resample import scaled_size
 from ..predictors.simulated import GRADIENT_PRIOR, SimulatedPredictor
@@ -117,15 +118,14 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
 
 def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
                         steps: int = STEPS) -> dict:
-    """Median seconds of `refine_image` one-stage and two-stage on a size×size photo, timed
+    """Median seconds of `DepthPipeline` one-stage and two-stage on a size×size photo, timed
     in turn, with their network-pass counts and the ratio."""
     rgb, depth = sample_scene(size, size)
-    predictor = ScenePredictor(1.0 / depth)
+    pipeline = DepthPipeline(refiner, ScenePredictor(1.0 / depth))
     if refiner.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(refiner.device)
     one_stage, two_stage = interleaved_medians(
-        [lambda: refiner.refine_image(rgb, predictor),
-         lambda: refiner.refine_image(rgb, predictor, mode="two-stage", steps=steps)],
+        [lambda: pipeline(rgb), lambda: pipeline(rgb, mode="two-stage", steps=steps)],
         refiner.device, repeats,
     )
     return {

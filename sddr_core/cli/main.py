@@ -14,7 +14,8 @@ from ..errors import InputError, SddrError
 from ..files.depth_io import FORMATS, read_depth, read_image, suffix_for_format, write_depth
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.coarse_to_fine import STEPS
-from ..inference.refiner import MODES, Refiner, build_refiner, load_refiner, parameter_count
+from ..inference.pipeline import MODES
+from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
 from ..network.config import PRESETS
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"
@@ -150,6 +151,7 @@ def _refine(args) -> int:
 
 
 def _refine_images(args) -> int:
+    from ..inference.pipeline import DepthPipeline
     from ..predictors.huggingface import load_predictor
     from .progress import ProgressBar
 
@@ -160,19 +162,16 @@ def _refine_images(args) -> int:
     fmt = args.format or "png16"
     suffix = suffix_for_format(fmt)
     refiner = _load(args)
-    predictor = load_predictor(args.predictor, device=refiner.device)
+    pipeline = DepthPipeline(refiner, load_predictor(args.predictor, device=refiner.device))
     out = Path(args.output)
     for index, photo in enumerate(photos, start=1):
         image = read_image(photo)
         bar = ProgressBar(f"[{index}/{len(photos)}] {photo.name}")
         if args.edges:
-            depth, edges = refiner.refine_image(image, predictor, mode="two-stage",
-                                                steps=args.steps, progress=bar,
-                                                return_edges=True)
+            depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
             print(f"wrote {write_depth(out / f'{photo.stem}-edges.png', edges, 'png16')}")
         else:
-            depth = refiner.refine_image(image, predictor, mode=args.mode, steps=args.steps,
-                                         progress=bar)
+            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
         print(f"wrote {write_depth(out / (photo.stem + suffix), depth, fmt)}")
     return 0
 

@@ -2,7 +2,7 @@
 
 Written from the protocol in method.md §6.1 (Boost's MATLAB is not copied); our settings and
 where they differ from Boost are explained in docs/metrics.md. The metric functions take the
-prediction already aligned to GT *depth* (see :mod:`sddr_core.evaluation.metrics`), the GT depth and the
+prediction already aligned to GT *depth* (see `evaluation.metrics`), the GT depth and the
 boolean map of valid pixels, all H×W numpy arrays.
 """
 

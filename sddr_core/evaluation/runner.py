@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files.atomic import atomic_output
+from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner
 from ..predictors.simulated import SimulatedPredictor
 from .baselines import guided_fusion, resize_prediction
@@ -148,7 +149,7 @@ def _method_output(method: str, low: np.ndarray, high: np.ndarray, sample: Sampl
     (Eq. 11 resolutions, one per window); every other method fuses the shared low/high."""
     size = sample.depth.shape
     if method == "sddr-two-stage":
-        return refiner.refine_image(sample.image, predictor, mode="two-stage")
+        return DepthPipeline(refiner, predictor)(sample.image, mode="two-stage")
     if method == "low":
         return resize_prediction(low, size)
     if method == "high":

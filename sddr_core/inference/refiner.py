@@ -1,5 +1,4 @@
-"""Refinement: `Refiner.refine(low, high)` = N_r on two predictions, made usable, and
-`Refiner.refine_image(image, predictor)` from a photo, one-stage or coarse to fine.
+"""The single-pass refiner: `Refiner.refine(low, high)` = N_r on two predictions, made usable.
 
 Around the network it handles what real inputs need: any layout, size and aspect ratio,
 NaNs, the working resolution (the high input's size, capped at `config.max_side` on the
@@ -10,7 +9,6 @@ result back into the low input's units and polarity by a least-squares affine fi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +20,12 @@ from ..files.weights import load_network, save_network
 from ..maps.alignment import align_to
 from ..maps.inputs import as_depth_batch, check_pair, is_channels_last_map
 from ..maps.resample import resize_maps, scaled_size
-from ..network.config import NetworkConfig, preset
+from ..network.config import NetworkConfig
+from ..network.config import preset as preset_config
 from ..network.model import RefinementNetwork
 from ..runtime import resolve_device, resolve_dtype
-from .coarse_to_fine import STEPS, CoarseToFine
 
 DepthArray = np.ndarray | torch.Tensor
-MODES = ("one-stage", "two-stage")
 
 
 class Refiner:
@@ -84,61 +81,6 @@ class Refiner:
         refined = align_to(resize_maps(depth, size), resize_maps(low_maps, size))
         return _like(refined, high)
 
-    def refine_image(
-        self,
-        image: np.ndarray,
-        predictor,
-        mode: str = "one-stage",
-        steps: int = STEPS,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-        return_edges: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
-
-        `predictor`: a `DepthPredictor`, a predictor name (`sddr_core.predictors.huggingface.PREDICTORS`;
-        a name loads the model on every call, so for many images pass
-        `load_predictor(name)` once) or a callable `fn(image, resolution) -> depth`.
-        "one-stage" fuses a prediction at the predictor's training resolution with one at
-        Eq. 11's; "two-stage" then refines (s+1)² windows per step s = 1..`steps`.
-        `progress(done, total)` is called after each network pass; `cancel()` is polled
-        between them and, if true, raises `Cancelled`.
-        `return_edges=True` (two-stage) returns (depth, G_S) from the same run.
-        """
-        depth, edges = self._coarse_to_fine(image, predictor, mode, steps, progress, cancel)
-        if return_edges:
-            if edges is None:
-                raise InputError("return_edges needs mode='two-stage' (G_S comes from the "
-                                 "coarse-to-fine steps)")
-            return depth, edges
-        return depth
-
-    def edges(
-        self,
-        image: np.ndarray,
-        predictor,
-        steps: int = STEPS,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-    ) -> np.ndarray:
-        """G_S: the coarse-to-fine depth-edge map (per-pixel change as a fraction of D0's
-        range) that self-distillation trains on; also good for display."""
-        return self._coarse_to_fine(image, predictor, "two-stage", steps, progress, cancel)[1]
-
-    def _coarse_to_fine(self, image, predictor, mode, steps, progress, cancel):
-        from ..predictors.huggingface import as_rgb, load_predictor
-
-        if mode not in MODES:
-            raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")
-        if mode == "two-stage" and (not isinstance(steps, int) or steps < 1):
-            raise InputError(f"steps {steps!r}: two-stage needs a whole number ≥ 1")
-        run = CoarseToFine(self, load_predictor(predictor, device=self.device),
-                           progress, cancel)
-        rgb = as_rgb(image)
-        if mode == "one-stage":
-            return run.one_stage(rgb), None
-        return run.two_stage(rgb, steps)
-
     def _run_network(
         self, low: torch.Tensor, high: torch.Tensor, height: int, width: int
     ) -> torch.Tensor:
@@ -188,14 +130,14 @@ def _like(refined: torch.Tensor, reference: DepthArray) -> DepthArray:
 
 
 def build_refiner(
-    preset_name: str = "small",
+    preset: str = "small",
     seed: int = 0,
     device: str = "cpu",
     dtype: str = "auto",
     compile: bool = False,
 ) -> Refiner:
     """A randomly initialised refiner (for tests, training, benchmarks), reproducible per seed."""
-    config = preset(preset_name)
+    config = preset_config(preset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = RefinementNetwork(config)

@@ -181,7 +181,7 @@ def load_predictor(
     if name == "simulated":
         raise InputError("predictor 'simulated' cannot be loaded by name: it builds its "
                          "predictions from the scene's ground-truth depth. Create it with "
-                         "sddr_core.predictors.simulated.SimulatedPredictor(depth) and pass the object")
+                         "sddr_core.predictors.SimulatedPredictor(depth) and pass the object")
     if name not in PREDICTORS:
         raise InputError(f"predictor {name!r} is not known; known predictors: "
                          f"{', '.join(PREDICTORS)} (or pass a DepthPredictor or a callable "

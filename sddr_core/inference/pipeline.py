@@ -1,0 +1,88 @@
+"""Photo → refined depth: `DepthPipeline(refiner, predictor)(image, mode=...)`.
+
+The pipeline owns the predictor runs (whole image at r̂ and at Eq. 11's resolution, then one
+prediction per window) and hands each (low, high) pair to the single-pass `Refiner`; the
+coarse-to-fine machinery is in `coarse_to_fine`. As in diffusers, the model (`Refiner`) and the
+pipeline over it are separate objects, so nothing below imports the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..predictors import DepthPredictor, as_rgb, load_predictor
+from .coarse_to_fine import STEPS, Cancel, CoarseToFine, Progress
+from .refiner import Refiner, load_refiner
+
+MODES = ("one-stage", "two-stage")
+PredictorLike = DepthPredictor | str | Callable[[np.ndarray, int], np.ndarray]
+
+
+class DepthPipeline:
+    """A depth predictor N_d and a refiner N_r, run together on photos.
+
+    `predictor`: a `DepthPredictor`, a name of `sddr_core.predictors.PREDICTORS` (loaded once,
+    here) or a callable `fn(image, resolution) -> depth`.
+    """
+
+    def __init__(self, refiner: Refiner, predictor: PredictorLike):
+        self.refiner = refiner
+        self.predictor = load_predictor(predictor, device=refiner.device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights: str | os.PathLike = "default",
+        predictor: PredictorLike = "depth-anything-v2-small",
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> DepthPipeline:
+        """Load the refiner weights (bundled name, path or hf://…@revision) and the predictor."""
+        return cls(load_refiner(weights, device=device, dtype=dtype), predictor)
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        mode: str = "one-stage",
+        steps: int = STEPS,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+        return_edges: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
+
+        "one-stage" fuses a prediction at the predictor's training resolution with one at
+        Eq. 11's; "two-stage" then refines (s+1)² windows per step s = 1..`steps`.
+        `progress(done, total)` is called after each network pass; `cancel()` is polled
+        between them and, if true, raises `Cancelled`. `return_edges=True` (two-stage) returns
+        (depth, G_S) from the same run.
+        """
+        if mode not in MODES:
+            raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")
+        if return_edges and mode != "two-stage":
+            raise InputError("return_edges needs mode='two-stage' (G_S comes from the "
+                             "coarse-to-fine steps)")
+        if mode == "one-stage":
+            return self._run(progress, cancel).one_stage(as_rgb(image))
+        depth, edges = self.depth_and_edges(image, steps, progress, cancel)
+        return (depth, edges) if return_edges else depth
+
+    def edges(self, image: np.ndarray, steps: int = STEPS, progress: Progress | None = None,
+              cancel: Cancel | None = None) -> np.ndarray:
+        """G_S: the coarse-to-fine depth-edge map that self-distillation trains on."""
+        return self.depth_and_edges(image, steps, progress, cancel)[1]
+
+    def depth_and_edges(self, image: np.ndarray, steps: int = STEPS,
+                        progress: Progress | None = None,
+                        cancel: Cancel | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(D_S, G_S) of a two-stage run with `steps` coarse-to-fine steps."""
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise InputError(f"steps {steps!r}: two-stage needs a whole number ≥ 1")
+        return self._run(progress, cancel).two_stage(as_rgb(image), steps)
+
+    def _run(self, progress: Progress | None, cancel: Cancel | None) -> CoarseToFine:
+        return CoarseToFine(self.refiner, self.predictor, progress, cancel)
