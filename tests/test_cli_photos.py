@@ -126,8 +126,8 @@ def test_cancelled_refinement_leaves_no_file(weights, photos, tmp_path, monkeypa
     (out / "b.png").write_bytes(b"earlier result")
     original = DepthPipeline.depth_and_edges
 
-    def cancelled(self, image, steps, progress=None, cancel=None):
-        return original(self, image, steps, progress, cancel=lambda: True)
+    def cancelled(self, image, steps, progress=None, cancel=None, inputs=None):
+        return original(self, image, steps, progress, lambda: True, inputs)
 
     monkeypatch.setattr(DepthPipeline, "depth_and_edges", cancelled)
     monkeypatch.setattr(predictors, "load_predictor", lambda name, **o: BrightnessPredictor())

@@ -131,24 +131,32 @@ class CoarseToFine:
     progress: Progress | None = None
     cancel: Cancel | None = None
 
-    def one_stage(self, image: np.ndarray, total: int = 1) -> np.ndarray:
-        """D0 at the image's size: low at r̂, high at Eq. 11's resolution for the image."""
+    def one_stage(self, image: np.ndarray, total: int = 1,
+                  inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """D0 at the image's size: low at r̂, high at Eq. 11's resolution for the image, or
+        the given whole-image (low, high) `inputs`."""
         height, width = image.shape[:2]
-        r_hat = self.predictor.training_resolution
         self._check_cancel()
-        low = self.predictor.predict(image, r_hat)
-        detail = mean_gradient(low) / self.predictor.gradient_prior
-        high = self.predictor.predict(image, adaptive_resolution(r_hat, max(height, width),
-                                                                 detail))
+        low, high = inputs if inputs is not None else self._whole_image_inputs(image)
         self._check_cancel()
         depth = self.refiner.refine(low, high, out_size=(height, width))
         self._report(1, total)
         return depth
 
-    def two_stage(self, image: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """(D_S, G_S) after `steps` coarse-to-fine steps."""
+    def _whole_image_inputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r_hat = self.predictor.training_resolution
+        low = self.predictor.predict(image, r_hat)
+        detail = mean_gradient(low) / self.predictor.gradient_prior
+        high = self.predictor.predict(image, adaptive_resolution(r_hat, max(image.shape[:2]),
+                                                                 detail))
+        return low, high
+
+    def two_stage(self, image: np.ndarray, steps: int,
+                  inputs: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(D_S, G_S) after `steps` coarse-to-fine steps (step 0 from `inputs` if given)."""
         total = passes(steps)
-        depth = self.one_stage(image, total)
+        depth = self.one_stage(image, total, inputs)
         value_range = float(depth.max() - depth.min()) or 1.0
         edges = edge_label(depth, value_range)
         done = 1

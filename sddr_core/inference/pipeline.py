@@ -52,6 +52,7 @@ class DepthPipeline:
         progress: Progress | None = None,
         cancel: Cancel | None = None,
         return_edges: bool = False,
+        inputs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
 
@@ -59,7 +60,9 @@ class DepthPipeline:
         Eq. 11's; "two-stage" then refines (s+1)² windows per step s = 1..`steps`.
         `progress(done, total)` is called after each network pass; `cancel()` is polled
         between them and, if true, raises `Cancelled`. `return_edges=True` (two-stage) returns
-        (depth, G_S) from the same run.
+        (depth, G_S) from the same run. `inputs`: the whole image's (low, high) predictions,
+        used for the first pass instead of running the predictor (so a one-stage and a
+        two-stage run can start from the same inputs).
         """
         if mode not in MODES:
             raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")
@@ -67,8 +70,8 @@ class DepthPipeline:
             raise InputError("return_edges needs mode='two-stage' (G_S comes from the "
                              "coarse-to-fine steps)")
         if mode == "one-stage":
-            return self._run(progress, cancel).one_stage(as_rgb(image))
-        depth, edges = self.depth_and_edges(image, steps, progress, cancel)
+            return self._run(progress, cancel).one_stage(as_rgb(image), inputs=inputs)
+        depth, edges = self.depth_and_edges(image, steps, progress, cancel, inputs)
         return (depth, edges) if return_edges else depth
 
     def edges(self, image: np.ndarray, steps: int = STEPS, progress: Progress | None = None,
@@ -78,11 +81,13 @@ class DepthPipeline:
 
     def depth_and_edges(self, image: np.ndarray, steps: int = STEPS,
                         progress: Progress | None = None,
-                        cancel: Cancel | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        cancel: Cancel | None = None,
+                        inputs: tuple[np.ndarray, np.ndarray] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """(D_S, G_S) of a two-stage run with `steps` coarse-to-fine steps."""
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise InputError(f"steps {steps!r}: two-stage needs a whole number ≥ 1")
-        return self._run(progress, cancel).two_stage(as_rgb(image), steps)
+        return self._run(progress, cancel).two_stage(as_rgb(image), steps, inputs)
 
     def _run(self, progress: Progress | None, cancel: Cancel | None) -> CoarseToFine:
         return CoarseToFine(self.refiner, self.predictor, progress, cancel)
