@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from sddr_core.cli.sample import sample_scene
+from sddr_core.evaluation.diagnostics import edge_error, local_inconsistency
 from sddr_core.files.depth_io import read_depth
-from sddr_core.predictors.simulated import SimulatedPredictor, edge_error, local_inconsistency
+from sddr_core.predictors.simulated import SimulatedPredictor
 
 Scene = tuple[np.ndarray, np.ndarray | None]  # (depth, valid)
 

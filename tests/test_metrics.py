@@ -56,7 +56,6 @@ def _assert_perfect(result: dict[str, float]) -> None:
 @pytest.mark.parametrize(("space", "make_pred"), [
     ("depth", lambda gt: gt),
     ("depth", lambda gt: 3 * gt + 5),
-    ("depth", lambda gt: 7 - 0.5 * gt),  # the fit's scale is free in sign (as np.polyfit)
     ("depth", lambda gt: torch.from_numpy(gt).float()),
     ("disparity", lambda gt: 1 / gt),
     ("disparity", lambda gt: 2 / gt + 0.1),
@@ -64,6 +63,21 @@ def _assert_perfect(result: dict[str, float]) -> None:
 def test_affine_versions_of_the_truth_score_perfectly(space, make_pred):
     gt = _scene()
     _assert_perfect(evaluate(make_pred(gt), gt, space=space))
+
+
+@pytest.mark.parametrize("space", ["depth", "disparity"])
+def test_inverted_polarity_is_punished_unless_the_sign_is_free(space):
+    """A map of the wrong polarity (a polarity bug in a node) scores no better than a constant:
+    every ordinal pair and every discontinuity is wrong. With the old free-sign fit
+    (`free_sign=True`, as np.polyfit) the least-squares scale flips it to a perfect score."""
+    gt = _motorcycle()
+    valid = gt > 0
+    truth = np.where(valid, gt if space == "depth" else 1 / np.where(valid, gt, 1.0), 0.0)
+    inverted = truth[valid].max() + truth[valid].min() - truth
+    result = evaluate(inverted, gt, mask=valid, space=space)
+    assert result["ord"] > 0.9 and result["d3r"] == 1.0
+    assert result["delta1"] < 0.2
+    _assert_perfect(evaluate(inverted, gt, mask=valid, space=space, free_sign=True))
 
 
 def test_torch_gt_is_accepted():

@@ -4,6 +4,7 @@ for (edges sharpen, local consistency degrades as the inference resolution rises
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,16 +13,12 @@ import torch
 
 from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
+from sddr_core.evaluation.diagnostics import edge_error, local_inconsistency
 from sddr_core.maps.alignment import align_to
 from sddr_core.maps.resample import resize_maps
+from sddr_core.predictors import simulated
 from sddr_core.predictors.huggingface import GRADIENT_PRIOR, DepthPredictor
-from sddr_core.predictors.simulated import (
-    NoiseParameters,
-    SimulatedPredictor,
-    depth_edges,
-    edge_error,
-    local_inconsistency,
-)
+from sddr_core.predictors.simulated import NoiseParameters, SimulatedPredictor, depth_edges
 
 RESOLUTIONS = (96, 192, 384, 768)
 
@@ -172,6 +169,21 @@ def test_diagnostics_separate_blur_from_drift():
     assert local_inconsistency(drifting, depth) > 5 * local_inconsistency(coarse, depth)
     with pytest.raises(InputError, match="^prediction: "):
         edge_error(np.full((8, 8), np.nan), depth)
+
+
+def test_diagnostics_do_not_flip_a_reversed_prediction():
+    """The alignment's scale is ≥ 0: a map of the wrong polarity is not fitted back to the
+    truth (with a free sign, -truth scored edge_error 0)."""
+    _, depth = sample_scene(128, 192, seed=0)
+    truth = SimulatedPredictor(depth).disparity
+    assert edge_error(-truth, depth) > 0.1
+    assert edge_error(-truth, depth) > 10 * edge_error(truth, depth) + 1e-3
+
+
+def test_the_predictor_does_not_import_evaluation():
+    source = Path(simulated.__file__).read_text()
+    assert "evaluation" not in "".join(line for line in source.splitlines()
+                                       if line.startswith(("import", "from")))
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 prediction against ground-truth depth.
 
 A relative prediction has no units, so it is first fitted to the GT by least-squares scale and
-shift, in depth or disparity space as SDDR's official Middlebury script does; every metric is
-then computed in depth on the valid pixels. The ordinal metrics live in :mod:`.ordinal`;
+shift, in depth or disparity space as SDDR's official Middlebury script does, but with the scale
+kept ≥ 0 so a map of inverted polarity is punished instead of flipped; every metric is then
+computed in depth on the valid pixels. The ordinal metrics live in :mod:`.ordinal`;
 docs/metrics.md explains each metric and setting.
 """
 
@@ -28,7 +29,8 @@ ArrayLike = np.ndarray | torch.Tensor
 
 
 def evaluate(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None, space: str = "depth",
-             ord_variant: str = "boost", seed: int = 0) -> dict[str, float]:
+             ord_variant: str = "boost", seed: int = 0, free_sign: bool = False
+             ) -> dict[str, float]:
     """All METRIC_KEYS for one image, in that order.
 
     `pred`: relative prediction (H×W, any scale and shift) whose polarity `space` gives: "depth"
@@ -36,7 +38,9 @@ def evaluate(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None, spac
     valid where finite and > 0. `mask` (bool) restricts the valid pixels further. A `pred` of
     another size is resized to `gt`'s, with a warning. `ord_variant`: "boost" (superpixel ORD)
     or "ranking" (Eq. 13). `seed` fixes the random ORD pairs. "ord" and "d3r" are NaN when the
-    GT offers no usable pair (e.g. a flat GT).
+    GT offers no usable pair (e.g. a flat GT). The fitted scale is ≥ 0, so a `pred` of the
+    wrong polarity scores as badly as a constant; `free_sign=True` lets the fit flip it, as
+    `np.polyfit` in SDDR's script does.
     """
     if space not in SPACES:
         raise InputError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
@@ -57,7 +61,7 @@ def evaluate(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None, spac
         raise InputError(f"gt has {valid.sum()} valid pixel(s) (finite, > 0, with a finite pred "
                          "and inside mask); need at least 2")
 
-    depth = aligned_depth(pred, gt, valid, space)
+    depth = aligned_depth(pred, gt, valid, space, free_sign)
     metrics = _accuracy(depth[valid], gt[valid])
     superpixels = superpixel_points(gt, valid)
     if ord_variant == "boost":
@@ -69,14 +73,16 @@ def evaluate(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None, spac
 
 
 def aligned_depth(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray,
-                  space: str) -> np.ndarray:
-    """`pred` fitted to GT depth ("depth") or GT disparity ("disparity"), clamped there to stay
-    positive, returned as depth; NaN outside `valid` (same-size arrays, as `evaluate` checks)."""
+                  space: str, free_sign: bool = False) -> np.ndarray:
+    """`pred` fitted to GT depth ("depth") or GT disparity ("disparity") with a scale ≥ 0
+    (any sign with `free_sign`), clamped there to stay positive, returned as depth; NaN outside
+    `valid` (same-size arrays, as `evaluate` checks)."""
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     disparity = np.divide(1.0, gt, out=np.zeros_like(gt), where=valid)
     target = np.where(valid, gt, 0.0) if space == "depth" else disparity
     source = np.where(valid, pred, 0.0)
-    scale, shift = fit_affine(*(torch.from_numpy(a)[None] for a in (source, target, valid)))
+    scale, shift = fit_affine(*(torch.from_numpy(a)[None] for a in (source, target, valid)),
+                              nonnegative=not free_sign)
     fitted = np.clip(scale.item() * source + shift.item(),
                      target[valid].min() / CLAMP_FACTOR, target[valid].max() * CLAMP_FACTOR)
     return np.where(valid, fitted if space == "depth" else 1.0 / fitted, np.nan)

@@ -11,12 +11,15 @@ import torch
 
 
 def fit_affine(
-    source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+    nonnegative: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (scale, shift) minimising ‖scale·source + shift − target‖² over `mask`.
 
     `source`, `target`: B×H×W (or B×…). Returns two tensors of shape (B,). A flat `source`
-    gets scale 0 and the target's mean as shift.
+    gets scale 0 and the target's mean as shift. `nonnegative=True` minimises under
+    scale ≥ 0 (the optimum of a negative fit is then scale 0, shift = the target's mean), so
+    an evaluation cannot flip a map of the wrong polarity into a good one.
     """
     batch = source.shape[0]
     s = source.reshape(batch, -1).double()
@@ -28,14 +31,17 @@ def fit_affine(
     covariance = (w * (s - s_mean[:, None]) * (t - t_mean[:, None])).sum(dim=1)
     variance = (w * (s - s_mean[:, None]) ** 2).sum(dim=1)
     scale = torch.where(variance > 0, covariance / variance.clamp_min(1e-300), 0.0)
+    if nonnegative:
+        scale = scale.clamp_min(0.0)
     shift = t_mean - scale * s_mean
     return scale.to(source.dtype), shift.to(source.dtype)
 
 
 def align_to(
-    source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+    nonnegative: bool = False,
 ) -> torch.Tensor:
-    """`source` mapped by the least-squares affine fit onto `target`."""
-    scale, shift = fit_affine(source, target, mask)
+    """`source` mapped by the least-squares affine fit onto `target` (see `fit_affine`)."""
+    scale, shift = fit_affine(source, target, mask, nonnegative)
     shape = (-1,) + (1,) * (source.ndim - 1)
     return source * scale.view(shape) + shift.view(shape)

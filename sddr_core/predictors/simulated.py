@@ -5,14 +5,13 @@ SDDR models a predictor's output at inference resolution r as D ≈ D* + ε_cons
 64×64 patch, gets its own scale and shift) and ε_edge is edge blur (down-sampling to r, then
 Gaussians along D*'s edges). `SimulatedPredictor` applies exactly that to a ground-truth map, so
 everything downstream can be judged against a predictor whose errors are known and repeatable.
-The two diagnostics below measure the two properties it must have: edges sharpen and local
+`evaluation.diagnostics` measures the two properties it must have: edges sharpen and local
 consistency degrades as r rises. docs/simulator.md explains every parameter value.
 """
 
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -20,22 +19,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..maps.alignment import align_to
 from ..maps.inputs import nearest_fill
-from ..maps.resample import resize_maps, scaled_size
+from ..maps.resample import scaled_size
 from .base import GRADIENT_PRIOR, check_resolution
 
 MIN_REGION = 8
 """Smallest side of a `region`, in image pixels: below it a crop holds no scene structure."""
-EDGE_ERROR_RADIUS = 3.0
-"""Image pixels around a ground-truth edge that `edge_error` scores."""
-FLAT_MARGIN = 8.0
-"""Image pixels around a ground-truth edge that `local_inconsistency` leaves out, at least."""
-FLAT_MARGIN_PREDICTED = 4.0
-"""...and prediction pixels: a predictor smears edges over a few of its own pixels, and that
-smear is edge error, not inconsistency (4 = 2σ of the simulator's `edge_blur`)."""
-TILE = 32
-"""Side of the image tiles in which `local_inconsistency` measures the residual's spread."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +78,7 @@ class SimulatedPredictor:
             raise InputError(
                 f"training_resolution: expected a positive integer, got {training_resolution!r}"
             )
-        self.disparity, _ = _normalised_disparity(depth, valid)
+        self.disparity, _ = normalised_disparity(depth, valid)
         self.seed = int(seed)
         self.training_resolution = int(training_resolution)
         self.noise = noise
@@ -234,14 +223,14 @@ def _blur_edges(values: np.ndarray, edges: np.ndarray, noise: NoiseParameters) -
     if not edges.any():
         return values
     blurred = cv2.GaussianBlur(values, (0, 0), noise.edge_blur, borderType=cv2.BORDER_REFLECT)
-    distance = _edge_distance(edges)
+    distance = edge_distance(edges)
     weight = np.exp(-(distance**2) / (2 * (noise.edge_band * noise.edge_blur) ** 2))
     return weight * blurred + (1 - weight) * values
 
 
-# ---------------------------------------------------------------------------- shared helpers
+# ------------------------------------------- ground truth and edges (also evaluation.diagnostics)
 
-def _normalised_disparity(
+def normalised_disparity(
     depth: np.ndarray, valid: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(1/depth min-max normalised to [0, 1] over valid pixels, holes filled; the valid mask).
@@ -286,72 +275,6 @@ def depth_edges(disparity: np.ndarray, threshold: float) -> np.ndarray:
     return np.hypot(gx, gy) / 8 > threshold
 
 
-def _edge_distance(edges: np.ndarray) -> np.ndarray:
+def edge_distance(edges: np.ndarray) -> np.ndarray:
     """Distance in pixels to the nearest edge pixel (OpenCV's 5×5 approximation, within 2 %)."""
     return cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-
-
-# -------------------------------------------------------------------------------- diagnostics
-
-def edge_error(prediction: np.ndarray, depth: np.ndarray, valid: np.ndarray | None = None
-               ) -> float:
-    """Mean |aligned prediction − GT disparity| within 3 px of a GT edge (GT range units).
-
-    The prediction is up-sampled to the GT size and least-squares aligned to the normalised GT
-    disparity over valid pixels. Measures how blurred or misplaced the depth edges are.
-    """
-    residual, distance, valid = _aligned_residual(prediction, depth, valid)
-    near = valid & (distance <= EDGE_ERROR_RADIUS)
-    if not near.any():
-        warnings.warn("edge_error: the ground truth has no valid pixel near a depth edge; "
-                      "returning nan", stacklevel=2)
-        return float("nan")
-    return float(np.abs(residual[near]).mean())
-
-
-def local_inconsistency(prediction: np.ndarray, depth: np.ndarray,
-                        valid: np.ndarray | None = None) -> float:
-    """Mean over 32×32 tiles of the aligned residual's std on flat pixels (GT range units).
-
-    Flat pixels are valid ones farther than 8 image pixels and 4 prediction pixels from any GT
-    edge (a low-resolution prediction's edge smear reaches far in image pixels; it is what
-    `edge_error` measures). A tile counts when at least half of it is flat. A prediction that
-    is globally right but drifts locally scores high here; a blurred but consistent one low.
-    """
-    residual, distance, valid = _aligned_residual(prediction, depth, valid)
-    pixel = max(residual.shape) / max(np.shape(prediction))  # image pixels per prediction pixel
-    flat = valid & (distance > max(FLAT_MARGIN, FLAT_MARGIN_PREDICTED * pixel))
-    rows, cols = (size // TILE * TILE for size in residual.shape)
-
-    def per_tile(values: np.ndarray) -> np.ndarray:
-        return values[:rows, :cols].reshape(rows // TILE, TILE, cols // TILE, TILE).sum((1, 3))
-
-    count = per_tile(flat.astype(np.float64))
-    mean = per_tile(np.where(flat, residual, 0)) / np.maximum(count, 1)
-    square = per_tile(np.where(flat, residual**2, 0)) / np.maximum(count, 1)
-    spread = np.sqrt(np.maximum(square - mean**2, 0))[count >= TILE * TILE / 2]
-    if not spread.size:
-        warnings.warn(f"local_inconsistency: no {TILE}×{TILE} tile is at least half flat "
-                      "(valid and away from depth edges); returning nan", stacklevel=2)
-        return float("nan")
-    return float(spread.mean())
-
-
-def _aligned_residual(prediction: np.ndarray, depth: np.ndarray, valid: np.ndarray | None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(aligned prediction − GT disparity, distance to the nearest GT edge in px, valid mask)."""
-    target, valid = _normalised_disparity(depth, valid)
-    prediction = np.asarray(prediction)
-    if prediction.ndim != 2 or not np.issubdtype(prediction.dtype, np.number):
-        raise InputError(f"prediction: expected a numeric H×W map, got shape "
-                         f"{prediction.shape} and dtype {prediction.dtype}")
-    if not np.isfinite(prediction).all():
-        raise InputError(f"prediction: {int((~np.isfinite(prediction)).sum())} values are "
-                         "NaN or infinite; a prediction must be finite everywhere")
-    source = torch.from_numpy(prediction.astype(np.float64))[None]
-    source = resize_maps(source, target.shape)
-    goal = torch.from_numpy(target.astype(np.float64))[None]
-    aligned = align_to(source, goal, torch.from_numpy(valid)[None])[0].numpy()
-    edges = depth_edges(target, NoiseParameters().edge_threshold)
-    distance = _edge_distance(edges)
-    return aligned - target, distance, valid
