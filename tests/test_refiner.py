@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -12,9 +13,10 @@ import torch
 import sddr_core
 from sddr_core import InputError, Refiner, build_refiner, load_refiner
 from sddr_core.maps.inputs import nearest_fill
+from sddr_core.maps.normalise import network_inputs, normalise_maps, robust_range
 from sddr_core.maps.resample import resize_maps
-from sddr_core.network.model import RefinementNetwork
-from tests.tiny import TINY
+from sddr_core.network.model import NetworkOutput, RefinementNetwork
+from tests.tiny import TINY, TINY_MAX_SIDE
 
 LOW_SIZE, HIGH_SIZE = (61, 83), (187, 251)  # odd sizes, same aspect ratio within 2 %
 
@@ -27,7 +29,7 @@ def _tiny_network(seed: int = 0) -> RefinementNetwork:
 
 @pytest.fixture(scope="module")
 def refiner() -> Refiner:
-    return Refiner(_tiny_network(), device="cpu")
+    return Refiner(_tiny_network(), device="cpu", max_side=TINY_MAX_SIDE)
 
 
 def _scene(size: tuple[int, int], disparity: bool = False, detail: float = 0.0) -> np.ndarray:
@@ -131,7 +133,7 @@ def test_working_size(refiner):
 
     small = build_refiner("small")
     height, width = small.working_size(3000, 1000)
-    assert height == small.config.max_side == 2048
+    assert height == small.max_side == 2048
     assert abs(width - 1000 * 2048 / 3000) <= 0.5
 
 
@@ -433,9 +435,131 @@ def test_bf16_on_cpu_is_close_to_fp32():
     assert np.linalg.norm(b - a) / np.linalg.norm(a - a.mean()) < 5e-2
 
 
-def test_network_is_channels_last(refiner):
-    conv = refiner.network.encoder.stem[0][0]
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+def test_built_and_loaded_networks_are_channels_last(tmp_path):
+    for refiner in (build_refiner("small"),
+                    load_refiner(Refiner(_tiny_network()).save(tmp_path / "t.safetensors"))):
+        conv = refiner.network.encoder.stem[0][0]
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not refiner.network.training
+
+
+def test_a_callers_network_is_left_as_it_was():
+    """A trainer may wrap its live model: refining must not switch off its training mode
+    (drop-path) or change its weights or their memory format."""
+    network = _tiny_network().train()
+    network.decoder.eval()  # a mixed state must come back as it was, module by module
+    modes = [m.training for m in network.modules()]
+    state = copy.deepcopy(network.state_dict())
+    formats = [p.is_contiguous() for p in network.parameters()]
+    refined = Refiner(network, device="cpu").refine(*_pair())
+    assert np.isfinite(refined).all()
+    assert [m.training for m in network.modules()] == modes
+    assert [p.is_contiguous() for p in network.parameters()] == formats
+    assert all(torch.equal(state[k], v) for k, v in network.state_dict().items())
+
+
+def test_refining_runs_the_network_in_eval_mode():
+    """Drop-path would make a train-mode forward random; refine must be deterministic."""
+    config = dataclasses.replace(TINY, drop_path=0.9)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        network = RefinementNetwork(config).train()
+    refiner = Refiner(network, device="cpu")
+    low, high = _pair()
+    np.testing.assert_array_equal(refiner.refine(low, high), refiner.refine(low, high))
+
+
+# ---------------------------------------------------------------------------- robustness
+
+def _outlier_change(refiner, which: str, value: float) -> float:
+    """Largest change of the refined map away from one extreme pixel, as a fraction of the
+    output's range."""
+    low, high = _pair(LOW_SIZE, HIGH_SIZE)
+    clean = refiner.refine(low, high)
+    spoiled = {"low": low.copy(), "high": high.copy()}
+    target = spoiled[which]
+    target[target.shape[0] // 3, target.shape[1] // 3] = value
+    result = refiner.refine(spoiled["low"], spoiled["high"])
+    away = np.ones(clean.shape, bool)
+    row, col = (np.array(clean.shape) // 3).tolist()
+    away[max(0, row - 8):row + 9, max(0, col - 8):col + 9] = False
+    return float(np.abs(result - clean)[away].max() / np.ptp(clean))
+
+
+class _Blend(torch.nn.Module):
+    """A stand-in N_r whose D0 is the mean of its two inputs: it isolates what the Refiner
+    does around the network (normalisation, sizing, alignment) from a random network's
+    arbitrary sensitivity."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = TINY
+
+    def forward(self, low, high):
+        return NetworkOutput((low + high) / 2, [])
+
+
+@pytest.mark.parametrize("which", ["low", "high"])
+@pytest.mark.parametrize("value", [1e6, -1e6])
+def test_one_extreme_pixel_barely_changes_the_output_elsewhere(which, value):
+    """Real predictors leave holes and reflections with extreme values; min-max
+    normalisation (or a least-squares fit that counts them) would let one such pixel squash
+    the whole map (min-max and a plain fit: changes of 0.4 to 960× the range)."""
+    assert _outlier_change(Refiner(_Blend(), device="cpu"), which, value) < 0.005
+
+
+def test_one_extreme_pixel_and_a_random_network(refiner):
+    """The same through a (random) N_r, whose attention sees the clipped pixel everywhere:
+    bounded, not zero (measured 0.045 for low, 0.018 for high; min-max: up to 273×)."""
+    assert max(_outlier_change(refiner, which, 1e6) for which in ("low", "high")) < 0.1
+
+
+def test_extreme_finite_range_gives_a_finite_map(refiner):
+    """Values near ±3e38 are finite float32; the normalisation must not overflow."""
+    low, high = _pair()
+    scale = 3e38 / max(np.abs(low).max(), np.abs(high).max()) / 2
+    huge_low, huge_high = low * scale, (high - high.mean()) * scale
+    refined = refiner.refine(huge_low, huge_high)
+    assert np.isfinite(refined).all()
+    reference = refiner.refine(low, high - high.mean())
+    assert _pearson(refined, reference) > 0.999
+
+
+def test_normalise_maps_uses_robust_quantiles():
+    maps = torch.linspace(0, 1, 10_000).reshape(1, 100, 100)
+    maps[0, 0, 0] = 1e30
+    normalised = normalise_maps(maps)
+    assert normalised.dtype == torch.float32
+    assert float(normalised.min()) == 0.0 and float(normalised.max()) == 1.0
+    # the outlier is clipped instead of defining the range: the ramp keeps its spread
+    assert float(normalised[0, 50, 50]) == pytest.approx(0.5, abs=0.01)
+    low, high = robust_range(maps)
+    assert float(high) < 1.0
+
+
+def test_network_inputs_size_pad_and_layout():
+    low, high = torch.rand(2, 30, 40) + 1, torch.rand(2, 90, 120) + 1
+    a, b = network_inputs(low, high, (90, 120), stride=32)
+    assert a.shape == b.shape == (2, 1, 96, 128)
+    assert a.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(b[:, :, 90:], b[:, :, 89:90].expand(-1, -1, 6, -1))
+
+
+def test_broken_weights_raise_instead_of_writing_nan():
+    network = _tiny_network()
+    with torch.no_grad():
+        next(network.parameters()).fill_(float("nan"))
+    with pytest.raises(sddr_core.SddrError, match="NaN"):
+        Refiner(network, device="cpu").refine(*_pair())
+
+
+def test_constant_network_output_is_an_error():
+    network = _tiny_network()
+    with torch.no_grad():
+        for parameter in network.decoder.ups[0].parameters():
+            parameter.zero_()
+    with pytest.raises(sddr_core.SddrError, match="constant"):
+        Refiner(network, device="cpu").refine(*_pair())
 
 
 def test_public_api():
@@ -473,8 +597,9 @@ class TestCuda:
         assert tensor.device.type == "cuda" and tensor.dtype == torch.float32
         assert self._relative_error(tensor.cpu().numpy(), reference) < 5e-2
 
-    def test_auto_dtype_is_fp16_and_channels_last(self):
-        gpu = Refiner(_tiny_network(), device="cuda")
+    def test_auto_dtype_is_fp16_and_channels_last(self, tmp_path):
+        path = Refiner(_tiny_network()).save(tmp_path / "tiny.safetensors")
+        gpu = load_refiner(path, device="cuda")
         assert gpu.dtype == torch.float16
         conv = gpu.network.encoder.stem[0][0]
         assert conv.weight.device.type == "cuda"

@@ -1,24 +1,31 @@
 """The single-pass refiner: `Refiner.refine(low, high)` = N_r on two predictions, made usable.
 
 Around the network it handles what real inputs need: any layout, size and aspect ratio,
-NaNs, the working resolution (the high input's size, capped at `config.max_side` on the
-long side, padded — not stretched — to the network stride), precision, and putting the
-result back into the low input's units and polarity by a least-squares affine fit.
+NaNs, outlier pixels (a robust normalisation, `maps.normalise`), the working resolution (the
+high input's size, capped at `max_side` on the long side, padded — not stretched — to the
+network stride), precision, and putting the result back into the low input's units and
+polarity by a least-squares affine fit over the low input's inlier pixels.
+
+A `Refiner` can wrap a network that is being trained: it runs it in eval mode and puts every
+module's mode back afterwards, and changes nothing else (`build_refiner` and `load_refiner`,
+which own their networks, also switch them to channels-last memory for CPU speed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, SddrError
 from ..files.weights import load_network, save_network
 from ..maps.alignment import align_to
 from ..maps.inputs import as_depth_batch, check_pair, is_channels_last_map
+from ..maps.normalise import inlier_mask, network_inputs
 from ..maps.resample import resize_maps, scaled_size
 from ..network.config import NetworkConfig
 from ..network.config import preset as preset_config
@@ -26,6 +33,11 @@ from ..network.model import RefinementNetwork
 from ..runtime import resolve_device, resolve_dtype
 
 DepthArray = np.ndarray | torch.Tensor
+
+
+MAX_SIDE = 2048
+"""Default cap on the working resolution's long side (the code's one-stage 2048²)."""
+MIN_MAX_SIDE = 8
 
 
 class Refiner:
@@ -37,10 +49,15 @@ class Refiner:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         compile: bool = False,
+        max_side: int = MAX_SIDE,
     ):
+        if not (isinstance(max_side, int) and max_side >= MIN_MAX_SIDE):
+            raise InputError(f"max_side must be an integer ≥ {MIN_MAX_SIDE}, got {max_side!r}")
+        self.max_side = max_side
+        """Longest side of the working resolution; larger inputs are resized down to it."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.network = network.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.network = network.to(self.device)
         self._forward = torch.compile(self.network, dynamic=True) if compile else self.network
 
     @property
@@ -53,7 +70,7 @@ class Refiner:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size N_r runs at for a high input of height×width (before stride padding)."""
-        return scaled_size(height, width, min(self.config.max_side, max(height, width)))
+        return scaled_size(height, width, min(self.max_side, max(height, width)))
 
     def network_input_size(self, height: int, width: int) -> tuple[int, int]:
         """The working size padded up to a multiple of the network stride."""
@@ -75,37 +92,47 @@ class Refiner:
         high_maps = as_depth_batch(high, "high", self.device)
         check_pair(low_maps, high_maps)
         size = _check_out_size(out_size) or tuple(high_maps.shape[-2:])
-        depth = self._run_network(
-            _normalise(low_maps), _normalise(high_maps), *high_maps.shape[-2:]
-        )
-        refined = align_to(resize_maps(depth, size), resize_maps(low_maps, size))
-        return _like(refined, high)
+        depth = _checked(self._run_network(low_maps, high_maps), "N_r's output")
+        low_resized = resize_maps(low_maps, size)
+        refined = align_to(resize_maps(depth, size), low_resized,
+                           inlier_mask(low_resized, low_maps))
+        return _like(_checked(refined, "the refined depth"), high)
 
-    def _run_network(
-        self, low: torch.Tensor, high: torch.Tensor, height: int, width: int
-    ) -> torch.Tensor:
-        """D0 at the working size for a height×width high input."""
-        size = self.working_size(height, width)
-        padded = self.network_input_size(height, width)
-        padding = (0, padded[1] - size[1], 0, padded[0] - size[0])
-
-        def prepare(maps: torch.Tensor) -> torch.Tensor:
-            padded = F.pad(resize_maps(maps, size)[:, None], padding, mode="replicate")
-            return padded.contiguous(memory_format=torch.channels_last)
-
+    def _run_network(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """D0 at the working size of the high input, in the network's [0, 1] units."""
+        size = self.working_size(*high.shape[-2:])
+        low_input, high_input = network_inputs(low, high, size, self.config.stride)
         autocast = torch.autocast(
             self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
         )
-        with torch.inference_mode(), autocast:
-            depth = self._forward(prepare(low), prepare(high)).depth
+        with torch.inference_mode(), autocast, _evaluating(self.network):
+            depth = self._forward(low_input, high_input).depth
         return depth[:, 0, : size[0], : size[1]].float()
 
 
-def _normalise(maps: torch.Tensor) -> torch.Tensor:
-    """Per-map min-max to [0, 1], the range N_r is trained on."""
-    flat = maps.reshape(maps.shape[0], -1)
-    low, high = flat.amin(dim=1), flat.amax(dim=1)
-    return (maps - low[:, None, None]) / (high - low)[:, None, None]
+@contextlib.contextmanager
+def _evaluating(network: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no drop-path) for the duration, then every module's own mode back."""
+    modes = [module.training for module in network.modules()]
+    network.eval()
+    try:
+        yield
+    finally:
+        for module, training in zip(network.modules(), modes, strict=True):
+            module.training = training
+
+
+def _checked(depth: torch.Tensor, what: str) -> torch.Tensor:
+    """Refuse a result that is no depth map, so a broken model never writes a file."""
+    if not bool(torch.isfinite(depth).all()):
+        raise SddrError(f"{what} holds NaN or infinite values: the weights are broken or do "
+                        "not suit these inputs")
+    flat = depth.reshape(depth.shape[0], -1)
+    constant = (flat.amax(dim=1) == flat.amin(dim=1)).nonzero().flatten().tolist()
+    if constant:
+        raise SddrError(f"{what} is constant for depth map {constant[0]}: the weights are "
+                        "broken or do not suit these inputs")
+    return depth
 
 
 def _check_out_size(out_size) -> tuple[int, int] | None:
@@ -135,13 +162,15 @@ def build_refiner(
     device: str = "cpu",
     dtype: str = "auto",
     compile: bool = False,
+    max_side: int = MAX_SIDE,
 ) -> Refiner:
     """A randomly initialised refiner (for tests, training, benchmarks), reproducible per seed."""
     config = preset_config(preset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = RefinementNetwork(config)
-    return Refiner(network, device=device, dtype=dtype, compile=compile)
+    return Refiner(_for_inference(network), device=device, dtype=dtype, compile=compile,
+                   max_side=max_side)
 
 
 def load_refiner(
@@ -149,9 +178,16 @@ def load_refiner(
     device: str = "auto",
     dtype: str = "auto",
     compile: bool = False,
+    max_side: int = MAX_SIDE,
 ) -> Refiner:
     """Load trained weights: a bundled name, a local .safetensors path, or hf://…@revision."""
-    return Refiner(load_network(name_or_path), device=device, dtype=dtype, compile=compile)
+    return Refiner(_for_inference(load_network(name_or_path)), device=device, dtype=dtype,
+                   compile=compile, max_side=max_side)
+
+
+def _for_inference(network: RefinementNetwork) -> RefinementNetwork:
+    """A network this module created: eval mode, channels-last weights (faster CPU convs)."""
+    return network.eval().to(memory_format=torch.channels_last)
 
 
 def parameter_count(network: torch.nn.Module) -> int:
