@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -14,9 +13,9 @@ import pytest
 from scipy import ndimage
 
 from sddr_core.cli.main import main
-from sddr_core.cli.progress import ProgressBar
 from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
+from sddr_core.evaluation import runner
 from sddr_core.evaluation.baselines import guided_filter, guided_fusion, resize_prediction
 from sddr_core.evaluation.datasets import DepthFolder
 from sddr_core.evaluation.metrics import METRIC_KEYS
@@ -197,6 +196,41 @@ def test_sddr_methods_with_a_tiny_refiner(folder):
     assert result["mean"]["sddr"] != result["mean"]["sddr-two-stage"]
 
 
+def test_both_sddr_rows_start_from_the_same_inputs(folder, monkeypatch):
+    """The one-stage row fuses the shared (low, high); the two-stage row must start from that
+    very pair (its step 0), so the rows differ by the windows alone."""
+    seen = {}
+    refine = Refiner.refine
+
+    def spy_refine(self, low, high, **kwargs):
+        seen.setdefault("sddr", (low, high))
+        return refine(self, low, high, **kwargs)
+
+    call = runner.DepthPipeline.__call__
+
+    def spy_call(self, image, **kwargs):
+        seen["sddr-two-stage"] = kwargs.get("inputs")
+        return call(self, image, **kwargs)
+
+    monkeypatch.setattr(Refiner, "refine", spy_refine)
+    monkeypatch.setattr(runner.DepthPipeline, "__call__", spy_call)
+    refiner = Refiner(RefinementNetwork(TINY), device="cpu")
+    evaluate_dataset([DepthFolder(folder)[0]], ("sddr", "sddr-two-stage"), refiner=refiner,
+                     **FAST)
+    assert seen["sddr-two-stage"] is not None
+    for one_stage, two_stage in zip(seen["sddr"], seen["sddr-two-stage"], strict=True):
+        np.testing.assert_array_equal(one_stage, two_stage)
+
+
+def test_default_resolutions_follow_the_papers_ratio(folder):
+    """Low = r̂ = 448/1920 of the long side (LeReS on 1920-px Middlebury 2021), high = the long
+    side: 22 and 96 px on these 64×96 scenes. The simulator is trained at the low size."""
+    result = evaluate_dataset([DepthFolder(folder)[0]], ("low",))
+    assert result["images"][0]["resolutions"] == {"low": 22, "high": 96}
+    sample = DepthFolder(folder)[0]
+    assert runner.PREDICTORS["simulated"](sample, 0, 22).training_resolution == 22
+
+
 def test_sddr_without_refiner_and_unknown_predictor_are_refused(folder):
     dataset = DepthFolder(folder)
     with pytest.raises(InputError, match="sddr.*refiner"):
@@ -267,36 +301,6 @@ def test_report_with_every_image_skipped(tmp_path):
     assert "Mean over 0 images (1 skipped)" in markdown_table(result)
     written = write_report(result, tmp_path / "out")
     assert [path.name for path in written] == ["metrics.json", "metrics.md"]
-
-
-# ---------------------------------------------------------------------------------- ProgressBar
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_bar_in_a_log_prints_one_line_per_step():
-    stream = io.StringIO()
-    bar = ProgressBar("eval", stream=stream)
-    bar(2, 5, "aloe")
-    bar(5, 5, "baby1")
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 2 and stream.getvalue().endswith("\n")
-    assert "2/5" in lines[0] and lines[0].endswith("aloe") and lines[0].startswith("eval")
-    assert "5/5" in lines[1] and "baby1" in lines[1]
-    assert "\r" not in stream.getvalue()
-
-
-def test_progress_bar_on_a_terminal_redraws_in_place():
-    stream = _Terminal()
-    bar = ProgressBar("eval", stream=stream)
-    bar(2, 5, "aloe")
-    assert stream.getvalue().startswith("\r") and "2/5" in stream.getvalue()
-    assert "\n" not in stream.getvalue()
-    bar(5, 5, "baby1")
-    assert stream.getvalue().count("\r") == 2
-    assert stream.getvalue().endswith("baby1\n") and stream.getvalue().count("\n") == 1
 
 
 # ------------------------------------------------------------------------------------------ CLI

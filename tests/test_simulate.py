@@ -125,10 +125,11 @@ def test_each_region_inside_a_patch_gets_its_own_transform():
     whole-patch transform would move them together; per-component transforms do not."""
     depth = np.full((48, 48), 5.0)
     depth[:, 20:28] = 2.0
-    quiet = replace(NoiseParameters(), shift_sigma=0.0, scale_sigma=0.0)
+    narrow = replace(NoiseParameters(), edge_blur=2.0)  # keeps the blur off the tested columns
+    quiet = replace(narrow, shift_sigma=0.0, scale_sigma=0.0)
     noiseless = SimulatedPredictor(depth, noise=quiet).predict(None, 48)
     for seed in range(3):
-        predictor = SimulatedPredictor(depth, seed=seed, training_resolution=48)
+        predictor = SimulatedPredictor(depth, seed=seed, training_resolution=48, noise=narrow)
         change = predictor.predict(None, 48) - noiseless
         left, right = change[:, :8], change[:, 40:]  # far from the strip's blur
         assert np.ptp(left) < 1e-6 and np.ptp(right) < 1e-6  # a flat region moves as one
@@ -210,16 +211,22 @@ def test_edges_sharpen_as_resolution_rises(property_scores, seed):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_local_consistency_degrades_as_resolution_rises(property_scores, seed):
+    """From r̂ up. Below r̂ (96 vs 192 here) the drift is at the metric's floor: the σ-4
+    blur smooths curved surfaces by a few thousandths, more at 96 than at 192, so that order
+    is not a property of ε_cons (docs/simulator.md, "Measured properties")."""
     spreads = property_scores[seed][1]
-    assert all(np.diff(spreads) > 0), spreads
+    assert all(np.diff(spreads[1:]) > 0), spreads
+    assert max(spreads[:2]) < 0.01 < spreads[-1]  # at or below r̂: nearly consistent
     assert spreads[-1] > 5 * spreads[0]  # low resolution is far more consistent
 
 
 # ----------------------------------------------------------------------------------- regions
 
 def test_whole_image_predictions_are_unchanged_by_region_support():
-    """Pinned values from before `region` existed: region=None keeps seeding by (seed, r)."""
-    predictor = SimulatedPredictor(_two_planes(), seed=3)
+    """Pinned values from before `region` existed: region=None keeps seeding by (seed, r).
+    (The values were pinned with the blur of that time, σ 2.)"""
+    predictor = SimulatedPredictor(_two_planes(), seed=3,
+                                   noise=replace(NoiseParameters(), edge_blur=2.0))
     prediction = predictor.predict(None, 112)
     np.testing.assert_array_equal(predictor.predict(None, 112, region=None), prediction)
     assert float(prediction.astype(np.float64).sum()) == pytest.approx(1906.03125, abs=1e-3)

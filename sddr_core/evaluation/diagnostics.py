@@ -28,9 +28,9 @@ EDGE_ERROR_RADIUS = 3.0
 """Image pixels around a ground-truth edge that `edge_error` scores."""
 FLAT_MARGIN = 8.0
 """Image pixels around a ground-truth edge that `local_inconsistency` leaves out, at least."""
-FLAT_MARGIN_PREDICTED = 4.0
-"""...and prediction pixels: a predictor smears edges over a few of its own pixels, and that
-smear is edge error, not inconsistency (4 = 2σ of the simulator's `edge_blur`)."""
+FLAT_MARGIN_PREDICTED = 2 * NoiseParameters().edge_blur
+"""...and prediction pixels: a predictor smears edges over a few of its own pixels (2σ of the
+simulator's `edge_blur`), and that smear is edge error, not inconsistency."""
 TILE = 32
 """Side of the image tiles in which `local_inconsistency` measures the residual's spread."""
 
@@ -56,10 +56,11 @@ def local_inconsistency(prediction: np.ndarray, depth: np.ndarray,
                         valid: np.ndarray | None = None) -> float:
     """Mean over 32×32 tiles of the aligned residual's std on flat pixels (GT range units).
 
-    Flat pixels are valid ones farther than 8 image pixels and 4 prediction pixels from any GT
-    edge (a low-resolution prediction's edge smear reaches far in image pixels; it is what
-    `edge_error` measures). A tile counts when at least half of it is flat. A prediction that
-    is globally right but drifts locally scores high here; a blurred but consistent one low.
+    Flat pixels are valid ones farther than 8 image pixels and 2σ of the simulator's edge blur
+    in prediction pixels from any GT edge (a low-resolution prediction's edge smear reaches far
+    in image pixels; it is what `edge_error` measures). A tile counts when at least half of it
+    is flat. A prediction that is globally right but drifts locally scores high here; a blurred
+    but consistent one low.
     """
     residual, distance, valid = _aligned_residual(prediction, depth, valid)
     pixel = max(residual.shape) / max(np.shape(prediction))  # image pixels per prediction pixel

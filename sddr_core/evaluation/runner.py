@@ -44,18 +44,26 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return methods
 
 
-def simulated_predictor(sample: Sample, seed: int) -> SimulatedPredictor:
-    """The noise simulator on this sample's ground truth; its seed mixes in the image name,
-    so every image gets its own noise and the same name always the same."""
+PAPER_RATIO = 448 / 1920
+"""Low resolution (= r̂) over the image's long side, as in the paper's main setting: LeReS
+(r̂ 448) on 1920-px Middlebury 2021 (MiDaS: 384 / 1920 = 0.2)."""
+
+
+def simulated_predictor(sample: Sample, seed: int, low_resolution: int) -> SimulatedPredictor:
+    """The noise simulator on this sample's ground truth, trained (r̂) at the low resolution, as
+    a real predictor's low input is at its r̂. Its seed mixes in the image name, so every image
+    gets its own noise and the same name always the same."""
     image_seed = int(np.random.SeedSequence([seed, zlib.crc32(sample.name.encode())])
                      .generate_state(1)[0])
-    return SimulatedPredictor(sample.depth, sample.valid, seed=image_seed)
+    return SimulatedPredictor(sample.depth, sample.valid, seed=image_seed,
+                              training_resolution=low_resolution)
 
 
-PREDICTORS: dict[str, Callable[[Sample, int], SimulatedPredictor]] = {
+PREDICTORS: dict[str, Callable[[Sample, int, int], SimulatedPredictor]] = {
     "simulated": simulated_predictor,
 }
-"""Predictor name → factory(sample, seed); the simulator needs the sample's ground truth."""
+"""Predictor name → factory(sample, seed, low resolution); the simulator needs the sample's
+ground truth."""
 
 
 def evaluate_dataset(
@@ -73,9 +81,10 @@ def evaluate_dataset(
 ) -> dict:
     """Score `methods` on every sample; returns the report `write_report` stores.
 
-    Resolutions default to the predictor's training resolution r̂ (low) and the image's long
-    side but at least 2·low (high). `limit` evaluates only the first samples (read lazily).
-    Samples without usable ground truth are skipped with a warning and listed under "skipped".
+    Resolutions default to the paper's ratio, low = r̂ = PAPER_RATIO × the image's long side,
+    and high = the long side, at least 2·low. `limit` evaluates only the first samples (read
+    lazily). Samples without usable ground truth are skipped with a warning and listed under
+    "skipped".
     """
     if predictor not in PREDICTORS:
         raise InputError(f"--predictor {predictor!r}: unknown; choose from "
@@ -99,12 +108,13 @@ def evaluate_dataset(
             warnings.warn(f"{sample.name}: skipped, {reason}", stacklevel=2)
             skipped.append({"name": sample.name, "reason": reason})
         else:
-            model = PREDICTORS[predictor](sample, seed)
-            space = model.polarity
+            long_side = max(sample.depth.shape)
             low_res = low_resolution if low_resolution is not None \
-                else model.training_resolution
+                else max(8, round(PAPER_RATIO * long_side))
             high_res = high_resolution if high_resolution is not None \
-                else max(max(sample.depth.shape), 2 * low_res)
+                else max(long_side, 2 * low_res)
+            model = PREDICTORS[predictor](sample, seed, low_res)
+            space = model.polarity
             low = model.predict(sample.image, low_res)
             high = model.predict(sample.image, high_res)
             outputs = {m: _method_output(m, low, high, sample, model, refiner)
@@ -145,11 +155,13 @@ def _unusable(sample: Sample) -> str | None:
 
 def _method_output(method: str, low: np.ndarray, high: np.ndarray, sample: Sample,
                    predictor: SimulatedPredictor, refiner: Refiner | None) -> np.ndarray:
-    """Depth at the ground truth's size. The two-stage refiner runs its own predictions
-    (Eq. 11 resolutions, one per window); every other method fuses the shared low/high."""
+    """Depth at the ground truth's size, from the shared low/high pair. The two-stage refiner
+    starts from that pair too (its step 0 is the `sddr` row) and only adds its own window
+    predictions, so the two rows differ by the windows alone."""
     size = sample.depth.shape
     if method == "sddr-two-stage":
-        return DepthPipeline(refiner, predictor)(sample.image, mode="two-stage")
+        return DepthPipeline(refiner, predictor)(sample.image, mode="two-stage",
+                                                 inputs=(low, high))
     if method == "low":
         return resize_prediction(low, size)
     if method == "high":

@@ -46,8 +46,9 @@ class NoiseParameters:
     edge_threshold: float = 0.025
     """Per-pixel disparity change above which a pixel is a depth edge: any step above 5 % of the
     range counts (it reads Δ/2), a slope needing over 40 px to cross the whole range does not."""
-    edge_blur: float = 2.0
-    """σ of the Gaussian blur placed along edges."""
+    edge_blur: float = 4.0
+    """σ of the Gaussian blur placed along edges: ±2σ spans 16 px, one token of a DPT-style
+    predictor (was 2.0 until issue 8; docs/simulator.md gives the source)."""
     edge_band: float = 2.0
     """σ of the blur's weight fall-off with distance from an edge, in units of `edge_blur`."""
 
