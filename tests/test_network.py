@@ -1,16 +1,21 @@
-"""The refinement network N_r: shapes, shared encoder, cross-attention, gradients, configs."""
+"""The refinement network N_r: shapes, shared encoder, cross-attention, gradients, precision,
+output up-sampling, configs."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from sddr_core import WeightsError
+from sddr_core import InputError, WeightsError
+from sddr_core.maps.gradients import gradient_magnitude
 from sddr_core.network import PRESETS, NetworkConfig
 from sddr_core.network.cross_attention import CrossResolutionAttention, sine_position_encoding
+from sddr_core.network.decoder import SubPixelOutput
 from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
@@ -210,6 +215,90 @@ def test_gradient_with_drop_path_in_training_mode():
     assert [n for n, p in network.named_parameters() if p.grad is None] == []
 
 
+# ------------------------------------------------------------------------------- precision
+
+def _ramp(height: int = 128, width: int = 2048) -> torch.Tensor:
+    """A full-range horizontal ramp: one step of 1/width per pixel."""
+    return torch.linspace(0, 1, width).expand(1, 1, height, width).contiguous()
+
+
+def _autocast_depth(network, x: torch.Tensor, device: str, dtype: torch.dtype | None):
+    with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.float32,
+                                                enabled=dtype is not None):
+        return network(x.to(device), x.to(device)).depth[0, 0].float().cpu().numpy()
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs CUDA")]),
+])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_depth_keeps_full_precision_under_autocast(device, dtype):
+    """The input layer and the output head run in fp32: a ramp that reaches D0 through the
+    finest skip (the decoder's deeper path switched off) comes out as in fp32, and so does
+    its gradient map, which half-precision layers would turn into a staircase."""
+    if device == "cpu" and dtype == torch.float16:
+        pytest.skip("CPU inference uses bf16, not fp16")
+    network = _tiny_network(seed=8).eval().to(device)
+    with torch.no_grad():  # r at 1/2 = 0: D0 = head(GN(F_1/2)), with F_low = F_high
+        network.decoder.ups[1].conv.weight.zero_()
+        network.decoder.ups[1].conv.bias.zero_()
+    x = _ramp()
+    full = _autocast_depth(network, x, device, None)
+    half = _autocast_depth(network, x, device, dtype)
+    assert len(np.unique(full[64])) > 2000
+    assert len(np.unique(half[64])) >= 0.99 * len(np.unique(full[64]))
+    value_range = float(full.max() - full.min())
+    expected = gradient_magnitude(full, value_range)
+    error = np.abs(gradient_magnitude(half, value_range) - expected)
+    assert error.max() <= 1e-3 * expected.mean()
+
+
+def test_half_precision_keeps_distinct_depth_values():
+    """The whole tiny network under bf16: D0 of a 2048-px ramp keeps about one value per pixel
+    (with the head in bf16 it kept 52–862 per row)."""
+    network = _tiny_network(seed=2).eval()
+    x = _ramp(256)
+    full = _autocast_depth(network, x, "cpu", None)
+    half = _autocast_depth(network, x, "cpu", torch.bfloat16)
+    assert half.dtype == np.float32
+    assert len(np.unique(full[128])) > 2000
+    assert len(np.unique(half[128])) >= 0.95 * len(np.unique(full[128]))
+
+
+# ------------------------------------------------------------------------- output up-sampling
+
+def test_output_head_starts_as_bilinear_up_sampling():
+    """ICNR with bilinear phases: at initialisation the sub-pixel head equals a 1×1
+    projection at 1/2 resolution followed by bilinear ×2 up-sampling."""
+    torch.manual_seed(9)
+    head = SubPixelOutput(8)
+    x = torch.randn(2, 8, 24, 32)
+    with torch.no_grad():
+        out = head(x)
+        weight = head.conv.weight  # 4 × 8 × 3 × 3
+        projection = weight.sum(dim=(2, 3))[0]  # each phase's taps sum to 1
+        expected = F.interpolate(
+            F.conv2d(head.norm(x), projection[None, :, None, None], head.conv.bias[:1]),
+            scale_factor=2, mode="bilinear", align_corners=False,
+        )
+    assert torch.allclose(weight.sum(dim=(2, 3)), projection.expand(4, 8))
+    inner = (..., slice(2, -2), slice(2, -2))  # the borders pad differently (zeros, clamp)
+    torch.testing.assert_close(out[inner], expected[inner], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_checkerboard_in_depth_gradient_at_initialisation(seed):
+    """The four 2×2 phases of ∇D0 on a smooth input have equal means (within 10 %; with
+    independently initialised sub-pixel kernels they differed by 18–142 %)."""
+    network = _tiny_network(seed=seed).eval()
+    y, x = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 384), indexing="ij")
+    smooth = (x + 0.5 * y + 0.2 * torch.sin(3 * x + 2 * y))[None, None].contiguous()
+    gradient = gradient_magnitude(_autocast_depth(network, smooth, "cpu", None))[8:-8, 8:-8]
+    phases = [gradient[a::2, b::2].mean() for a in (0, 1) for b in (0, 1)]
+    assert max(phases) / min(phases) - 1 < 0.1
+
+
 # ---------------------------------------------------------------------------------- configs
 
 def test_preset_parameter_counts():
@@ -244,11 +333,55 @@ def test_config_from_json_refuses_invalid_json():
         NetworkConfig.from_json("{not json")
 
 
-def test_config_from_json_refuses_missing_field():
+def test_config_from_json_gives_missing_fields_their_defaults():
+    """A file written before a field existed reads with the field's default."""
+    config = dataclasses.replace(TINY, level_embedding=True, upsample_mode="bilinear")
+    fields = json.loads(config.to_json())
+    del fields["level_embedding"], fields["upsample_mode"]
+    assert NetworkConfig.from_json(json.dumps(fields)) == config
+
+
+def test_config_from_json_drops_the_legacy_max_side():
+    """Version-1 files carry `max_side`, now a Refiner setting: read, then ignored."""
     fields = json.loads(TINY.to_json())
-    del fields["max_side"]
-    with pytest.raises(WeightsError, match="max_side"):
+    fields["max_side"] = 0
+    assert NetworkConfig.from_json(json.dumps(fields)) == TINY
+    assert "max_side" not in json.loads(TINY.to_json())
+
+
+INVALID_CONFIGS = [
+    ("num_heads", {"num_heads": (1, 1, 1, 5)}),  # 5 heads do not divide the width 32
+    ("num_heads", {"num_heads": (0, 1, 1, 2)}),
+    ("upsample_mode", {"upsample_mode": "nearest-exact"}),
+    ("stem_channels", {"stem_channels": (4, 0, 8)}),
+    ("stem_channels", {"stem_channels": (4, 8)}),
+    ("embed_dims", {"embed_dims": (8, 16, 16, 30), "num_heads": (1, 1, 1, 1)}),
+    ("depths", {"depths": (1, -1, 1, 1)}),
+    ("sr_ratios", {"sr_ratios": (8, 4, 2, 0)}),
+    ("mlp_ratio", {"mlp_ratio": 2.5}),
+    ("drop_path", {"drop_path": 1.0}),
+    ("cross_attention_layers", {"cross_attention_layers": -1}),
+    ("cross_attention_heads", {"cross_attention_heads": 3}),
+    ("level_embedding", {"level_embedding": "yes"}),
+]
+
+
+@pytest.mark.parametrize(("field", "changes"), INVALID_CONFIGS)
+def test_invalid_config_is_refused_naming_the_field(field, changes):
+    with pytest.raises(InputError, match=f"'{field}'"):
+        dataclasses.replace(TINY, **changes)
+    fields = json.loads(TINY.to_json())
+    fields.update(changes)
+    with pytest.raises(WeightsError, match=f"'{field}'"):
         NetworkConfig.from_json(json.dumps(fields))
+
+
+def test_any_width_builds_its_group_norms():
+    """A width that 8 does not divide into whole groups (44 → 5) still builds and runs."""
+    network = _tiny_network(stem_channels=(4, 8, 44)).eval()
+    with torch.no_grad():
+        out = network(torch.rand(1, 1, 128, 128), torch.rand(1, 1, 128, 128))
+    assert torch.isfinite(out.depth).all()
 
 
 def test_config_from_json_refuses_non_object():

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import sddr_core.files.weights as weights_module
-from sddr_core import Refiner, WeightsError, load_refiner
+from sddr_core import InputError, Refiner, WeightsError, load_refiner
 from sddr_core.network import NetworkConfig
 from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
@@ -24,7 +24,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def _tiny_refiner(seed: int = 0, config: NetworkConfig = TINY) -> Refiner:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Refiner(RefinementNetwork(config), device="cpu")
+        network = RefinementNetwork(config).eval().to(memory_format=torch.channels_last)
+        return Refiner(network, device="cpu")  # as load_refiner builds it, so outputs match
 
 
 def _pair() -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +83,7 @@ def test_file_metadata_rebuilds_the_architecture(saved):
         metadata = handle.metadata()
         keys = set(handle.keys())
     assert metadata["format"] == "sddr-refiner"
-    assert metadata["format_version"] == "1"
+    assert metadata["format_version"] == "2"
     config = NetworkConfig.from_json(metadata["config"])
     assert config == TINY
     rebuilt = RefinementNetwork(config).state_dict()
@@ -122,7 +123,7 @@ def test_failed_save_leaves_old_file_untouched(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(weights_module, "save_file", half_written)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match="disk full"):
         _tiny_refiner(seed=2).save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
@@ -251,6 +252,76 @@ def test_config_with_invalid_values(saved, tmp_path):
     path = _resave_with_config(saved[1], tmp_path / "invalid.safetensors",
                                _tiny_fields_with(stem_channels=[4, 8]))
     _assert_weights_error(path, str(path), "invalid")
+
+
+def _resave(good, path, tensors=None, **metadata):
+    """The good file's tensors (or `tensors`) with this metadata, as a real safetensors file."""
+    save_file(tensors or load_file(str(good)), str(path),
+              metadata={"format": "sddr-refiner", **metadata})
+    return path
+
+
+def test_version_1_file_with_max_side_still_loads(saved, tmp_path):
+    """Files of the first release carry `max_side` in their config; it is dropped."""
+    refiner, good = saved
+    path = _resave(good, tmp_path / "v1.safetensors", format_version="1",
+                   config=_tiny_fields_with(max_side=256))
+    loaded = load_refiner(path, device="cpu")
+    assert loaded.config == TINY and loaded.max_side == 2048
+    low, high = _pair()
+    np.testing.assert_array_equal(loaded.refine(low, high), refiner.refine(low, high))
+    # Without a format_version at all (read as version 1), and with the legacy max_side 0.
+    path = _resave(good, tmp_path / "noversion.safetensors", config=_tiny_fields_with(max_side=0))
+    assert load_refiner(path, device="cpu").config == TINY
+
+
+def test_file_without_a_newer_field_loads_with_its_default(saved, tmp_path):
+    fields = json.loads(TINY.to_json())
+    del fields["level_embedding"]  # as a file written before the field existed
+    path = _resave(saved[1], tmp_path / "older.safetensors", format_version="2",
+                   config=json.dumps(fields))
+    assert load_refiner(path, device="cpu").config == TINY
+
+
+def test_newer_format_version_is_refused(saved, tmp_path):
+    path = _resave(saved[1], tmp_path / "v3.safetensors", format_version="3",
+                   config=TINY.to_json())
+    _assert_weights_error(path, str(path), "format version '3'")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("num_heads", [1, 1, 1, 5]),  # the tensors fit: head counts do not change shapes
+    ("upsample_mode", "trilinear"),
+    ("cross_attention_heads", 3),
+    ("drop_path", -0.5),
+])
+def test_config_whose_tensors_fit_but_values_are_invalid(saved, tmp_path, field, value):
+    path = _resave(saved[1], tmp_path / "inconsistent.safetensors", format_version="2",
+                   config=_tiny_fields_with(**{field: value}))
+    _assert_weights_error(path, str(path), f"'{field}'")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_tensor_is_refused_naming_it(saved, tmp_path, bad):
+    tensors = load_file(str(saved[1]))
+    name = "decoder.ups.0.conv.weight"
+    tensors[name].view(-1)[3] = bad
+    path = _resave(saved[1], tmp_path / "nan.safetensors", tensors=tensors,
+                   format_version="2", config=TINY.to_json())
+    _assert_weights_error(path, str(path), name, "NaN or infinity")
+
+
+@pytest.mark.parametrize("max_side", [0, -1, 7, 100.5, "2048"])
+def test_invalid_max_side_is_refused(saved, max_side):
+    with pytest.raises(InputError, match="max_side"):
+        load_refiner(saved[1], device="cpu", max_side=max_side)
+
+
+def test_max_side_is_a_refiner_setting(saved):
+    loaded = load_refiner(saved[1], device="cpu", max_side=128)
+    assert loaded.max_side == 128
+    assert loaded.working_size(1000, 500) == (128, 64)
+    assert not hasattr(loaded.config, "max_side")
 
 
 def test_config_that_is_not_an_object(saved, tmp_path):

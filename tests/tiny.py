@@ -9,5 +9,8 @@ TINY = NetworkConfig(
     depths=(1, 1, 1, 1),
     cross_attention_layers=1,
     cross_attention_heads=2,
-    max_side=256,
 )
+
+TINY_MAX_SIDE = 256
+"""The working-size cap for refiners in tests (`Refiner(…, max_side=TINY_MAX_SIDE)`), so a
+large test input runs the network at 256 px at most."""

@@ -24,7 +24,10 @@ from .atomic import atomic_output
 from .hub import cache_first
 
 FORMAT = "sddr-refiner"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+"""Written into every file. 2: the config no longer holds `max_side`. Files of a version not
+in READABLE_VERSIONS (a newer sddr's) are refused; files without one are version 1."""
+READABLE_VERSIONS = ("1", "2")
 BUNDLED_DIR = Path(__file__).parent.parent / "weights"
 BUNDLED = {"default": "sddr-small.safetensors"}
 """Bundled names → files in BUNDLED_DIR."""
@@ -57,18 +60,23 @@ def load_network(reference: str | os.PathLike) -> RefinementNetwork:
             f"'{path}' is a safetensors file but not an sddr refiner: its metadata has no "
             f"'{FORMAT}' architecture config"
         )
+    version = metadata.get("format_version", "1")
+    if version not in READABLE_VERSIONS:
+        raise WeightsError(
+            f"'{path}' has format version {version!r}; this version of sddr reads "
+            f"{', '.join(READABLE_VERSIONS)} (written by a newer sddr?)"
+        )
     try:
         config = NetworkConfig.from_json(metadata["config"])
-        network = RefinementNetwork(config)
     except WeightsError as err:
         raise WeightsError(f"'{path}': {err}") from None
-    except (TypeError, ValueError) as err:
-        raise WeightsError(f"'{path}': its architecture config is invalid: {err}") from None
+    network = RefinementNetwork(config)
     _load_state(network, state, path)
     return network
 
 
 def _load_state(network: RefinementNetwork, state: dict, path: Path) -> None:
+    """Copy `state` into `network` after checking names, shapes and finiteness."""
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -82,6 +90,12 @@ def _load_state(network: RefinementNetwork, state: dict, path: Path) -> None:
         raise WeightsError(
             f"'{path}' holds weights for another architecture than its config: "
             + ", ".join(details)
+        )
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if not_finite:
+        raise WeightsError(
+            f"'{path}' has {len(not_finite)} tensor(s) holding NaN or infinity, e.g. "
+            f"{not_finite[0]!r}: the file is corrupt or from a diverged training run"
         )
     network.load_state_dict(state)
 

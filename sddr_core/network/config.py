@@ -1,7 +1,8 @@
 """Architecture configuration of the refinement network N_r, and its named presets.
 
 A config is plain data: it is stored as JSON in every weights file, so a file alone
-rebuilds its model (see `weights.py`).
+rebuilds its model (see `files/weights.py`). It holds architecture only; how a network is
+run (working resolution, device, precision) belongs to the `Refiner`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from dataclasses import dataclass
 
 from ..errors import InputError, WeightsError
 
+UPSAMPLE_MODES = ("bilinear", "bicubic")
+
+LEGACY_FIELDS = frozenset({"max_side"})
+"""Fields that files of earlier versions carry but that are no longer architecture; they are
+dropped when read (`max_side` is now `Refiner(max_side=…)`)."""
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Sizes of every part of N_r. Field docs give the paper's (base) values."""
+    """Sizes of every part of N_r. Field docs give the paper's (base) values.
+
+    A field added later must default to the value that reproduces the networks saved before
+    it existed: files that lack the field are read with its default.
+    """
 
     stem_channels: tuple[int, int, int] = (8, 16, 32)
     """Residual CNN stem, one stride-2 block each: features at 1/2, 1/4, 1/8."""
@@ -34,8 +45,12 @@ class NetworkConfig:
     """Add the learned PE_f that tells low-res tokens from high-res tokens (paper; code: off)."""
     upsample_mode: str = "bilinear"
     """Decoder ×2 up-sampling: bilinear (ours, 4× cheaper on CPU) or bicubic (the code's)."""
-    max_side: int = 2048
-    """Longest side of the working resolution; larger inputs are resized down to it."""
+
+    def __post_init__(self) -> None:
+        problem = _first_problem(self)
+        if problem:
+            field, reason = problem
+            raise InputError(f"network config field {field!r}: {reason}")
 
     @property
     def stride(self) -> int:
@@ -47,7 +62,11 @@ class NetworkConfig:
 
     @classmethod
     def from_json(cls, text: str) -> NetworkConfig:
-        """Rebuild a config from `to_json` output; unknown or missing fields are an error."""
+        """Rebuild a config from `to_json` output of this or an earlier version.
+
+        Missing fields take their defaults and legacy fields are dropped; unknown fields (a
+        newer version's) and invalid values are a `WeightsError` naming them.
+        """
         try:
             fields = json.loads(text)
         except json.JSONDecodeError as err:
@@ -55,14 +74,56 @@ class NetworkConfig:
         if not isinstance(fields, dict):
             raise WeightsError(f"architecture config is not a JSON object: {text[:80]!r}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(fields) - known), sorted(known - set(fields))
-        if unknown or missing:
+        unknown = sorted(set(fields) - known - LEGACY_FIELDS)
+        if unknown:
             raise WeightsError(
-                "architecture config does not match this version of sddr: "
-                f"unknown fields {unknown}, missing fields {missing}"
+                f"architecture config has fields this version of sddr does not know: {unknown} "
+                "(written by a newer version?)"
             )
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-        return cls(**values)
+        values = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in fields.items() if k in known}
+        try:
+            return cls(**values)
+        except InputError as err:
+            raise WeightsError(f"invalid architecture config: {err}") from None
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
+    """(field, reason) of the first value that would not build or run, else None."""
+    lengths = {"stem_channels": 3, "embed_dims": 4, "num_heads": 4, "depths": 4, "sr_ratios": 4}
+    for name, length in lengths.items():
+        value = getattr(config, name)
+        minimum = 0 if name == "depths" else 1
+        if not (isinstance(value, tuple) and len(value) == length
+                and all(_is_int(v, minimum) for v in value)):
+            kind = "integers ≥ 0" if minimum == 0 else "positive integers"
+            return name, f"must be {length} {kind}, got {value!r}"
+    for dim, heads in zip(config.embed_dims, config.num_heads, strict=True):
+        if dim % heads:
+            return "num_heads", (f"each stage's heads must divide its width; {heads} heads do "
+                                 f"not divide {dim} (embed_dims {config.embed_dims})")
+    deepest = config.embed_dims[-1]
+    if deepest % 4:
+        return "embed_dims", f"the last width must be a multiple of 4 (sine PE), got {deepest}"
+    checks = [
+        ("mlp_ratio", _is_int(config.mlp_ratio, 1), "a positive integer"),
+        ("drop_path", isinstance(config.drop_path, int | float)
+         and not isinstance(config.drop_path, bool) and 0 <= config.drop_path < 1, "in [0, 1)"),
+        ("cross_attention_layers", _is_int(config.cross_attention_layers, 0), "an integer ≥ 0"),
+        ("cross_attention_heads", _is_int(config.cross_attention_heads, 1)
+         and deepest % config.cross_attention_heads == 0,
+         f"a positive integer that divides the last width {deepest}"),
+        ("level_embedding", isinstance(config.level_embedding, bool), "true or false"),
+        ("upsample_mode", config.upsample_mode in UPSAMPLE_MODES, f"one of {UPSAMPLE_MODES}"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            return name, f"must be {expected}, got {getattr(config, name)!r}"
+    return None
 
 
 PRESETS: dict[str, NetworkConfig] = {

@@ -36,15 +36,34 @@ class SubPixelOutput(nn.Module):
 
     Each 1/2-res pixel predicts its 2×2 full-res children, so the output keeps full-res
     detail without up-sampling the feature map first (4× less memory traffic on CPU).
+
+    It runs in fp32 even under autocast: D0 is the refined depth itself, and in half
+    precision it would keep 8–11 bits, a staircase that ∇D0, G_S and Eq. 11 read as edges.
     """
 
     def __init__(self, in_channels: int):
         super().__init__()
         self.norm = group_norm(in_channels)
         self.conv = nn.Conv2d(in_channels, 4, 3, 1, 1)
+        self._init_as_bilinear()
+
+    @torch.no_grad()
+    def _init_as_bilinear(self) -> None:
+        """ICNR with bilinear phases: the four sub-pixel kernels start as one 1×1 projection
+        times the bilinear ×2 weights of their phase, so at initialisation the layer equals
+        project-then-bilinear-up-sample and D0 holds no 2×2 pattern (with independent kernels
+        each phase has its own offset and slope, a checkerboard that self-distillation would
+        learn back from ∇D0). Training is then free to make the phases differ."""
+        taps = torch.tensor([[0.25, 0.75, 0.0], [0.0, 0.75, 0.25]])  # row/column offset 0, 1
+        phases = torch.stack([torch.outer(taps[i], taps[j]) for i in (0, 1) for j in (0, 1)])
+        bound = self.conv.in_channels ** -0.5  # PyTorch's default bound for a 1×1 conv
+        projection = torch.empty(self.conv.in_channels).uniform_(-bound, bound)
+        self.conv.weight.copy_(phases[:, None] * projection[None, :, None, None])
+        self.conv.bias.fill_(float(torch.empty(()).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(self.norm(x)), 2)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.pixel_shuffle(self.conv(self.norm(x.float())), 2)
 
 
 class OmegaHead(nn.Module):
@@ -85,7 +104,8 @@ class FusionDecoder(nn.Module):
         for k in reversed(range(len(self.ups))):
             omega = self.omega_heads[k](r)
             omegas.insert(0, omega)
-            r = r + torch.lerp(low[k], high[k], omega)  # (1 − Ω)·F_low + Ω·F_high
+            # (1 − Ω)·F_low + Ω·F_high, in the skip's precision (fp32 at 1/2, see encoder)
+            r = r + torch.lerp(low[k], high[k], omega.to(low[k].dtype))
             if with_aux and k == 2:
                 aux["quarter"] = self.aux_quarter(r)
             if with_aux and k == 1:

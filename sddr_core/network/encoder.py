@@ -17,8 +17,12 @@ from .config import NetworkConfig
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 8 channels per group (fewer groups for thin layers)."""
-    return nn.GroupNorm(max(1, channels // 8), channels)
+    """GroupNorm with about 8 channels per group: channels // 8 groups, or the nearest smaller
+    count that divides `channels` (a width of 44 gets 4 groups of 11)."""
+    groups = max(1, channels // 8)
+    while channels % groups:
+        groups -= 1
+    return nn.GroupNorm(groups, channels)
 
 
 class ResidualDownBlock(nn.Module):
@@ -136,6 +140,7 @@ class SharedEncoder(nn.Module):
 
     The stem opens with a plain strided conv (as ResNet's conv1): on a one-channel map at
     full resolution a residual block costs more than the rest of the stem and adds little.
+    That conv runs in fp32 under autocast (see `forward`).
     """
 
     def __init__(self, config: NetworkConfig):
@@ -165,7 +170,11 @@ class SharedEncoder(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        half = self.stem[0](x)
+        # The first layer reads the normalised depth in fp32 even under autocast: half
+        # precision would keep 8–11 bits of it. Its 1/2 feature stays fp32 on the skip path
+        # to the output head, so fine depth steps reach D0 intact.
+        with torch.autocast(x.device.type, enabled=False):
+            half = self.stem[0](x.float())
         quarter = self.stem[1](half)
         eighth = self.stem[2](quarter)
         features = [half, quarter, eighth]
