@@ -91,7 +91,7 @@ def test_refine_converts_gray_and_16_bit_photos_with_a_note(weights, predictor, 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nowhere.png"], "does not exist"),
+    (["nowhere.png"], "no such file"),
     (["--low", "x.npy"], "not both"),
     ([], "IMAGE"),
 ])
@@ -106,7 +106,7 @@ def test_refine_refuses_photos_that_would_share_an_output_name(weights, predicto
                                                                tmp_path, capsys):
     cv2.imwrite(str(photos / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
     assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
-    assert "would both write 'a'" in capsys.readouterr().err
+    assert f"would both write '{tmp_path / 'out' / 'a.png'}'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import os
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,8 @@ from sddr_core.files import depth_io
 from sddr_core.files.atomic import atomic_output
 from sddr_core.files.depth_io import (
     FORMATS,
+    check_image,
+    check_output,
     colorize_depth,
     format_for_path,
     read_depth,
@@ -157,6 +161,14 @@ def test_missing_file(tmp_path):
 def test_directory(tmp_path):
     (tmp_path / "d.png").mkdir()
     _assert_input_error(tmp_path / "d.png", "directory")
+    (tmp_path / "maps").mkdir()  # no extension: still a folder, not an "unsupported extension"
+    _assert_input_error(tmp_path / "maps", "is a directory, not a file")
+
+
+def test_fifo_is_refused_without_opening_it(tmp_path):
+    os.mkfifo(tmp_path / "d.npy")  # opening it would block until a writer comes: never
+    _assert_input_error(tmp_path / "d.npy", "not a regular file")
+    _assert_input_error(tmp_path / "d.npy", "not a regular file", read_image)
 
 
 def test_unreadable_file(tmp_path, monkeypatch):
@@ -220,6 +232,8 @@ def test_object_npy_is_refused_without_unpickling(tmp_path):
     (b"P6\n4 3\n-1.0\n" + bytes(48), "malformed PFM header"),
     (b"Pf\nfour 3\n-1.0\n" + bytes(48), "malformed PFM header"),
     (b"Pf\n4 3\n0.0\n" + bytes(48), "malformed PFM header"),
+    (b"Pf\n4 3\nnan\n" + bytes(48), "malformed PFM header"),
+    (b"Pf\n4 3\n-inf\n" + bytes(48), "malformed PFM header"),
     (b"Pf\n4 3\n-1.0\n" + bytes(47), "48 bytes of pixel data, found 47"),
     (b"PF\n4 3\n-1.0\n" + bytes(48), "144 bytes of pixel data, found 48"),
 ])
@@ -237,6 +251,44 @@ def test_write_format_mismatch_and_unknown_format(tmp_path):
     with pytest.raises(InputError, match=r"d\.jpg.*unsupported extension"):
         write_depth(tmp_path / "d.jpg", depth)
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_map_with_no_finite_value_is_never_written(tmp_path, fmt):
+    path = tmp_path / f"d{depth_io.suffix_for_format(fmt)}"
+    with pytest.raises(InputError, match="no finite value"):
+        write_depth(path, np.full(SHAPE, np.nan, np.float32), fmt)
+    assert _files(tmp_path) == []
+
+
+def test_constant_and_partly_non_finite_maps_are_written(tmp_path):
+    """A constant map is a legitimate file (a flat target); holes stay holes in float formats."""
+    write_depth(tmp_path / "c.npy", np.full(SHAPE, 3.0, np.float32))
+    holes = _random_float()
+    holes[0, 0] = np.nan
+    write_depth(tmp_path / "h.pfm", holes)
+    assert np.isnan(read_depth(tmp_path / "h.pfm")[0, 0])
+
+
+def test_check_output_refuses_before_anything_is_computed(tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    assert check_output(tmp_path / "d.tif") == "tiff"
+    assert check_output(tmp_path / "d.png", "png8") == "png8"
+    with pytest.raises(InputError, match="unsupported extension '.jpg'"):
+        check_output(tmp_path / "d.jpg")
+    with pytest.raises(InputError, match="a folder of that name is in the way"):
+        check_output(tmp_path / "folder.png")
+    assert _files(tmp_path) == ["folder.png"]
+
+
+def test_check_image_reads_only_the_signature(tmp_path):
+    cv2.imwrite(str(tmp_path / "ok.jpg"), np.zeros((8, 8, 3), np.uint8))
+    check_image(tmp_path / "ok.jpg")
+    (tmp_path / "text.png").write_text("not a picture")
+    with pytest.raises(InputError, match=r"'.*text\.png': not an image format"):
+        check_image(tmp_path / "text.png")
+    with pytest.raises(InputError, match="no such file"):
+        check_image(tmp_path / "missing.png")
 
 
 # ------------------------------------------------------------------------------ atomic writes
@@ -334,3 +386,12 @@ def test_read_image_errors(tmp_path):
     _assert_input_error(tmp_path / "missing.jpg", "no such file", read_image)
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     _assert_input_error(tmp_path / "bad.jpg", "corrupt", read_image)
+
+
+def test_write_failure_becomes_an_input_error_naming_the_file(tmp_path):
+    target = tmp_path / "out.txt"
+    full = pytest.raises(InputError, match=r"'.*out\.txt': No space left on device")
+    with full, atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert _files(tmp_path) == []

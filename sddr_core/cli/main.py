@@ -1,9 +1,16 @@
-"""The `sddr` command line: refine, demo, eval, info, bench."""
+"""The `sddr` command line: refine, demo, eval, info, bench.
+
+Every failure prints `sddr: error: …` and exits with status 2 (130 after Ctrl-C, 143 after
+SIGTERM); arguments are checked before any model loads, and outputs are written atomically, so
+an interrupted run leaves no partial file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -11,35 +18,138 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, SddrError
-from ..files.depth_io import FORMATS, read_depth, read_image, suffix_for_format, write_depth
+from ..files.depth_io import (
+    FORMATS,
+    check_image,
+    check_output,
+    read_depth,
+    read_image,
+    suffix_for_format,
+    write_depth,
+)
 from ..files.weights import BUNDLED, BUNDLED_DIR
-from ..inference.coarse_to_fine import STEPS
+from ..inference.coarse_to_fine import STEPS, passes
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
 from ..network.config import PRESETS
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+MAX_STEPS = 8
+"""Two-stage steps S the CLI accepts: 285 network passes; the paper uses 3 (30 passes), and at
+S = 8 a window of a 4K photo is already below a predictor's training resolution."""
+MAX_OUT_SIDE = 16384
+"""Largest `--out-size` side: a 16384² float32 map is 1 GiB, and larger ones exhaust memory
+only after the whole refinement has run."""
+MAX_BENCH_SIDE = 8192
+"""Largest `bench --size`: the sample scene and its predictions at 8192² take about 4 GiB."""
+THREADS_PER_CPU = 4
+"""`--threads` above this many per CPU only slow torch down; tens of thousands crash OpenMP."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised where the program stands, so temporary files are removed on the
+    way out (a BaseException, like KeyboardInterrupt, so no `except Exception` swallows it)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.threads:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or an argument error already printed
+        return int(exit_.code or 0)
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     python_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest: f"sddr: warning: {message}\n"
+    python_sigterm = _handle_sigterm()
     try:
         return args.run(args)
     except SddrError as err:
-        print(f"sddr: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
+    except OSError as err:  # the environment failed (a download, a device): no traceback
+        return _fail(str(err), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no partial output was left", 130)
+    except Terminated:
+        return _fail("terminated (SIGTERM); no partial output was left", 128 + signal.SIGTERM)
     finally:
         warnings.formatwarning = python_format
+        if python_sigterm is not None:
+            signal.signal(signal.SIGTERM, python_sigterm)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"sddr: error: {message}", file=sys.stderr)
+    return status
+
+
+def _handle_sigterm():
+    """Turn SIGTERM into `Terminated`; returns the previous handler (None off the main thread,
+    where Python cannot install one)."""
+    def terminate(signum, frame):
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:
+        return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the same `sddr: error: …` line (and status 2) as every other failure."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"sddr: error: {message}\n")
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _int_in(low: int, high: int, why: str = ""):
+    """An argparse type: a whole number from `low` to `high`."""
+    def parse(text: str) -> int:
+        value = _whole_number(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}{why}")
+        return value
+    return parse
+
+
+def _threads(text: str) -> int:
+    cpus = os.cpu_count() or 1
+    return _int_in(1, THREADS_PER_CPU * cpus,
+                   f" ({THREADS_PER_CPU} per CPU; this machine has {cpus})")(text)
+
+
+def _steps(text: str) -> int:
+    value = _whole_number(text)
+    if not 1 <= value <= MAX_STEPS:
+        work = f" would run {passes(value):,} network passes;" if value > MAX_STEPS else ""
+        raise argparse.ArgumentTypeError(
+            f"{value}{work} choose 1..{MAX_STEPS} ({passes(MAX_STEPS)} passes at most; "
+            f"the paper uses {STEPS})")
+    return value
+
+
+def _out_size(text: str) -> tuple[int, int]:
+    sides = text.lower().split("x")
+    if len(sides) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH (e.g. 2160x3840)")
+    side = _int_in(1, MAX_OUT_SIDE, " pixels per side")
+    try:
+        return side(sides[0]), side(sides[1])
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sddr", description=__doc__)
-    parser.add_argument("--threads", type=int, default=0,
+    parser = _Parser(prog="sddr", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--threads", type=_threads,
                         help="CPU threads for torch (default: torch's choice)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -60,15 +170,17 @@ def _parser() -> argparse.ArgumentParser:
     refine.add_argument("--format", choices=FORMATS,
                         help="output format (default: png16 for photos, else from the "
                              "output's extension)")
-    refine.add_argument("--out-size", help="pair mode: output size HEIGHTxWIDTH "
-                                           "(default: high's size)")
+    refine.add_argument("--out-size", type=_out_size,
+                        help="pair mode: output size HEIGHTxWIDTH (default: high's size; "
+                             f"at most {MAX_OUT_SIDE} per side)")
     refine.add_argument("--predictor", default=DEFAULT_PREDICTOR,
                         help=f"depth predictor for photos (default: {DEFAULT_PREDICTOR}; "
                              "see `sddr info`)")
     refine.add_argument("--mode", choices=MODES, default="one-stage",
                         help="one-stage (fast) or two-stage (coarse to fine, sharper)")
-    refine.add_argument("--steps", type=int, default=STEPS,
-                        help=f"two-stage steps S (default {STEPS}: 1+4+9+16 windows)")
+    refine.add_argument("--steps", type=_steps, default=STEPS,
+                        help=f"two-stage steps S, 1..{MAX_STEPS} (default {STEPS}: "
+                             "1+4+9+16 windows)")
     refine.add_argument("--edges", action="store_true",
                         help="two-stage: also write the edge map G_S as NAME-edges.png")
     runtime_options(refine)
@@ -93,8 +205,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "(default: all; the sddr ones only when weights are given "
                                  "or bundled)")
     evaluation.add_argument("--low-resolution", type=int,
-                            help="low inference resolution, long side (default: the "
-                                 "predictor's training resolution)")
+                            help="low inference resolution, long side (default: 448/1920 "
+                                 "of the image's long side, the paper's ratio; the simulated "
+                                 "predictor is trained at it)")
     evaluation.add_argument("--high-resolution", type=int,
                             help="high inference resolution, long side (default: the image's "
                                  "long side, at least twice the low one)")
@@ -110,15 +223,17 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
 
     bench = commands.add_parser("bench", help="time one-stage refinement")
-    bench.add_argument("--size", type=int, default=1024, help="image side (default 1024)")
+    bench.add_argument("--size", type=_int_in(16, MAX_BENCH_SIDE, " pixels"), default=1024,
+                       help=f"image side, 16..{MAX_BENCH_SIDE} (default 1024)")
     bench.add_argument("--preset", default="small", choices=sorted(PRESETS))
     bench.add_argument("--weights", help="benchmark these weights instead of a random preset")
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     bench.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16")
     bench.add_argument("--mode", choices=MODES, default="one-stage",
                        help="two-stage: time one- and two-stage photo refinement side by side")
-    bench.add_argument("--steps", type=int, default=STEPS, help="two-stage steps S")
-    bench.add_argument("--repeats", type=int, help="default: 15 (one-stage), 3 (two-stage)")
+    bench.add_argument("--steps", type=_steps, default=STEPS, help="two-stage steps S")
+    bench.add_argument("--repeats", type=_int_in(1, 1000),
+                       help="default: 15 (one-stage), 3 (two-stage)")
     bench.add_argument("--compile", action="store_true", help="torch.compile the network")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
@@ -136,16 +251,15 @@ def _refine(args) -> int:
         return _refine_images(args)
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
-    out_size = None
-    if args.out_size:
-        try:
-            out_size = tuple(int(v) for v in args.out_size.lower().split("x"))
-        except ValueError:
-            raise InputError(f"--out-size {args.out_size!r}: expected HEIGHTxWIDTH") from None
+    fmt = check_output(args.output, args.format)
+    for option, given in (("--low", args.low), ("--high", args.high)):
+        if _same_file(args.output, given):
+            raise InputError(f"-o '{args.output}' is the {option} input; the result would "
+                             "overwrite it, so write it to another file")
     low, high = read_depth(args.low), read_depth(args.high)
     refiner = _load(args)
-    refined = refiner.refine(low, high, out_size=out_size)
-    path = write_depth(args.output, refined, args.format)
+    refined = refiner.refine(low, high, out_size=args.out_size)
+    path = write_depth(args.output, refined, fmt)
     print(f"wrote {path} ({refined.shape[0]}×{refined.shape[1]})")
     return 0
 
@@ -158,48 +272,87 @@ def _refine_images(args) -> int:
     if args.edges and args.mode != "two-stage":
         raise InputError("--edges needs --mode two-stage (G_S comes from the coarse-to-fine "
                          "steps)")
+    if args.out_size:
+        raise InputError("--out-size is for --low/--high pairs; a photo's depth keeps the "
+                         "photo's size")
     photos = image_paths(args.images)
     fmt = args.format or "png16"
-    suffix = suffix_for_format(fmt)
+    jobs = output_paths(photos, Path(args.output), suffix_for_format(fmt), args.edges)
     refiner = _load(args)
     pipeline = DepthPipeline(refiner, load_predictor(args.predictor, device=refiner.device))
-    out = Path(args.output)
-    for index, photo in enumerate(photos, start=1):
+    total = passes(args.steps) if args.mode == "two-stage" else 1
+    for index, (photo, depth_path, edges_path) in enumerate(jobs, start=1):
         image = read_image(photo)
-        bar = ProgressBar(f"[{index}/{len(photos)}] {photo.name}")
-        if args.edges:
-            depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
-            print(f"wrote {write_depth(out / f'{photo.stem}-edges.png', edges, 'png16')}")
-        else:
-            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
-        print(f"wrote {write_depth(out / (photo.stem + suffix), depth, fmt)}")
+        bar = ProgressBar(f"[{index}/{len(photos)}] {photo.name}", total=total, unit="pass")
+        try:
+            if edges_path is not None:
+                depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
+                print(f"wrote {write_depth(edges_path, edges, 'png16')}")
+            else:
+                depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
+        finally:
+            bar.close()
+        print(f"wrote {write_depth(depth_path, depth, fmt)}")
     return 0
 
 
 def image_paths(arguments: list[str]) -> list[Path]:
-    """Photos named on the command line, folders expanded (sorted); two photos that would
-    write the same output name are refused rather than one overwriting the other."""
+    """Photos named on the command line, folders expanded (sorted), each checked to be an image
+    file before any model loads."""
     photos = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith("."))
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES
+                           and not p.name.startswith(".") and not p.is_dir())
             if not found:
                 raise InputError(f"folder '{path}' holds no photos "
                                  f"({', '.join(PHOTO_SUFFIXES)})")
             photos += found
-        elif path.is_file():
-            photos.append(path)
         else:
-            raise InputError(f"photo '{path}' does not exist")
-    stems: dict[str, Path] = {}
+            photos.append(path)
     for photo in photos:
-        if photo.stem in stems:
-            raise InputError(f"photos '{stems[photo.stem]}' and '{photo}' would both write "
-                             f"'{photo.stem}'; refine them into different folders")
-        stems[photo.stem] = photo
+        check_image(photo)
     return photos
+
+
+def output_paths(photos: list[Path], out: Path, suffix: str,
+                 edges: bool) -> list[tuple[Path, Path, Path | None]]:
+    """(photo, depth file, edge file or None) per photo. Two photos that would write the same
+    file (`a.png` and `a.jpg`; `a.png`'s edges and `a-edges.png`'s depth), or an output that is
+    one of the photos, are refused rather than one overwriting the other."""
+    owners: dict[Path, Path] = {}
+    jobs = []
+    for photo in photos:
+        depth = out / (photo.stem + suffix)
+        edge = out / f"{photo.stem}-edges.png" if edges else None
+        for target in (depth, edge):
+            if target is None:
+                continue
+            if target in owners:
+                raise InputError(f"photos '{owners[target]}' and '{photo}' would both write "
+                                 f"'{target}'; refine them into different folders")
+            owners[target] = photo
+        jobs.append((photo, depth, edge))
+    inputs = {_identity(photo): photo for photo in photos}
+    for target in owners:
+        photo = inputs.get(_identity(target)) if target.exists() else None
+        if photo is not None:
+            raise InputError(f"output '{target}' is the photo '{photo}' itself; choose "
+                             "another output folder")
+    return jobs
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_dev, status.st_ino
+
+
+def _same_file(path: str, other: str) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # either one missing: they cannot be the same file
+        return False
 
 
 def _demo(args) -> int:
@@ -259,7 +412,7 @@ def _info(args) -> int:
     for name in sorted(PRESETS):
         refiner = build_refiner(name)
         print(f"preset {name}: {parameter_count(refiner.network) / 1e6:.2f} M parameters, "
-              f"max working side {refiner.config.max_side}")
+              f"max working side {refiner.max_side}")
     for name, file in BUNDLED.items():
         state = "present" if (BUNDLED_DIR / file).is_file() else "not bundled yet"
         print(f"weights {name}: {file} ({state})")

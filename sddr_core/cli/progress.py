@@ -1,36 +1,34 @@
-"""A progress line on stderr for long loops (images, windows); no dependency needed.
+"""Progress of long loops (network passes, images) as a `tqdm` bar on stderr.
 
-On a terminal the line redraws in place; in a log (CI, a pipe) one line per step is printed,
-so a stalled run shows where it stopped.
+The pipeline and the eval runner report progress as `progress(done, total, note)` callbacks, so
+they need no terminal code; this adapter draws those calls.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 
 class ProgressBar:
-    """Call it with (done, total) as work finishes; `note` names the item just done."""
+    """Call it with (done, total) as work finishes; `note` names the item just done. The bar
+    closes (and ends its line) when `done` reaches `total`."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 24) -> None:
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.start = time.perf_counter()
-        self.redraw = self.stream.isatty()
+    def __init__(self, label: str, total: int | None = None, unit: str = "it",
+                 stream: TextIO | None = None) -> None:
+        self.bar = tqdm(desc=label, total=total, unit=unit,
+                        file=stream if stream is not None else sys.stderr)
 
     def __call__(self, done: int, total: int, note: str = "") -> None:
-        elapsed = time.perf_counter() - self.start
-        filled = round(self.width * done / max(total, 1))
-        bar = "#" * filled + "-" * (self.width - filled)
-        remaining = elapsed / done * (total - done) if done else 0.0
-        line = (f"{self.label} {done}/{total} [{bar}] {elapsed:.0f}s elapsed, "
-                f"~{remaining:.0f}s left {note}".rstrip())
-        if self.redraw:
-            end = "\n" if done >= total else ""
-            self.stream.write(f"\r\033[K{line}{end}")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        self.bar.total = total
+        if note:
+            self.bar.set_postfix_str(note, refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """End the bar (also when the loop stops early: a failure, a cancel)."""
+        self.bar.close()

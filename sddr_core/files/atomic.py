@@ -22,8 +22,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     The temporary file lives in the same folder (so the final ``os.replace`` is a rename on one
     file system, which is atomic) and keeps the suffix of ``path`` (so encoders that choose the
     format from the extension still work), e.g. ``.depth.tmp-1a2b3c4d.png``. It is created empty;
-    the block overwrites it. On any exception the temporary file is removed and the exception
-    re-raised, leaving an earlier file at ``path`` untouched.
+    the block overwrites it. On any exception (Ctrl-C included) the temporary file is removed
+    and the exception re-raised, leaving an earlier file at ``path`` untouched; an ``OSError``
+    (a full disk, a quota) is re-raised as :class:`InputError` naming ``path`` and the reason.
 
     Missing parent folders are created. A folder that cannot be created or written raises
     :class:`InputError` naming the folder and the reason.
@@ -32,8 +33,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     folder = target.parent
     tmp = _create_temp(folder, target)
     try:
-        yield tmp
         try:
+            yield tmp
             os.replace(tmp, target)
         except OSError as e:
             raise InputError(f"cannot write output file '{target}': {e.strerror or e}") from e

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -61,11 +63,12 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
     the file's own channel order (R for RGB, although OpenCV decodes BGR), with a warning.
     """
     p = Path(path)
+    data = _read_bytes(p, "depth map")
     reader = _DEPTH_READERS.get(p.suffix.lower())
     if reader is None:
         raise InputError(f"cannot read depth map '{p}': unsupported extension '{p.suffix}' "
                          f"(supported: {', '.join(_DEPTH_READERS)})")
-    return _single_channel(reader(p, _read_bytes(p, "depth map")), p)
+    return _single_channel(reader(p, data), p)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -85,15 +88,43 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _decode(p, data, cv2.IMREAD_COLOR, "image")
 
 
+def check_image(path: str | os.PathLike) -> None:
+    """Refuse a photo that is missing, not a regular file, or not in a format OpenCV knows,
+    from its first bytes only: so a folder of photos can be checked before any model loads."""
+    p = Path(path)
+    _check_regular_file(p, "image")
+    try:
+        known = cv2.haveImageReader(str(p))
+    except cv2.error:
+        known = False
+    if not known:
+        raise InputError(f"cannot read image '{p}': not an image format OpenCV can read")
+
+
+def _check_regular_file(p: Path, what: str) -> None:
+    """Missing files, folders and special files (a FIFO would block the read forever) are
+    refused before anything opens them."""
+    try:
+        status = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"cannot read {what} '{p}': no such file") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} '{p}': {e.strerror or e}") from e
+    if stat.S_ISDIR(status.st_mode):
+        raise InputError(f"cannot read {what} '{p}': is a directory, not a file")
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(f"cannot read {what} '{p}': not a regular file (a FIFO, socket or "
+                         "device)")
+    if status.st_size == 0:
+        raise InputError(f"cannot read {what} '{p}': file is empty")
+
+
 def _read_bytes(p: Path, what: str) -> bytes:
     """The whole file, or an InputError saying why not (decoding from memory keeps cv2 quiet
     about paths and lets us check the bytes ourselves)."""
-    if p.is_dir():
-        raise InputError(f"cannot read {what} '{p}': is a directory, not a file")
+    _check_regular_file(p, what)
     try:
         data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"cannot read {what} '{p}': no such file") from None
     except OSError as e:
         raise InputError(f"cannot read {what} '{p}': {e.strerror or e}") from e
     if not data:
@@ -139,9 +170,9 @@ def _read_pfm(p: Path, data: bytes) -> np.ndarray:
         scale = float(m.group(4)) if m else 0.0
     except ValueError:
         scale = 0.0
-    if not m or scale == 0.0:
+    if not m or scale == 0.0 or not math.isfinite(scale):
         raise InputError(f"cannot read depth map '{p}': malformed PFM header "
-                         f"(expected 'Pf' or 'PF', width, height, non-zero scale)")
+                         f"(expected 'Pf' or 'PF', width, height, finite non-zero scale)")
     channels = 3 if m.group(1) == b"PF" else 1
     w, h = int(m.group(2)), int(m.group(3))
     expected, found = w * h * channels * 4, len(data) - m.end()
@@ -204,26 +235,34 @@ def write_depth(path: str | os.PathLike, depth: np.ndarray, format: str | None =
       anything else is min-max normalised over its finite values to the full range, and
       non-finite values (NaN, inf) become 0.
     - npy, pfm, exr, tiff: float32, so float32 input round-trips bit-exactly.
+
+    A map with no finite value at all is refused: it holds no depth, whatever the format.
     """
     p = Path(path)
-    fmt = _check_format(p, format)
+    fmt = check_output(p, format)
     arr = _prepare(np.asarray(depth), fmt, p)
-    if fmt == "exr":
-        _exr_backend(p, "write")  # fail before touching the disk
     with atomic_output(p) as tmp:
         _WRITERS[fmt](tmp, arr)
     return p
 
 
-def _check_format(p: Path, format: str | None) -> str:
+def check_output(path: str | os.PathLike, format: str | None = None) -> str:
+    """The format `write_depth(path, ..., format)` would use, or the InputError it would raise
+    about the name, the format or a folder in the way: so a caller can check before a long run.
+    """
+    p = Path(path)
     if format is None:
-        return format_for_path(p)
-    if format not in FORMATS:
+        format = format_for_path(p)
+    elif format not in FORMATS:
         raise InputError(f"cannot write depth map '{p}': unknown format '{format}' "
                          f"(supported: {', '.join(FORMATS)})")
-    if p.suffix.lower() not in _EXT_FORMATS[format]:
+    elif p.suffix.lower() not in _EXT_FORMATS[format]:
         raise InputError(f"cannot write depth map '{p}': format '{format}' needs the extension "
                          f"{' or '.join(sorted(_EXT_FORMATS[format]))}, not '{p.suffix}'")
+    if p.is_dir():
+        raise InputError(f"cannot write depth map '{p}': a folder of that name is in the way")
+    if format == "exr":
+        _exr_backend(p, "write")
     return format
 
 
@@ -232,6 +271,9 @@ def _prepare(arr: np.ndarray, fmt: str, p: Path) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     _check_plane(arr, p, "write", "a non-empty HxW array")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).any():
+        raise InputError(f"cannot write depth map '{p}': it holds no finite value "
+                         "(all NaN or infinite)")
     if fmt in ("png16", "png8"):
         top, dtype = (65535, np.uint16) if fmt == "png16" else (255, np.uint8)
         if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= top:
@@ -283,7 +325,10 @@ def _write_exr(tmp: Path, arr: np.ndarray) -> None:
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with OpenEXR.File(header, {"Y": np.ascontiguousarray(arr)}) as f:
-        f.write(str(tmp))
+        try:
+            f.write(str(tmp))
+        except RuntimeError as e:  # OpenEXR's word for a failed write (a full disk, a quota)
+            raise OSError(f"OpenEXR: {e}") from e
 
 
 _WRITERS = {"png16": _encode_cv2, "png8": _encode_cv2, "npy": _write_npy, "pfm": _write_pfm,

@@ -1,0 +1,227 @@
+"""Hostile arguments and environments for `sddr`: each ends in `sddr: error: …` with status 2
+(130 after Ctrl-C, 143 after SIGTERM), is refused before any model runs where it can be, and
+leaves no partial file behind."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sddr_core.cli.main import main
+from sddr_core.files import depth_io
+from sddr_core.files.depth_io import read_depth, write_depth
+from sddr_core.inference.refiner import Refiner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    ys, xs = np.mgrid[0:48, 0:64].astype(np.float32)
+    depth = 2.0 + ys / 48 + (np.hypot(xs - 32, ys - 24) < 10)
+    low, high = tmp_path / "low.npy", tmp_path / "high.npy"
+    write_depth(low, depth[::2, ::2].copy())
+    write_depth(high, depth)
+    return low, high
+
+
+@pytest.fixture()
+def refine_calls(monkeypatch):
+    """Records every `Refiner.refine` call, so a test can say the refusal came first."""
+    calls = []
+    original = Refiner.refine
+
+    def recorded(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Refiner, "refine", recorded)
+    return calls
+
+
+def run_pair(weights, pair, out, *extra):
+    low, high = pair
+    return main(["refine", "--low", str(low), "--high", str(high), "-o", str(out),
+                 "--weights", weights, "--device", "cpu", *extra])
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ------------------------------------------------------------------- silent wrong results
+
+@pytest.mark.parametrize("suffix", [".npy", ".png"])
+def test_extreme_finite_range_is_refused_or_refined_never_written_as_nan(
+        weights, tmp_path, capsys, suffix):
+    """Values near ±3e38 once overflowed the normalisation into an all-NaN map (an all-zero
+    PNG) with status 0."""
+    ramp = np.linspace(-3e38, 3e38, 48 * 64, dtype=np.float32).reshape(48, 64)
+    low, high = tmp_path / "low.npy", tmp_path / "high.npy"
+    np.save(low, ramp[::2, ::2].copy())
+    np.save(high, ramp)
+    out = tmp_path / f"out{suffix}"
+    status = run_pair(weights, (low, high), out)
+    if status == 2:
+        assert capsys.readouterr().err.startswith("sddr: error: ")
+        assert files(tmp_path) == ["high.npy", "low.npy"]
+    else:
+        assert status == 0
+        refined = read_depth(out)
+        assert np.isfinite(refined).all() and refined.max() > refined.min()
+
+
+# ------------------------------------------------------------ arguments checked up front
+
+@pytest.mark.parametrize("threads", ["-3", "0", "20000", "99999", "two"])
+def test_threads_outside_the_machine_range_are_refused(tmp_path, capsys, threads):
+    assert main(["--threads", threads, "info"]) == 2
+    err = capsys.readouterr().err
+    assert "sddr: error: argument --threads:" in err and threads in err
+
+
+@pytest.mark.parametrize("size", ["100000x100000", "99999999999999999999x2", "0x5", "-3x5",
+                                  "5", "axb", "2x3x4"])
+def test_out_size_is_checked_before_the_refine(weights, pair, tmp_path, capsys, refine_calls,
+                                               size):
+    assert run_pair(weights, pair, tmp_path / "o.npy", "--out-size", size) == 2
+    err = capsys.readouterr().err
+    assert "sddr: error: argument --out-size:" in err and "out_size" not in err
+    assert refine_calls == [] and not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize("args", [["--size", "-5"], ["--size", "0"], ["--size", "100000"],
+                                  ["--repeats", "0"], ["--mode", "two-stage", "--steps", "0"]])
+def test_bench_ranges_are_checked(capsys, args):
+    assert main(["bench", *args]) == 2
+    assert f"sddr: error: argument {args[-2]}:" in capsys.readouterr().err
+
+
+def test_too_many_steps_are_refused_with_the_pass_count(weights, pair, tmp_path, capsys):
+    assert main(["refine", "photo.png", "-o", str(tmp_path), "--mode", "two-stage",
+                 "--steps", "100", "--weights", weights]) == 2
+    err = capsys.readouterr().err
+    assert "argument --steps: 100 would run 348,551 network passes" in err
+
+
+@pytest.mark.parametrize("output, format, message", [
+    ("out.jpg", None, "unsupported extension '.jpg'"),
+    ("out.npy", "png16", "needs the extension .png"),
+    ("folder.png", None, "a folder of that name is in the way"),
+])
+def test_output_name_and_format_are_checked_before_the_refine(
+        weights, pair, tmp_path, capsys, refine_calls, output, format, message):
+    (tmp_path / "folder.png").mkdir()
+    extra = ["--format", format] if format else []
+    assert run_pair(weights, pair, tmp_path / output, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert refine_calls == []
+
+
+def test_a_directory_as_low_is_called_a_directory(weights, pair, tmp_path, capsys):
+    _, high = pair
+    (tmp_path / "maps").mkdir()
+    assert run_pair(weights, (tmp_path / "maps", high), tmp_path / "o.npy") == 2
+    err = capsys.readouterr().err
+    assert f"cannot read depth map '{tmp_path / 'maps'}': is a directory" in err
+    assert "unsupported extension" not in err
+
+
+def test_a_fifo_as_input_is_refused_without_blocking(weights, pair, tmp_path, capsys):
+    fifo = tmp_path / "low-fifo.npy"
+    os.mkfifo(fifo)  # opening it to read would block until a writer comes: never
+    assert run_pair(weights, (fifo, pair[1]), tmp_path / "o.npy") == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--low", "--high"])
+def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, option):
+    target = pair[0] if option == "--low" else pair[1]
+    before = target.read_bytes()
+    assert run_pair(weights, pair, target) == 2
+    assert f"is the {option} input" in capsys.readouterr().err
+    assert target.read_bytes() == before
+
+
+# -------------------------------------------------------------------- failures while writing
+
+@pytest.mark.parametrize("suffix", [".png", ".npy", ".pfm", ".tiff", ".exr"])
+def test_full_disk_while_writing_is_a_clean_error(weights, pair, tmp_path, capsys, monkeypatch,
+                                                  suffix):
+    out = tmp_path / f"out{suffix}"
+    out.write_bytes(b"earlier result")
+    fmt = depth_io.format_for_path(out)
+
+    def disk_full(tmp, arr):
+        tmp.write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setitem(depth_io._WRITERS, fmt, disk_full)
+    assert run_pair(weights, pair, out) == 2
+    err = capsys.readouterr().err
+    assert f"sddr: error: cannot write output file '{out}': No space left on device" in err
+    assert out.read_bytes() == b"earlier result"
+    assert files(tmp_path) == sorted(["low.npy", "high.npy", out.name])
+
+
+def test_every_writer_reports_a_real_write_failure_as_an_input_error(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE) makes the real writers fail as a full disk would."""
+    script = (
+        "import resource, sys, numpy as np\n"
+        "from sddr_core.files.depth_io import write_depth\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "depth = np.random.default_rng(0).random((64, 64), dtype=np.float32)\n"
+        "for suffix in ('.png', '.npy', '.pfm', '.tiff', '.exr'):\n"
+        "    try:\n"
+        "        write_depth(sys.argv[1] + '/out' + suffix, depth)\n"
+        "        print(suffix, 'written')\n"
+        "    except Exception as e:\n"
+        "        print(suffix, type(e).__name__, e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5, result.stderr
+    for line in lines:
+        assert " InputError cannot " in line, line
+    assert files(tmp_path) == []
+
+
+def test_ctrl_c_exits_130_and_leaves_no_partial_file(weights, pair, tmp_path, capsys,
+                                                     monkeypatch):
+    out = tmp_path / "out.npy"
+
+    def interrupted(tmp, arr):
+        tmp.write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(depth_io._WRITERS, "npy", interrupted)
+    assert run_pair(weights, pair, out) == 130
+    assert "sddr: error: interrupted" in capsys.readouterr().err
+    assert files(tmp_path) == ["high.npy", "low.npy"]
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(weights, pair, tmp_path):
+    """A real `sddr` process, sent SIGTERM while its large EXR is being written."""
+    out = tmp_path / "out"
+    low, high = pair
+    command = [sys.executable, "-m", "sddr_core.cli.main", "refine", "--low", str(low),
+               "--high", str(high), "-o", str(out / "big.exr"), "--out-size", "3072x3072",
+               "--weights", weights, "--device", "cpu"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".big.tmp-*.exr")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no temporary file appeared"
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert files(out) == [], err
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "sddr: error: terminated" in err
