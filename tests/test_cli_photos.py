@@ -2,6 +2,7 @@
 predictor (no download)."""
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -108,6 +109,45 @@ def test_refine_refuses_photos_that_would_share_an_output_name(weights, predicto
     assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
     assert f"would both write '{tmp_path / 'out' / 'a.png'}'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_edges_of_one_photo_and_depth_of_another_may_not_share_a_file(
+        weights, predictor, photos, tmp_path, capsys):
+    """`a.png`'s edge map and `a-edges.png`'s depth are both `a-edges.png`."""
+    cv2.imwrite(str(photos / "a-edges.png"), cv2.imread(str(photos / "a.png"))[:, ::-1])
+    out = tmp_path / "out"
+    assert refine(weights, str(photos), "-o", str(out), "--mode", "two-stage", "--steps", "1",
+                  "--edges") == 2
+    assert f"would both write '{out / 'a-edges.png'}'" in capsys.readouterr().err
+    assert predictor.calls == 0 and not out.exists()
+
+
+def test_output_folder_holding_the_photos_would_overwrite_them(weights, predictor, photos,
+                                                               capsys):
+    before = (photos / "a.png").read_bytes()
+    assert refine(weights, str(photos), "-o", str(photos)) == 2
+    assert f"output '{photos / 'a.png'}' is the photo" in capsys.readouterr().err
+    assert (photos / "a.png").read_bytes() == before and predictor.calls == 0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.write_text("not a picture"), "not an image format"),
+    (lambda path: os.mkfifo(path), "not a regular file"),
+])
+def test_a_photo_that_is_no_image_is_refused_before_the_models_load(
+        weights, photos, tmp_path, monkeypatch, capsys, make, message):
+    make(photos / "c.png")
+    loads = []
+    monkeypatch.setattr(predictors, "load_predictor", lambda *a, **o: loads.append(a))
+    assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
+    assert f"'{photos / 'c.png'}': {message}" in capsys.readouterr().err
+    assert loads == []
+
+
+def test_out_size_is_for_pairs_only(weights, predictor, photos, tmp_path, capsys):
+    assert refine(weights, str(photos), "-o", str(tmp_path / "out"), "--out-size",
+                  "10x10") == 2
+    assert "--out-size is for --low/--high pairs" in capsys.readouterr().err
 
 
 def test_unknown_predictor_lists_the_known_ones(weights, photos, tmp_path, capsys):
