@@ -1,48 +1,42 @@
-"""Two-stage (coarse-to-fine) refinement and the edge pseudo-labels G_S (method.md §3).
+"""Two-stage (coarse-to-fine) refinement: the steps that produce D_S and G_S (method.md §3.1).
 
-Step 0 refines the whole image once: D0 = N_r(N_d(L), N_d(H)) and G0 = ∇D0, edge-preservingly
-filtered. Step s = 1..S splits the image into (s+1)² overlapping windows. A window's low input
-is its crop of D_{s−1}; its high input is a fresh prediction of the window at Eq. 11's adaptive
-resolution. `Refiner.refine` returns the refined window least-squares aligned to that crop,
-its gradient is aligned to G_{s−1} (Eq. 6), and the windows are merged with smooth masks that
-sum to one, so no seam shows. The windows of a step run through N_r as batches.
+Step 0 refines the whole image once, D0 = N_r(N_d(L), N_d(H)), and G0 = ∇D0 filtered
+(`edges`). Step s = 1..S cuts the image into (s+1)² overlapping windows (`windows`). A window's
+low input is its crop of D_{s−1} (Eq. 5); its high input is a prediction of the window at
+Eq. 11's resolution (`resolution`), or a cached one. N_r works on every window at the window's
+own size (at most `max_side`): a coarser prediction is up-sampled before N_r, never N_r's
+output, so no step loses resolution. Each refined window's gradient is fitted to G_{s−1} (Eq. 6)
+and the windows are merged with masks. A flat window (sky, a blank wall) has nothing to refine
+and keeps its crop of D_{s−1} and G_{s−1}. The windows of every image in a step run through
+N_r together: all at once on CUDA (halved on out-of-memory), within a pixel budget on CPU.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 
-from ..errors import SddrError
-from ..maps.alignment import fit_affine
-from ..maps.gradients import gradient_magnitude, mean_gradient
-from ..maps.resample import resize_maps, scaled_size
+from ..errors import InputError, SddrError
+from ..maps.inputs import as_depth_batch
+from ..maps.resample import resize_maps
+from ..predictors.base import DepthPredictor
+from .edges import align_edges, initial_edges
+from .refiner import Refiner
+from .resolution import image_resolution, window_resolutions
+from .windows import STEPS, Window, blend_mask, passes, step_windows
 
-if TYPE_CHECKING:  # refiner.py imports this module
-    from ..predictors.huggingface import DepthPredictor
-    from .refiner import Refiner
+__all__ = ["STEPS", "Cancel", "Cancelled", "CoarseToFine", "Estimate", "Progress", "passes"]
 
-STEPS = 3
-"""S of the paper's two-stage inference (1 + 4 + 9 + 16 = 30 network passes)."""
-OVERLAP = 0.25
-"""Fraction of a window's side shared with its neighbour (the code uses 0.2–0.25)."""
-DETAIL_FACTOR_RANGE = (0.5, 2.0)
-"""Clamp on the product of Eq. 11's two gradient ratios, so one odd window cannot ask for a
-tiny or a huge prediction."""
-MAX_RESOLUTION = 2048
-"""Cap on a predictor run's long side: Eq. 11 is unbounded (a 4K photo would ask for 4224 px),
-and a ViT predictor's memory grows with the square of its token count (Boost caps at 3000;
-the code's one-stage high is 1920; 2048 is also N_r's own `max_side`)."""
 CPU_BATCH_PIXELS = 4_000_000
 """Network-input pixels per batch on CPU: bounds memory (one 2048² pass is 4.2 M)."""
-EDGE_FILTER = {"d": 5, "sigmaColor": 0.05, "sigmaSpace": 2.0}
-"""Bilateral filter of G0: 5 px, edges above 5 % of the range per pixel are kept."""
+FLAT_TOLERANCE = 1e-6
+"""A map whose values span at most this fraction of its scale (for a window of D_{s−1}: the
+whole map's range; for a prediction: its largest value) is flat, numerically constant."""
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -52,211 +46,246 @@ class Cancelled(SddrError):
     """`cancel()` asked to stop; the refinement returned nothing."""
 
 
-@dataclass(frozen=True)
-class Window:
-    """A rectangle of the image, in pixels."""
+@dataclass
+class Estimate:
+    """One image between steps: D_{s−1} and G_{s−1} (H×W tensors on the refiner's device) and
+    where its windows' high inputs come from: `window_highs[s − 1][k]`, the cached prediction
+    of window k of step s, or else the predictor run on `image` (H×W×3 uint8)."""
 
-    top: int
-    left: int
-    height: int
-    width: int
-
-    @property
-    def region(self) -> tuple[int, int, int, int]:
-        return self.top, self.left, self.height, self.width
-
-    def crop(self, array: np.ndarray) -> np.ndarray:
-        return array[self.top:self.top + self.height, self.left:self.left + self.width]
-
-
-def passes(steps: int) -> int:
-    """Network passes of a refinement with `steps` coarse-to-fine steps: 1 + Σ (s+1)²."""
-    return 1 + sum((s + 1) ** 2 for s in range(1, steps + 1))
-
-
-def step_windows(height: int, width: int, step: int, overlap: float = OVERLAP) -> list[Window]:
-    """The (step+1)² equal windows of a step, row by row: together they cover the image, and
-    neighbours share `overlap` of a window's side (up to rounding)."""
-    rows, row_size = _spans(height, step + 1, overlap)
-    cols, col_size = _spans(width, step + 1, overlap)
-    return [Window(top, left, row_size, col_size) for top in rows for left in cols]
-
-
-def _spans(length: int, count: int, overlap: float) -> tuple[list[int], int]:
-    """Starts and size of `count` windows along a side of `length` pixels."""
-    size = min(length, math.ceil(length / (count - (count - 1) * overlap)))
-    if count == 1:
-        return [0], size
-    return [round(i * (length - size) / (count - 1)) for i in range(count)], size
-
-
-def blend_mask(window: Window, height: int, width: int, overlap: float = OVERLAP) -> np.ndarray:
-    """Weight of `window` when merging: 1 inside, a raised-cosine ramp across the overlap on
-    every side that is not the image border. Neighbours' ramps cross over the shared strip,
-    so the weights change smoothly and never reach 0."""
-
-    def profile(start: int, size: int, length: int) -> np.ndarray:
-        ramp_length = max(1, round(size * overlap))
-        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp_length) + 0.5) / ramp_length)
-        weights = np.ones(size, np.float32)
-        if start > 0:
-            weights[:ramp_length] = ramp[: min(ramp_length, size)]
-        if start + size < length:
-            weights[-ramp_length:] = np.minimum(weights[-ramp_length:], ramp[::-1])
-        return weights
-
-    return np.outer(profile(window.top, window.height, height),
-                    profile(window.left, window.width, width))
-
-
-def adaptive_resolution(training_resolution: int, native_side: int, detail: float) -> int:
-    """Eq. 11: h = mean(r̂, r) · detail, with `detail` the product of the gradient ratios
-    (clamped to DETAIL_FACTOR_RANGE), at most MAX_RESOLUTION."""
-    factor = min(max(detail, DETAIL_FACTOR_RANGE[0]), DETAIL_FACTOR_RANGE[1])
-    return min(MAX_RESOLUTION, max(8, round((training_resolution + native_side) / 2 * factor)))
-
-
-def edge_label(depth: np.ndarray, value_range: float) -> np.ndarray:
-    """G0: ∇D0 (per-pixel change as a fraction of `value_range`), bilateral-filtered so flat
-    regions lose their noise and edges stay sharp."""
-    return cv2.bilateralFilter(gradient_magnitude(depth, value_range), **EDGE_FILTER)
+    depth: torch.Tensor
+    edges: torch.Tensor
+    image: np.ndarray | None = None
+    window_highs: Sequence[Sequence[np.ndarray | torch.Tensor]] | None = None
 
 
 @dataclass
+class _Job:
+    """One N_r pass: B=1 maps of equal layout are batched together."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    out_size: tuple[int, int]
+
+
 class CoarseToFine:
-    """Refine one image with `refiner` and `predictor`; progress and cancel per network pass."""
+    """Refine images with `refiner` and `predictor`; progress and cancel per network pass."""
 
-    refiner: Refiner
-    predictor: DepthPredictor
-    progress: Progress | None = None
-    cancel: Cancel | None = None
+    def __init__(self, refiner: Refiner, predictor: DepthPredictor | None = None,
+                 progress: Progress | None = None, cancel: Cancel | None = None):
+        self.refiner = refiner
+        self.predictor = predictor
+        self.progress = progress
+        self.cancel = cancel
+        self._done = 0
+        self._total = 1
 
-    def one_stage(self, image: np.ndarray, total: int = 1,
+    # ---------------------------------------------------------------------------- one image
+
+    def one_stage(self, image: np.ndarray,
                   inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """D0 at the image's size: low at r̂, high at Eq. 11's resolution for the image, or
         the given whole-image (low, high) `inputs`."""
-        height, width = image.shape[:2]
-        self._check_cancel()
-        low, high = inputs if inputs is not None else self._whole_image_inputs(image)
-        self._check_cancel()
-        depth = self.refiner.refine(low, high, out_size=(height, width))
-        self._report(1, total)
-        return depth
-
-    def _whole_image_inputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r_hat = self.predictor.training_resolution
-        low = self.predictor.predict(image, r_hat)
-        detail = mean_gradient(low) / self.predictor.gradient_prior
-        high = self.predictor.predict(image, adaptive_resolution(r_hat, max(image.shape[:2]),
-                                                                 detail))
-        return low, high
+        self._start(1)
+        return self._first_pass(image, inputs).cpu().numpy()
 
     def two_stage(self, image: np.ndarray, steps: int,
                   inputs: tuple[np.ndarray, np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
         """(D_S, G_S) after `steps` coarse-to-fine steps (step 0 from `inputs` if given)."""
-        total = passes(steps)
-        depth = self.one_stage(image, total, inputs)
-        value_range = float(depth.max() - depth.min()) or 1.0
-        edges = edge_label(depth, value_range)
-        done = 1
-        for step in range(1, steps + 1):
-            depth, edges, done = self._step(image, depth, edges, value_range, step, done, total)
-        return depth, edges
+        self._start(passes(steps))
+        depth = self._first_pass(image, inputs)
+        estimate = Estimate(depth, initial_edges(depth), image)
+        self.refine_steps([estimate], steps)
+        return estimate.depth.cpu().numpy(), estimate.edges.cpu().numpy()
 
-    def _step(self, image, base, base_edges, value_range, step, done, total):
-        """One step: every window refined against its crop of `base`, merged by masks."""
-        height, width = base.shape
-        windows = step_windows(height, width, step)
-        resolutions = self._resolutions(windows, base, value_range)
-        # N_r's input size for every window of the step
-        size = scaled_size(windows[0].height, windows[0].width, max(resolutions))
-        batch = _batch_size(self.refiner, size, len(windows))
-        depth_sum = np.zeros((height, width), np.float64)
-        edge_sum = np.zeros((height, width), np.float64)
-        weight_sum = np.zeros((height, width), np.float64)
-        for start in range(0, len(windows), batch):
-            chunk = windows[start:start + batch]
-            highs = []
-            for window, resolution in zip(chunk, resolutions[start:start + batch], strict=True):
-                self._check_cancel()
-                highs.append(self.predictor.predict(window.crop(image), resolution,
-                                                    region=window.region))
-            lows = [window.crop(base) for window in chunk]
-            for window, refined in zip(chunk, self._refine_batch(lows, highs, size),
-                                       strict=True):
-                mask = blend_mask(window, height, width)
-                rows = slice(window.top, window.top + window.height)
-                cols = slice(window.left, window.left + window.width)
-                edge = _align(gradient_magnitude(refined, value_range), window.crop(base_edges))
-                depth_sum[rows, cols] += mask * refined
-                edge_sum[rows, cols] += mask * edge
-                weight_sum[rows, cols] += mask
-                done += 1
-                self._report(done, total)
-        return ((depth_sum / weight_sum).astype(np.float32),
-                (edge_sum / weight_sum).astype(np.float32), done)
+    def _first_pass(self, image: np.ndarray,
+                    inputs: tuple[np.ndarray, np.ndarray] | None) -> torch.Tensor:
+        self._check_cancel()
+        low, high = inputs if inputs is not None else self.whole_image_inputs(image)
+        return self.first_passes([(low, high, image.shape[:2])])[0]
 
-    def _resolutions(self, windows: Sequence[Window], base: np.ndarray,
-                     value_range: float) -> list[int]:
-        """Eq. 11 per window: mean(r̂, r_w) · mean|∇N_d(L_w)|/α · mean|∇D_w|/mean|∇D|. The
-        window's crop of D_{s−1} at r̂ stands in for N_d(L_w), saving a predictor pass."""
+    def whole_image_inputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The predictor's (low at r̂, high at Eq. 11's resolution) for the whole image."""
         r_hat = self.predictor.training_resolution
-        overall = max(mean_gradient(base, value_range), 1e-12)
-        resolutions = []
-        for window in windows:
-            crop = window.crop(base)
-            height, width = scaled_size(window.height, window.width, r_hat)
-            coarse = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
-            detail = (mean_gradient(coarse, value_range) / self.predictor.gradient_prior
-                      * mean_gradient(crop, value_range) / overall)
-            resolutions.append(adaptive_resolution(r_hat, max(crop.shape), detail))
-        return resolutions
+        low = self.predictor.predict(image, r_hat)
+        resolution = image_resolution(low, r_hat, max(image.shape[:2]),
+                                      self.predictor.gradient_prior)
+        return low, self.predictor.predict(image, resolution)
 
-    def _refine_batch(self, lows: list[np.ndarray], highs: list[np.ndarray],
-                      size: tuple[int, int]) -> list[np.ndarray]:
-        """N_r on a batch of windows with every high at `size`; on out-of-memory the batch is
-        halved and retried instead of failing."""
-        high_stack = torch.cat([resize_maps(torch.from_numpy(np.asarray(h, np.float32))[None],
-                                            size) for h in highs])
-        low_stack = torch.from_numpy(np.stack(lows).astype(np.float32))
-        refined, start, batch = [], 0, len(lows)
-        while start < len(lows):
-            self._check_cancel()
-            stop = min(start + batch, len(lows))
-            try:
-                refined += list(self.refiner.refine(low_stack[start:stop], high_stack[start:stop],
-                                                    out_size=lows[0].shape).cpu().numpy())
-            except torch.OutOfMemoryError:
-                if batch == 1:
-                    raise
-                batch //= 2
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                continue
-            start = stop
-        return refined
+    # ------------------------------------------------------------------------ many images
+
+    def first_passes(self, pairs: Sequence[tuple[np.ndarray | torch.Tensor,
+                                                 np.ndarray | torch.Tensor, tuple[int, int]]]
+                     ) -> list[torch.Tensor]:
+        """D0 (H×W, on the refiner's device) of each whole-image (low, high, (H, W)) triple;
+        pairs of equal sizes run through N_r as one batch."""
+        device = self.refiner.device
+        return self._refine_all([_Job(as_depth_batch(low, "low", device)[0],
+                                      as_depth_batch(high, "high", device)[0],
+                                      (int(size[0]), int(size[1])))
+                                 for low, high, size in pairs])
+
+    def refine_steps(self, estimates: Sequence[Estimate], steps: int) -> int:
+        """Steps 1..`steps` on every estimate in place (D_S and G_S replace D0 and G0);
+        returns how many windows were flat and kept D_{s−1} and G_{s−1} (also warned)."""
+        kept = windows = 0
+        for step in range(1, steps + 1):
+            kept += self._step(estimates, step)
+            windows += len(estimates) * (step + 1) ** 2
+        if kept:
+            warnings.warn(f"two-stage: {kept} of {windows} windows were flat (nothing to "
+                          "refine) and kept their crop of the previous step's depth and edges",
+                          stacklevel=2)
+        return kept
+
+    def _step(self, estimates: Sequence[Estimate], step: int) -> int:
+        """One step over every estimate: windows refined against their crop of D_{s−1},
+        edges by Eq. 6, merged by masks. Returns the number of flat windows."""
+        placed: list[tuple[Estimate, Window]] = []
+        jobs: list[_Job] = []
+        kept: list[tuple[Estimate, Window]] = []
+        for estimate in estimates:
+            windows = step_windows(*estimate.depth.shape, step)
+            for window, high in zip(windows, self._window_highs(estimate, windows, step),
+                                    strict=True):
+                if high is None:
+                    kept.append((estimate, window))
+                    self._report()
+                    continue
+                size = self.refiner.working_size(window.height, window.width)
+                jobs.append(_Job(window.crop(estimate.depth), resize_maps(high[None], size)[0],
+                                 (window.height, window.width)))
+                placed.append((estimate, window))
+        refined = self._refine_all(jobs)
+        merged = {id(e): _Merge(e) for e in estimates}
+        for (estimate, window), depth in zip(placed, refined, strict=True):
+            edges = align_edges(depth[None], window.crop(estimate.edges)[None])[0]
+            merged[id(estimate)].add(window, depth, edges)
+        for estimate, window in kept:
+            merged[id(estimate)].add(window, window.crop(estimate.depth),
+                                     window.crop(estimate.edges))
+        for merge in merged.values():
+            merge.finish()
+        return len(kept)
+
+    def _window_highs(self, estimate: Estimate, windows: list[Window], step: int
+                      ) -> list[torch.Tensor | None]:
+        """Each window's high input (2-D, on the refiner's device), or None for a flat
+        window, whose crop of D_{s−1} or prediction is constant."""
+        scale = float(estimate.depth.max() - estimate.depth.min())
+        flat = [_is_flat(window.crop(estimate.depth), scale) for window in windows]
+        if estimate.window_highs is not None:
+            maps = _cached(estimate.window_highs, step, len(windows))
+        else:
+            if self.predictor is None or estimate.image is None:
+                raise InputError("window predictions: give cached window highs, or an image "
+                                 "and a predictor to make them")
+            resolutions = window_resolutions(estimate.depth, windows,
+                                             self.predictor.training_resolution,
+                                             self.predictor.gradient_prior)
+            maps = []
+            for window, resolution, skip in zip(windows, resolutions, flat, strict=True):
+                if skip:
+                    maps.append(None)
+                    continue
+                self._check_cancel()
+                maps.append(self.predictor.predict(window.crop(estimate.image), resolution,
+                                                   region=window.region))
+        highs = []
+        for high, skip in zip(maps, flat, strict=True):
+            high = None if skip else torch.as_tensor(
+                np.asarray(high, np.float32) if isinstance(high, np.ndarray) else high,
+                dtype=torch.float32, device=self.refiner.device)
+            if high is not None:
+                finite = high[torch.isfinite(high)]
+                scale = float(finite.abs().max()) if finite.numel() else 0.0
+                high = None if _is_flat(high, scale) else high
+            highs.append(high)
+        return highs
+
+    # ---------------------------------------------------------------------- N_r in batches
+
+    def _refine_all(self, jobs: list[_Job]) -> list[torch.Tensor]:
+        """N_r on every job, jobs of one layout batched; on out-of-memory a batch is halved
+        and retried instead of failing."""
+        results: list[torch.Tensor | None] = [None] * len(jobs)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for index, job in enumerate(jobs):
+            groups[(job.low.shape, job.high.shape, job.out_size)].append(index)
+        for (_, high_shape, out_size), indices in groups.items():
+            batch, start = self._batch_size(high_shape, len(indices)), 0
+            while start < len(indices):
+                self._check_cancel()
+                chunk = indices[start:start + batch]
+                try:
+                    refined = self.refiner.refine(torch.stack([jobs[i].low for i in chunk]),
+                                                  torch.stack([jobs[i].high for i in chunk]),
+                                                  out_size=out_size)
+                except torch.OutOfMemoryError:
+                    if batch == 1:
+                        raise
+                    batch //= 2
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    continue
+                for index, depth in zip(chunk, refined, strict=True):
+                    results[index] = depth
+                    self._report()
+                start += len(chunk)
+        return results
+
+    def _batch_size(self, high_shape: tuple[int, int], count: int) -> int:
+        """All at once on CUDA (halved on out-of-memory); on CPU as many as CPU_BATCH_PIXELS
+        allows."""
+        if self.refiner.device.type == "cuda":
+            return count
+        height, width = self.refiner.network_input_size(*high_shape)
+        return max(1, min(count, CPU_BATCH_PIXELS // (height * width)))
+
+    # ------------------------------------------------------------------- progress, cancel
+
+    def _start(self, total: int) -> None:
+        self._done, self._total = 0, total
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
             raise Cancelled("refinement cancelled")
 
-    def _report(self, done: int, total: int) -> None:
+    def _report(self) -> None:
+        self._done += 1
         if self.progress is not None:
-            self.progress(done, total)
+            self.progress(self._done, self._total)
 
 
-def _batch_size(refiner: Refiner, size: tuple[int, int], count: int) -> int:
-    """All windows of a step at once on CUDA (halved on out-of-memory); on CPU as many as
-    CPU_BATCH_PIXELS allows."""
-    if refiner.device.type == "cuda":
-        return count
-    height, width = refiner.network_input_size(*size)
-    return max(1, min(count, CPU_BATCH_PIXELS // (height * width)))
+class _Merge:
+    """Mask-weighted sums of a step's windows; `finish` writes D_s and G_s to the estimate."""
+
+    def __init__(self, estimate: Estimate):
+        self.estimate = estimate
+        self.depth = torch.zeros_like(estimate.depth, dtype=torch.float32)
+        self.edges = torch.zeros_like(self.depth)
+        self.weight = torch.zeros_like(self.depth)
+
+    def add(self, window: Window, depth: torch.Tensor, edges: torch.Tensor) -> None:
+        mask = torch.from_numpy(blend_mask(window, *self.depth.shape)).to(self.depth.device)
+        rows, cols = window.slices
+        self.depth[rows, cols] += mask * depth
+        self.edges[rows, cols] += mask * edges
+        self.weight[rows, cols] += mask
+
+    def finish(self) -> None:
+        self.estimate.depth = self.depth / self.weight
+        self.estimate.edges = self.edges / self.weight
 
 
-def _align(gradient: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """Eq. 6: β1·∇D_s^w + β0 fitted to G_{s−1}^w by least squares."""
-    source, target = torch.from_numpy(gradient)[None], torch.from_numpy(previous)[None]
-    scale, shift = fit_affine(source, target)
-    return gradient * scale.item() + shift.item()
+def _cached(window_highs: Sequence[Sequence], step: int, count: int) -> Sequence:
+    if len(window_highs) < step or len(window_highs[step - 1]) != count:
+        raise InputError(f"window_highs: step {step} needs {count} cached window predictions, "
+                         f"got {len(window_highs[step - 1]) if len(window_highs) >= step else 0}")
+    return window_highs[step - 1]
+
+
+def _is_flat(depth: torch.Tensor, scale: float) -> bool:
+    """Numerically constant: its finite values span at most FLAT_TOLERANCE × `scale`."""
+    finite = depth[torch.isfinite(depth)]
+    return finite.numel() == 0 or float(finite.max() - finite.min()) <= FLAT_TOLERANCE * scale
