@@ -225,3 +225,15 @@ def test_sigterm_while_writing_leaves_no_temporary_file(weights, pair, tmp_path)
     assert files(out) == [], err
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "sddr: error: terminated" in err
+
+
+def test_an_environment_failure_is_one_error_line(weights, pair, tmp_path, capsys, monkeypatch):
+    """An OSError from below (a download, a device) ends like every other failure."""
+    from sddr_core.cli import main as cli
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("huggingface.co is unreachable")
+
+    monkeypatch.setattr(cli, "load_refiner", unreachable)
+    assert run_pair(weights, pair, tmp_path / "o.npy") == 2
+    assert capsys.readouterr().err == "sddr: error: huggingface.co is unreachable\n"
