@@ -83,6 +83,23 @@ def test_middlebury2006_half_set(half):
     assert aloe.valid.mean() > 0.8
 
 
+def test_full_size_aloe_is_the_half_size_scene_in_the_same_units(half):
+    """benchmarks/results.py reads ../shared/data/aloe-full as a Middlebury 2006 scene with the
+    half-size Aloe's dmin. That holds only if the full-size disparity is the same crop in the
+    same (full-size pixel) units: at half size it must match the half-size file."""
+    full = DATA / "aloe-full" / "aloeGT.png"
+    if not full.is_file():
+        pytest.skip(f"dev data not found at {full}")
+    disparity = read_depth(full)
+    assert disparity.shape == (1110, 1282)
+    small = cv2.resize(disparity, (641, 555), interpolation=cv2.INTER_NEAREST)
+    reference = read_depth(HALF / "aloe" / "disp1.png")
+    known = (small > 0) & (reference > 0)
+    assert known.mean() > 0.9
+    assert np.abs(small[known] - reference[known]).mean() < 1.0  # disparity levels
+    assert np.median(small[known] / reference[known]) == pytest.approx(1.0, abs=0.01)
+
+
 def test_middlebury2006_view5(half):
     right = Middlebury2006(HALF / "aloe", view=5)
     assert right.names == ("aloe",)
