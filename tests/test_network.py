@@ -308,6 +308,23 @@ def test_preset_parameter_counts():
     assert 0 < small < base / 3
 
 
+def test_small_preset_costs_at_most_a_third_of_base():
+    """The CPU default is the cheap one: FLOPs counted by torch, not timed. At 512² to keep
+    the test fast; the ratio is the same at 1024² and 2048² (0.307, docs/architecture.md)."""
+    with torch.random.fork_rng(devices=[]):
+        base = RefinementNetwork(PRESETS["base"]).eval().flops(512, 512)
+        small = RefinementNetwork(PRESETS["small"]).eval().flops(512, 512)
+    assert 0 < small <= base / 3
+
+
+def test_network_runs_on_the_meta_device():
+    """Shapes without data (for memory planning): the fp32 islands skip autocast there."""
+    network = _tiny_network().eval().to("meta")
+    x = torch.zeros(1, 1, 128, 256, device="meta")
+    with torch.inference_mode():
+        assert network(x, x).depth.shape == (1, 1, 128, 256)
+
+
 @pytest.mark.parametrize("config", [TINY, PRESETS["base"], PRESETS["small"]])
 def test_config_json_round_trip(config):
     text = config.to_json()

@@ -129,12 +129,13 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
 PRESETS: dict[str, NetworkConfig] = {
     # Paper scale: MiT-b0 encoder, 4 cross-resolution attention layers (about 7 M parameters).
     "base": NetworkConfig(),
-    # CPU-friendly bundled default: same topology, a fifth of the parameters; its
-    # full-resolution stem is wider than base's because CPU convs are only efficient there
-    # when they have enough channels (see docs/performance.md).
+    # The CPU default (and the first to be trained): same topology, about a fifth of the
+    # parameters and under a third of base's FLOPs. Most FLOPs are spent at 1/2 and 1/4
+    # resolution, so the stem is as narrow as base's at 1/2 and half as wide below it
+    # (docs/architecture.md, docs/performance.md).
     "small": NetworkConfig(
-        stem_channels=(16, 32, 48),
-        embed_dims=(24, 48, 96, 128),
+        stem_channels=(8, 8, 16),
+        embed_dims=(16, 48, 96, 128),
         num_heads=(1, 2, 4, 4),
         depths=(1, 1, 2, 1),
         cross_attention_layers=2,

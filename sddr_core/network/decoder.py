@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoder import group_norm
+from .precision import full_precision
 
 
 class UpBlock(nn.Module):
@@ -37,8 +38,7 @@ class SubPixelOutput(nn.Module):
     Each 1/2-res pixel predicts its 2×2 full-res children, so the output keeps full-res
     detail without up-sampling the feature map first (4× less memory traffic on CPU).
 
-    It runs in fp32 even under autocast: D0 is the refined depth itself, and in half
-    precision it would keep 8–11 bits, a staircase that ∇D0, G_S and Eq. 11 read as edges.
+    It runs in fp32 even under autocast (`precision.py`): D0 is the refined depth itself.
     """
 
     def __init__(self, in_channels: int):
@@ -62,8 +62,9 @@ class SubPixelOutput(nn.Module):
         self.conv.bias.fill_(float(torch.empty(()).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return F.pixel_shuffle(self.conv(self.norm(x.float())), 2)
+        context, x = full_precision(x)
+        with context:
+            return F.pixel_shuffle(self.conv(self.norm(x)), 2)
 
 
 class OmegaHead(nn.Module):

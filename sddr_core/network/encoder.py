@@ -14,6 +14,7 @@ from einops import rearrange
 from torch import nn
 
 from .config import NetworkConfig
+from .precision import full_precision
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -170,11 +171,12 @@ class SharedEncoder(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # The first layer reads the normalised depth in fp32 even under autocast: half
-        # precision would keep 8–11 bits of it. Its 1/2 feature stays fp32 on the skip path
-        # to the output head, so fine depth steps reach D0 intact.
-        with torch.autocast(x.device.type, enabled=False):
-            half = self.stem[0](x.float())
+        # The first layer reads the normalised depth in fp32 even under autocast. Its 1/2
+        # feature stays fp32 on the skip path to the output head, so fine depth steps reach
+        # D0 intact.
+        context, x = full_precision(x)
+        with context:
+            half = self.stem[0](x)
         quarter = self.stem[1](half)
         eighth = self.stem[2](quarter)
         features = [half, quarter, eighth]

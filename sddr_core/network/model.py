@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .config import NetworkConfig
 from .cross_attention import CrossResolutionAttention
@@ -62,6 +63,15 @@ class RefinementNetwork(nn.Module):
         )
         depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
         return NetworkOutput(depth, omegas, aux)
+
+    def flops(self, height: int, width: int) -> int:
+        """FLOPs (2 per multiply-add of convolutions, linear layers and attention, both
+        branches) of one inference pass on a height×width input, counted by torch."""
+        x = torch.zeros((1, 1, height, width), device=next(self.parameters()).device)
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            self(x, x)
+        return counter.get_total_flops()
 
 
 def _init_weights(module: nn.Module) -> None:
