@@ -11,14 +11,19 @@ from sddr_core.cli.main import main
 from sddr_core.files.depth_io import read_depth, write_depth
 
 
-@pytest.fixture()
-def pair(tmp_path):
+def write_pair(folder):
+    """(low.npy, high.pfm, the depth they come from): a ramp with a disc in front."""
     ys, xs = np.mgrid[0:120, 0:160].astype(np.float32)
     depth = 2.0 + ys / 120 + (np.hypot(xs - 80, ys - 60) < 25)
-    low_path, high_path = tmp_path / "low.npy", tmp_path / "high.pfm"
+    low_path, high_path = folder / "low.npy", folder / "high.pfm"
     write_depth(low_path, depth[::4, ::4].copy())
     write_depth(high_path, depth)
     return str(low_path), str(high_path), depth
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    return write_pair(tmp_path)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".npy", ".pfm", ".tiff", ".exr"])

@@ -15,20 +15,16 @@ import pytest
 
 from sddr_core.cli.main import main
 from sddr_core.files import depth_io
-from sddr_core.files.depth_io import read_depth, write_depth
+from sddr_core.files.depth_io import read_depth
 from sddr_core.inference.refiner import Refiner
+from tests.test_cli import write_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
 def pair(tmp_path):
-    ys, xs = np.mgrid[0:48, 0:64].astype(np.float32)
-    depth = 2.0 + ys / 48 + (np.hypot(xs - 32, ys - 24) < 10)
-    low, high = tmp_path / "low.npy", tmp_path / "high.npy"
-    write_depth(low, depth[::2, ::2].copy())
-    write_depth(high, depth)
-    return low, high
+    return write_pair(tmp_path)
 
 
 @pytest.fixture()
@@ -46,7 +42,7 @@ def refine_calls(monkeypatch):
 
 
 def run_pair(weights, pair, out, *extra):
-    low, high = pair
+    low, high = pair[:2]
     return main(["refine", "--low", str(low), "--high", str(high), "-o", str(out),
                  "--weights", weights, "--device", "cpu", *extra])
 
@@ -70,7 +66,7 @@ def test_extreme_finite_range_is_refused_or_refined_never_written_as_nan(
     status = run_pair(weights, (low, high), out)
     if status == 2:
         assert capsys.readouterr().err.startswith("sddr: error: ")
-        assert files(tmp_path) == ["high.npy", "low.npy"]
+        assert files(tmp_path) == ["high.npy", "low.npy"]  # this test's own pair
     else:
         assert status == 0
         refined = read_depth(out)
@@ -125,9 +121,8 @@ def test_output_name_and_format_are_checked_before_the_refine(
 
 
 def test_a_directory_as_low_is_called_a_directory(weights, pair, tmp_path, capsys):
-    _, high = pair
     (tmp_path / "maps").mkdir()
-    assert run_pair(weights, (tmp_path / "maps", high), tmp_path / "o.npy") == 2
+    assert run_pair(weights, (tmp_path / "maps", pair[1]), tmp_path / "o.npy") == 2
     err = capsys.readouterr().err
     assert f"cannot read depth map '{tmp_path / 'maps'}': is a directory" in err
     assert "unsupported extension" not in err
@@ -142,7 +137,7 @@ def test_a_fifo_as_input_is_refused_without_blocking(weights, pair, tmp_path, ca
 
 @pytest.mark.parametrize("option", ["--low", "--high"])
 def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, option):
-    target = pair[0] if option == "--low" else pair[1]
+    target = Path(pair[0] if option == "--low" else pair[1])
     before = target.read_bytes()
     assert run_pair(weights, pair, target) == 2
     assert f"is the {option} input" in capsys.readouterr().err
@@ -167,7 +162,7 @@ def test_full_disk_while_writing_is_a_clean_error(weights, pair, tmp_path, capsy
     err = capsys.readouterr().err
     assert f"sddr: error: cannot write output file '{out}': No space left on device" in err
     assert out.read_bytes() == b"earlier result"
-    assert files(tmp_path) == sorted(["low.npy", "high.npy", out.name])
+    assert files(tmp_path) == sorted(["low.npy", "high.pfm", out.name])
 
 
 def test_every_writer_reports_a_real_write_failure_as_an_input_error(tmp_path):
@@ -204,13 +199,13 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_file(weights, pair, tmp_path, ca
     monkeypatch.setitem(depth_io._WRITERS, "npy", interrupted)
     assert run_pair(weights, pair, out) == 130
     assert "sddr: error: interrupted" in capsys.readouterr().err
-    assert files(tmp_path) == ["high.npy", "low.npy"]
+    assert files(tmp_path) == ["high.pfm", "low.npy"]
 
 
 def test_sigterm_while_writing_leaves_no_temporary_file(weights, pair, tmp_path):
     """A real `sddr` process, sent SIGTERM while its large EXR is being written."""
     out = tmp_path / "out"
-    low, high = pair
+    low, high, _ = pair
     command = [sys.executable, "-m", "sddr_core.cli.main", "refine", "--low", str(low),
                "--high", str(high), "-o", str(out / "big.exr"), "--out-size", "3072x3072",
                "--weights", weights, "--device", "cpu"]
