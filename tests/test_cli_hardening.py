@@ -110,13 +110,15 @@ def test_too_many_steps_are_refused_with_the_pass_count(weights, pair, tmp_path,
     ("out.jpg", None, "unsupported extension '.jpg'"),
     ("out.npy", "png16", "needs the extension .png"),
     ("folder.png", None, "a folder of that name is in the way"),
+    ("afile/sub/out.png", None, "output folder '{tmp}/afile': it is a file, not a folder"),
 ])
 def test_output_name_and_format_are_checked_before_the_refine(
         weights, pair, tmp_path, capsys, refine_calls, output, format, message):
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "afile").write_text("a file")
     extra = ["--format", format] if format else []
     assert run_pair(weights, pair, tmp_path / output, *extra) == 2
-    assert message in capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
     assert refine_calls == []
 
 

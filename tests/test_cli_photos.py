@@ -144,6 +144,14 @@ def test_a_photo_that_is_no_image_is_refused_before_the_models_load(
     assert loads == []
 
 
+def test_output_folder_that_is_a_file_is_refused_before_the_models_load(
+        weights, predictor, photos, tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
+    assert f"output folder '{tmp_path / 'out'}': it is a file" in capsys.readouterr().err
+    assert predictor.calls == 0
+
+
 def test_out_size_is_for_pairs_only(weights, predictor, photos, tmp_path, capsys):
     assert refine(weights, str(photos), "-o", str(tmp_path / "out"), "--out-size",
                   "10x10") == 2

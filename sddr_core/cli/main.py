@@ -277,7 +277,7 @@ def _refine_images(args) -> int:
                          "photo's size")
     photos = image_paths(args.images)
     fmt = args.format or "png16"
-    jobs = output_paths(photos, Path(args.output), suffix_for_format(fmt), args.edges)
+    jobs = output_paths(photos, Path(args.output), fmt, args.edges)
     refiner = _load(args)
     pipeline = DepthPipeline(refiner, load_predictor(args.predictor, device=refiner.device))
     total = passes(args.steps) if args.mode == "two-stage" else 1
@@ -316,16 +316,18 @@ def image_paths(arguments: list[str]) -> list[Path]:
     return photos
 
 
-def output_paths(photos: list[Path], out: Path, suffix: str,
+def output_paths(photos: list[Path], out: Path, fmt: str,
                  edges: bool) -> list[tuple[Path, Path, Path | None]]:
-    """(photo, depth file, edge file or None) per photo. Two photos that would write the same
-    file (`a.png` and `a.jpg`; `a.png`'s edges and `a-edges.png`'s depth), or an output that is
-    one of the photos, are refused rather than one overwriting the other."""
+    """(photo, depth file, edge file or None) per photo, each checked as `write_depth` would.
+    Two photos that would write the same file (`a.png` and `a.jpg`; `a.png`'s edges and
+    `a-edges.png`'s depth), or an output that is one of the photos, are refused rather than one
+    overwriting the other."""
     owners: dict[Path, Path] = {}
     jobs = []
     for photo in photos:
-        depth = out / (photo.stem + suffix)
+        depth = out / (photo.stem + suffix_for_format(fmt))
         edge = out / f"{photo.stem}-edges.png" if edges else None
+        check_output(depth, fmt)
         for target in (depth, edge):
             if target is None:
                 continue

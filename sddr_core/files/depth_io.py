@@ -261,6 +261,9 @@ def check_output(path: str | os.PathLike, format: str | None = None) -> str:
                          f"{' or '.join(sorted(_EXT_FORMATS[format]))}, not '{p.suffix}'")
     if p.is_dir():
         raise InputError(f"cannot write depth map '{p}': a folder of that name is in the way")
+    existing = next(folder for folder in p.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise InputError(f"cannot write output folder '{existing}': it is a file, not a folder")
     if format == "exr":
         _exr_backend(p, "write")
     return format
