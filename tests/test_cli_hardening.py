@@ -16,6 +16,7 @@ import pytest
 from sddr_core.cli.main import main
 from sddr_core.files import depth_io
 from sddr_core.files.depth_io import read_depth
+from sddr_core.inference.coarse_to_fine import passes
 from sddr_core.inference.refiner import Refiner
 from tests.test_cli import write_pair
 
@@ -104,6 +105,8 @@ def test_too_many_steps_are_refused_with_the_pass_count(weights, pair, tmp_path,
                  "--steps", "100", "--weights", weights]) == 2
     err = capsys.readouterr().err
     assert "argument --steps: 100 would run 348,551 network passes" in err
+    assert main(["refine", "photo.png", "-o", str(tmp_path), "--steps", "99999999999"]) == 2
+    assert f"would run over {passes(1000):,} network passes" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("output, format, message", [

@@ -37,7 +37,7 @@ DEFAULT_PREDICTOR = "depth-anything-v2-small"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 MAX_STEPS = 8
 """Two-stage steps S the CLI accepts: 285 network passes; the paper uses 3 (30 passes), and at
-S = 8 a window of a 4K photo is already below a predictor's training resolution."""
+S = 8 a 4K photo's windows (549×309 px) are already down to a predictor's training resolution."""
 MAX_OUT_SIDE = 16384
 """Largest `--out-size` side: a 16384² float32 map is 1 GiB, and larger ones exhaust memory
 only after the whole refinement has run."""
@@ -129,7 +129,10 @@ def _threads(text: str) -> int:
 def _steps(text: str) -> int:
     value = _whole_number(text)
     if not 1 <= value <= MAX_STEPS:
-        work = f" would run {passes(value):,} network passes;" if value > MAX_STEPS else ""
+        work = ""
+        if value > MAX_STEPS:  # `passes` sums term by term: bound what it is asked
+            count = passes(min(value, 1000))
+            work = f" would run {'over ' if value > 1000 else ''}{count:,} network passes;"
         raise argparse.ArgumentTypeError(
             f"{value}{work} choose 1..{MAX_STEPS} ({passes(MAX_STEPS)} passes at most; "
             f"the paper uses {STEPS})")
