@@ -17,10 +17,10 @@ STEPS = 2
 
 @pytest.fixture(scope="module")
 def scenes():
-    """Three (rgb, disparity) scenes of 96×128."""
+    """Two (rgb, disparity) scenes of 72×96."""
     out = []
-    for seed in range(3):
-        rgb, depth = sample_scene(96, 128, seed=seed)
+    for seed in range(2):
+        rgb, depth = sample_scene(72, 96, seed=seed)
         out.append((rgb, (1.0 / depth).astype(np.float32)))
     return out
 
@@ -54,7 +54,7 @@ def test_batched_labels_equal_one_image_labels(scenes):
         alone_depth, alone_edges = edge_labels(network, [sample], STEPS, predictor)[0]
         torch.testing.assert_close(depth, alone_depth, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(edges, alone_edges, rtol=1e-4, atol=1e-5)
-        assert depth.shape == edges.shape == (96, 128) and edges.min() >= 0
+        assert depth.shape == edges.shape == (72, 96) and edges.min() >= 0
 
 
 def test_cached_predictions_give_the_predictor_labels(scenes):
@@ -74,7 +74,7 @@ def test_cached_predictions_give_the_predictor_labels(scenes):
     low, high, *windows = predictor.outputs
     cache = [windows[:4], windows[4:]]  # step 1: 2×2 windows, step 2: 3×3
     assert len(windows) == 4 + 9
-    cached = edge_labels(network, [LabelSample(low, high, cache, size=(96, 128))], STEPS)[0]
+    cached = edge_labels(network, [LabelSample(low, high, cache, size=(72, 96))], STEPS)[0]
     for a, b in zip(cached, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -101,4 +101,9 @@ def test_a_sample_without_predictions_needs_an_image_and_a_predictor():
         edge_labels(training_network(), [LabelSample()], STEPS)
     with pytest.raises(InputError, match="window"):
         low = np.random.default_rng(0).random((24, 32), dtype=np.float32)
-        edge_labels(training_network(), [LabelSample(low, low, size=(96, 128))], STEPS)
+        edge_labels(training_network(), [LabelSample(low, low, size=(72, 96))], STEPS)
+    with pytest.raises(InputError, match="step 1 needs 4"):
+        edge_labels(training_network(), [LabelSample(low, low, [[low]], size=(72, 96))], 1)
+    with pytest.raises(InputError, match=r"window_highs\[0\]\[2\]: expected an H×W map"):
+        cache = [[low, low, low[None, None], low]]
+        edge_labels(training_network(), [LabelSample(low, low, cache, size=(72, 96))], 1)

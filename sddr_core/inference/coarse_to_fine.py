@@ -171,37 +171,32 @@ class CoarseToFine:
     def _window_highs(self, estimate: Estimate, windows: list[Window], step: int
                       ) -> list[torch.Tensor | None]:
         """Each window's high input (2-D, on the refiner's device), or None for a flat
-        window, whose crop of D_{s−1} or prediction is constant."""
+        window: its crop of D_{s−1} or its prediction is constant."""
         scale = float(estimate.depth.max() - estimate.depth.min())
         flat = [_is_flat(window.crop(estimate.depth), scale) for window in windows]
         if estimate.window_highs is not None:
             maps = _cached(estimate.window_highs, step, len(windows))
         else:
-            if self.predictor is None or estimate.image is None:
-                raise InputError("window predictions: give cached window highs, or an image "
-                                 "and a predictor to make them")
-            resolutions = window_resolutions(estimate.depth, windows,
-                                             self.predictor.training_resolution,
-                                             self.predictor.gradient_prior)
-            maps = []
-            for window, resolution, skip in zip(windows, resolutions, flat, strict=True):
-                if skip:
-                    maps.append(None)
-                    continue
+            maps = self._predict_windows(estimate, windows, flat)
+        return [None if skip else _prediction(high, self.refiner.device)
+                for high, skip in zip(maps, flat, strict=True)]
+
+    def _predict_windows(self, estimate: Estimate, windows: list[Window], flat: list[bool]
+                         ) -> list[np.ndarray | None]:
+        """The predictor's map of each window that is not flat, at its Eq. 11 resolution."""
+        if self.predictor is None or estimate.image is None:
+            raise InputError("window predictions: give cached window highs, or an image and "
+                             "a predictor to make them")
+        resolutions = window_resolutions(estimate.depth, windows,
+                                         self.predictor.training_resolution,
+                                         self.predictor.gradient_prior)
+        maps = []
+        for window, resolution, skip in zip(windows, resolutions, flat, strict=True):
+            if not skip:
                 self._check_cancel()
-                maps.append(self.predictor.predict(window.crop(estimate.image), resolution,
-                                                   region=window.region))
-        highs = []
-        for high, skip in zip(maps, flat, strict=True):
-            high = None if skip else torch.as_tensor(
-                np.asarray(high, np.float32) if isinstance(high, np.ndarray) else high,
-                dtype=torch.float32, device=self.refiner.device)
-            if high is not None:
-                finite = high[torch.isfinite(high)]
-                scale = float(finite.abs().max()) if finite.numel() else 0.0
-                high = None if _is_flat(high, scale) else high
-            highs.append(high)
-        return highs
+            maps.append(None if skip else self.predictor.predict(
+                window.crop(estimate.image), resolution, region=window.region))
+        return maps
 
     # ---------------------------------------------------------------------- N_r in batches
 
@@ -279,10 +274,25 @@ class _Merge:
 
 
 def _cached(window_highs: Sequence[Sequence], step: int, count: int) -> Sequence:
-    if len(window_highs) < step or len(window_highs[step - 1]) != count:
+    """Step `step`'s cached window predictions, checked: one H×W map per window."""
+    given = window_highs[step - 1] if len(window_highs) >= step else []
+    if len(given) != count:
         raise InputError(f"window_highs: step {step} needs {count} cached window predictions, "
-                         f"got {len(window_highs[step - 1]) if len(window_highs) >= step else 0}")
-    return window_highs[step - 1]
+                         f"got {len(given)}")
+    for index, high in enumerate(given):
+        if np.ndim(high) != 2:
+            raise InputError(f"window_highs[{step - 1}][{index}]: expected an H×W map, got "
+                             f"shape {tuple(np.shape(high))}")
+    return given
+
+
+def _prediction(high: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """A window prediction as a float32 tensor on `device`, or None if it is flat."""
+    high = torch.as_tensor(np.asarray(high, np.float32) if isinstance(high, np.ndarray)
+                           else high, dtype=torch.float32, device=device)
+    finite = high[torch.isfinite(high)]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    return None if _is_flat(high, scale) else high
 
 
 def _is_flat(depth: torch.Tensor, scale: float) -> bool:
