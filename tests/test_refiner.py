@@ -523,11 +523,12 @@ def test_one_extreme_pixel_and_a_random_network(refiner):
 def test_extreme_finite_range_gives_a_finite_map(refiner):
     """Values near ±3e38 are finite float32; the normalisation must not overflow."""
     low, high = _pair()
-    scale = 3e38 / max(np.abs(low).max(), np.abs(high).max()) / 2
-    huge_low, huge_high = low * scale, (high - high.mean()) * scale
+    low, high = low - low.mean(), high - high.mean()  # both signs: max − min is 6e38
+    huge_low, huge_high = (3e38 / np.abs(m).max() * m for m in (low, high))
+    assert np.isfinite(huge_low).all() and np.isinf(np.ptp(huge_low.astype(np.float32)))
     refined = refiner.refine(huge_low, huge_high)
     assert np.isfinite(refined).all()
-    reference = refiner.refine(low, high - high.mean())
+    reference = refiner.refine(low, high)
     assert _pearson(refined, reference) > 0.999
 
 
