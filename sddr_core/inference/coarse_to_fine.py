@@ -60,7 +60,8 @@ class Estimate:
 
 @dataclass
 class _Job:
-    """One N_r pass: B=1 maps of equal layout are batched together."""
+    """One map for N_r (a window or a whole image): H×W low and high inputs and the output
+    size; jobs whose sizes all match run as one batch."""
 
     low: torch.Tensor
     high: torch.Tensor
