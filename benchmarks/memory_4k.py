@@ -16,10 +16,10 @@ import time
 import numpy as np
 
 import sddr_core
-from sddr_core.cli.bench import ScenePredictor
 from sddr_core.cli.sample import sample_scene
 from sddr_core.inference.coarse_to_fine import passes
 from sddr_core.inference.pipeline import DepthPipeline
+from sddr_core.predictors.exact import MapPredictor
 
 
 def peak_rss_mb() -> float:
@@ -47,7 +47,7 @@ def main() -> None:
             return refiner.refine(low, high)
     else:
         rgb, depth = sample_scene(2160, 3840)
-        pipeline = DepthPipeline(refiner, ScenePredictor(1.0 / depth))
+        pipeline = DepthPipeline(refiner, MapPredictor(1.0 / depth))
         inputs = {"input": "3840x2160 photo", "passes": passes(3)}
 
         def run():
