@@ -13,16 +13,14 @@ import resource
 import statistics
 import time
 
-import cv2
-import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..inference.coarse_to_fine import STEPS, passes
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
-from ..maps.resample import scaled_size
-from ..predictors.simulated import GRADIENT_PRIOR, SimulatedPredictor
+from ..network.config import PRESETS
+from ..predictors.exact import MapPredictor
+from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
 
 
@@ -64,15 +62,6 @@ def matmul(device: torch.device, dtype: torch.dtype):
     return run, 2 * n**3
 
 
-def network_flops(refiner: Refiner, height: int, width: int) -> int:
-    """FLOPs (2 per multiply-add) of one network pass at the working size for height×width."""
-    x = torch.zeros((1, 1, *refiner.network_input_size(height, width)), device=refiner.device)
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        refiner.network(x, x)
-    return counter.get_total_flops()
-
-
 def peak_memory_mb(device: torch.device) -> float:
     """Peak GPU memory allocated on CUDA; on CPU the process's peak resident set size."""
     if device.type == "cuda":
@@ -80,8 +69,23 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def network_pass(refiner: Refiner, height: int, width: int):
+    """A function running the network alone on a height×width input's padded working size, in
+    the refiner's precision: set against `refine`, it shows what the steps around cost."""
+    x = torch.rand((1, 1, *refiner.network_input_size(height, width)), device=refiner.device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    half = refiner.dtype != torch.float32
+
+    def run() -> None:
+        with torch.inference_mode(), torch.autocast(refiner.device.type, refiner.dtype, half):
+            refiner.network(x, x)
+
+    return run
+
+
 def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
-    """Median seconds per `refine` of a size×size pair (low at size/4), FLOPs and rates.
+    """Median seconds per `refine` of a size×size pair (low at size/4) and of the network pass
+    alone, FLOPs and rates.
 
     Peak memory on CUDA includes the reference matrices (2 × 8192² in the compute dtype).
     """
@@ -94,13 +98,15 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run_matmul, matmul_flops = matmul(device, dtype)
-    seconds, matmul_seconds = interleaved_medians(
-        [lambda: refiner.refine(low_t, high_t), run_matmul], device, repeats
+    seconds, network_seconds, matmul_seconds = interleaved_medians(
+        [lambda: refiner.refine(low_t, high_t), network_pass(refiner, size, size), run_matmul],
+        device, repeats,
     )
     memory = peak_memory_mb(device)
-    flops = network_flops(refiner, size, size)
+    flops = refiner.network.flops(*refiner.network_input_size(size, size))
     achieved = flops / seconds / 1e9
     reference = matmul_flops / matmul_seconds / 1e9
+    network_achieved = flops / network_seconds / 1e9
     return {
         "mode": "one-stage",
         "size": size,
@@ -112,6 +118,8 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
         "achieved_gflops_per_second": achieved,
         "matmul_gflops_per_second": reference,
         "ratio_to_matmul": achieved / reference,
+        "network_seconds": network_seconds,
+        "network_ratio_to_matmul": network_achieved / reference,
         "peak_memory_mb": memory,
     }
 
@@ -121,7 +129,7 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
     """Median seconds of `DepthPipeline` one-stage and two-stage on a size×size photo, timed
     in turn, with their network-pass counts and the ratio."""
     rgb, depth = sample_scene(size, size)
-    pipeline = DepthPipeline(refiner, ScenePredictor(1.0 / depth))
+    pipeline = DepthPipeline(refiner, MapPredictor(1.0 / depth))
     if refiner.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(refiner.device)
     one_stage, two_stage = interleaved_medians(
@@ -143,26 +151,6 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
     }
 
 
-class ScenePredictor:
-    """A noise-free predictor of a known disparity map: the asked window, resized. It costs
-    almost nothing, so benchmarks time the refinement rather than a depth network."""
-
-    name = "scene"
-    polarity = "disparity"
-    training_resolution = 384
-    gradient_prior = GRADIENT_PRIOR
-
-    def __init__(self, disparity: np.ndarray):
-        self.disparity = np.asarray(disparity, np.float32)
-
-    def predict(self, image, resolution: int, region=None) -> np.ndarray:
-        top, left, height, width = region or (0, 0, *self.disparity.shape)
-        crop = self.disparity[top:top + height, left:left + width]
-        rows, cols = (max(8, side) for side in scaled_size(height, width, resolution))
-        return cv2.resize(crop, (cols, rows), interpolation=cv2.INTER_AREA
-                          if resolution < max(height, width) else cv2.INTER_LINEAR)
-
-
 def _environment(refiner: Refiner) -> dict:
     device = refiner.device
     return {
@@ -170,6 +158,8 @@ def _environment(refiner: Refiner) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": str(refiner.dtype).removeprefix("torch."),
+        "architecture": next(  # the preset whose config the network has, trained or not
+            (name for name, config in PRESETS.items() if config == refiner.config), "custom"),
         "threads": torch.get_num_threads(),
         "parameters": parameter_count(refiner.network),
         "torch": torch.__version__,
