@@ -16,7 +16,8 @@ def fit_affine(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (scale, shift) minimising ‖scale·source + shift − target‖² over `mask`.
 
-    `source`, `target`: B×H×W (or B×…). Returns two tensors of shape (B,). A flat `source`
+    `source`, `target`: B×H×W (or B×…); `mask`: boolean, same shape (which pixels count).
+    Returns two tensors of shape (B,). A flat `source`
     gets scale 0 and the target's mean as shift. `nonnegative=True` minimises under
     scale ≥ 0 (the optimum of a negative fit is then scale 0, shift = the target's mean), so
     an evaluation cannot flip a map of the wrong polarity into a good one.
@@ -25,11 +26,13 @@ def fit_affine(
     s = source.reshape(batch, -1).double()
     t = target.reshape(batch, -1).double()
     w = torch.ones_like(s) if mask is None else mask.reshape(batch, -1).double()
+    # Sums of products as batched dot products (einsum), which make no full-size temporaries.
     count = w.sum(dim=1).clamp_min(1)
-    s_mean = (w * s).sum(dim=1) / count
-    t_mean = (w * t).sum(dim=1) / count
-    covariance = (w * (s - s_mean[:, None]) * (t - t_mean[:, None])).sum(dim=1)
-    variance = (w * (s - s_mean[:, None]) ** 2).sum(dim=1)
+    s_mean = torch.einsum("bn,bn->b", w, s) / count
+    t_mean = torch.einsum("bn,bn->b", w, t) / count
+    weighted = (s - s_mean[:, None]).mul_(w)
+    covariance = torch.einsum("bn,bn->b", weighted, t - t_mean[:, None])
+    variance = torch.einsum("bn,bn->b", weighted, weighted)
     scale = torch.where(variance > 0, covariance / variance.clamp_min(1e-300), 0.0)
     if nonnegative:
         scale = scale.clamp_min(0.0)
