@@ -1,0 +1,1 @@
+"""The SDDR self-distillation training program (issue 9); run `python -m training`."""

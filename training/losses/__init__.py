@@ -1,0 +1,9 @@
+"""SDDR's training losses (method.md §4): L_gt, L_grad, L_fusion and their weighted sum."""
+
+from .fusion import fusion_loss
+from .gradient import grad_loss
+from .ground_truth import gt_loss
+from .regions import edge_regions
+from .total import LossWeights, total_loss
+
+__all__ = ["LossWeights", "edge_regions", "fusion_loss", "grad_loss", "gt_loss", "total_loss"]
