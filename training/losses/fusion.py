@@ -44,14 +44,15 @@ def fusion_level(
     step: float = STEP, windows: int = WINDOWS,
 ) -> torch.Tensor:
     """Eq. 9 on one level, per image (B,): Ω, G_S and the mask B×h×w on the same grid."""
-    low_q = step * torch.arange(1, windows + 1, device=omega.device, dtype=torch.float32)
+    low_q = step * torch.arange(1, windows + 1, device=omega.device, dtype=omega.dtype)
     q = torch.cat([low_q, 1 - low_q])
     label = _quantiles(edges, mask, q)  # [B,2W]: t_q then t_{1−q}
     target = _quantiles(omega.detach(), mask, q)  # T_q, T_{1−q}
     flat = (edges[:, None] <= label[:, :windows, None, None]) & mask[:, None]
     edge = (edges[:, None] >= label[:, windows:, None, None]) & mask[:, None] & ~flat
-    too_high = (omega[:, None] - target[:, :windows, None, None]).clamp_min(0)
-    too_low = (target[:, windows:, None, None] - omega[:, None]).clamp_min(0)
+    # relu, not clamp_min: no gradient where Ω sits exactly on its threshold.
+    too_high = (omega[:, None] - target[:, :windows, None, None]).relu()
+    too_low = (target[:, windows:, None, None] - omega[:, None]).relu()
     total = (too_high * flat).flatten(1).sum(1) + (too_low * edge).flatten(1).sum(1)
     pixels = mask.flatten(1).sum(1).clamp_min(1)
     return total / (windows * pixels)

@@ -1,8 +1,8 @@
 """Shared plumbing of the losses: one layout (B×H×W, fp32), masks, and labels on coarser grids.
 
 Every loss takes maps as B×H×W or B×1×H×W, a boolean mask of valid pixels (default: all) and
-works in fp32 even under autocast, so sorting, quantiles and least-squares fits are exact
-enough whatever precision the network ran in.
+works in fp32 (fp64 when given it) even under autocast, so sorting, quantiles and
+least-squares fits are exact enough whatever precision the network ran in.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ def fp32() -> torch.autocast:
 
 
 def as_maps(maps: torch.Tensor) -> torch.Tensor:
-    """B×1×H×W or B×H×W → B×H×W float32."""
+    """B×1×H×W or B×H×W → B×H×W in float32, or float64 when given float64."""
     if maps.ndim == 4:
         if maps.shape[1] != 1:
             raise ValueError(f"expected one channel, got shape {tuple(maps.shape)}")
         maps = maps[:, 0]
     if maps.ndim != 3:
         raise ValueError(f"expected B×H×W or B×1×H×W, got shape {tuple(maps.shape)}")
-    return maps.float()
+    return maps if maps.dtype == torch.float64 else maps.float()
 
 
 def as_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
