@@ -1,0 +1,1 @@
+"""Training data: procedural scenes with exact depth (`scenes.render_scene`)."""
