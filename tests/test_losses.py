@@ -8,6 +8,7 @@ from sddr_core.network import RefinementNetwork
 from sddr_core.network.model import NetworkOutput
 from tests.tiny import TINY
 from training.losses import (
+    LossOptions,
     LossWeights,
     edge_regions,
     fusion_loss,
@@ -143,6 +144,18 @@ def test_grad_loss_ignores_invalid_pixels_and_averages_images():
     torch.testing.assert_close(base, torch.stack(items).mean())
 
 
+def test_grad_loss_code_variant_is_invariant_to_affine_maps_of_both_sides():
+    # Median/MAD normalisation of both sides: zero for an affine copy of ∇D0, unchanged by a
+    # positive scale and a shift of G_S (unlike the paper's form, which scales with it).
+    depth, edges = scene(27), sobel_magnitude(scene(28), value_range=1.0)
+    assert float(grad_loss(depth, 2 * sobel_magnitude(depth, value_range=1.0) + 1,
+                           variant="code")) < 1e-5
+    base = grad_loss(depth, edges, variant="code")
+    torch.testing.assert_close(grad_loss(depth, 3 * edges + 0.5, variant="code"), base,
+                               rtol=1e-4, atol=1e-6)
+    assert float(base) > 0
+
+
 def test_regions_separate_two_edge_clusters_and_never_overlap():
     edges = torch.zeros(1, 20, 20)
     edges[0, 2:5, 2] = 1.0  # a short line top left
@@ -223,6 +236,19 @@ def test_fusion_loss_on_coarse_levels_ignores_invalid_pixels_and_averages_levels
     torch.testing.assert_close(base, torch.stack(levels).mean())
 
 
+def test_fusion_loss_code_variant_of_a_hand_computed_case():
+    # G_S = 0..19 on 4×5: edges = top ⌈5 %·20⌉ = 1 pixel (G_S 19); flat = G_S ≤ its 5 % quantile
+    # 0.95 → the G_S 0 pixel. Ω = 0.05·G_S except Ω = 0.9 at G_S 0 and 0.1 at G_S 19.
+    # Sorted Ω: 0.05, 0.1, 0.1, 0.15 … 0.85, 0.9, 0.9; P15 (position 2.85) = 0.1425, P85
+    # (position 16.15) = 0.8075. The edge pixel's 0.1 < P85 adds 1 − 0.1; the flat pixel's
+    # 0.9 > P15 adds 0.9. L = 1.8.
+    edges = torch.arange(20.0).reshape(1, 4, 5)
+    omega = 0.05 * edges.clone()
+    omega[0, 0, 0], omega[0, 3, 4] = 0.9, 0.1
+    loss = fusion_loss([omega[:, None]], edges, levels=(0,), variant="code")
+    assert float(loss) == pytest.approx(1.8, rel=1e-5)
+
+
 # Total, gradients, integration -------------------------------------------------------------
 
 
@@ -250,6 +276,11 @@ def test_total_is_the_weighted_sum_of_the_parts():
     only_d0, parts = total_loss(output, target, None, weights=LossWeights(aux=0.0))
     assert set(parts) == {"gt"}
     torch.testing.assert_close(only_d0, gt_loss(output.depth, target))
+    code = LossOptions(grad_variant="code", fusion_variant="code", fusion_levels=(1,))
+    _, parts = total_loss(output, target, edges, options=code)
+    torch.testing.assert_close(parts["grad"], grad_loss(output.depth, edges, variant="code"))
+    torch.testing.assert_close(
+        parts["fusion"], fusion_loss(output.omegas, edges, levels=(1,), variant="code"))
 
 
 def test_losses_have_the_finite_difference_gradients():
@@ -258,10 +289,11 @@ def test_losses_have_the_finite_difference_gradients():
     target = scene(24, batch=1, size=12).double()
     prediction = target + 0.05 * torch.rand(target.shape, generator=g, dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda p: gt_loss(p, target), (prediction.requires_grad_(),))
+        lambda p: gt_loss(p, target), (prediction.requires_grad_(),), fast_mode=True)
     edges = sobel_magnitude(scene(25, batch=1, size=12), value_range=1.0).double()
     assert torch.autograd.gradcheck(
-        lambda d: grad_loss(d, edges), (prediction.detach().clone().requires_grad_(),))
+        lambda d: grad_loss(d, edges), (prediction.detach().clone().requires_grad_(),),
+        fast_mode=True)
     # L_fusion is left out: its thresholds T_q are detached by design, so a finite difference
     # that moves the pixel a quantile interpolates differs; its gradient is pinned by hand above.
 

@@ -14,16 +14,25 @@ paper leaves open (recorded in docs/decisions.md):
   every fine pixel under it is valid;
 - the default levels are the two finest (1/2 and 1/4), as the released code, averaged, so
   λ2 means the same whatever the number of levels.
+
+`variant="code"` is the released code's "FeatureMask" loss (method.md §4.2): one quantile per
+tail, no threshold subtracted: edge pixels whose Ω is below Ω's 85th percentile add the mean
+of 1 − Ω over them, flat pixels whose Ω is above the 15th add the mean of Ω. The code's
+`mask_edge`/`mask_flat` come from its unreleased loader; here they are the top-5 % binarised
+G_S (as L_grad) and G_S at or below its 5 % quantile, and percentiles are per image where
+the code pools the batch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from .grids import as_maps, as_mask, averaged_to, fp32
+from .regions import TOP, binarise
 
 STEP = 0.02
 """a: the quantile step."""
@@ -31,6 +40,10 @@ WINDOWS = 4
 """N_w: how many quantiles per tail (2/4/6/8 % and 92/94/96/98 %)."""
 LEVELS = (0, 1)
 """Ω levels supervised, finest first: 1/2 and 1/4 (the released code's two finest)."""
+CODE_QUANTILE = 0.15
+"""The code variant's Ω percentile: 15th for flat pixels, 85th for edges."""
+
+Variant = Literal["paper", "code"]
 
 
 def _quantiles(maps: torch.Tensor, mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -58,6 +71,25 @@ def fusion_level(
     return total / (windows * pixels)
 
 
+def fusion_level_code(
+    omega: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The released code's variant on one level, per image (B,)."""
+    edge = binarise(edges, mask, TOP)
+    flat = mask & (edges <= _quantiles(edges, mask, edges.new_tensor([TOP]))[:, :, None])
+    bounds = _quantiles(omega.detach(), mask,
+                        omega.new_tensor([CODE_QUANTILE, 1 - CODE_QUANTILE]))
+    raise_ = edge & (omega < bounds[:, 1, None, None])
+    lower = flat & (omega > bounds[:, 0, None, None])
+    return _mean_over(1 - omega, raise_) + _mean_over(omega, lower)
+
+
+def _mean_over(values: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean of `values` over the `chosen` pixels (0 where none is)."""
+    total = torch.where(chosen, values, torch.zeros_like(values)).flatten(1).sum(1)
+    return total / chosen.flatten(1).sum(1).clamp_min(1)
+
+
 def fusion_loss(
     omegas: Sequence[torch.Tensor],
     edges: torch.Tensor,
@@ -66,6 +98,7 @@ def fusion_loss(
     step: float = STEP,
     windows: int = WINDOWS,
     levels: Sequence[int] = LEVELS,
+    variant: Variant = "paper",
 ) -> torch.Tensor:
     """The edge-based fusion loss of the Ω maps against G_S, mean over levels and images.
 
@@ -82,6 +115,8 @@ def fusion_loss(
         a and N_w of Eq. 9.
     levels : sequence of int
         Indices into `omegas` supervised.
+    variant : "paper" or "code"
+        Eq. 9 (default), or the released code's single-quantile form (step, windows unused).
 
     Returns
     -------
@@ -95,5 +130,7 @@ def fusion_loss(
         for level in levels:
             omega = as_maps(omegas[level])
             label, inside = averaged_to(edges, valid, tuple(omega.shape[-2:]))
-            per_level.append(fusion_level(omega, label, inside, step=step, windows=windows))
+            per_level.append(
+                fusion_level_code(omega, label, inside) if variant == "code"
+                else fusion_level(omega, label, inside, step=step, windows=windows))
         return torch.stack(per_level).mean()

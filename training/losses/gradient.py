@@ -7,9 +7,15 @@ range of 1: the per-region fit absorbs any scale, and no gradient then flows thr
 min and max. The fit is differentiable (gradients flow through β1, β0 as in MiDaS's
 alignment). The paper's ‖·‖₁ is taken as a mean over the region's pixels, not a sum, so the
 loss does not grow with the image size; flat areas outside every region are unconstrained.
+
+`variant="code"` is the released code's form (method.md §4.2): one median/mean-absolute-
+deviation alignment of G0 to G_S over all the binarised edge pixels, no regions, and MiDaS's
+20 % trimmed L1; its grad² weighting quirk is not copied.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 
@@ -17,7 +23,10 @@ from sddr_core.maps.alignment import fit_affine
 from sddr_core.maps.gradients import sobel_magnitude
 
 from .grids import as_maps, as_mask, erode, fp32
-from .regions import ITERATIONS, REGIONS, TOP, RegionShape, edge_regions
+from .ground_truth import normalise, trimmed_absolute_error
+from .regions import ITERATIONS, REGIONS, TOP, RegionShape, binarise, edge_regions
+
+Variant = Literal["paper", "code"]
 
 
 def grad_loss(
@@ -29,6 +38,7 @@ def grad_loss(
     top: float = TOP,
     shape: RegionShape = "box",
     iterations: int = ITERATIONS,
+    variant: Variant = "paper",
 ) -> torch.Tensor:
     """The edge-guided gradient loss of D0 against the pseudo-label G_S, mean over the batch.
 
@@ -43,6 +53,9 @@ def grad_loss(
     regions, top, shape, iterations
         N_g, the binarised fraction, the region shape and the k-means iterations
         (see `edge_regions`).
+    variant : "paper" or "code"
+        Eq. 7 (default), or the released code's trimmed loss on the edge pixels (regions,
+        shape and iterations then unused).
 
     Returns
     -------
@@ -54,16 +67,20 @@ def grad_loss(
     -----
     Invariant to any shift and any non-zero scale of D0 (the Sobel magnitude ignores shifts
     and signs, the fit absorbs the scale); a positive scale c of G_S (with any shift) scales
-    the loss by c.
+    the loss by c. The code variant is also invariant to a positive scale of G_S.
     """
     with fp32():
         depth = as_maps(depth)
         edges = as_maps(edges)
         valid = erode(as_mask(mask, edges))
+        gradient = sobel_magnitude(depth, value_range=1.0)
+        if variant == "code":
+            edge = binarise(edges, valid, top)
+            residual = normalise(gradient, edge) - normalise(edges, edge)
+            return trimmed_absolute_error(residual, edge).mean()
         parts = edge_regions(edges, valid, regions=regions, top=top, shape=shape,
                              iterations=iterations)  # [B,K,H,W]
         batch, count = parts.shape[:2]
-        gradient = sobel_magnitude(depth, value_range=1.0)
         source = gradient[:, None].expand(-1, count, -1, -1).reshape(batch * count, -1)
         target = edges[:, None].expand(-1, count, -1, -1).reshape(batch * count, -1)
         inside = parts.reshape(batch * count, -1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +9,8 @@ import torch
 from sddr_core.network.model import NetworkOutput
 
 from .fusion import LEVELS, fusion_loss
+from .fusion import Variant as FusionVariant
+from .gradient import Variant as GradVariant
 from .gradient import grad_loss
 from .ground_truth import gt_loss
 from .regions import REGIONS
@@ -28,6 +29,20 @@ class LossWeights:
     0 supervises D0 only, as the paper's text."""
 
 
+@dataclass(frozen=True)
+class LossOptions:
+    """The open choices of L_grad and L_fusion (docs/decisions.md, "Training losses")."""
+
+    regions: int = REGIONS
+    """N_g, the k-means regions of L_grad."""
+    fusion_levels: tuple[int, ...] = LEVELS
+    """Ω levels of L_fusion, finest first."""
+    grad_variant: GradVariant = "paper"
+    """"paper" (Eq. 7) or "code" (the released code's trimmed loss on edge pixels)."""
+    fusion_variant: FusionVariant = "paper"
+    """"paper" (Eq. 9) or "code" (the released code's single-quantile FeatureMask loss)."""
+
+
 def total_loss(
     output: NetworkOutput,
     target: torch.Tensor,
@@ -35,8 +50,7 @@ def total_loss(
     mask: torch.Tensor | None = None,
     *,
     weights: LossWeights = LossWeights(),
-    regions: int = REGIONS,
-    fusion_levels: Sequence[int] = LEVELS,
+    options: LossOptions = LossOptions(),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one batch and its parts.
 
@@ -50,8 +64,10 @@ def total_loss(
         G_S on D0's grid; None in phase 1, which trains with L_gt alone.
     mask : torch.Tensor, optional
         Valid pixels of `target` (and of `edges`).
-    weights, regions, fusion_levels
-        λ1, λ2 and the aux weight; N_g of L_grad; the Ω levels of L_fusion.
+    weights : LossWeights
+        λ1, λ2 and the deep-supervision weight.
+    options : LossOptions
+        N_g, the Ω levels, and paper or code variants of L_grad and L_fusion.
 
     Returns
     -------
@@ -64,7 +80,9 @@ def total_loss(
                        for index, depth in enumerate(supervised))}
     loss = parts["gt"]
     if edges is not None:
-        parts["grad"] = grad_loss(output.depth, edges, mask, regions=regions)
-        parts["fusion"] = fusion_loss(output.omegas, edges, mask, levels=fusion_levels)
+        parts["grad"] = grad_loss(output.depth, edges, mask, regions=options.regions,
+                                  variant=options.grad_variant)
+        parts["fusion"] = fusion_loss(output.omegas, edges, mask, levels=options.fusion_levels,
+                                      variant=options.fusion_variant)
         loss = loss + weights.grad * parts["grad"] + weights.fusion * parts["fusion"]
     return loss, {name: value.detach() for name, value in parts.items()}
