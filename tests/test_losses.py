@@ -109,6 +109,8 @@ def test_grad_loss_of_a_flat_depth_is_the_label_spread_over_the_edges():
     # Bounding box rows 1–3, cols 1–3: those four and five zeros, mean 8/3 → 80/27.
     loss = grad_loss(flat, edges, regions=1, top=4 / 36, shape="box")
     assert float(loss) == pytest.approx(80 / 27, rel=1e-5)
+    # A label without edges has no region: nothing to supervise.
+    assert float(grad_loss(torch.rand(1, 6, 6), torch.zeros(1, 6, 6))) == 0.0
 
 
 def test_grad_loss_is_zero_when_the_label_is_an_affine_copy_of_the_depth_gradient():

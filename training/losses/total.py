@@ -72,13 +72,14 @@ def total_loss(
     Returns
     -------
     (torch.Tensor, dict of str to torch.Tensor)
-        The scalar to back-propagate, and its parts `gt`, `grad`, `fusion` (unweighted,
-        detached; phase 1 has `gt` only), for logging.
+        The scalar to back-propagate, and its parts for logging, detached: `gt` (D0's plus
+        `weights.aux` times each deep-supervision output's), `grad` and `fusion` (before λ1,
+        λ2; absent in phase 1).
     """
-    supervised = [output.depth] + (list(output.aux.values()) if weights.aux else [])
-    parts = {"gt": sum(gt_loss(depth, target, mask) * (1.0 if index == 0 else weights.aux)
-                       for index, depth in enumerate(supervised))}
-    loss = parts["gt"]
+    loss = gt_loss(output.depth, target, mask)
+    if weights.aux:
+        loss = loss + weights.aux * sum(gt_loss(aux, target, mask) for aux in output.aux.values())
+    parts = {"gt": loss}
     if edges is not None:
         parts["grad"] = grad_loss(output.depth, edges, mask, regions=options.regions,
                                   variant=options.grad_variant)
