@@ -285,6 +285,19 @@ def test_total_is_the_weighted_sum_of_the_parts():
         parts["fusion"], fusion_loss(output.omegas, edges, levels=(1,), variant="code"))
 
 
+def test_total_loss_is_computed_in_fp32_under_autocast():
+    output, target = output_of(29), scene(30, size=32)
+    edges = sobel_magnitude(scene(31, size=32), value_range=1.0)
+    low = NetworkOutput(output.depth.bfloat16(), [o.bfloat16() for o in output.omegas],
+                        {k: v.bfloat16() for k, v in output.aux.items()})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = total_loss(low, target, edges)
+    widened = NetworkOutput(low.depth.float(), [o.float() for o in low.omegas],
+                            {k: v.float() for k, v in low.aux.items()})
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, total_loss(widened, target, edges)[0])
+
+
 def test_losses_have_the_finite_difference_gradients():
     # Float64 inputs stay float64 inside, so gradcheck's finite differences are exact enough.
     g = generator(23)

@@ -123,7 +123,7 @@ def fusion_loss(
     torch.Tensor
         A scalar, 1/(N_w·N_p) Σ_n Σ_i [flat hinge + edge hinge] (Eq. 9) per image and level.
     """
-    with fp32():
+    with fp32(edges):
         edges = as_maps(edges)
         valid = as_mask(mask, edges)
         per_level = []

@@ -69,7 +69,7 @@ def grad_loss(
     and signs, the fit absorbs the scale); a positive scale c of G_S (with any shift) scales
     the loss by c. The code variant is also invariant to a positive scale of G_S.
     """
-    with fp32():
+    with fp32(depth):
         depth = as_maps(depth)
         edges = as_maps(edges)
         valid = erode(as_mask(mask, edges))

@@ -13,10 +13,9 @@ import torch.nn.functional as F
 from sddr_core.maps.resample import resize_maps
 
 
-def fp32() -> torch.autocast:
-    """A context that switches autocast off on every device type the losses can run on."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.autocast(device, enabled=False)
+def fp32(tensor: torch.Tensor) -> torch.autocast:
+    """A context that switches autocast off on `tensor`'s device type."""
+    return torch.autocast(tensor.device.type, enabled=False)
 
 
 def as_maps(maps: torch.Tensor) -> torch.Tensor:

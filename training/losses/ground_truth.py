@@ -103,7 +103,7 @@ def gt_loss(
     >>> float(gt_loss(3 * truth + 1, truth)) < 1e-6
     True
     """
-    with fp32():
+    with fp32(prediction):
         prediction = as_maps(prediction)
         target = as_maps(target)
         valid = as_mask(mask, target)
