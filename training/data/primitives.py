@@ -11,7 +11,7 @@ seen from metres away), and everything origin-only is computed once in float64.
 
 `Heightfield` is the one primitive without a closed form: a solid block whose top is a height
 grid, intersected by marching each ray through the block and refining the crossing
-(regula falsi); it carries the fractal floors and the fine relief.
+(bisection, then a secant step); it carries the fractal floors and the fine relief.
 """
 
 from __future__ import annotations
@@ -232,8 +232,9 @@ class Heightfield:
     whose top is at heights[j, i] (metres, ≥ 0) along n = u × v over a grid spanning it.
 
     Seen from the n side it is relief: a fractal floor, bricks or bumps on a wall, a carved
-    panel. `steps` marching samples per ray through the block, then regula falsi; a bump
-    thinner than one step along a ray can be stepped over.
+    panel. Each ray marches through the block one grid cell at a time (at least 2, at most
+    `steps` samples), then bisection and a secant step refine the first crossing; a bump
+    narrower than a step along a grazing ray can be stepped over.
     """
 
     corner: np.ndarray
@@ -245,17 +246,18 @@ class Heightfield:
     steps: int = 32
     kind: ClassVar[str] = "heightfield"
 
-    def _frame(self) -> np.ndarray:
+    def frame(self) -> np.ndarray:
+        """(3, 3): u, v and the normal n as columns."""
         u, v = np.asarray(self.u_axis, float), np.asarray(self.v_axis, float)
         return np.stack([u, v, np.cross(u, v)], axis=1)
 
     def bounding_sphere(self) -> tuple[np.ndarray, float]:
-        frame = self._frame()
+        frame = self.frame()
         extent = np.array([self.size_u, self.size_v, float(self.heights.max())])
         return np.asarray(self.corner, float) + frame @ (extent / 2), float(np.linalg.norm(extent))
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray, nearest: np.ndarray) -> np.ndarray:
-        frame = self._frame()
+        frame = self.frame()
         local = frame.T @ (origin - np.asarray(self.corner, float))
         d_local = _to_local(frame, dirs)
         top = float(self.heights.max())
@@ -279,27 +281,31 @@ class Heightfield:
             x, y = o[0] + t * d[0][rays], o[1] + t * d[1][rays]
             return o[2] + t * d[2][rays] - sample_grid(self.heights, x, y)
 
-        # 1. march: the first sample below the surface brackets the hit
-        step = (hi - lo) / np.float32(self.steps)
+        # 1. march: the first sample on or below the surface brackets the hit
+        cells = (hi - lo) * np.sqrt(d[0] ** 2 + d[1] ** 2)  # grid cells crossed
+        samples = np.clip(np.ceil(cells), 2, self.steps).astype(np.float32)
+        step = (hi - lo) / samples
         rays = np.arange(active.size)
         bracket_lo, bracket_hi = np.empty_like(lo), np.full_like(lo, np.nan)
         entered = above(lo, rays) <= 0  # through a side wall, or onto a flat top
         bracket_lo[entered], bracket_hi[entered] = lo[entered], lo[entered]
         remaining, previous_t = rays[~entered], lo[~entered]
         for k in range(1, self.steps + 1):
-            if remaining.size == 0:
-                break
             t = lo[remaining] + step[remaining] * np.float32(k)
             inside = above(t, remaining) <= 0
             hit_rays = remaining[inside]
             bracket_lo[hit_rays], bracket_hi[hit_rays] = previous_t[inside], t[inside]
-            remaining, previous_t = remaining[~inside], t[~inside]
+            going = ~inside & (samples[remaining] > k)  # the others left the block: a miss
+            remaining, previous_t = remaining[going], t[going]
+            if remaining.size == 0:
+                break
         hit = np.flatnonzero(np.isfinite(bracket_hi))
-        # 2. refine each bracket [a (above), b (on or below)] by regula falsi
+        # 2. refine each bracket [a (above), b (on or below)]: 4 halvings, then a secant step
+        # (regula falsi converges one-sided here: 6 of its steps left errors of 6 cm)
         a, b = bracket_lo[hit], bracket_hi[hit]
         fa, fb = above(a, hit), above(b, hit)
-        for _ in range(6):
-            m = self._secant(a, b, fa, fb)
+        for _ in range(4):
+            m = (a + b) / 2
             fm = above(m, hit)
             below = fm <= 0
             b, fb = np.where(below, m, b), np.where(below, fm, fb)

@@ -94,6 +94,8 @@ def compose_scene(rng: np.random.Generator, height: int, width: int
         if rng.random() < probability:
             parts += build(rng, size, camera, focal)
     keep = [(kind, p) for kind, p in parts if _clear_of_camera(p, camera.position)]
+    # relief last: it marches only up to the nearest hit so far, so occluded rays cost nothing
+    keep.sort(key=lambda part: part[0] == "relief")
     return camera, keep
 
 
@@ -115,7 +117,12 @@ def _camera(rng: np.random.Generator, size: np.ndarray, height: int, width: int)
 
 
 def _clear_of_camera(primitive: Primitive, position: np.ndarray) -> bool:
-    """False when the camera would sit in or within 0.25 m of a bounded shape."""
+    """False when the camera would sit in or within 0.25 m of a shape (a heightfield's block,
+    which may be as large as the floor, is checked as a box, others by their bounding sphere)."""
+    if isinstance(primitive, Heightfield):
+        local = primitive.frame().T @ (position - np.asarray(primitive.corner, float))
+        top = np.array([primitive.size_u, primitive.size_v, float(primitive.heights.max())])
+        return bool(np.any((local < -0.25) | (local > top + 0.25)))
     bounds = primitive.bounding_sphere()
     return bounds is None or np.linalg.norm(bounds[0] - position) > bounds[1] + 0.25
 
@@ -169,8 +176,9 @@ def fractal_noise(rng: np.random.Generator, shape: tuple[int, int], octaves: int
     strong as the last, scaled to [0, 1]; float32 of `shape` (rows, columns)."""
     total = np.zeros(shape, np.float32)
     for octave in range(octaves):
-        cells = 3 * 2**octave
-        coarse = rng.normal(size=(cells, cells)).astype(np.float32)
+        cells = 3 * 2**octave / max(shape)  # per grid pixel, so the noise is isotropic
+        coarse_shape = (max(2, round(shape[0] * cells)), max(2, round(shape[1] * cells)))
+        coarse = rng.normal(size=coarse_shape).astype(np.float32)
         total += roughness**octave * cv2.resize(coarse, shape[::-1], interpolation=cv2.INTER_CUBIC)
     total -= total.min()
     return total / max(float(total.max()), 1e-6)
@@ -198,7 +206,8 @@ def _plane_relief(corner: np.ndarray, u: np.ndarray, normal: np.ndarray, size_u:
 def _floor_relief(rng, size, camera, focal) -> list[tuple[str, Primitive]]:
     """Fractal terrain over the floor: rubble, sand, soil (centimetres to half a metre)."""
     amplitude = rng.uniform(0.03, 0.5)
-    heights = amplitude * fractal_noise(rng, (256, 256), roughness=rng.uniform(0.4, 0.65))
+    shape = (min(1024, int(size[2] / 0.02)), min(1024, int(size[0] / 0.02)))  # ~2 cm cells
+    heights = amplitude * fractal_noise(rng, shape, octaves=8, roughness=rng.uniform(0.4, 0.65))
     relief = _plane_relief(np.array([0.0, 0.0, size[2]]), np.array([1.0, 0, 0]), _UP,
                            size[0], size[2], heights.astype(np.float32))
     return [("relief", relief)]
