@@ -232,9 +232,10 @@ class Heightfield:
     whose top is at heights[j, i] (metres, ≥ 0) along n = u × v over a grid spanning it.
 
     Seen from the n side it is relief: a fractal floor, bricks or bumps on a wall, a carved
-    panel. Each ray marches through the block one grid cell at a time (at least 2, at most
-    `steps` samples), then bisection and a secant step refine the first crossing; a bump
-    narrower than a step along a grazing ray can be stepped over.
+    panel. Each ray marches through the block `step_cells` grid cells at a time (at least 2,
+    at most `steps` samples), then bisection and a secant step refine the first crossing; a
+    bump narrower than a step along a grazing ray can be stepped over (the fractal grids here
+    have no detail finer than about 2.7 cells).
     """
 
     corner: np.ndarray
@@ -244,6 +245,7 @@ class Heightfield:
     size_v: float
     heights: np.ndarray
     steps: int = 32
+    step_cells: float = 2.0
     kind: ClassVar[str] = "heightfield"
 
     def frame(self) -> np.ndarray:
@@ -276,23 +278,23 @@ class Heightfield:
         d = [d_local[axis].reshape(-1)[active] * np.float32(scale[axis]) for axis in range(3)]
         lo, hi = t_in.reshape(-1)[active], t_out.reshape(-1)[active]
 
-        def above(t: np.ndarray, rays: np.ndarray) -> np.ndarray:
-            """Ray height over the surface at t (<= 0: on or inside the block)."""
-            x, y = o[0] + t * d[0][rays], o[1] + t * d[1][rays]
-            return o[2] + t * d[2][rays] - sample_grid(self.heights, x, y)
+        def above(t: np.ndarray, ray_dirs: list[np.ndarray]) -> np.ndarray:
+            """Height over the surface at t of rays `ray_dirs` (<= 0: on or inside the block)."""
+            x, y = o[0] + t * ray_dirs[0], o[1] + t * ray_dirs[1]
+            return o[2] + t * ray_dirs[2] - sample_grid(self.heights, x, y)
 
         # 1. march: the first sample on or below the surface brackets the hit
         cells = (hi - lo) * np.sqrt(d[0] ** 2 + d[1] ** 2)  # grid cells crossed
-        samples = np.clip(np.ceil(cells), 2, self.steps).astype(np.float32)
+        samples = np.clip(np.ceil(cells / self.step_cells), 2, self.steps).astype(np.float32)
         step = (hi - lo) / samples
         rays = np.arange(active.size)
         bracket_lo, bracket_hi = np.empty_like(lo), np.full_like(lo, np.nan)
-        entered = above(lo, rays) <= 0  # through a side wall, or onto a flat top
+        entered = above(lo, d) <= 0  # through a side wall, or onto a flat top
         bracket_lo[entered], bracket_hi[entered] = lo[entered], lo[entered]
         remaining, previous_t = rays[~entered], lo[~entered]
         for k in range(1, self.steps + 1):
             t = lo[remaining] + step[remaining] * np.float32(k)
-            inside = above(t, remaining) <= 0
+            inside = above(t, [axis[remaining] for axis in d]) <= 0
             hit_rays = remaining[inside]
             bracket_lo[hit_rays], bracket_hi[hit_rays] = previous_t[inside], t[inside]
             going = ~inside & (samples[remaining] > k)  # the others left the block: a miss
@@ -303,10 +305,11 @@ class Heightfield:
         # 2. refine each bracket [a (above), b (on or below)]: 4 halvings, then a secant step
         # (regula falsi converges one-sided here: 6 of its steps left errors of 6 cm)
         a, b = bracket_lo[hit], bracket_hi[hit]
-        fa, fb = above(a, hit), above(b, hit)
+        hit_dirs = [axis[hit] for axis in d]
+        fa, fb = above(a, hit_dirs), above(b, hit_dirs)
         for _ in range(4):
             m = (a + b) / 2
-            fm = above(m, hit)
+            fm = above(m, hit_dirs)
             below = fm <= 0
             b, fb = np.where(below, m, b), np.where(below, fm, fb)
             a, fa = np.where(below, a, m), np.where(below, fa, fm)
