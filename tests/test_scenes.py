@@ -212,3 +212,31 @@ def _depth_reference(start, end, radius, dirs):
             inside = ((hit - np.outer(hit @ axis, axis)) ** 2).sum(1) <= radius**2
             best = np.minimum(best, np.where(inside & (t_cap > 0), t_cap, np.inf))
     return best
+
+
+def test_heightfield_matches_dense_sampling_along_each_ray():
+    rng = np.random.default_rng(4)
+    bumps = np.cumsum(np.cumsum(rng.normal(size=(17, 17)), 0), 1).astype(np.float32)
+    heights = 0.4 * (bumps - bumps.min()) / np.ptp(bumps)
+    # a floor 1 m below the camera, seen obliquely: the camera looks down 30°
+    pitch = np.radians(30)
+    rotation = np.array([[1, 0, 0], [0, np.cos(pitch), np.sin(pitch)],
+                         [0, -np.sin(pitch), np.cos(pitch)]])
+    camera = Camera.looking(33, 33, 60.0, rotation, np.zeros(3))
+    # world y down (OpenCV), floor at y = 1 rising towards -y: u = x, v = z, n = u × v = -y
+    floor = Heightfield(np.array([-3.0, 1.0, -1.0]), np.array([1.0, 0, 0]),
+                        np.array([0, 0, 1.0]), 6.0, 8.0, heights)
+    depth = render([floor], camera, 33, 33)[0]
+    dirs = camera.ray_directions(33, 33).astype(np.float64)
+    t = np.linspace(1e-3, 20, 200_001)
+    for row, column in [(16, 16), (30, 3), (25, 28), (20, 10)]:
+        points = t[:, None] * dirs[:, row, column]  # from the origin
+        x, z = (points[:, 0] + 3) / 6 * 16, (points[:, 2] + 1) / 8 * 16
+        inside = (x >= 0) & (x <= 16) & (z >= 0) & (z <= 16)
+        x0, z0 = np.clip(np.floor(x), 0, 15).astype(int), np.clip(np.floor(z), 0, 15).astype(int)
+        fx, fz = x - x0, z - z0
+        h = (heights[z0, x0] * (1 - fx) * (1 - fz) + heights[z0, x0 + 1] * fx * (1 - fz)
+             + heights[z0 + 1, x0] * (1 - fx) * fz + heights[z0 + 1, x0 + 1] * fx * fz)
+        below = inside & (1.0 - points[:, 1] <= h)
+        assert below.any()
+        assert depth[row, column] == pytest.approx(t[below.argmax()], abs=2e-3)
