@@ -227,6 +227,24 @@ def test_sigterm_while_writing_leaves_no_temporary_file(weights, pair, tmp_path)
     assert "sddr: error: terminated" in err
 
 
+def test_a_signal_just_after_the_temporary_file_is_created_leaves_nothing(tmp_path,
+                                                                           monkeypatch):
+    """The SIGTERM test's rare failure: the signal lands right after the temporary file is
+    created, before the writer holds it. Simulated by interrupting `os.close` there."""
+    from sddr_core.files import atomic
+
+    close = os.close
+
+    def interrupted(fd):
+        close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic.atomic_output(tmp_path / "out.npy"):
+        pass
+    assert files(tmp_path) == []
+
+
 def test_an_environment_failure_is_one_error_line(weights, pair, tmp_path, capsys, monkeypatch):
     """An OSError from below (a download, a device) ends like every other failure."""
     from sddr_core.cli import main as cli

@@ -30,21 +30,23 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     :class:`InputError` naming the folder and the reason.
     """
     target = Path(path)
-    folder = target.parent
-    tmp = _create_temp(folder, target)
+    claimed: list[Path] = []  # named before it is created, so a signal at any point is cleaned up
     try:
+        tmp = _create_temp(target.parent, target, claimed)
         try:
             yield tmp
             os.replace(tmp, target)
         except OSError as e:
             raise InputError(f"cannot write output file '{target}': {e.strerror or e}") from e
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for name in claimed:
+            name.unlink(missing_ok=True)
         raise
 
 
-def _create_temp(folder: Path, target: Path) -> Path:
-    """Create the folder if needed and an empty, uniquely named hidden file in it.
+def _create_temp(folder: Path, target: Path, claimed: list[Path]) -> Path:
+    """Create the folder if needed and an empty, uniquely named hidden file in it, listing its
+    name in `claimed` before creating it (a SIGTERM that lands between the two still finds it).
 
     The file is created with mode 0o666 so the process umask applies, as it would for a file
     written directly (``tempfile.mkstemp`` would make it 0o600, and ``os.replace`` keeps that).
@@ -55,10 +57,12 @@ def _create_temp(folder: Path, target: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         while True:
             tmp = folder / f".{target.stem}.tmp-{secrets.token_hex(4)}{target.suffix}"
+            claimed.append(tmp)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
-                continue  # another writer drew the same name; draw again
+                claimed.pop()  # another writer's file drew the same name; draw again
+                continue
             os.close(fd)
             return tmp
     except OSError as e:
