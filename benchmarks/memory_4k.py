@@ -17,8 +17,8 @@ import numpy as np
 
 import sddr_core
 from sddr_core.cli.sample import sample_scene
-from sddr_core.inference.coarse_to_fine import passes
 from sddr_core.inference.pipeline import DepthPipeline
+from sddr_core.inference.windows import passes
 from sddr_core.predictors.exact import MapPredictor
 
 

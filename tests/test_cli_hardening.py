@@ -16,8 +16,8 @@ import pytest
 from sddr_core.cli.main import main
 from sddr_core.files import depth_io
 from sddr_core.files.depth_io import read_depth
-from sddr_core.inference.coarse_to_fine import passes
 from sddr_core.inference.refiner import Refiner
+from sddr_core.inference.windows import passes
 from tests.test_cli import write_pair
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from ..inference.coarse_to_fine import STEPS, passes
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
+from ..inference.windows import STEPS, passes
 from ..network.config import PRESETS
 from ..predictors.exact import MapPredictor
 from ..predictors.simulated import SimulatedPredictor

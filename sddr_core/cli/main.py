@@ -28,9 +28,9 @@ from ..files.depth_io import (
     write_depth,
 )
 from ..files.weights import BUNDLED, BUNDLED_DIR
-from ..inference.coarse_to_fine import STEPS, passes
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
+from ..inference.windows import STEPS, passes
 from ..network.config import PRESETS
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"

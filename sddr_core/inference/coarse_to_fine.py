@@ -28,9 +28,9 @@ from ..predictors.base import DepthPredictor
 from .edges import align_edges, initial_edges
 from .refiner import Refiner
 from .resolution import image_resolution, window_resolutions
-from .windows import STEPS, Window, blend_mask, passes, step_windows
+from .windows import Window, blend_mask, passes, step_windows
 
-__all__ = ["STEPS", "Cancel", "Cancelled", "CoarseToFine", "Estimate", "Progress", "passes"]
+__all__ = ["Cancel", "Cancelled", "CoarseToFine", "Estimate", "Progress"]
 
 CPU_BATCH_PIXELS = 4_000_000
 """Network-input pixels per batch on CPU: bounds memory (one 2048² pass is 4.2 M)."""

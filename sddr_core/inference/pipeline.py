@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..predictors import DepthPredictor, as_rgb, load_predictor
-from .coarse_to_fine import STEPS, Cancel, CoarseToFine, Progress
+from .coarse_to_fine import Cancel, CoarseToFine, Progress
 from .refiner import Refiner, load_refiner
+from .windows import STEPS
 
 MODES = ("one-stage", "two-stage")
 PredictorLike = DepthPredictor | str | Callable[[np.ndarray, int], np.ndarray]
