@@ -1,0 +1,409 @@
+"""Typed training configs: a YAML file checked against frozen dataclasses before anything starts.
+
+A run is described by one `TrainConfig`, nested by section (model, data, optim, schedule,
+losses, checkpoint, validation, logging). `load_config` reads a YAML file (``yaml.safe_load``
+rules) and builds it field by field from the dataclasses' type hints, so an unknown key, a
+value of the wrong type or one out of range fails at once with its dotted key path, e.g.
+``optim.lr: expected a number, got 'fast'``, rather than hours into a run. Keys left out take
+the defaults below: the paper's values where it gives them (method.md §5), otherwise ours.
+`dump` writes the resolved config back as YAML, to record in a run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from sddr_core.errors import InputError
+from sddr_core.files.atomic import atomic_output
+from sddr_core.inference.windows import STEPS
+from sddr_core.network import PRESETS
+from training.losses import LossOptions, LossWeights
+
+
+class ConfigError(InputError):
+    """A config is unreadable, or one of its values is unknown, mistyped or out of range.
+
+    `key` is the value's dotted path ("optim.lr", "losses.options.fusion_levels[1]"; empty for
+    the file as a whole) and `reason` what is wrong with it.
+    """
+
+    def __init__(self, key: str, reason: str, source: str | None = None) -> None:
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.key = key
+        self.reason = reason
+
+
+def _require(ok: bool, key: str, expected: str, value: object) -> None:
+    """Raise a `ConfigError` for `key` unless `ok`."""
+    if not ok:
+        raise ConfigError(key, f"must be {expected}, got {value!r}")
+
+
+def _ordered_range(key: str, value: tuple[float, float], lowest: float = 0.0) -> None:
+    """Check a (min, max) range drawn from uniformly: lowest ≤ min ≤ max."""
+    _require(lowest <= value[0] <= value[1], key, f"[min, max] with {lowest:g} ≤ min ≤ max", value)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network trained."""
+
+    preset: str = "base"
+    """A name in `sddr_core.network.PRESETS`: "base" is the paper's scale, "small" the CPU one."""
+
+    def __post_init__(self) -> None:
+        _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """Ranges the simulated predictor's errors are drawn from, uniformly, once per sample.
+
+    Wide ranges and several kinds of error keep N_r from learning one simulator: real predictors
+    also misplace edges, drift in scale across the image and leave holes (issue 9). Resolutions
+    are long sides in pixels; r̂, the predictor's training resolution, is 384.
+    """
+
+    low_resolution: tuple[int, int] = (256, 512)
+    """Long side of the low-resolution prediction (consistent, blurred edges)."""
+    high_resolution: tuple[int, int] = (768, 1536)
+    """Long side of the high-resolution prediction (sharp edges, local inconsistency)."""
+    noise_scale: tuple[float, float] = (0.5, 2.0)
+    """Factor on the simulator's ε_cons scale and shift σ (`NoiseParameters`)."""
+    edge_blur: tuple[float, float] = (1.0, 6.0)
+    """σ of ε_edge's blur along edges, in predictor pixels (the simulator's default is 4)."""
+    edge_shift: float = 3.0
+    """Largest displacement of the predicted edges, in predictor pixels."""
+    scale_drift: float = 0.1
+    """Largest smooth relative change of scale across the image."""
+    holes: float = 0.01
+    """Largest fraction of pixels lost to holes and speckle."""
+
+    def __post_init__(self) -> None:
+        for name in ("low_resolution", "high_resolution", "noise_scale", "edge_blur"):
+            _ordered_range(name, getattr(self, name), lowest=1 if "resolution" in name else 0)
+        _require(self.low_resolution[1] <= self.high_resolution[1], "low_resolution",
+                 "no higher than high_resolution", self.low_resolution)
+        for name in ("edge_shift", "scale_drift"):
+            _require(getattr(self, name) >= 0, name, "≥ 0", getattr(self, name))
+        _require(0 <= self.holes < 1, "holes", "in [0, 1)", self.holes)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where samples come from and how batches are made."""
+
+    scenes: int = 2000
+    """Procedural scenes rendered (seeds `seed` … `seed + scenes − 1`), cached and reused."""
+    scene_height: int = 768
+    scene_width: int = 1024
+    seed: int = 0
+    """First procedural scene seed."""
+    folder: str | None = None
+    """A folder dataset in the layout `sddr eval` reads, trained on with the scenes; none if
+    null. A relative path is relative to the working directory."""
+    batch_size: int = 4
+    """Samples per optimiser step over all processes (the paper does not state it)."""
+    crop: int = 384
+    """Side of the square training crop, on D0's grid (the paper does not state it)."""
+    flips: bool = True
+    """Random horizontal and vertical flips (GBDF's augmentation, method.md §5)."""
+    inversion: float = 1 / 3
+    """Probability of inverting the depth's sign (GBDF's p = 1/3)."""
+    degradation: DegradationConfig = DegradationConfig()
+
+    def __post_init__(self) -> None:
+        for name in ("scenes", "scene_height", "scene_width", "batch_size", "crop"):
+            _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
+        _require(self.seed >= 0, "seed", "≥ 0", self.seed)
+        _require(self.crop <= min(self.scene_height, self.scene_width), "crop",
+                 "no larger than the scenes' sides", self.crop)
+        _require(0 <= self.inversion <= 1, "inversion", "a probability in [0, 1]", self.inversion)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and what wraps each step."""
+
+    lr: float = 1e-4
+    """Learning rate (paper)."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled weight decay (PyTorch's default; the paper does not state it)."""
+    grad_clip: float | None = 1.0
+    """Largest global gradient norm; null does not clip."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights; 0 keeps none."""
+    mixed_precision: bool = True
+    """bf16 or fp16 autocast on CUDA; ignored on CPU."""
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "lr", "> 0", self.lr)
+        _require(self.weight_decay >= 0, "weight_decay", "≥ 0", self.weight_decay)
+        _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or null",
+                 self.grad_clip)
+        _require(0 <= self.ema < 1, "ema", "in [0, 1)", self.ema)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The two phases (method.md §5) and the pseudo-labels of the second."""
+
+    phase1_steps: int = 5000
+    """Steps with L_gt alone (the paper's epoch 1, about half of phase 2's iterations)."""
+    phase2_steps: int = 10000
+    """Steps with L_gt, L_grad and L_fusion (Fig. 13's 10,000 self-distillation iterations)."""
+    label_refresh: int = 1000
+    """Phase-2 steps between two remakes of G_S from the current model (not stated in the
+    paper)."""
+    label_steps: int = STEPS
+    """S, the coarse-to-fine steps of the label generator (the paper's labels use S = 3)."""
+
+    def __post_init__(self) -> None:
+        for name in ("phase1_steps", "phase2_steps", "label_steps"):
+            _require(getattr(self, name) >= 0, name, "≥ 0", getattr(self, name))
+        _require(self.phase1_steps + self.phase2_steps >= 1, "phase2_steps",
+                 "≥ 1 when phase1_steps is 0", self.phase2_steps)
+        _require(self.label_refresh >= 1, "label_refresh", "≥ 1", self.label_refresh)
+
+
+@dataclass(frozen=True)
+class LossesConfig:
+    """The objective L_gt + λ1·L_grad + λ2·L_fusion, as `training.losses.total_loss` takes it."""
+
+    weights: LossWeights = LossWeights()
+    options: LossOptions = LossOptions()
+
+    def __post_init__(self) -> None:
+        for name in ("grad", "fusion", "aux"):
+            value = getattr(self.weights, name)
+            _require(value >= 0, f"weights.{name}", "≥ 0", value)
+        _require(self.options.regions >= 1, "options.regions", "≥ 1", self.options.regions)
+        levels = self.options.fusion_levels
+        _require(len(levels) >= 1 and min(levels) >= 0 and len(set(levels)) == len(levels),
+                 "options.fusion_levels", "a non-empty list of distinct levels ≥ 0", levels)
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Atomic checkpoints in the run directory."""
+
+    every: int = 1000
+    """Steps between checkpoints (one is also written at the end)."""
+    keep: int = 3
+    """How many of the newest checkpoints are kept."""
+
+    def __post_init__(self) -> None:
+        for name in ("every", "keep"):
+            _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """The validation pass on held-out procedural scenes (the paper's metrics for low, high and
+    the model)."""
+
+    every: int = 1000
+    """Steps between validation passes (one also runs before the first step and at the end)."""
+    scenes: int = 8
+    """Held-out scenes, rendered at the training scenes' size."""
+    seed: int = 1_000_000
+    """First held-out seed; the range must not meet the training seeds."""
+
+    def __post_init__(self) -> None:
+        for name in ("every", "scenes"):
+            _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
+        _require(self.seed >= 0, "seed", "≥ 0", self.seed)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Progress, the JSONL log and TensorBoard."""
+
+    every: int = 50
+    """Steps between two logged steps."""
+    tensorboard: bool = True
+    """Also write TensorBoard events, when `torch.utils.tensorboard` imports."""
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 1, "every", "≥ 1", self.every)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved whole with each checkpoint."""
+
+    seed: int = 0
+    """Seed of model initialisation, data order and augmentation."""
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    losses: LossesConfig = LossesConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    validation: ValidationConfig = ValidationConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed", "≥ 0", self.seed)
+        train = range(self.data.seed, self.data.seed + self.data.scenes)
+        held_out = range(self.validation.seed, self.validation.seed + self.validation.scenes)
+        _require(train.stop <= held_out.start or held_out.stop <= train.start, "validation.seed",
+                 f"outside the training seeds {train.start}–{train.stop - 1}",
+                 self.validation.seed)
+
+
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses duplicate keys and reads ``1e-4`` as a number.
+
+    YAML 1.1 (PyYAML) reads a float without a dot, such as ``1e-4``, as a string; YAML 1.2
+    and Python read it as a number, as a learning rate is usually written.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _describe(hint: Any) -> str:
+    """How an expected type reads in an error message."""
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if hint in names:
+        return names[hint]
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    if get_origin(hint) is Literal:
+        return f"one of {list(get_args(hint))}"
+    return "a list"
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    """`value` as the type `hint`, or a `ConfigError` naming `key`.
+
+    Booleans are not integers here, although Python treats them as such; integers are
+    numbers.
+    """
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(hint):
+            return None
+        (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        return _convert(inner, value, key)
+    if origin is tuple:
+        items = get_args(hint)
+        expected = "a list" if items[1:] == (...,) else f"a list of {len(items)}"
+        if isinstance(value, list) and items[1:] == (...,):
+            items = items[:1] * len(value)
+        if not isinstance(value, list) or len(value) != len(items):
+            raise ConfigError(key, f"expected {expected}, got {value!r}")
+        return tuple(_convert(item_hint, item, f"{key}[{i}]")
+                     for i, (item_hint, item) in enumerate(zip(items, value, strict=True)))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value),
+        str: isinstance(value, str),
+    }
+    if origin is Literal:
+        if isinstance(value, str) and value in get_args(hint):
+            return value
+    elif hint in ok:
+        if ok[hint]:
+            return hint(value)
+    else:
+        raise TypeError(f"{key}: config fields of type {hint!r} are not supported")
+    raise ConfigError(key, f"expected {_describe(hint)}, got {value!r}")
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    """An instance of the dataclass `cls` from a mapping, its fields converted recursively."""
+    names = [spec.name for spec in dataclasses.fields(cls)]
+    if not isinstance(data, dict):
+        raise ConfigError(key, f"expected a mapping with keys {', '.join(names)}; got {data!r}")
+    for name in data:
+        if name not in names:
+            raise ConfigError(_join(key, str(name)),
+                              f"unknown key; known keys: {', '.join(names)}")
+    hints = get_type_hints(cls)
+    values = {name: _convert(hints[name], data[name], _join(key, name))
+              for name in names if name in data}
+    try:
+        return cls(**values)
+    except ConfigError as error:  # a range check of `cls`, naming its own field
+        raise ConfigError(_join(key, error.key), error.reason) from None
+
+
+def parse_config(text: str, source: str = "<config>") -> TrainConfig:
+    """A `TrainConfig` from YAML text; `source` names it in error messages.
+
+    Raises
+    ------
+    ConfigError
+        On a YAML syntax error, an empty text (write ``{}`` for all defaults: an empty file is
+        more often a mistake than a choice), a text that is not a mapping, or any unknown,
+        mistyped or out-of-range value, naming the value's dotted key.
+    """
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        raise ConfigError("", f"not valid YAML: {error}", source) from None
+    if data is None:
+        raise ConfigError("", "the config is empty; write {} to take every default", source)
+    try:
+        return _build(TrainConfig, data, "")
+    except ConfigError as error:
+        raise ConfigError(error.key, error.reason, source) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """A `TrainConfig` from a YAML file, checked in full (see `parse_config`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError("", f"cannot read the config: {error}", str(path)) from None
+    return parse_config(text, source=str(path))
+
+
+def config_to_dict(config: Any) -> Any:
+    """A config (or any part of one) as plain dicts, lists and scalars, for YAML or JSON."""
+    if dataclasses.is_dataclass(config):
+        return {spec.name: config_to_dict(getattr(config, spec.name))
+                for spec in dataclasses.fields(config)}
+    if isinstance(config, tuple):
+        return [config_to_dict(item) for item in config]
+    return config
+
+
+def dump(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML that `load_config` reads back equal, atomically."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
