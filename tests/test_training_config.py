@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from training.config import (
     config_to_dict,
     dump,
     load_config,
+    override,
     parse_config,
 )
 
@@ -144,3 +146,33 @@ def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
 def test_range_checks_also_guard_configs_made_in_python() -> None:
     with pytest.raises(ConfigError, match="^lr: must be > 0"):
         dataclasses.replace(TrainConfig().optim, lr=-1.0)
+
+
+def test_override_sets_dotted_keys_with_yaml_values() -> None:
+    config = override(parse_config(FULL), [
+        "optim.lr=2e-4", "data.folder=null", "data.degradation.edge_blur=[1, 3]",
+        "model.preset=base",
+    ])
+    assert config.optim.lr == 2e-4
+    assert config.data.folder is None
+    assert config.data.degradation.edge_blur == (1.0, 3.0)
+    assert config.model.preset == "base"
+    base = parse_config(FULL)
+    assert override(base, []) == base
+    assert (config.optim.ema, config.data.degradation.noise_scale) == (
+        base.optim.ema, base.data.degradation.noise_scale)  # siblings keep their values
+    assert (config.seed, config.schedule, config.losses) == (base.seed, base.schedule, base.losses)
+
+
+@pytest.mark.parametrize(("assignment", "key", "words"), [
+    ("optim.lrr=1", "optim.lrr", "unknown key"),
+    ("nope.x=1", "nope", "unknown key"),
+    ("seed.x=1", "seed", "expected an integer"),
+    ("optim.lr", "optim.lr", "expected dotted.key=value"),
+    ("optim.lr=[1", "optim.lr", "not valid YAML"),
+    ("optim.ema=1.5", "optim.ema", "must be in [0, 1)"),
+])
+def test_bad_override_names_its_key(assignment: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=f"^override: {re.escape(key)}: ") as caught:
+        override(TrainConfig(), [assignment])
+    assert words in str(caught.value)

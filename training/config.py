@@ -12,9 +12,11 @@ the defaults below: the paper's values where it gives them (method.md §5), othe
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import re
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -371,16 +373,23 @@ def parse_config(text: str, source: str = "<config>") -> TrainConfig:
         more often a mistake than a choice), a text that is not a mapping, or any unknown,
         mistyped or out-of-range value, naming the value's dotted key.
     """
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as error:
-        raise ConfigError("", f"not valid YAML: {error}", source) from None
+    data = _parse_yaml(text, "", source)
     if data is None:
         raise ConfigError("", "the config is empty; write {} to take every default", source)
     try:
         return _build(TrainConfig, data, "")
     except ConfigError as error:
         raise ConfigError(error.key, error.reason, source) from None
+
+
+def _parse_yaml(text: str, key: str, source: str) -> Any:
+    """Plain data from YAML text; a syntax error is a `ConfigError` for `key`."""
+    stream = io.StringIO(text)
+    stream.name = source  # YAML's error marks name it
+    try:
+        return yaml.load(stream, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        raise ConfigError(key, f"not valid YAML: {error}", source) from None
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -390,6 +399,31 @@ def load_config(path: str | Path) -> TrainConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError("", f"cannot read the config: {error}", str(path)) from None
     return parse_config(text, source=str(path))
+
+
+def override(config: TrainConfig, assignments: Sequence[str]) -> TrainConfig:
+    """`config` with ``dotted.key=value`` assignments applied, checked like a file.
+
+    Each value is YAML (``optim.lr=3e-4``, ``data.folder=null``,
+    ``data.degradation.edge_blur=[1, 3]``), so a command line can change any field without a
+    new config file.
+    """
+    data = config_to_dict(config)
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key:
+            raise ConfigError(assignment, "expected dotted.key=value", "override")
+        *sections, name = key.split(".")
+        section = data
+        for part in sections:
+            if not isinstance(section.get(part), dict):
+                section[part] = {}  # left for _build to reject, naming the key
+            section = section[part]
+        section[name] = _parse_yaml(text, key, "override")
+    try:
+        return _build(TrainConfig, data, "")
+    except ConfigError as error:
+        raise ConfigError(error.key, error.reason, "override") from None
 
 
 def config_to_dict(config: Any) -> Any:
