@@ -438,6 +438,7 @@ def config_to_dict(config: Any) -> Any:
 
 def dump(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML that `load_config` reads back equal, atomically."""
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True,
+                          default_flow_style=None)
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
