@@ -110,6 +110,8 @@ def test_smoke_config_loads() -> None:
     ("data: {scenes: 0}", "data.scenes", "must be ≥ 1"),
     ("data: {crop: 1000}", "data.crop", "no larger than the scenes' sides"),
     ("data: {degradation: {noise_scale: [2, 1]}}", "data.degradation.noise_scale", "min ≤ max"),
+    ("data: {degradation: {scale_drift: 1.5}}", "data.degradation.scale_drift",
+     "must be in [0, 1)"),
     ("losses: {weights: {grad: -0.5}}", "losses.weights.grad", "must be ≥ 0"),
     ("losses: {options: {fusion_levels: [1, 1]}}", "losses.options.fusion_levels", "distinct"),
     ("schedule: {phase1_steps: 0, phase2_steps: 0}", "schedule.phase2_steps", "≥ 1"),

@@ -95,8 +95,9 @@ class DegradationConfig:
             _ordered_range(name, getattr(self, name), lowest=1 if "resolution" in name else 0)
         _require(self.low_resolution[1] <= self.high_resolution[1], "low_resolution",
                  "no higher than high_resolution", self.low_resolution)
-        for name in ("edge_shift", "scale_drift"):
-            _require(getattr(self, name) >= 0, name, "≥ 0", getattr(self, name))
+        _require(self.edge_shift >= 0, "edge_shift", "≥ 0", self.edge_shift)
+        _require(0 <= self.scale_drift < 1, "scale_drift", "in [0, 1) (a factor 1 ± drift must "
+                 "stay positive)", self.scale_drift)
         _require(0 <= self.holes < 1, "holes", "in [0, 1)", self.holes)
 
 
