@@ -24,8 +24,13 @@ import torch
 from ..errors import InputError, SddrError
 from ..files.weights import load_network, save_network
 from ..maps.alignment import align_to
-from ..maps.inputs import as_depth_batch, check_pair, is_channels_last_map
-from ..maps.normalise import inlier_mask, network_inputs
+from ..maps.inputs import (
+    as_depth_batch,
+    check_pair,
+    first_constant_map,
+    is_channels_last_map,
+)
+from ..maps.normalise import inlier_mask, network_inputs, padded_size
 from ..maps.resample import resize_maps, scaled_size
 from ..network.config import NetworkConfig
 from ..network.config import preset as preset_config
@@ -74,9 +79,7 @@ class Refiner:
 
     def network_input_size(self, height: int, width: int) -> tuple[int, int]:
         """The working size padded up to a multiple of the network stride."""
-        stride = self.config.stride
-        h, w = self.working_size(height, width)
-        return -(-h // stride) * stride, -(-w // stride) * stride
+        return padded_size(self.working_size(height, width), self.config.stride)
 
     def refine(
         self, low: DepthArray, high: DepthArray, out_size: tuple[int, int] | None = None
@@ -127,10 +130,9 @@ def _checked(depth: torch.Tensor, what: str) -> torch.Tensor:
     if not bool(torch.isfinite(depth).all()):
         raise SddrError(f"{what} holds NaN or infinite values: the weights are broken or do "
                         "not suit these inputs")
-    flat = depth.reshape(depth.shape[0], -1)
-    constant = (flat.amax(dim=1) == flat.amin(dim=1)).nonzero().flatten().tolist()
-    if constant:
-        raise SddrError(f"{what} is constant for depth map {constant[0]}: the weights are "
+    constant = first_constant_map(depth)
+    if constant is not None:
+        raise SddrError(f"{what} is constant for depth map {constant}: the weights are "
                         "broken or do not suit these inputs")
     return depth
 

@@ -44,15 +44,21 @@ def as_depth_batch(depth, name: str, device: torch.device) -> torch.Tensor:
             f"{name}: depth map is {height}×{width}; at least {MIN_SIDE}×{MIN_SIDE} is needed"
         )
     tensor = _fill_non_finite(tensor, name)
-    flat = tensor.reshape(tensor.shape[0], -1)
-    constant = (flat.amax(dim=1) == flat.amin(dim=1)).nonzero().flatten().tolist()
-    if constant:
-        value = flat[constant[0], 0].item()
+    constant = first_constant_map(tensor)
+    if constant is not None:
+        value = tensor[constant].flatten()[0].item()
         raise InputError(
-            f"{name}: depth map {constant[0]} is constant (every value is {value:g}); "
+            f"{name}: depth map {constant} is constant (every value is {value:g}); "
             "a depth map needs at least two distinct values"
         )
     return tensor
+
+
+def first_constant_map(maps: torch.Tensor) -> int | None:
+    """Index of the first map of a B×H×W stack whose values are all equal, or None."""
+    flat = maps.reshape(maps.shape[0], -1)
+    constant = (flat.amax(dim=1) == flat.amin(dim=1)).nonzero().flatten().tolist()
+    return constant[0] if constant else None
 
 
 def is_channels_last_map(shape: tuple[int, ...]) -> bool:

@@ -64,13 +64,19 @@ def inlier_mask(maps: torch.Tensor, reference: torch.Tensor,
     return (values >= low[:, None, None]) & (values <= high[:, None, None])
 
 
+def padded_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """(height, width) rounded up to multiples of `stride`: the size N_r actually runs at."""
+    return -(-size[0] // stride) * stride, -(-size[1] // stride) * stride
+
+
 def network_inputs(
     low: torch.Tensor, high: torch.Tensor, size: tuple[int, int], stride: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pair N_r reads: each B×H×W map normalised, resized to `size` (height, width), and
     replicate-padded on the bottom and right up to a multiple of `stride`, as B×1×H'×W'
     channels-last tensors. The padding is cropped off the output (`size` is what is real)."""
-    pad_h, pad_w = -size[0] % stride, -size[1] % stride
+    padded_height, padded_width = padded_size(size, stride)
+    pad_h, pad_w = padded_height - size[0], padded_width - size[1]
 
     def prepare(maps: torch.Tensor) -> torch.Tensor:
         resized = resize_maps(normalise_maps(maps), size)[:, None]
