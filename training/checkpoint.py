@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch import nn
 
 from sddr_core.errors import WeightsError
 from sddr_core.files.atomic import atomic_output
+from sddr_core.files.weights import load_state
 from sddr_core.network import NetworkConfig, RefinementNetwork
 
 FORMAT = "sddr-training-checkpoint"
@@ -155,6 +156,38 @@ def load_checkpoint(
         ema.load_state_dict(_decode(structure["ema"], tensors))
     restore_rng(_decode(structure["rng"], tensors), generators)
     return Resumed(int(metadata["step"]), json.loads(metadata["extra"]), path)
+
+
+def load_weights(path: str | os.PathLike, which: Literal["model", "ema"] = "model"
+                 ) -> RefinementNetwork:
+    """The network a checkpoint holds, built from its architecture config, in eval mode.
+
+    For export and evaluation: reads only the `which` tensors ("model": the trained weights,
+    "ema": their moving average), needs no optimizer and leaves every RNG alone. The EMA may
+    have been an `AveragedModel` of the network (`torch.optim.swa_utils`) or a plain copy.
+    Raises `WeightsError` for a file that is not a checkpoint, EMA weights the run did not
+    keep, or weights that are not finite.
+    """
+    path = Path(path)
+    metadata = _read_metadata(path)
+    structure = json.loads(metadata["structure"])
+    if structure[which] is None:
+        raise WeightsError(f"'{path}' holds no EMA weights (its run kept none, optim.ema = 0); "
+                           "take its model weights instead")
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()  # noqa: SIM118 (safe_open is not a dict)
+                   if key.startswith(f"{which}.")}
+    state = _decode(structure[which], tensors)
+    network = RefinementNetwork(NetworkConfig.from_json(metadata["config"]))
+    load_state(network, {key.removeprefix("module."): value for key, value in state.items()
+                         if key != "n_averaged"}, path)
+    return network.eval()
+
+
+def holds_ema(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint holds EMA weights (`WeightsError` if it is not a checkpoint)."""
+    path = Path(path)
+    return json.loads(_read_metadata(path)["structure"])["ema"] is not None
 
 
 def capture_rng(generators: Generators | None = None) -> dict[str, Any]:

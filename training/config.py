@@ -61,9 +61,13 @@ class ModelConfig:
 
     preset: str = "base"
     """A name in `sddr_core.network.PRESETS`: "base" is the paper's scale, "small" the CPU one."""
+    drop_path: float | None = None
+    """Stochastic depth rate of the encoder; null keeps the preset's (0.1)."""
 
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
+        _require(self.drop_path is None or 0 <= self.drop_path < 1, "drop_path",
+                 "in [0, 1) or null", self.drop_path)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,11 @@ class DataConfig:
     folder: str | None = None
     """A folder dataset in the layout `sddr eval` reads, trained on with the scenes; none if
     null. A relative path is relative to the working directory."""
+    cache: str | None = None
+    """Folder of the cached scenes and predictions (`training.data.cache`), shared by runs
+    with the same data settings; null: `cache/` inside the run folder."""
+    workers: int = 2
+    """Processes that render scenes and simulate predictions into the cache; 0: the main one."""
     batch_size: int = 4
     """Samples per optimiser step over all processes (the paper does not state it)."""
     crop: int = 384
@@ -127,6 +136,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         for name in ("scenes", "scene_height", "scene_width", "batch_size", "crop"):
             _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
+        _require(self.workers >= 0, "workers", "≥ 0", self.workers)
         _require(self.seed >= 0, "seed", "≥ 0", self.seed)
         _require(self.crop <= min(self.scene_height, self.scene_width), "crop",
                  "no larger than the scenes' sides", self.crop)
@@ -169,10 +179,15 @@ class ScheduleConfig:
     paper)."""
     label_steps: int = STEPS
     """S, the coarse-to-fine steps of the label generator (the paper's labels use S = 3)."""
+    label_scenes: int = 64
+    """Scenes given fresh labels at each refresh; phase 2 trains on these until the next one
+    (a refresh costs about a second per scene on 2 cores: labelling every scene each time
+    would cost more than the training)."""
 
     def __post_init__(self) -> None:
         for name in ("phase1_steps", "phase2_steps", "label_steps"):
             _require(getattr(self, name) >= 0, name, "≥ 0", getattr(self, name))
+        _require(self.label_scenes >= 1, "label_scenes", "≥ 1", self.label_scenes)
         _require(self.phase1_steps + self.phase2_steps >= 1, "phase2_steps",
                  "≥ 1 when phase1_steps is 0", self.phase2_steps)
         _require(self.label_refresh >= 1, "label_refresh", "≥ 1", self.label_refresh)
@@ -262,6 +277,9 @@ class TrainConfig:
         _require(train.stop <= held_out.start or held_out.stop <= train.start, "validation.seed",
                  f"outside the training seeds {train.start}–{train.stop - 1}",
                  self.validation.seed)
+        stride = PRESETS[self.model.preset].stride
+        _require(self.data.crop % stride == 0, "data.crop", f"a multiple of {stride}, the "
+                 "network's stride (so crops need no padding)", self.data.crop)
 
 
 class _Loader(yaml.SafeLoader):

@@ -251,16 +251,20 @@ class DepthFolder(Dataset):
 
     valid = finite & > 0 & (mask nonzero). With ``disparity=True`` the files hold disparity and
     depth = 1/disparity where it is > 0: depth up to scale, which is all an affine-invariant
-    evaluation needs.
+    evaluation needs. An image without exactly one ground-truth file is an error, or with
+    ``skip_incomplete=True`` (training on large, imperfect datasets) left out and listed in
+    `incomplete` as (name, reason).
     """
 
     kind = "folder"
     layout = ("images/<name>.png|jpg|jpeg with depth/<name>.npy|png|pfm|exr|tif|tiff "
               "and optional masks/<name>.png")
 
-    def __init__(self, root: str | Path, disparity: bool = False) -> None:
+    def __init__(self, root: str | Path, disparity: bool = False,
+                 skip_incomplete: bool = False) -> None:
         super().__init__(root)
         self.disparity = disparity
+        self.incomplete: list[tuple[str, str]] = []
         for sub in ("images", "depth"):
             if not (self.root / sub).is_dir():
                 raise InputError(f"folder root '{self.root}' has no '{sub}' subfolder "
@@ -270,21 +274,31 @@ class DepthFolder(Dataset):
         if not images:
             raise self._no_scenes("images")
         self._items: list[tuple[Path, Path, Path | None]] = []
+        names: list[str] = []
         for stem, found in sorted(images.items()):
             if len(found) > 1:
                 raise InputError(f"folder '{self.root / 'images'}' has several images named "
                                  f"'{stem}': {', '.join(p.name for p in found)}")
             gt = depths.get(stem, [])
+            problem = None
             if not gt:
                 exts = ",".join(ext[1:] for ext in DEPTH_EXTS)
-                raise InputError(f"image '{found[0]}' has no ground truth: expected "
-                                 f"{self.root / 'depth' / stem}.{{{exts}}}")
-            if len(gt) > 1:
-                raise InputError(f"image '{found[0]}' has several ground-truth files, keep one: "
-                                 f"{', '.join(str(p) for p in gt)}")
+                problem = (f"image '{found[0]}' has no ground truth: expected "
+                           f"{self.root / 'depth' / stem}.{{{exts}}}")
+            elif len(gt) > 1:
+                problem = (f"image '{found[0]}' has several ground-truth files, keep one: "
+                           f"{', '.join(str(p) for p in gt)}")
+            if problem and not skip_incomplete:
+                raise InputError(problem)
+            if problem:
+                self.incomplete.append((stem, problem))
+                continue
             mask = self.root / "masks" / f"{stem}.png"
             self._items.append((found[0], gt[0], mask if mask.is_file() else None))
-        self._names = tuple(sorted(images))
+            names.append(stem)
+        if not self._items:
+            raise self._no_scenes("images with ground truth")
+        self._names = tuple(names)
 
     def _read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         image_path, depth_path, mask_path = self._items[index]

@@ -37,7 +37,11 @@ def random_flip(sample: Sample, rng: np.random.Generator) -> Sample:
     real as the originals; flipping vertically puts floors above, which GBDF accepts to
     make N_r's fusion independent of where in the frame an edge lies.
     """
-    axes = FLIPS[rng.integers(len(FLIPS))]
+    return flip(sample, FLIPS[rng.integers(len(FLIPS))])
+
+
+def flip(sample: Sample, axes: tuple[int, ...]) -> Sample:
+    """`sample` with `axes` (one of `FLIPS`) reversed in every map."""
     if not axes:
         return sample
     return Sample(*(np.ascontiguousarray(np.flip(getattr(sample, field.name), axes))

@@ -1,0 +1,407 @@
+"""The training loop: phase 1 with ground truth, phase 2 with self-distilled labels (method.md §5).
+
+One function, `train`, runs a whole run or resumes one, in one process or in each process of a
+`torchrun` launch. A run folder holds the resolved `config.yaml`, `log.jsonl`, checkpoints,
+the labels of the current refresh, TensorBoard events and, unless `data.cache` says otherwise,
+the cache of scenes and predictions. Only rank 0 writes logs and checkpoints; every rank
+labels its share of each pool.
+
+Exactness on resume rests on three things: the checkpoint holds every RNG state with the
+weights and AdamW's moments (`training.checkpoint`); which crop each sample is depends on its
+number alone (`training.data.batches`); and the labels of the current refresh are on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import default_collate
+from tqdm import tqdm
+
+from sddr_core.errors import InputError
+from sddr_core.maps.normalise import network_inputs
+from sddr_core.network import PRESETS, RefinementNetwork
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import TrainConfig, config_to_dict, dump
+from training.data.batches import CropDataset, Schedule
+from training.data.cache import build_cache, cache_folder, folder_sources, procedural_sources
+from training.labels import label_folder, load_labels, make_labels, remove_older
+from training.losses import total_loss
+from training.validation import Validation
+
+log = logging.getLogger("training")
+
+
+@dataclasses.dataclass
+class _Process:
+    """Where this process stands in a (possibly single-process) launch."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """Run (or with `resume`, continue) training into `run_dir`; returns the last checkpoint.
+
+    Raises `InputError` when `run_dir` already holds a run and `resume` is False, or when
+    resuming with a config that differs from the run's.
+    """
+    run_dir = Path(run_dir)
+    with _launch() as process:
+        return _Run(config, run_dir, process, resume).run()
+
+
+@contextmanager
+def _launch() -> Iterator[_Process]:
+    """This process's rank, world size and device; sets up `torch.distributed` under torchrun
+    (NCCL on CUDA, gloo on CPU) and tears it down after."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield _Process(rank, world, device)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+class _Run:
+    """The state of one training process; `run` is the loop."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, process: _Process,
+                 resume: bool) -> None:
+        self.config, self.run_dir, self.process = config, run_dir, process
+        if config.data.batch_size % process.world:
+            raise InputError(f"data.batch_size {config.data.batch_size} must be a multiple "
+                             f"of the {process.world} processes")
+        self.local_batch = config.data.batch_size // process.world
+        self._check_folder(resume)
+        self.entries, held_out = self._data()
+        self.schedule = Schedule(config, CropDataset.shapes(self.entries))
+        self.dataset = CropDataset(self.entries, self.schedule)
+        self.validation = Validation(held_out) if process.writer else None
+
+        torch.manual_seed(config.seed)
+        architecture = PRESETS[config.model.preset]
+        if config.model.drop_path is not None:
+            architecture = dataclasses.replace(architecture, drop_path=config.model.drop_path)
+        self.model = RefinementNetwork(architecture).to(process.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = _frozen_copy(self.model) if config.optim.ema else None
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr,
+                                           weight_decay=config.optim.weight_decay)
+        self.step = 0
+        checkpoint = latest_checkpoint(run_dir) if resume else None
+        if checkpoint is not None:
+            resumed = load_checkpoint(checkpoint, self.model, self.optimizer, ema=self.ema)
+            _check_same_config(resumed.extra.get("config"), config, checkpoint)
+            self.step = resumed.step
+        self.wrapped = (DistributedDataParallel(self.model) if process.world > 1
+                        else self.model)
+        self.autocast, self.scaler = _mixed_precision(config, process.device)
+        self.labels: dict[int, torch.Tensor] = {}
+        self.refresh: int | None = None
+        self.logger = _Logger(run_dir, config) if process.writer else None
+
+    def run(self) -> Path:
+        total = self.schedule.total
+        if self.logger:
+            self.logger.write({"event": "resume" if self.step else "start", "step": self.step,
+                               "scenes": len(self.entries), "processes": self.process.world})
+            if self.step == 0:
+                self._validate()
+        bar = tqdm(total=total, initial=self.step, desc="training", unit="step",
+                   disable=not self.process.writer, dynamic_ncols=True)
+        last = None
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < total:
+            self._ensure_labels()
+            parts, grad_norm = self._train_step()
+            self.step += 1
+            window_steps += 1
+            bar.update()
+            if self.step % self.config.logging.every == 0 or self.step == total:
+                seconds = (time.perf_counter() - window_start) / window_steps
+                record = {"step": self.step, "phase": self.schedule.phase(self.step - 1),
+                          **{k: float(v) for k, v in parts.items()},
+                          "grad_norm": grad_norm, "lr": self.config.optim.lr,
+                          "seconds_per_step": seconds,
+                          "samples_per_second": self.config.data.batch_size / seconds}
+                bar.set_postfix(loss=f"{record['loss']:.4f}", phase=record["phase"])
+                if self.logger:
+                    self.logger.write(record)
+                window_start, window_steps = time.perf_counter(), 0
+            if self.step % self.config.checkpoint.every == 0 or self.step == total:
+                last = self._checkpoint()
+            if self.step % self.config.validation.every == 0 or self.step == total:
+                self._validate()
+        bar.close()
+        if self.logger:
+            self.logger.close()
+        return last or latest_checkpoint(self.run_dir)
+
+    # ------------------------------------------------------------------------------- pieces
+
+    def _check_folder(self, resume: bool) -> None:
+        """A new run needs a folder without checkpoints; the config is recorded in it."""
+        if self.process.writer:
+            if not resume and latest_checkpoint(self.run_dir) is not None:
+                raise InputError(f"--out {self.run_dir}: already holds a training run; pass "
+                                 "--resume to continue it, or choose a new folder")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump(self.config, self.run_dir / "config.yaml")
+
+    def _data(self) -> tuple[list[Path], list[Path]]:
+        """Training and held-out entries, made by rank 0 (the others wait, then list them)."""
+        data = self.config.data
+        folder = cache_folder(data.cache or self.run_dir / "cache", data)
+        sources = procedural_sources(data.seed, data.scenes)
+        skipped: list[tuple[str, str]] = []
+        if data.folder is not None:
+            extra, skipped = folder_sources(data.folder)
+            sources += extra
+        held_out = procedural_sources(self.config.validation.seed, self.config.validation.scenes)
+        progress = _Progress("caching scenes", self.process.writer)
+        if self.process.writer:
+            entries, unusable = build_cache(folder, sources + held_out, data, data.workers,
+                                            progress)
+        self.process.barrier()
+        if not self.process.writer:  # everything is on disk now: this only lists it
+            entries, unusable = build_cache(folder, sources + held_out, data)
+        progress.close()
+        skipped += unusable
+        if self.process.writer and skipped:
+            log.warning("%d sample(s) skipped; see log.jsonl", len(skipped))
+            with (self.run_dir / "skipped.jsonl").open("a", encoding="utf-8") as file:
+                for name, reason in skipped:
+                    file.write(json.dumps({"name": name, "reason": reason}) + "\n")
+        held = {path.stem for path in _paths(folder, held_out)}
+        training = [path for path in entries if path.stem not in held]
+        if not training:
+            raise InputError("no usable training sample: every source was skipped "
+                             f"(see {self.run_dir / 'skipped.jsonl'})")
+        return training, [path for path in entries if path.stem in held]
+
+    def _ensure_labels(self) -> None:
+        """In phase 2, the labels of the current refresh, made (by every rank, its share) the
+        first time a step needs them."""
+        refresh = self.schedule.refresh_index(self.step)
+        if refresh is None or refresh == self.refresh:
+            return
+        start = time.perf_counter()
+        pool = self.schedule.label_pool(refresh)
+        folder = label_folder(self.run_dir, refresh)
+        progress = _Progress(f"labels {refresh}", self.process.writer)
+        make_labels(self.model, self.entries, pool, self.config.schedule.label_steps, folder,
+                    self.process.rank, self.process.world, progress)
+        progress.close()
+        self.process.barrier()
+        self.labels = {k: v.to(self.process.device) for k, v in load_labels(folder, pool).items()}
+        self.refresh = refresh
+        if self.logger:
+            seconds = time.perf_counter() - start
+            self.logger.write({"step": self.step, "labels": {
+                "refresh": refresh, "scenes": len(pool), "steps": self.config.schedule.label_steps,
+                "seconds": seconds, "scenes_per_second": len(pool) / seconds}})
+
+    def _train_step(self) -> tuple[dict[str, torch.Tensor], float]:
+        batch = self._batch()
+        device = self.process.device
+        low, high = network_inputs(batch["low"][:, 0].to(device), batch["high"][:, 0].to(device),
+                                   tuple(batch["low"].shape[-2:]), self.model.config.stride)
+        target, mask = batch["target"].to(device), batch["mask"].to(device)
+        edges = self._label_crops(batch) if self.schedule.phase(self.step) == 2 else None
+        with self.autocast:
+            output = self.wrapped(low, high, with_aux=True)
+        output = dataclasses.replace(
+            output, depth=output.depth.float(), omegas=[o.float() for o in output.omegas],
+            aux={k: v.float() for k, v in output.aux.items()})
+        loss, parts = total_loss(output, target, edges, mask,
+                                 weights=self.config.losses.weights,
+                                 options=self.config.losses.options)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step}: the loss is {loss.item()}; lower "
+                                     "optim.lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.config.optim.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              clip if clip is not None else math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            _update_ema(self.ema, self.model, self.config.optim.ema)
+        return {"loss": loss.detach(), **parts}, float(norm)
+
+    def _batch(self) -> dict[str, Any]:
+        first = self.step * self.config.data.batch_size + self.process.rank * self.local_batch
+        return default_collate([self.dataset[g] for g in range(first, first + self.local_batch)])
+
+    def _label_crops(self, batch: dict[str, Any]) -> torch.Tensor:
+        """G_S cut to each sample's crop and flipped as it was."""
+        crop = self.config.data.crop
+        crops = []
+        for scene, top, left, flip in zip(batch["scene"].tolist(), batch["top"].tolist(),
+                                          batch["left"].tolist(), batch["flip"].tolist(),
+                                          strict=True):
+            window = self.labels[scene][top:top + crop, left:left + crop]
+            axes = _FLIP_AXES[flip]
+            crops.append(window.flip(axes) if axes else window)
+        return torch.stack(crops)[:, None]
+
+    def _checkpoint(self) -> Path | None:
+        if not self.process.writer:
+            return None
+        path = save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, ema=self.ema,
+                               extra={"config": config_to_dict(self.config),
+                                      "phase": self.schedule.phase(self.step - 1)},
+                               keep=self.config.checkpoint.keep)
+        oldest = min(int(p.stem.split("-")[1]) for p in self.run_dir.glob("step-*.safetensors"))
+        remove_older(self.run_dir, self.schedule.refresh_index(oldest) or 0)
+        self.logger.write({"step": self.step, "checkpoint": path.name})
+        return path
+
+    def _validate(self) -> None:
+        if self.validation is None:
+            return
+        start = time.perf_counter()
+        record = {"low": self.validation.inputs["low"], "high": self.validation.inputs["high"],
+                  "model": self.validation(self.model)}
+        if self.ema is not None:
+            record["ema"] = self.validation(self.ema)
+        self.logger.write({"step": self.step, "validation": record,
+                           "seconds": time.perf_counter() - start})
+
+
+_FLIP_AXES = {0: (), 1: (0,), 2: (1,), 3: (0, 1)}
+"""`augment.FLIPS` by index, for the (H, W) label maps."""
+
+
+def _paths(folder: Path, sources) -> list[Path]:
+    return [folder / f"{source.name}.safetensors" for source in sources]
+
+
+def _frozen_copy(model: RefinementNetwork) -> RefinementNetwork:
+    ema = copy.deepcopy(model)
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def _update_ema(ema: RefinementNetwork, model: RefinementNetwork, decay: float) -> None:
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
+        ema_buffer.copy_(buffer)
+
+
+def _mixed_precision(config: TrainConfig, device: torch.device):
+    """(autocast context, grad scaler): bf16 where the GPU has it, else fp16 with loss
+    scaling; nothing on CPU or when `optim.mixed_precision` is off."""
+    enabled = config.optim.mixed_precision and device.type == "cuda"
+    dtype = torch.bfloat16 if enabled and torch.cuda.is_bf16_supported() else torch.float16
+    autocast = torch.autocast("cuda", dtype=dtype) if enabled else nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=enabled and dtype == torch.float16)
+    return autocast, scaler
+
+
+def _check_same_config(saved: dict | None, config: TrainConfig, path: Path) -> None:
+    """Resuming with another config would silently change the run; name what differs."""
+    current = config_to_dict(config)
+    if saved is None or saved == current:
+        return
+    differing = sorted(_differences(saved, current))
+    raise InputError(f"'{path}' was saved with another config; these keys differ: "
+                     f"{', '.join(differing)} (resume with the run's config.yaml)")
+
+
+def _differences(a: Any, b: Any, key: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for name in sorted(set(a) | set(b))
+                for d in _differences(a.get(name), b.get(name), f"{key}.{name}" if key else name)]
+    return [] if a == b else [key]
+
+
+class _Logger:
+    """JSONL (every record, flushed) and TensorBoard scalars (when installed and enabled)."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig) -> None:
+        self.file = (run_dir / "log.jsonl").open("a", encoding="utf-8")
+        self.board = None
+        if config.logging.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # TensorBoard is optional
+                log.info("TensorBoard is not installed; logging to log.jsonl only")
+            else:
+                self.board = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps({"time": time.time(), **record}) + "\n")
+        self.file.flush()
+        if self.board is not None:
+            for name, value in _scalars(record):
+                self.board.add_scalar(name, value, record.get("step", 0))
+
+    def close(self) -> None:
+        self.file.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _scalars(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    for name, value in record.items():
+        if name in ("step", "time"):
+            continue
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{prefix}{name}/")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield f"{prefix}{name}", float(value)
+
+
+class _Progress:
+    """A tqdm bar fed by (done, total) callbacks; silent on ranks other than 0."""
+
+    def __init__(self, description: str, enabled: bool) -> None:
+        self.description, self.enabled, self.bar = description, enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.enabled and self.bar is None:
+            self.bar = tqdm(total=total, desc=self.description, unit="scene", leave=False)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
