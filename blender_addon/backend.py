@@ -1,0 +1,181 @@
+"""Running `worker.py` in the external Python and reading its JSON lines, without bpy, so the
+operators stay thin and this part is tested outside Blender.
+
+A `Job` is polled (a modal operator's timer, or a loop in background mode); reader threads only
+move lines into queues and never touch Blender data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKER = Path(__file__).with_name("worker.py")
+CHECK_TIMEOUT = 120.0
+"""Seconds `check_backend` waits: importing torch the first time can take a while."""
+POLL_INTERVAL = 0.05
+"""Seconds between looks at a job run to the end in one call."""
+TERMINATE_GRACE = 5.0
+"""Seconds a cancelled worker gets to clean up after SIGTERM before it is killed."""
+
+
+class BackendError(RuntimeError):
+    """The external Python could not run or finish the job; the message says why."""
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    path: Path
+    width: int
+    height: int
+    polarity: str
+
+
+def refine_command(python: str, photo: str, output: str, *, mode: str, steps: int,
+                   weights: str, predictor: str, device: str) -> list[str]:
+    """The worker's command line for one photo (a list: no shell, any characters in paths)."""
+    return [_python(python), str(WORKER), "refine", photo, output, "--mode", mode,
+            "--steps", str(steps), "--weights", weights or "default",
+            "--predictor", predictor, "--device", device]
+
+
+def check_backend(python: str) -> dict:
+    """Versions of sddr and torch in `python`, and the device it would use."""
+    job = Job([_python(python), str(WORKER), "check"])
+    try:
+        return job.wait(timeout=CHECK_TIMEOUT)
+    finally:
+        job.cancel()
+
+
+class Job:
+    """One worker process: `poll()` returns the events so far, `outcome()` the end."""
+
+    def __init__(self, command: list[str]) -> None:
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+        except OSError as err:
+            raise BackendError(f"cannot start the external Python '{command[0]}': "
+                               f"{err.strerror or err}") from None
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.stderr: deque[str] = deque(maxlen=20)
+        self.result: dict | None = None
+        self.error: str | None = None
+        self.cancelled = False
+        self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def poll(self) -> list[dict]:
+        """Events that arrived since the last call (progress, warnings); the final event is
+        kept for `outcome`."""
+        found = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return found
+            if event["event"] == "error":
+                self.error = str(event.get("message", ""))
+            elif event["event"] in ("done", "check"):
+                self.result = event
+            else:
+                found.append(event)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None or any(r.is_alive() for r in self._readers)
+
+    def cancel(self) -> None:
+        """Stop the worker (SIGTERM, then SIGKILL after a grace period); it removes its own
+        temporary files."""
+        if self.process.poll() is None:
+            self.cancelled = True
+            self.process.terminate()
+            try:
+                self.process.wait(TERMINATE_GRACE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=TERMINATE_GRACE)
+
+    def outcome(self) -> dict:
+        """The final event of a finished job; BackendError saying what went wrong otherwise."""
+        self.poll()
+        code = self.process.poll()
+        if self.cancelled:
+            raise BackendError("cancelled: the refinement was stopped, no depth file written")
+        if self.error:
+            raise BackendError(self.error)
+        if code == 0 and self.result is not None:
+            return self.result
+        if code is not None and code < 0:
+            reason = f"was killed by signal {signal.Signals(-code).name}"
+        else:
+            reason = f"exited with status {code}"
+        tail = " | ".join(line for line in self.stderr if line.strip())[-600:]
+        raise BackendError(f"the sddr process {reason} before finishing"
+                           + (f": {tail}" if tail else " (it printed nothing)"))
+
+    def wait(self, timeout: float | None = None,
+             on_event: Callable[[dict], None] | None = None) -> dict:
+        """Run to the end (background mode, checks), passing events to `on_event` as they
+        arrive."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running:
+            for event in self.poll():
+                if on_event:
+                    on_event(event)
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise BackendError(f"the external Python gave no answer in {timeout:.0f} s")
+            time.sleep(POLL_INTERVAL)
+        for event in self.poll():
+            if on_event:
+                on_event(event)
+        return self.outcome()
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:  # a library printing to stdout: keep it for the error message
+                self.stderr.append(line.rstrip())
+                continue
+            if isinstance(event, dict) and "event" in event:
+                self.events.put(event)
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            self.stderr.append(line.rstrip())
+
+
+def refine_result(event: dict) -> RefineResult:
+    return RefineResult(Path(event["path"]), int(event["width"]), int(event["height"]),
+                        str(event["polarity"]))
+
+
+def _python(python: str) -> str:
+    """The external Python as an absolute path, refused early when it cannot be run."""
+    if not python:
+        raise BackendError("no external Python set: choose the Python that has sddr installed "
+                           "in the SDDR add-on preferences")
+    path = Path(os.path.expanduser(python))
+    if not path.is_file():
+        raise BackendError(f"external Python '{python}' does not exist")
+    if not os.access(path, os.X_OK):
+        raise BackendError(f"external Python '{python}' is not executable")
+    return str(path)

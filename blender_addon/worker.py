@@ -1,0 +1,101 @@
+"""The refinement worker: run by the *external* Python (the one with sddr and torch), never
+imported by Blender, so torch never loads inside Blender.
+
+    python worker.py check
+    python worker.py refine PHOTO OUTPUT.exr [--mode one-stage|two-stage] [--steps 3]
+                     [--weights default] [--predictor NAME] [--device auto]
+
+It speaks one JSON object per line on stdout, which `backend.py` reads:
+``{"event": "progress", "done": 3, "total": 30}``, ``{"event": "warning", "message": …}``,
+``{"event": "done", "path": …, "width": …, "height": …, "polarity": "disparity"}``,
+``{"event": "check", "python": …, "sddr": …, "torch": …, "device": …}`` and
+``{"event": "error", "message": …}``. Exit status: 0 done, 2 error, 143 terminated (Blender's
+cancel), so the depth file exists only after a complete run (sddr writes it atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]  # the add-on's own modules (props.py, …) must not shadow installed ones
+
+
+def emit(event: str, **fields: object) -> None:
+    """One line of the protocol, flushed at once so Blender sees progress as it happens."""
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def check() -> None:
+    """What the backend offers: versions and the device `auto` picks."""
+    import torch
+
+    import sddr_core
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        device += f" ({torch.cuda.get_device_name(0)})"
+    emit("check", python=sys.executable, sddr=sddr_core.__version__, torch=torch.__version__,
+         device=device)
+
+
+def refine(args: argparse.Namespace) -> None:
+    """Photo → refined depth file, with progress per network pass."""
+    from sddr_core import DepthPipeline, load_refiner
+    from sddr_core.files.depth_io import read_image, write_depth
+    from sddr_core.inference.windows import passes
+
+    image = read_image(args.photo)
+    pipeline = DepthPipeline(load_refiner(args.weights, device=args.device), args.predictor)
+    total = passes(args.steps) if args.mode == "two-stage" else 1
+    emit("progress", done=0, total=total)
+    depth = pipeline(image, mode=args.mode, steps=args.steps,
+                     progress=lambda done, total, *_: emit("progress", done=done, total=total))
+    path = write_depth(args.output, depth)
+    emit("done", path=str(path), width=depth.shape[1], height=depth.shape[0],
+         polarity=pipeline.predictor.polarity)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="report sddr, torch and the device")
+    job = commands.add_parser("refine", help="refine a photo's depth into a file")
+    job.add_argument("photo")
+    job.add_argument("output")
+    job.add_argument("--mode", choices=("one-stage", "two-stage"), default="one-stage")
+    job.add_argument("--steps", type=int, default=3)
+    job.add_argument("--weights", default="default")
+    job.add_argument("--predictor", default="depth-anything-v2-small")
+    job.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, _terminated)
+    warnings.showwarning = lambda message, *_: emit("warning", message=str(message))
+    try:
+        import sddr_core
+    except ImportError as err:
+        emit("error", message=f"this Python ({sys.executable}) cannot import sddr ({err}); "
+                              "install it there: pip install sddr (or pip install -e <checkout>)")
+        return 2
+    try:
+        check() if args.command == "check" else refine(args)
+    except sddr_core.SddrError as err:
+        emit("error", message=str(err))
+        return 2
+    return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (Blender's cancel) unwinds like Ctrl-C, so an atomic write in progress removes
+    its temporary file."""
+    raise SystemExit(143)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

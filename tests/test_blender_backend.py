@@ -1,0 +1,170 @@
+"""The add-on's refinement backend (blender_addon/backend.py + worker.py) end to end: the real
+worker in a real subprocess of this Python, running sddr with a tiny refiner and a tiny Depth
+Anything predictor from an offline Hugging Face cache. No Blender needed.
+
+`make_backend_fixtures` is also what tests/test_blender_addon.py runs (through this Python) to
+give the bpy tests the same tiny backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blender_addon.backend import BackendError, Job, check_backend, refine_command, refine_result
+
+PREDICTOR = "depth-anything-v2-small"
+
+
+def make_backend_fixtures(folder: str | os.PathLike) -> dict[str, str]:
+    """Tiny refiner weights, an offline HF cache holding a tiny predictor at its pinned revision,
+    and a 64×48 photo, in `folder`; returns their paths (and the cache) by name."""
+    import cv2
+    import torch
+    import transformers
+
+    from sddr_core.inference.refiner import Refiner
+    from sddr_core.network.model import RefinementNetwork
+    from sddr_core.predictors.huggingface import PREDICTORS
+    from tests.test_predictors import _tiny_config
+    from tests.tiny import TINY
+
+    folder = Path(folder)
+    torch.manual_seed(0)
+    weights = folder / "tiny.safetensors"
+    Refiner(RefinementNetwork(TINY), device="cpu").save(weights)
+    spec = PREDICTORS[PREDICTOR]
+    cache = folder / "hub"
+    snapshot = (cache / f"models--{spec.repo.replace('/', '--')}" / "snapshots"
+                / spec.revision)
+    transformers.AutoModelForDepthEstimation.from_config(
+        _tiny_config(PREDICTOR)).save_pretrained(snapshot)
+    photo = folder / "photo.png"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
+    return {"weights": str(weights), "hf_cache": str(cache), "photo": str(photo)}
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory) -> dict[str, str]:
+    pytest.importorskip("transformers")
+    return make_backend_fixtures(tmp_path_factory.mktemp("backend"))
+
+
+@pytest.fixture(autouse=True)
+def offline_cache(backend, monkeypatch):
+    """The worker inherits this environment: the tiny predictor's cache, and no network."""
+    monkeypatch.setenv("HF_HUB_CACHE", backend["hf_cache"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _refine(backend, output: Path, **options) -> Job:
+    settings = {"mode": "one-stage", "steps": 3, "weights": backend["weights"],
+                "predictor": PREDICTOR, "device": "cpu", **options}
+    return Job(refine_command(sys.executable, backend["photo"], str(output), **settings))
+
+
+def test_check_reports_sddr_torch_and_device():
+    import torch
+
+    import sddr_core
+
+    report = check_backend(sys.executable)
+    assert report["sddr"] == sddr_core.__version__ and report["torch"] == torch.__version__
+    assert report["device"].split()[0] in ("cpu", "cuda")
+    assert Path(report["python"]) == Path(sys.executable)
+
+
+@pytest.mark.parametrize("mode, steps, passes", [("one-stage", 3, 1), ("two-stage", 1, 1 + 4)])
+def test_refine_writes_the_depth_file_and_streams_progress(backend, tmp_path, mode, steps,
+                                                           passes):
+    from sddr_core.files.depth_io import read_depth
+
+    events = []
+    output = tmp_path / "out" / "photo.exr"
+    job = _refine(backend, output, mode=mode, steps=steps)
+    result = refine_result(job.wait(on_event=events.append))
+    assert result.path == output and (result.width, result.height) == (64, 48)
+    assert result.polarity == "disparity"
+    depth = read_depth(output)
+    assert depth.shape == (48, 64) and np.isfinite(depth).all()
+    done = [e["done"] for e in events if e["event"] == "progress"]
+    assert done[0] == 0 and done[-1] == passes and done == sorted(done)
+    assert {e["total"] for e in events if e["event"] == "progress"} == {passes}
+
+
+def _first_pass(job: Job) -> None:
+    """Wait until the worker has finished at least one network pass."""
+    for event in iter(job.events.get, None):
+        if event["event"] == "progress" and event["done"] >= 1:
+            return
+        if event["event"] in ("error", "done"):
+            pytest.fail(f"the worker ended early: {event}")
+
+
+def test_cancel_stops_the_worker_and_leaves_no_file(backend, tmp_path):
+    output = tmp_path / "cancelled.exr"
+    job = _refine(backend, output, mode="two-stage", steps=8)
+    _first_pass(job)
+    job.cancel()
+    assert not job.running and job.process.returncode == 143
+    with pytest.raises(BackendError, match="cancelled"):
+        job.outcome()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crashed_worker_is_reported_and_leaves_no_file(backend, tmp_path):
+    output = tmp_path / "crashed.exr"
+    job = _refine(backend, output, mode="two-stage", steps=8)
+    _first_pass(job)
+    os.kill(job.process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    with pytest.raises(BackendError, match="killed by signal SIGKILL before finishing"):
+        job.wait(timeout=30)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("photo", "cannot read photo|not an image|image"),
+    ("weights", "missing.safetensors"),
+    ("predictor", "not known; known predictors"),
+])
+def test_sddr_errors_come_back_as_the_message(backend, tmp_path, problem, message):
+    bad = {"photo": {}, "weights": {"weights": str(tmp_path / "missing.safetensors")},
+           "predictor": {"predictor": "no-such-model"}}[problem]
+    if problem == "photo":
+        (tmp_path / "notes.png").write_text("not a picture")
+        backend = {**backend, "photo": str(tmp_path / "notes.png")}
+    with pytest.raises(BackendError, match=message):
+        _refine(backend, tmp_path / "out.exr", **bad).wait(timeout=120)
+    assert not (tmp_path / "out.exr").exists()
+
+
+def test_a_python_without_sddr_is_named(tmp_path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
+                   check=True)
+    bare = tmp_path / "bare" / "bin" / "python"
+    with pytest.raises(BackendError, match=f"this Python .*{bare}.* cannot import sddr"):
+        check_backend(str(bare))
+
+
+@pytest.mark.parametrize("python, message", [
+    ("", "no external Python set"),
+    ("/nonexistent/python3", "does not exist"),
+    (__file__, "not executable"),
+])
+def test_an_unusable_python_path_is_refused_before_starting(python, message):
+    with pytest.raises(BackendError, match=message):
+        check_backend(python)
+
+
+def test_a_silent_crash_says_so(tmp_path):
+    script = tmp_path / "python"
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(0o755)
+    with pytest.raises(BackendError, match="exited with status 3 .*printed nothing"):
+        check_backend(str(script))
