@@ -1,0 +1,144 @@
+"""ComfyUI IMAGE tensors ↔ depth maps, without ComfyUI: what the nodes do around the core.
+
+A depth map travels through a ComfyUI graph as an IMAGE, B×H×W×3 float in [0, 1], the gray
+value repeated in the three channels, near = bright. The nodes take such IMAGEs from any depth
+node (either polarity), hand B×H×W maps to `sddr_core`, and turn the result back into one.
+Every problem is an `InputError` naming the node input, since ComfyUI shows the message as-is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sddr_core import InputError
+from sddr_core.maps.inputs import MIN_SIDE, first_constant_map
+from sddr_core.maps.normalise import normalise_maps
+from sddr_core.maps.resample import resize_maps
+
+POLARITIES = ("auto", "near-bright", "far-bright")
+NORMALISATIONS = ("per frame", "whole batch")
+COLOUR_TOLERANCE = 0.02
+"""Mean absolute difference between channels above which a 3-channel IMAGE is a colour
+picture, not a gray depth map (an 8-bit gray PNG through JPEG stays far below it)."""
+ASPECT_LIMIT = 0.1
+"""Relative aspect-ratio difference between the two depth inputs above which they cannot be
+one picture (predictors round sides to their patch size, a few percent at most)."""
+POLARITY_BAND = 0.2
+"""Fraction of rows at the top and at the bottom that `auto` polarity compares."""
+
+
+def image_to_maps(image: torch.Tensor, name: str) -> torch.Tensor:
+    """B×H×W float32 maps (on the CPU) from a B×H×W×C depth IMAGE with 1 or 3 gray channels."""
+    if not isinstance(image, torch.Tensor):
+        raise InputError(f"{name}: expected an IMAGE tensor, got {type(image).__name__}")
+    if image.ndim != 4:
+        raise InputError(f"{name}: expected an IMAGE shaped batch×height×width×channels, "
+                         f"got shape {tuple(image.shape)}")
+    channels = image.shape[-1]
+    if channels == 4:
+        raise InputError(f"{name}: the depth IMAGE has 4 channels (colour + alpha); a depth map "
+                         "has 1 or 3 equal gray channels. Connect the depth node's IMAGE "
+                         "output directly, without an alpha channel")
+    if channels not in (1, 3):
+        raise InputError(f"{name}: the depth IMAGE has {channels} channels; expected 1 or 3")
+    height, width = image.shape[1:3]
+    if min(height, width) < MIN_SIDE:
+        raise InputError(f"{name}: the depth IMAGE is {height}×{width}; at least "
+                         f"{MIN_SIDE}×{MIN_SIDE} is needed")
+    pixels = image.detach().to("cpu", torch.float32)
+    if channels == 3:
+        spread = (pixels - pixels.mean(dim=-1, keepdim=True)).abs().mean().item()
+        if spread > COLOUR_TOLERANCE:
+            raise InputError(f"{name}: this IMAGE is in colour, not a gray depth map (its "
+                             "channels differ). Is the photo connected here instead of a "
+                             "depth node's output?")
+    return pixels[..., 0].clone()
+
+
+def check_maps(maps: torch.Tensor, name: str) -> None:
+    """Refuse a batch holding a map with no finite value or a constant map, naming the frame."""
+    for index, frame in enumerate(maps):
+        if not bool(torch.isfinite(frame).any()):
+            raise InputError(f"{name}: frame {index} has no finite depth values (all NaN/inf)")
+    finite = torch.where(torch.isfinite(maps), maps, maps.nan_to_num(0.0, 0.0, 0.0))
+    constant = first_constant_map(finite)
+    if constant is not None:
+        raise InputError(f"{name}: frame {constant} is constant (every pixel "
+                         f"{finite[constant].flatten()[0].item():g}): a depth map needs "
+                         "structure. Check the depth node that feeds it")
+
+
+def check_pair(low: torch.Tensor, high: torch.Tensor,
+               names: tuple[str, str] = ("low_depth", "high_depth")) -> None:
+    """Same number of frames, and the same picture (aspect ratio within ASPECT_LIMIT)."""
+    if low.shape[0] != high.shape[0]:
+        raise InputError(f"{names[0]} has {low.shape[0]} frame(s) but {names[1]} has "
+                         f"{high.shape[0]}: both must be depth of the same frames")
+    low_aspect = low.shape[-1] / low.shape[-2]
+    high_aspect = high.shape[-1] / high.shape[-2]
+    if abs(math.log(low_aspect / high_aspect)) > ASPECT_LIMIT:
+        raise InputError(f"{names[0]} is {low.shape[-2]}×{low.shape[-1]} and {names[1]} is "
+                         f"{high.shape[-2]}×{high.shape[-1]}: their shapes differ too much to "
+                         "be depth of the same picture")
+
+
+def is_near_bright(maps: torch.Tensor, polarity: str) -> bool:
+    """Whether larger values are nearer, as told or, for `auto`, decided once for the batch.
+
+    `auto` uses the ground-plane prior: in most pictures the bottom rows are nearer than the
+    top rows, so near-bright maps are brighter at the bottom. One decision for the whole batch
+    keeps a video from flipping frame to frame; a tie counts as near-bright, the convention
+    of every ComfyUI depth node.
+    """
+    if polarity not in POLARITIES:
+        raise InputError(f"input_polarity {polarity!r}: choose from {', '.join(POLARITIES)}")
+    if polarity != "auto":
+        return polarity == "near-bright"
+    band = max(1, round(POLARITY_BAND * maps.shape[-2]))
+    scaled = normalise_maps(torch.nan_to_num(maps))
+    return bool((scaled[:, -band:].mean() - scaled[:, :band].mean()) >= 0)
+
+
+def to_image(maps: torch.Tensor, near_bright: bool, normalisation: str) -> torch.Tensor:
+    """A B×H×W×3 float32 depth IMAGE in [0, 1], near = bright, from B×H×W maps.
+
+    Each frame is scaled between its robust range (the core's rule: 0.1 %/99.9 % values), or
+    the whole batch between the batch's, which keeps a video's brightness from flickering.
+    """
+    if normalisation not in NORMALISATIONS:
+        raise InputError(f"normalisation {normalisation!r}: choose from "
+                         f"{', '.join(NORMALISATIONS)}")
+    maps = maps.to("cpu", torch.float32)
+    if normalisation == "whole batch":
+        scaled = normalise_maps(maps.reshape(1, -1, maps.shape[-1])).reshape(maps.shape)
+    else:
+        scaled = normalise_maps(maps)
+    if not near_bright:
+        scaled = 1.0 - scaled
+    return scaled[..., None].expand(-1, -1, -1, 3).contiguous()
+
+
+def valid_mask(low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B×H×W MASK at `size`: 1 where both inputs had a finite value, 0 where it was filled in."""
+    finite = [resize_maps(torch.isfinite(maps).float(), size) for maps in (low, high)]
+    return ((finite[0] >= 1.0) & (finite[1] >= 1.0)).float()
+
+
+def edges_to_image(edges: torch.Tensor) -> torch.Tensor:
+    """G_S (B×H×W, ≥ 0) as a B×H×W×3 IMAGE, each frame scaled to [0, 1]: white lines on black."""
+    peak = edges.flatten(1).amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
+    scaled = (edges / peak[:, None, None]).clamp(0.0, 1.0)
+    return scaled[..., None].expand(-1, -1, -1, 3).contiguous()
+
+
+def image_to_rgb(image: torch.Tensor, index: int, name: str = "image"):
+    """Frame `index` of a B×H×W×3 IMAGE as the H×W×3 uint8 array the core's predictors read."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        raise InputError(f"{name}: expected an IMAGE shaped batch×height×width×3, got "
+                         f"{tuple(getattr(image, 'shape', ()))}")
+    frame = image[index, ..., :3].detach().to("cpu", torch.float32)
+    if frame.shape[-1] == 1:
+        frame = frame.expand(-1, -1, 3)
+    return (frame.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()

@@ -1,0 +1,322 @@
+"""The five SDDR nodes (V3 schema). Each maps its inputs, makes one `sddr_core` call and maps
+the result back. Node ids are saved in users' workflows: never rename a released one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from sddr_core import DepthPipeline, SddrError
+from sddr_core.files.depth_io import write_depth
+from sddr_core.inference.coarse_to_fine import CoarseToFine
+from sddr_core.inference.windows import STEPS, passes
+
+from . import depth_maps, host, models
+from .host import io
+
+CATEGORY = "image/depth/sddr"
+REFINER = io.Custom("SDDR_REFINER")
+MAX_SIZE = 16384
+MODES = ("one-stage", "two-stage")
+SAVE_FORMATS = {"png16": "png", "exr": "exr", "npy": "npy"}
+
+RESOLUTION_NOTE = ("The network runs at high_depth's size, its long side capped at the "
+                   "loader's max_side.")
+
+
+class SDDRLoadRefiner(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SDDRLoadRefiner",
+            display_name="SDDR Load Refiner",
+            category=CATEGORY,
+            description="Loads the SDDR depth-refinement network (safetensors only).",
+            inputs=[
+                io.Combo.Input("weights", options=models.weight_options(),
+                               tooltip="'default': the weights bundled with sddr. Other "
+                               "entries: .safetensors files in ComfyUI's models/sddr folder."),
+                io.Combo.Input("device", options=list(models.DEVICES), default="auto",
+                               tooltip="auto: the device ComfyUI runs models on (CUDA or "
+                               "CPU); cpu: always the CPU."),
+                io.Combo.Input("precision", options=list(models.PRECISIONS), default="auto",
+                               tooltip="auto: fp16 on CUDA, fp32 on the CPU. The first "
+                               "layer and the output stay fp32, so depth keeps full "
+                               "precision."),
+                io.Int.Input("max_side", default=2048, min=64, max=8192, step=64,
+                             tooltip="Processing resolution: the network runs at the high "
+                             "depth's (or photo's) size with its long side capped here. "
+                             "Lower it to save memory and time. It does not change the "
+                             "output size."),
+            ],
+            outputs=[REFINER.Output(display_name="refiner")],
+        )
+
+    @classmethod
+    def execute(cls, weights: str, device: str, precision: str, max_side: int
+                ) -> io.NodeOutput:
+        return io.NodeOutput(models.load(weights, device, precision, max_side))
+
+
+class SDDRRefineDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SDDRRefineDepth",
+            display_name="SDDR Refine Depth",
+            category=CATEGORY,
+            description="Fuses a low-resolution and a high-resolution run of any depth node "
+                        "into one sharp, consistent depth map. " + RESOLUTION_NOTE,
+            inputs=[
+                REFINER.Input("refiner", tooltip="From SDDR Load Refiner."),
+                io.Image.Input("low_depth", tooltip="Depth of the picture from a depth node "
+                               "run at low resolution (e.g. 518 px): consistent but blurry. "
+                               "Sets the structure and the value range."),
+                io.Image.Input("high_depth", tooltip="Depth of the same picture from the "
+                               "same node run at high resolution (e.g. 1024 px or more): "
+                               "sharp but inconsistent. Sets the processing resolution and, "
+                               "by default, the output size."),
+                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=8,
+                             tooltip="Output width in pixels; 0: high_depth's width (or "
+                             "from height, keeping high_depth's aspect ratio)."),
+                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=8,
+                             tooltip="Output height in pixels; 0: high_depth's height (or "
+                             "from width, keeping high_depth's aspect ratio)."),
+                io.Combo.Input("normalisation", options=list(depth_maps.NORMALISATIONS),
+                               default="per frame",
+                               tooltip="per frame: each frame spans 0..1. whole batch: one "
+                               "range for all frames, so video does not flicker."),
+                io.Combo.Input("input_polarity", options=list(depth_maps.POLARITIES),
+                               default="auto",
+                               tooltip="How the inputs encode depth. near-bright: Depth "
+                               "Anything, MiDaS, Zoe nodes. far-bright: metric depth. auto: "
+                               "decided once per batch (the bottom of a picture is usually "
+                               "nearer). The output is always near = bright."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="depth", tooltip="Refined depth, near = bright, "
+                                "float 0..1 (never 8-bit), gray in 3 channels."),
+                io.Mask.Output(display_name="valid", tooltip="1 where both inputs had a "
+                               "finite value, 0 where a value was filled in."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, refiner: models.LoadedRefiner, low_depth: torch.Tensor,
+                high_depth: torch.Tensor, width: int, height: int, normalisation: str,
+                input_polarity: str) -> io.NodeOutput:
+        low = depth_maps.image_to_maps(low_depth, "low_depth")
+        high = depth_maps.image_to_maps(high_depth, "high_depth")
+        depth_maps.check_maps(low, "low_depth")
+        depth_maps.check_maps(high, "high_depth")
+        depth_maps.check_pair(low, high)
+        near_bright = depth_maps.is_near_bright(low, input_polarity)
+        size = output_size(high.shape[-2:], width, height)
+        working = refiner.refiner.network_input_size(*high.shape[-2:])
+        models.place([refiner.patcher], working[0] * working[1])
+        bar = host.progress_bar(len(low))
+        run = CoarseToFine(refiner.refiner, progress=lambda done, _: bar.update_absolute(done),
+                           cancel=host.interrupt_check)
+        refined = _out_of_memory_explained(
+            lambda: run.first_passes([(lo, hi, size) for lo, hi in zip(low, high, strict=True)]),
+            f"refining {len(low)} frame(s) at {working[0]}×{working[1]}")
+        depth = torch.stack([frame.cpu() for frame in refined])
+        return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation),
+                             depth_maps.valid_mask(low, high, size))
+
+
+class SDDRDepthFromImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SDDRDepthFromImage",
+            display_name="SDDR Depth From Image",
+            category=CATEGORY,
+            description="Depth of each image (or video frame): Depth Anything V2 at two "
+                        "resolutions, refined by SDDR; two-stage also refines windows.",
+            inputs=[
+                REFINER.Input("refiner", tooltip="From SDDR Load Refiner."),
+                io.Image.Input("image", tooltip="Photo or video frames. The output has this "
+                               "size; the predictor runs at its training size (518 px) and "
+                               "at an adaptive higher one, the refiner at the image's size "
+                               "capped at the loader's max_side."),
+                _predictor_input(),
+                io.Combo.Input("mode", options=list(MODES), default="one-stage",
+                               tooltip="one-stage: one refinement of the whole image. "
+                               "two-stage: then 4, 9, 16… overlapping windows, coarse to "
+                               "fine: sharper, about 15-20× slower."),
+                _steps_input(),
+                io.Combo.Input("normalisation", options=list(depth_maps.NORMALISATIONS),
+                               default="per frame",
+                               tooltip="per frame: each frame spans 0..1. whole batch: one "
+                               "range for all frames, so video does not flicker."),
+            ],
+            outputs=[io.Image.Output(display_name="depth", tooltip="Refined depth at the "
+                                     "image's size, near = bright, float 0..1.")],
+        )
+
+    @classmethod
+    def execute(cls, refiner: models.LoadedRefiner, image: torch.Tensor, predictor: str,
+                mode: str, steps: int, normalisation: str) -> io.NodeOutput:
+        pipeline, near_bright = _pipeline(refiner, predictor, image)
+        per_frame = passes(steps) if mode == "two-stage" else 1
+        depth = _per_frame(image, per_frame, lambda rgb, progress: pipeline(
+            rgb, mode=mode, steps=steps, progress=progress, cancel=host.interrupt_check))
+        return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation))
+
+
+class SDDRDepthEdges(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SDDRDepthEdges",
+            display_name="SDDR Depth Edges",
+            category=CATEGORY,
+            description="G_S, the depth-edge map of a two-stage run: white depth "
+                        "discontinuities on black, for previews or a line-art ControlNet.",
+            inputs=[
+                REFINER.Input("refiner", tooltip="From SDDR Load Refiner."),
+                io.Image.Input("image", tooltip="Photo or video frames; the edge map has "
+                               "this size (processing as in SDDR Depth From Image)."),
+                _predictor_input(),
+                _steps_input(),
+            ],
+            outputs=[io.Image.Output(display_name="edges", tooltip="Edge strength 0..1 per "
+                                     "frame, gray in 3 channels.")],
+        )
+
+    @classmethod
+    def execute(cls, refiner: models.LoadedRefiner, image: torch.Tensor, predictor: str,
+                steps: int) -> io.NodeOutput:
+        pipeline, _ = _pipeline(refiner, predictor, image)
+        edges = _per_frame(image, passes(steps), lambda rgb, progress: pipeline.edges(
+            rgb, steps=steps, progress=progress, cancel=host.interrupt_check))
+        return io.NodeOutput(depth_maps.edges_to_image(edges))
+
+
+class SDDRSaveDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SDDRSaveDepth",
+            display_name="SDDR Save Depth",
+            category=CATEGORY,
+            description="Writes depth at full precision into ComfyUI's output folder: 16-bit "
+                        "PNG, 32-bit float EXR or NumPy .npy (Save Image writes 8 bits).",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("depth", tooltip="A depth IMAGE (near = bright, 0..1), e.g. "
+                               "from SDDR Refine Depth. Written at its own size."),
+                io.String.Input("filename_prefix", default="sddr/depth",
+                                tooltip="Path under the output folder and file name start; "
+                                "a counter follows, as in Save Image (%date% etc. work)."),
+                io.Combo.Input("format", options=list(SAVE_FORMATS), default="png16",
+                               tooltip="png16: 16-bit gray PNG (0..65535). exr: 32-bit "
+                               "float, exact. npy: float32 array, exact."),
+            ],
+            outputs=[],
+        )
+
+    @classmethod
+    def execute(cls, depth: torch.Tensor, filename_prefix: str, format: str) -> io.NodeOutput:
+        maps = depth_maps.image_to_maps(depth, "depth").clamp(0.0, 1.0).numpy()
+        if format not in SAVE_FORMATS:
+            raise SddrError(f"format {format!r}: choose from {', '.join(SAVE_FORMATS)}")
+        folder_paths = host.folder_paths()
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory(), maps.shape[2], maps.shape[1])
+        saved = []
+        for index, frame in enumerate(maps):
+            filename = f"{name}_{counter + index:05}_.{SAVE_FORMATS[format]}"
+            data = (np.round(frame * 65535).astype(np.uint16) if format == "png16" else frame)
+            write_depth(os.path.join(folder, filename), data, format)
+            saved.append({"filename": filename, "subfolder": subfolder, "type": "output"})
+        return io.NodeOutput(ui={"images": saved} if format == "png16" else None)
+
+
+NODES = [SDDRLoadRefiner, SDDRRefineDepth, SDDRDepthFromImage, SDDRDepthEdges, SDDRSaveDepth]
+
+
+class SDDRExtension(host.ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> SDDRExtension:
+    return SDDRExtension()
+
+
+# --------------------------------------------------------------------------------- helpers
+
+def output_size(high_size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """(height, width) of the output: as given, high_depth's size for 0 × 0, or the missing
+    side from the given one with high_depth's aspect ratio."""
+    high_height, high_width = int(high_size[0]), int(high_size[1])
+    if width < 0 or height < 0:
+        raise SddrError(f"width {width} × height {height}: sizes are ≥ 0 (0 = from high_depth)")
+    if width == 0 and height == 0:
+        return high_height, high_width
+    if width == 0:
+        return height, max(1, round(height * high_width / high_height))
+    if height == 0:
+        return max(1, round(width * high_height / high_width)), width
+    return height, width
+
+
+def _predictor_input():
+    return io.Combo.Input("predictor", options=list(models.PREDICTOR_NAMES),
+                          default=models.PREDICTOR_NAMES[0],
+                          tooltip="Depth Anything V2 model, downloaded once at a pinned "
+                          "revision into models/sddr_predictors and used offline afterwards. "
+                          "Base and Large are licensed for non-commercial use only.")
+
+
+def _steps_input():
+    return io.Int.Input("steps", default=STEPS, min=1, max=8,
+                        tooltip="Two-stage coarse-to-fine steps: step s refines (s+1)² "
+                        "windows; 3 (the paper's) costs 30 network passes per frame.")
+
+
+def _pipeline(refiner: models.LoadedRefiner, predictor: str, image: torch.Tensor
+              ) -> tuple[DepthPipeline, bool]:
+    """The core pipeline over this refiner and predictor, both placed by ComfyUI, and whether
+    the predictor's output is near-bright (disparity)."""
+    model, patchers = models.depth_predictor(predictor, refiner.refiner.device)
+    working = refiner.refiner.network_input_size(*image.shape[1:3])
+    models.place([refiner.patcher, *patchers], working[0] * working[1])
+    return DepthPipeline(refiner.refiner, model), model.polarity == "disparity"
+
+
+def _per_frame(image: torch.Tensor, per_frame: int,
+               run: Callable[[np.ndarray, Callable[[int, int], None]], np.ndarray]
+               ) -> torch.Tensor:
+    """`run(rgb, progress)` on each frame, the progress bar counting network passes."""
+    frames = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 1
+    bar = host.progress_bar(frames * per_frame)
+    results = []
+    for index in range(frames):
+        rgb = depth_maps.image_to_rgb(image, index)
+
+        def progress(done: int, _total: int, start: int = index * per_frame) -> None:
+            bar.update_absolute(start + done)
+
+        results.append(torch.from_numpy(np.asarray(_out_of_memory_explained(
+            lambda rgb=rgb, progress=progress: run(rgb, progress),
+            f"frame {index} of {frames} ({rgb.shape[0]}×{rgb.shape[1]})"))))
+    return torch.stack(results)
+
+
+def _out_of_memory_explained(work: Callable, what: str):
+    """`work()`; the core already halves its window batch on out-of-memory, so one that still
+    runs out becomes a message saying what to lower, and ComfyUI's cache is emptied."""
+    management = host.model_management()
+    try:
+        return work()
+    except management.OOM_EXCEPTION:
+        management.soft_empty_cache()
+        raise SddrError(f"out of memory {what}, even one window at a time: lower "
+                        "max_side in SDDR Load Refiner, or free memory (fewer models in the "
+                        "graph)") from None

@@ -1,0 +1,311 @@
+"""The ComfyUI nodes run directly (`define_schema`, `execute`) on small tensors with a tiny
+model, against stand-in ComfyUI modules (tests/comfy_stand_ins.py) where ComfyUI is absent.
+tests/test_comfyui_real.py runs the same nodes inside a real ComfyUI."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sddr_core import InputError, SddrError, WeightsError
+from sddr_core.files.depth_io import read_depth
+from sddr_core.files.weights import BUNDLED, BUNDLED_DIR
+from sddr_core.inference.windows import passes
+from sddr_core.predictors import load_predictor
+from tests import comfy_stand_ins
+
+if not comfy_stand_ins.install():
+    pytest.skip("ComfyUI's own comfy_api is importable here: the nodes are tested against "
+                "it by tests/test_comfyui_real.py", allow_module_level=True)
+
+nodes = importlib.import_module("comfyui_nodes.nodes")
+models = importlib.import_module("comfyui_nodes.models")
+
+REPO = Path(__file__).resolve().parent.parent
+NODE_IDS = ("SDDRLoadRefiner", "SDDRRefineDepth", "SDDRDepthFromImage", "SDDRDepthEdges",
+            "SDDRSaveDepth")
+
+
+@pytest.fixture
+def comfy(tmp_path, weights):
+    """Stand-ins over a fresh ComfyUI base folder whose models/sddr holds the tiny model."""
+    comfy_stand_ins.folder_paths.use(tmp_path)
+    comfy_stand_ins.management.reset()
+    comfy_stand_ins.ProgressBar.seen.clear()
+    (tmp_path / "models" / "sddr").mkdir(parents=True)
+    shutil.copy(weights, tmp_path / "models" / "sddr" / "tiny.safetensors")
+    return comfy_stand_ins
+
+
+@pytest.fixture
+def refiner(comfy):
+    return nodes.SDDRLoadRefiner.execute("tiny.safetensors", "auto", "fp32", 256).result[0]
+
+
+@pytest.fixture
+def predictor(monkeypatch):
+    """A stand-in Depth Anything in the predictor cache: near = bright, like the real one."""
+    def predict(image: np.ndarray, resolution: int) -> np.ndarray:
+        height, width = image.shape[:2]
+        scale = resolution / max(height, width)
+        size = (max(8, round(height * scale)), max(8, round(width * scale)))
+        gray = torch.from_numpy(image.mean(axis=-1).astype(np.float32))[None, None]
+        return torch.nn.functional.interpolate(gray, size=size, mode="area")[0, 0].numpy()
+
+    fake = load_predictor(predict)
+    monkeypatch.setitem(models._predictors, ("depth-anything-v2-small", "cpu"), (fake, []))
+    return fake
+
+
+def scene(height: int, width: int, frames: int = 1, near_bright: bool = True) -> torch.Tensor:
+    """B×H×W×3 depth IMAGE: a floor getting nearer towards the bottom and a near box."""
+    rows = torch.linspace(0.1, 0.7, height)[:, None].expand(height, width).clone()
+    rows[height // 4: height // 2, width // 3: 2 * width // 3] = 0.9
+    depth = rows if near_bright else 1.0 - rows
+    return depth[None, ..., None].expand(frames, -1, -1, 3).contiguous()
+
+
+def photo(height: int, width: int, frames: int = 1) -> torch.Tensor:
+    """B×H×W×3 IMAGE whose brightness is the near-bright scene (what the stand-in predicts)."""
+    return scene(height, width, frames)
+
+
+def refine(refiner, low, high, **options):
+    settings = {"width": 0, "height": 0, "normalisation": "per frame",
+                "input_polarity": "auto"} | options
+    return nodes.SDDRRefineDepth.execute(refiner, low, high, **settings).result
+
+
+def bottom_minus_top(image: torch.Tensor) -> float:
+    band = image.shape[1] // 5
+    return float(image[:, -band:].mean() - image[:, :band].mean())
+
+
+# ------------------------------------------------------------------------------- schema
+
+def test_entrypoint_of_the_repository_root_lists_the_five_nodes(monkeypatch):
+    """The root __init__.py loaded as ComfyUI loads a custom-node folder."""
+    spec = importlib.util.spec_from_file_location(
+        "sddr_pack_under_test", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    pack = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, pack)
+    spec.loader.exec_module(pack)
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")
+    extension = asyncio.run(pack.comfy_entrypoint())
+    listed = asyncio.run(extension.get_node_list())
+    assert tuple(node.define_schema().node_id for node in listed) == NODE_IDS
+
+
+@pytest.mark.parametrize("node", nodes.NODES, ids=lambda node: node.__name__)
+def test_schema_inputs_are_the_execute_parameters_and_have_tooltips(comfy, node):
+    schema = node.define_schema()
+    assert schema.node_id == node.__name__ and schema.node_id.startswith("SDDR")
+    ids = [item.id for item in schema.inputs]
+    assert ids == list(inspect.signature(node.execute).parameters)
+    assert all(item.tooltip for item in schema.inputs), schema.node_id
+    assert schema.category == nodes.CATEGORY
+
+
+def test_loader_lists_the_default_and_the_models_folder(comfy, tmp_path):
+    (tmp_path / "models" / "sddr" / "notes.txt").write_text("not weights")
+    options = nodes.SDDRLoadRefiner.define_schema().inputs[0].options["options"]
+    assert options == ["default", "tiny.safetensors"]
+    assert nodes.SDDRLoadRefiner.define_schema().display_name == "SDDR Load Refiner"
+
+
+def test_loader_hands_the_network_to_comfyui_model_management(refiner):
+    assert refiner.patcher.model is refiner.refiner.network
+    assert refiner.patcher.load_device == refiner.refiner.device == torch.device("cpu")
+    assert refiner.refiner.max_side == 256
+
+
+def test_default_weights_load_or_say_they_are_not_bundled_yet(comfy):
+    if (BUNDLED_DIR / BUNDLED["default"]).is_file():
+        assert models.load("default", "cpu", "fp32", 256).name == "default"
+    else:
+        with pytest.raises(WeightsError, match="no trained weights are bundled"):
+            models.load("default", "cpu", "fp32", 256)
+
+
+def test_missing_and_corrupt_weights_name_the_file(comfy, tmp_path):
+    with pytest.raises(WeightsError, match="'gone.safetensors'.*models"):
+        models.load("gone.safetensors", "cpu", "fp32", 256)
+    (tmp_path / "models" / "sddr" / "broken.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsError, match="broken.safetensors"):
+        models.load("broken.safetensors", "cpu", "fp32", 256)
+
+
+def test_fp16_on_the_cpu_is_refused_naming_precision(comfy):
+    with pytest.raises(InputError, match="precision fp16"):
+        models.load("tiny.safetensors", "cpu", "fp16", 256)
+
+
+# ---------------------------------------------------------------------------- refine depth
+
+def test_refine_depth_gives_a_float_near_bright_image_at_high_size_and_a_mask(comfy, refiner):
+    depth, valid = refine(refiner, scene(40, 56), scene(80, 112))
+    assert depth.shape == (1, 80, 112, 3) and depth.dtype == torch.float32
+    assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0
+    assert torch.equal(depth[..., 0], depth[..., 2])
+    assert len(torch.unique(depth)) > 256  # not quantised to 8 bits
+    assert bottom_minus_top(depth) > 0
+    assert valid.shape == (1, 80, 112) and bool((valid == 1).all())
+    assert comfy.management.placed[-1][0] == [refiner.patcher]
+    assert comfy.ProgressBar.seen[-1] == (1, 1)
+
+
+def test_mask_marks_pixels_that_were_not_finite(comfy, refiner):
+    high = scene(80, 112)
+    high[0, 10:20, 10:20] = float("nan")
+    with pytest.warns(UserWarning, match="NaN"):
+        depth, valid = refine(refiner, scene(40, 56), high)
+    assert bool(torch.isfinite(depth).all())
+    assert float(valid[0, 10:20, 10:20].max()) == 0.0 and float(valid[0, 40:].min()) == 1.0
+
+
+@pytest.mark.parametrize(("width", "height", "expected"), [
+    (64, 0, (46, 64)), (0, 40, (40, 56)), (30, 20, (20, 30)), (0, 0, (80, 112))])
+def test_output_size_is_given_or_from_high_depth(comfy, refiner, width, height, expected):
+    depth, valid = refine(refiner, scene(40, 56), scene(80, 112), width=width, height=height)
+    assert depth.shape[1:3] == valid.shape[1:] == expected
+
+
+@pytest.mark.parametrize(("given", "polarity", "bottom_brighter"), [
+    (True, "near-bright", True), (False, "far-bright", True),
+    (True, "auto", True), (False, "auto", True),
+    (False, "near-bright", False), (True, "far-bright", False)])
+def test_each_polarity_gives_near_bright_output(comfy, refiner, given, polarity,
+                                                bottom_brighter):
+    """Told the truth (or left to auto), the nearer bottom comes out bright; told the
+    opposite, the node believes it."""
+    low, high = scene(40, 56, near_bright=given), scene(80, 112, near_bright=given)
+    depth, _ = refine(refiner, low, high, input_polarity=polarity)
+    assert (bottom_minus_top(depth) > 0) == bottom_brighter
+
+
+def test_whole_batch_normalisation_keeps_frames_comparable(comfy, refiner):
+    """Frame 1 spans half frame 0's depth range: per frame both fill 0..1; over the batch
+    frame 1 stays darker, as a video should."""
+    low, high = scene(40, 56, 2), scene(80, 112, 2)
+    low[1], high[1] = low[1] * 0.5, high[1] * 0.5
+    per_frame, _ = refine(refiner, low, high, normalisation="per frame")
+    batch, _ = refine(refiner, low, high, normalisation="whole batch")
+    assert [float(frame.max()) for frame in per_frame] == [1.0, 1.0]
+    assert float(batch[0].max()) == 1.0 and float(batch[1].max()) < 0.75
+    assert float(batch.min()) == 0.0
+
+
+def test_cancel_stops_refine_depth(comfy, refiner):
+    comfy.management.interrupt_after = 0
+    with pytest.raises(comfy_stand_ins.InterruptProcessingException):
+        refine(refiner, scene(40, 56, 3), scene(80, 112, 3))
+
+
+def test_out_of_memory_halves_the_batch_then_explains(comfy, refiner, monkeypatch):
+    original, batches = refiner.refiner.refine, []
+
+    def refine_small_batches_only(low, high, out_size=None):
+        batches.append(low.shape[0])
+        if low.shape[0] > 1:
+            raise torch.OutOfMemoryError("stand-in: out of memory")
+        return original(low, high, out_size=out_size)
+
+    monkeypatch.setattr(refiner.refiner, "refine", refine_small_batches_only)
+    depth, _ = refine(refiner, scene(40, 56, 4), scene(80, 112, 4))
+    assert depth.shape[0] == 4 and batches[:3] == [4, 2, 1]
+
+    def always_out_of_memory(low, high, out_size=None):
+        raise torch.OutOfMemoryError("stand-in: out of memory")
+
+    monkeypatch.setattr(refiner.refiner, "refine", always_out_of_memory)
+    with pytest.raises(SddrError, match="out of memory.*max_side"):
+        refine(refiner, scene(40, 56), scene(80, 112))
+    assert comfy.management.emptied == 1
+
+
+@pytest.mark.parametrize(("low", "high", "message"), [
+    (scene(40, 56, 2), scene(80, 112, 3), "low_depth has 2 frame.*high_depth has 3"),
+    (scene(40, 56), torch.cat([scene(80, 112), torch.ones(1, 80, 112, 1)], -1),
+     "high_depth: .*4 channels"),
+    (torch.rand(1, 40, 56, 3), scene(80, 112), "low_depth: .*colour"),
+    (torch.full((1, 40, 56, 3), 0.5), scene(80, 112), "low_depth: frame 0 is constant"),
+    (scene(40, 56), scene(80, 40), "low_depth is 40×56 and high_depth is 80×40"),
+    (scene(40, 56), scene(80, 112)[0], "high_depth: expected an IMAGE"),
+])
+def test_bad_depth_inputs_are_refused_naming_the_input(comfy, refiner, low, high, message):
+    with pytest.raises(InputError, match=message):
+        refine(refiner, low, high)
+
+
+def test_one_channel_depth_is_read_like_three_gray_channels(comfy, refiner):
+    gray, _ = refine(refiner, scene(40, 56), scene(80, 112))
+    single, _ = refine(refiner, scene(40, 56)[..., :1], scene(80, 112)[..., :1])
+    assert torch.allclose(gray, single)
+
+
+# ---------------------------------------------------------------------- depth from image
+
+@pytest.mark.parametrize("mode", ["one-stage", "two-stage"])
+def test_depth_from_image_gives_near_bright_depth_per_frame(comfy, refiner, predictor, mode):
+    image = photo(64, 96, frames=2)
+    (depth,) = nodes.SDDRDepthFromImage.execute(
+        refiner, image, "depth-anything-v2-small", mode, 1, "per frame").result
+    assert depth.shape == (2, 64, 96, 3) and depth.dtype == torch.float32
+    assert bottom_minus_top(depth) > 0
+    per_frame = passes(1) if mode == "two-stage" else 1
+    assert comfy.ProgressBar.seen[-1] == (2 * per_frame, 2 * per_frame)
+    assert comfy.management.interrupt_checks > 0
+
+
+def test_cancel_stops_two_stage_between_windows(comfy, refiner, predictor):
+    comfy.management.interrupt_after = 3
+    with pytest.raises(comfy_stand_ins.InterruptProcessingException):
+        nodes.SDDRDepthFromImage.execute(refiner, photo(64, 96), "depth-anything-v2-small",
+                                         "two-stage", 2, "per frame")
+    done, total = comfy.ProgressBar.seen[-1]
+    assert done < total == passes(2)
+
+
+def test_depth_edges_are_a_zero_to_one_image_at_image_size(comfy, refiner, predictor):
+    (edges,) = nodes.SDDRDepthEdges.execute(refiner, photo(64, 96, frames=2),
+                                            "depth-anything-v2-small", 1).result
+    assert edges.shape == (2, 64, 96, 3)
+    assert [float(frame.max()) for frame in edges] == [1.0, 1.0] and float(edges.min()) >= 0
+
+
+def test_missing_predictor_offline_names_the_predictor_and_folder(comfy, refiner, monkeypatch):
+    hub = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError, match="depth-anything-v2-base.*sddr_predictors"):
+        nodes.SDDRDepthFromImage.execute(refiner, photo(64, 96), "depth-anything-v2-base",
+                                         "one-stage", 1, "per frame")
+
+
+# ----------------------------------------------------------------------------- save depth
+
+@pytest.mark.parametrize("fmt", ["png16", "exr", "npy"])
+def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, fmt):
+    depth = torch.rand(2, 24, 32, 1).expand(-1, -1, -1, 3)
+    for _ in range(2):
+        output = nodes.SDDRSaveDepth.execute(depth, "sddr/test", fmt)
+    suffix = nodes.SAVE_FORMATS[fmt]
+    written = sorted((tmp_path / "output" / "sddr").glob(f"test_*.{suffix}"))
+    assert [path.name for path in written] == [f"test_{n:05}_.{suffix}" for n in range(1, 5)]
+    expected = depth[1, ..., 0].numpy()
+    read = read_depth(written[-1])
+    if fmt == "png16":
+        np.testing.assert_array_equal(read, np.round(expected * 65535))
+        assert output.ui["images"][-1] == {"filename": written[-1].name, "subfolder": "sddr",
+                                           "type": "output"}
+    else:
+        np.testing.assert_array_equal(read, expected)
+    assert not list((tmp_path / "output" / "sddr").glob(".*tmp*"))
