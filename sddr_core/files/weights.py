@@ -33,10 +33,13 @@ BUNDLED = {"default": "sddr-small.safetensors"}
 """Bundled names → files in BUNDLED_DIR."""
 
 
-def save_network(network: RefinementNetwork, path: str | os.PathLike) -> Path:
-    """Write the network's weights and config to `path` atomically."""
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in
-             network.state_dict().items()}
+def save_network(
+    network: RefinementNetwork, path: str | os.PathLike, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write the network's weights and config to `path` atomically, its floating-point tensors
+    stored as `dtype` (fp16 halves the file; `load_network` casts them back to fp32)."""
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in network.state_dict().items()}
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": network.config.to_json()
     }
@@ -71,12 +74,14 @@ def load_network(reference: str | os.PathLike) -> RefinementNetwork:
     except WeightsError as err:
         raise WeightsError(f"'{path}': {err}") from None
     network = RefinementNetwork(config)
-    _load_state(network, state, path)
+    load_state(network, state, path)
     return network
 
 
-def _load_state(network: RefinementNetwork, state: dict, path: Path) -> None:
-    """Copy `state` into `network` after checking names, shapes and finiteness."""
+def load_state(network: RefinementNetwork, state: dict, path: Path) -> None:
+    """Copy `state` into `network` after checking names, shapes and finiteness; tensors of
+    another floating dtype (an fp16 file) are cast to the network's own on the copy. `path`
+    names the source in errors."""
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
