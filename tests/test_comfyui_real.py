@@ -1,0 +1,195 @@
+"""The node pack inside a real ComfyUI: the contract with its `comfy_api`, and a real server
+running a graph. Skipped unless COMFYUI_DIR points at a ComfyUI checkout (docs/comfyui.md,
+"Testing against a real ComfyUI"); COMFYUI_PYTHON is the Python that runs it (default: this
+one). CPU only: the server runs with --cpu."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+NODE_IDS = ["SDDRLoadRefiner", "SDDRRefineDepth", "SDDRDepthFromImage", "SDDRDepthEdges",
+            "SDDRSaveDepth"]
+STARTUP_S = 120
+RUN_S = 60
+HIGH_SIZE = (96, 128)
+
+pytestmark = pytest.mark.skipif(
+    not COMFYUI_DIR, reason="COMFYUI_DIR is not set: no real ComfyUI to test against "
+    "(see docs/comfyui.md, 'Testing against a real ComfyUI')")
+
+CONTRACT = """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import comfy.options
+comfy.options.enable_args_parsing(False)
+from comfyui_nodes import nodes
+print(json.dumps({n.GET_SCHEMA().node_id: n.GET_NODE_INFO_V1() for n in nodes.NODES},
+                 default=str))
+"""
+
+
+def test_every_node_satisfies_the_real_comfy_api():
+    """GET_SCHEMA and GET_NODE_INFO_V1 of the real comfy_api accept every node."""
+    done = subprocess.run([PYTHON, "-c", CONTRACT, COMFYUI_DIR, str(REPO)], cwd=COMFYUI_DIR,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(info) == NODE_IDS
+    assert info["SDDRLoadRefiner"]["output"] == ["SDDR_REFINER"]
+    assert info["SDDRLoadRefiner"]["display_name"] == "SDDR Load Refiner"
+    assert info["SDDRRefineDepth"]["output"] == ["IMAGE", "MASK"]
+    assert info["SDDRRefineDepth"]["input"]["required"]["refiner"][0] == "SDDR_REFINER"
+    assert info["SDDRSaveDepth"]["output_node"] is True
+    for node_id, node in info.items():
+        for name, (_, options) in node["input"]["required"].items():
+            assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+# ----------------------------------------------------------------------------- the server
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _write_depth_png(path: Path, height: int, width: int) -> None:
+    """An 8-bit gray depth map: a floor nearer towards the bottom and a near box."""
+    rows = np.linspace(30, 180, height)[:, None].repeat(width, axis=1)
+    rows[height // 4: height // 2, width // 3: 2 * width // 3] = 230
+    cv2.imwrite(str(path), rows.astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, weights):
+    """A ComfyUI server (CPU) whose base folder holds this repository as a custom node, the
+    tiny model in models/sddr and two depth maps in input/."""
+    base = tmp_path_factory.mktemp("comfyui")
+    for folder in ("custom_nodes", "models/sddr", "input", "output", "user"):
+        (base / folder).mkdir(parents=True)
+    (base / "custom_nodes" / "sddr").symlink_to(REPO, target_is_directory=True)
+    shutil.copy(weights, base / "models" / "sddr" / "tiny.safetensors")
+    _write_depth_png(base / "input" / "low.png", 48, 64)
+    _write_depth_png(base / "input" / "high.png", *HIGH_SIZE)
+    port = _free_port()
+    log = (base / "server.log").open("w")
+    process = subprocess.Popen(
+        [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+         "--disable-auto-launch", "--base-directory", str(base)],
+        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"ComfyUI exited ({process.returncode}): "
+                        f"{(base / 'server.log').read_text()[-3000:]}")
+        try:
+            _get(f"{url}/system_stats")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"ComfyUI did not answer within {STARTUP_S} s")
+            time.sleep(0.5)
+    yield url, base
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def _run(url: str, graph: dict) -> dict:
+    """POST an API-format graph to /prompt and poll /history until it finishes."""
+    body = json.dumps({"prompt": graph, "client_id": str(uuid.uuid4())}).encode()
+    request = urllib.request.Request(f"{url}/prompt", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        prompt_id = json.load(response)["prompt_id"]
+    deadline = time.monotonic() + RUN_S
+    while time.monotonic() < deadline:
+        history = json.loads(_get(f"{url}/history/{prompt_id}"))
+        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+            return history[prompt_id]
+        time.sleep(0.25)
+    pytest.fail(f"prompt {prompt_id} did not finish within {RUN_S} s")
+
+
+def _graph(low: dict) -> dict:
+    """low → SDDRRefineDepth ← high (LoadImage), refiner from the models folder; the result
+    saved by SaveImage (8-bit) and by SDDRSaveDepth (16-bit)."""
+    return {
+        "1": low,
+        "2": {"class_type": "LoadImage", "inputs": {"image": "high.png"}},
+        "3": {"class_type": "SDDRLoadRefiner",
+              "inputs": {"weights": "tiny.safetensors", "device": "cpu", "precision": "fp32",
+                         "max_side": 256}},
+        "4": {"class_type": "SDDRRefineDepth",
+              "inputs": {"refiner": ["3", 0], "low_depth": ["1", 0], "high_depth": ["2", 0],
+                         "width": 0, "height": 0, "normalisation": "per frame",
+                         "input_polarity": "auto"}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0],
+                                                    "filename_prefix": "e2e"}},
+        "6": {"class_type": "SDDRSaveDepth", "inputs": {"depth": ["4", 0],
+                                                        "filename_prefix": "sddr/e2e",
+                                                        "format": "png16"}},
+    }
+
+
+def test_server_registers_the_five_nodes(server):
+    url, base = server
+    info = json.loads(_get(f"{url}/object_info"))
+    assert [node for node in NODE_IDS if node in info] == NODE_IDS
+    assert "tiny.safetensors" in json.dumps(info["SDDRLoadRefiner"])
+    assert "IMPORT FAILED" not in "".join(
+        line for line in (base / "server.log").read_text().splitlines() if "sddr" in line)
+
+
+def test_graph_refines_depth_to_the_high_input_size(server):
+    url, base = server
+    result = _run(url, _graph({"class_type": "LoadImage", "inputs": {"image": "low.png"}}))
+    assert result["status"]["status_str"] == "success", result["status"]
+    saved = result["outputs"]["5"]["images"][0]
+    query = urllib.parse.urlencode({**saved, "type": "output"})
+    image = cv2.imdecode(np.frombuffer(_get(f"{url}/view?{query}"), np.uint8),
+                         cv2.IMREAD_UNCHANGED)
+    assert image.shape[:2] == HIGH_SIZE
+    depth16 = result["outputs"]["6"]["images"][0]
+    written = cv2.imread(str(base / "output" / depth16["subfolder"] / depth16["filename"]),
+                         cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16 and written.shape == HIGH_SIZE
+    assert written[-10:].mean() > written[:10].mean()  # near (bottom) is bright
+
+
+def test_bad_input_is_reported_by_name_and_the_server_keeps_running(server):
+    url, _ = server
+    constant = {"class_type": "EmptyImage",
+                "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 8421504}}
+    result = _run(url, _graph(constant))
+    assert result["status"]["status_str"] == "error"
+    errors = [message for kind, message in result["status"]["messages"]
+              if kind == "execution_error"]
+    assert errors and errors[0]["node_type"] == "SDDRRefineDepth"
+    assert "low_depth: frame 0 is constant" in errors[0]["exception_message"]
+    assert json.loads(_get(f"{url}/system_stats"))["system"]
