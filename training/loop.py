@@ -152,7 +152,7 @@ class _Run:
             if self.step % self.config.logging.every == 0 or self.step == total:
                 seconds = (time.perf_counter() - window_start) / window_steps
                 record = {"step": self.step, "phase": self.schedule.phase(self.step - 1),
-                          **{k: float(v) for k, v in parts.items()},
+                          **self._mean_over_processes(parts),
                           "grad_norm": grad_norm, "lr": self.config.optim.lr,
                           "seconds_per_step": seconds,
                           "samples_per_second": self.config.data.batch_size / seconds}
@@ -262,6 +262,14 @@ class _Run:
         if self.ema is not None:
             _update_ema(self.ema, self.model, self.config.optim.ema)
         return {"loss": loss.detach(), **parts}, float(norm)
+
+    def _mean_over_processes(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The loss parts of the global batch (each process holds its shard's mean)."""
+        values = torch.stack(list(parts.values())).float()
+        if self.process.world > 1:
+            dist.all_reduce(values)
+            values /= self.process.world
+        return dict(zip(parts, values.tolist(), strict=True))
 
     def _batch(self) -> dict[str, Any]:
         first = self.step * self.config.data.batch_size + self.process.rank * self.local_batch

@@ -1,0 +1,225 @@
+"""The training loop, run for real: `python -m training train` in subprocesses (also killed and
+resumed, and under torchrun with two gloo processes), on tiny procedural scenes."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from sddr_core.files.depth_io import write_depth
+from training.checkpoint import latest_checkpoint
+from training.config import config_to_dict, parse_config
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_RUN = """
+seed: 3
+model: {preset: small, drop_path: 0.0}
+data:
+  scenes: 4
+  scene_height: 128
+  scene_width: 160
+  batch_size: 2
+  crop: 128
+  workers: 0
+  degradation: {low_resolution: [40, 64], high_resolution: [128, 192]}
+schedule: {phase1_steps: 2, phase2_steps: 10, label_refresh: 4, label_steps: 1, label_scenes: 2}
+checkpoint: {every: 4, keep: 2}
+validation: {every: 100, scenes: 1, seed: 5000}
+logging: {every: 1, tensorboard: false}
+"""
+
+
+def _config(tmp: Path, cache: Path, text: str = TINY_RUN, **changes) -> Path:
+    data = yaml.safe_load(text)
+    data["data"]["cache"] = str(cache)
+    for dotted, value in changes.items():
+        section = data
+        *parts, last = dotted.split("__")
+        for part in parts:
+            section = section.setdefault(part, {})
+        section[last] = value
+    path = tmp / f"config-{len(list(tmp.glob('config-*')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _command(config: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "training", "train", "--config", str(config),
+            "--out", str(out), *extra]
+
+
+def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def _tensors(path: Path, prefix: str = "model.") -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()  # noqa: SIM118
+                if key.startswith(prefix)}
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, cache) -> Path:
+    """One uninterrupted tiny run (both phases, three label refreshes)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    _run(_command(_config(tmp, cache), tmp / "run"))
+    return tmp / "run"
+
+
+def test_a_run_logs_both_phases_validation_and_checkpoints(finished):
+    records = _log(finished)
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 13))
+    assert {r["phase"] for r in steps[:2]} == {1} and {r["phase"] for r in steps[2:]} == {2}
+    assert all("grad" not in r for r in steps[:2])
+    assert all(np.isfinite([r["grad"], r["fusion"], r["loss"]]).all() for r in steps[2:])
+    refreshes = [r["labels"]["refresh"] for r in records if "labels" in r]
+    assert refreshes == [0, 1, 2]  # phase-2 steps 0, 4 and 8
+    validations = [r for r in records if "validation" in r]
+    assert [r["step"] for r in validations] == [0, 12]
+    for record in validations:
+        assert set(record["validation"]) == {"low", "high", "model"}
+        assert {"rel", "delta1", "ord", "d3r"} <= set(record["validation"]["model"])
+    assert sorted(p.name for p in finished.glob("step-*.safetensors")) == [
+        "step-000008.safetensors", "step-000012.safetensors"]
+    saved = parse_config((finished / "config.yaml").read_text())
+    assert saved.data.batch_size == 2 and saved.schedule.label_steps == 1
+
+
+def test_a_run_killed_and_resumed_reaches_the_same_weights(tmp_path, cache, finished):
+    """SIGKILL right after the step-4 checkpoint (phase 2, between two label refreshes), then
+    --resume: the last checkpoint equals the uninterrupted run's bit for bit."""
+    config, run = _config(tmp_path, cache), tmp_path / "run"
+    process = subprocess.Popen(_command(config, run), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "step-000004.safetensors").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "run ended before step 4"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "step-000012.safetensors").exists(), "killed too late to test resume"
+    _run(_command(config, run, "--resume"))
+    resumed, uninterrupted = latest_checkpoint(run), latest_checkpoint(finished)
+    assert resumed.name == uninterrupted.name == "step-000012.safetensors"
+    ours, theirs = _tensors(resumed, ""), _tensors(uninterrupted, "")
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert any(r.get("event") == "resume" for r in _log(run))
+
+
+def test_two_processes_with_half_the_batch_take_the_same_steps_as_one(tmp_path, cache):
+    """torchrun, gloo: 2 processes × batch 1 against 1 process × batch 2, through phase 1 and
+    a phase-2 label refresh each labelled by both ranks."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    config = _config(tmp_path, cache, schedule__phase1_steps=2, schedule__phase2_steps=2,
+                     schedule__label_refresh=2, checkpoint__every=4)
+    single, double = tmp_path / "single", tmp_path / "double"
+    _run(_command(config, single))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
+                             "training", "train", "--config", str(config), "--out", str(double)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Equal losses at every step mean equal weights before it; equal gradient norms, equal
+    # (all-reduced) gradients. Weights are not compared element by element: AdamW turns the
+    # rounding noise of gradients that are zero in exact arithmetic (biases under a
+    # shift-invariant loss) into steps of ±lr.
+    ones = [r for r in _log(single) if "loss" in r]
+    twos = [r for r in _log(double) if "loss" in r]
+    assert len(ones) == len(twos) == 4
+    for one, two in zip(ones, twos, strict=True):
+        for key in ("loss", "gt", "grad_norm"):
+            assert two[key] == pytest.approx(one[key], rel=1e-4), (one["step"], key)
+    assert ones[-1]["loss"] != pytest.approx(ones[0]["loss"], rel=1e-3)  # training moved
+    assert [r["labels"]["scenes"] for r in _log(double) if "labels" in r] == [2]
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, cache, finished):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    result = _run(_command(_config(tmp_path, cache), copy), check=False)
+    assert result.returncode == 2
+    assert "already holds a training run" in result.stderr and "--resume" in result.stderr
+
+
+def test_resuming_with_another_config_names_the_keys_that_differ(tmp_path, cache, finished):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    result = _run(_command(_config(tmp_path, cache), copy, "--resume", "--set", "optim.lr=3e-4",
+                           "--set", "schedule.label_steps=2"), check=False)
+    assert result.returncode == 2
+    assert "optim.lr" in result.stderr and "schedule.label_steps" in result.stderr
+
+
+def test_a_bad_config_fails_before_anything_starts(tmp_path, cache):
+    config = _config(tmp_path, cache, optim__lr="fast")
+    result = _run(_command(config, tmp_path / "run"), check=False)
+    assert result.returncode == 2 and "optim.lr" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_folder_samples_are_logged_counted_and_skipped(tmp_path, cache):
+    """A folder dataset with a good sample, an image without ground truth, a corrupt depth
+    file and one smaller than the crop: training runs on the good one and the scenes."""
+    root = tmp_path / "folder"
+    (root / "images").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rng = np.random.default_rng(0)
+
+    def image(name, height, width):
+        rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        import cv2
+        cv2.imwrite(str(root / "images" / f"{name}.png"), rgb)
+
+    image("good", 144, 176)
+    ramp = np.linspace(1, 3, 176, dtype=np.float32)[None].repeat(144, 0)
+    ramp[40:90, 50:120] = 0.8
+    write_depth(root / "depth" / "good.npy", ramp)
+    image("no-depth", 144, 176)
+    image("corrupt", 144, 176)
+    (root / "depth" / "corrupt.npy").write_bytes(b"not a numpy file")
+    image("small", 64, 64)
+    write_depth(root / "depth" / "small.npy", np.ones((64, 64), np.float32))
+    config = _config(tmp_path, cache, data__folder=str(root), schedule__phase1_steps=2,
+                     schedule__phase2_steps=0)
+    _run(_command(config, tmp_path / "run"))
+    skipped = {json.loads(line)["name"]: json.loads(line)["reason"]
+               for line in (tmp_path / "run" / "skipped.jsonl").read_text().splitlines()}
+    assert set(skipped) == {"no-depth", "folder-corrupt", "folder-small"}
+    assert "no ground truth" in skipped["no-depth"]
+    assert "smaller than the 128 px training crop" in skipped["folder-small"]
+    start = next(r for r in _log(tmp_path / "run") if r.get("event") == "start")
+    assert start["scenes"] == 4 + 1
+
+
+def test_the_smoke_config_is_valid_and_small():
+    config = parse_config((ROOT / "training" / "configs" / "smoke.yaml").read_text())
+    assert config.schedule.phase1_steps and config.schedule.phase2_steps
+    assert config_to_dict(config)["model"]["preset"] == "small"
