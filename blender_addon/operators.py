@@ -1,0 +1,471 @@
+"""The add-on's operators (`sddr.*`; the ids are the contract scripts and tests use).
+
+Each reads its settings, calls the bpy-free geometry or backend, copies the result into Blender
+and reports. Any failure is reported with `self.report` and rolls back what it created, so the
+scene is left as it was.
+"""
+
+import math
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import bpy
+import numpy as np
+from bpy.props import FloatProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper
+
+from . import images
+from .backend import BackendError, Job, check_backend, refine_command, refine_result
+from .camera import camera_data, match_render
+from .geometry import (
+    GeometryError,
+    Intrinsics,
+    distances,
+    grid_mesh,
+    plane_distance,
+    step_for_vertex_count,
+    vertex_count,
+)
+from .materials import photo_material
+from .meshes import write_mesh
+from .prefs import preferences
+from .props import MESH_SETTINGS, mesh_properties
+from .rollback import rollback_on_error
+
+CAMERA_ROTATION = (math.pi / 2, 0.0, 0.0)
+"""Camera and meshes share this rotation: camera space (−Z forward, +Y up) becomes world +Y
+forward, +Z up, so the scene stands upright in Blender's Z-up world."""
+INTRINSICS_KEY = "sddr_intrinsics"
+"""Custom property on built objects: [width, height, fx, fy, cx, cy], read by add_camera."""
+KIND_FOR_POLARITY = {"disparity": "DISPARITY", "depth": "DEPTH"}
+PROBLEMS = (GeometryError, images.DepthFileError, BackendError)
+
+
+# ------------------------------------------------------------------------------- building
+
+def intrinsics(settings, width: int, height: int) -> Intrinsics:
+    if settings.camera_model == "LENS":
+        return Intrinsics.from_lens(width, height, settings.focal_length, settings.sensor_width)
+    return Intrinsics.from_fov(width, height, settings.fov)
+
+
+def mesh_step(settings, width: int, height: int) -> int:
+    if settings.density == "TARGET":
+        return step_for_vertex_count(width, height, settings.target_vertices)
+    return settings.step
+
+
+def load_inputs(depth_path: str, image_path: str):
+    """(depth H×W, photo image or None); a photo must have the depth map's size."""
+    depth = images.read_depth(depth_path)
+    photo = images.load_photo(image_path) if image_path else None
+    if photo is not None and tuple(photo.size) != (depth.shape[1], depth.shape[0]):
+        raise images.DepthFileError(
+            f"image '{image_path}' is {photo.size[0]}×{photo.size[1]} but depth file "
+            f"'{depth_path}' is {depth.shape[1]}×{depth.shape[0]}: they must be the same size")
+    return depth, photo
+
+
+def add_object(context, name: str, mesh: bpy.types.Mesh, k: Intrinsics,
+               photo: bpy.types.Image | None, unlit: bool) -> bpy.types.Object:
+    """Link a new object in the active collection, textured, selected and active."""
+    if photo is not None:
+        mesh.materials.append(photo_material(name, photo, unlit=unlit))
+    obj = bpy.data.objects.new(name, mesh)
+    obj.rotation_euler = CAMERA_ROTATION
+    obj[INTRINSICS_KEY] = [k.width, k.height, k.fx, k.fy, k.cx, k.cy]
+    context.collection.objects.link(obj)
+    for other in context.selected_objects:
+        other.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    return obj
+
+
+def build_depth_mesh(context, settings, depth_path: str, image_path: str) -> bpy.types.Object:
+    """The unprojected, cut, textured mesh of a depth file (and photo, when given)."""
+    with rollback_on_error():
+        depth, photo = load_inputs(depth_path, image_path)
+        height, width = depth.shape
+        k = intrinsics(settings, width, height)
+        z = distances(depth, settings.depth_kind, scale=settings.depth_scale,
+                      near=settings.near, far=settings.far)
+        grid = grid_mesh(z, k, step=mesh_step(settings, width, height),
+                         cut_ratio=settings.cut_ratio if settings.cut_edges else None)
+        if grid.face_count == 0:
+            raise GeometryError(f"depth file '{depth_path}' gives no face: every quad was cut "
+                                "or has no depth; raise Cut Ratio or check the depth kind")
+        name = f"SDDR {Path(depth_path).stem}"
+        return add_object(context, name, write_mesh(name, grid), k, photo, settings.unlit)
+
+
+def take_scene_settings(operator: bpy.types.Operator, scene_settings) -> None:
+    """Fill the operator's mesh settings the caller did not set from the scene, so the redo
+    panel starts from the sidebar's values."""
+    for name in MESH_SETTINGS:
+        if not operator.properties.is_property_set(name):
+            setattr(operator, name, getattr(scene_settings, name))
+
+
+def draw_vertex_count(layout, settings, depth_path: str) -> None:
+    """The vertex count the current density gives, before building."""
+    size = images.image_size(depth_path)
+    if size is None:
+        layout.label(text="Vertices: (no readable depth file)", icon="INFO")
+        return
+    try:
+        count = vertex_count(*size, mesh_step(settings, *size))
+    except GeometryError as err:
+        layout.label(text=str(err), icon="ERROR")
+        return
+    layout.label(text=f"Vertices: {count:,} of {size[0]}×{size[1]} px", icon="MESH_GRID")
+
+
+class SDDR_OT_build_mesh(bpy.types.Operator):
+    """Build a mesh whose vertices are the depth map's pixels unprojected through the camera,
+    with faces across depth discontinuities cut"""
+
+    bl_idname = "sddr.build_mesh"
+    bl_label = "Build Mesh"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = mesh_properties()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene_settings = context.scene.sddr
+        take_scene_settings(self, scene_settings)
+        try:
+            obj = build_depth_mesh(context, self, scene_settings.depth_path,
+                                   scene_settings.image_path)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, "
+                              f"{len(obj.data.polygons):,} faces")
+        return {"FINISHED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_mesh_settings(self.layout, self)
+        draw_vertex_count(self.layout, self, context.scene.sddr.depth_path)
+
+
+def draw_mesh_settings(layout, settings) -> None:
+    """The mesh settings, for the sidebar and the redo panel alike."""
+    layout.prop(settings, "depth_kind")
+    if settings.depth_kind == "DEPTH":
+        layout.prop(settings, "depth_scale")
+    else:
+        row = layout.row(align=True)
+        row.prop(settings, "near")
+        row.prop(settings, "far")
+    layout.prop(settings, "camera_model")
+    if settings.camera_model == "FOV":
+        layout.prop(settings, "fov")
+    else:
+        row = layout.row(align=True)
+        row.prop(settings, "focal_length")
+        row.prop(settings, "sensor_width")
+    layout.prop(settings, "density")
+    layout.prop(settings, "step" if settings.density == "STEP" else "target_vertices")
+    row = layout.row()
+    row.prop(settings, "cut_edges")
+    sub = row.row()
+    sub.active = settings.cut_edges
+    sub.prop(settings, "cut_ratio")
+    layout.prop(settings, "unlit")
+
+
+class SDDR_OT_build_displaced_plane(bpy.types.Operator):
+    """Build a subdivided plane facing the camera with a Displace modifier driven by the depth
+    as a float texture: live and editable, but an orthographic relief without cut edges"""
+
+    bl_idname = "sddr.build_displaced_plane"
+    bl_label = "Build Displaced Plane"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = {
+        "strength": FloatProperty(name="Strength", default=1.0, soft_min=0.0, soft_max=10.0,
+                                  description="Displacement per unit of relief (1: true "
+                                              "distances)"),
+        "subdivisions": IntProperty(name="Subdivisions", default=256, min=2, soft_max=2048,
+                                    description="Vertices along the image's long side"),
+    }
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.sddr
+        try:
+            with rollback_on_error():
+                obj = self._build(context, settings)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, displaced")
+        return {"FINISHED"}
+
+    def _build(self, context, settings) -> bpy.types.Object:
+        depth, photo = load_inputs(settings.depth_path, settings.image_path)
+        height, width = depth.shape
+        k = intrinsics(settings, width, height)
+        z = distances(depth, settings.depth_kind, scale=settings.depth_scale,
+                      near=settings.near, far=settings.far)
+        plane = plane_distance(z)
+        relief = np.nan_to_num(np.clip(plane - z, 0.0, None), nan=0.0)  # towards the camera
+        step = max(1, math.ceil(max(width, height) / self.subdivisions))
+        grid = grid_mesh(np.full_like(z, plane), k, step=step)
+        name = f"SDDR {Path(settings.depth_path).stem} plane"
+        obj = add_object(context, name, write_mesh(name, grid), k, photo, settings.unlit)
+        texture = bpy.data.textures.new(name, "IMAGE")
+        texture.image = images.float_image(f"{name} relief", relief)
+        texture.extension = "EXTEND"
+        displace = obj.modifiers.new("SDDR Displace", "DISPLACE")
+        displace.texture = texture
+        displace.texture_coords = "UV"
+        displace.uv_layer = "UVMap"
+        displace.direction = "Z"
+        displace.space = "LOCAL"
+        displace.mid_level = 0.0
+        displace.strength = self.strength
+        return obj
+
+
+class SDDR_OT_add_camera(bpy.types.Operator):
+    """Add a camera with the depth mesh's intrinsics, so the mesh lines up with the photo seen
+    through it; it becomes the scene camera and sets the render size"""
+
+    bl_idname = "sddr.add_camera"
+    bl_label = "Add Camera"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            with rollback_on_error():
+                k = self._intrinsics(context)
+                camera = bpy.data.objects.new("SDDR Camera", camera_data("SDDR Camera", k))
+                camera.rotation_euler = CAMERA_ROTATION
+                context.collection.objects.link(camera)
+                context.scene.camera = camera
+                match_render(context.scene, k)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{camera.name}: {camera.data.lens:.2f} mm, {k.width}×{k.height}")
+        return {"FINISHED"}
+
+    @staticmethod
+    def _intrinsics(context) -> Intrinsics:
+        """The active SDDR object's camera, or the scene settings' for the depth file."""
+        obj = context.active_object
+        if obj is not None and INTRINSICS_KEY in obj:
+            width, height, fx, fy, cx, cy = obj[INTRINSICS_KEY]
+            return Intrinsics(int(width), int(height), fx, fy, cx, cy)
+        settings = context.scene.sddr
+        size = images.image_size(settings.depth_path or settings.image_path)
+        if size is None:
+            raise images.DepthFileError("no SDDR mesh is active and no readable depth or image "
+                                        "file is set, so the camera's image size is unknown")
+        return intrinsics(settings, *size)
+
+
+# ------------------------------------------------------------------------------ refinement
+
+class SDDR_OT_estimate_and_refine(bpy.types.Operator):
+    """Estimate the photo's depth and refine it with sddr in the external Python (Esc cancels),
+    then build the mesh"""
+
+    bl_idname = "sddr.estimate_and_refine"
+    bl_label = "Estimate & Refine"
+    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
+
+    def _start(self, context) -> Job:
+        settings, prefs = context.scene.sddr, preferences(context)
+        photo = images.resolve(settings.image_path, "image file")
+        folder = Path(bpy.path.abspath(prefs.output_folder)) if prefs.output_folder else Path(
+            bpy.utils.extension_path_user(__package__, path="depth", create=True))
+        self._output = folder / f"{photo.stem}.{settings.mode}.exr"
+        return Job(refine_command(
+            bpy.path.abspath(prefs.python), str(photo), str(self._output), mode=settings.mode,
+            steps=settings.steps, weights=prefs.weights, predictor=prefs.predictor,
+            device=prefs.device))
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Background mode and scripts: run to the end in this call."""
+        try:
+            job = self._start(context)
+            event = job.wait(on_event=lambda e: self._show(context, e))
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        return self._finish(context, event)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        """Interactive: poll the worker from a timer so Blender stays responsive."""
+        try:
+            self._job = self._start(context)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 1)
+        wm.sddr.running, wm.sddr.factor, wm.sddr.text = True, 0.0, "Starting sddr…"
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC":
+            self._job.cancel()
+            self._end(context)
+            self.report({"WARNING"}, "Refinement cancelled; no depth file written")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        for update in self._job.poll():
+            self._show(context, update)
+        if self._job.running:
+            return {"PASS_THROUGH"}
+        self._end(context)
+        try:
+            outcome = self._job.outcome()
+        except BackendError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        return self._finish(context, outcome)
+
+    def _show(self, context, event: dict) -> None:
+        """A worker event as progress (cursor, sidebar bar, status bar) or a warning."""
+        if event["event"] == "warning":
+            self.report({"WARNING"}, f"sddr: {event['message']}")
+            return
+        done, total = int(event["done"]), max(1, int(event["total"]))
+        text = f"SDDR: refining, pass {done}/{total}"
+        wm = context.window_manager
+        wm.progress_update(done / total)
+        wm.sddr.factor, wm.sddr.text = done / total, text
+        if context.workspace is not None:
+            context.workspace.status_text_set(text)
+        for area in context.screen.areas if context.screen else ():
+            area.tag_redraw()
+
+    def _end(self, context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        wm.sddr.running = False
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+
+    def _finish(self, context, outcome: dict) -> set[str]:
+        """Build the mesh from the refined depth; only then point the scene at it."""
+        settings = context.scene.sddr
+        result = refine_result(outcome)
+        kind = KIND_FOR_POLARITY.get(result.polarity, "DISPARITY")
+        values = {name: getattr(settings, name) for name in MESH_SETTINGS}
+        mesh_settings = SimpleNamespace(**{**values, "depth_kind": kind})
+        try:
+            obj = build_depth_mesh(context, mesh_settings, str(result.path),
+                                   settings.image_path)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        settings.depth_path, settings.depth_kind = str(result.path), kind
+        self.report({"INFO"}, f"Refined depth: {result.path}; {obj.name}: "
+                              f"{len(obj.data.vertices):,} vertices")
+        return {"FINISHED"}
+
+
+class SDDR_OT_check_backend(bpy.types.Operator):
+    """Run the external Python and report its sddr, torch and device"""
+
+    bl_idname = "sddr.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            report = check_backend(bpy.path.abspath(preferences(context).python))
+        except BackendError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"sddr {report['sddr']}, torch {report['torch']}, "
+                              f"device {report['device']} ({report['python']})")
+        return {"FINISHED"}
+
+
+# ----------------------------------------------------------------------------------- export
+
+class SDDR_OT_export_gltf(bpy.types.Operator, ExportHelper):
+    """Export the active object as one GLB with its texture embedded (scaled down to Max
+    Texture Size) and modifiers applied"""
+
+    bl_idname = "sddr.export_gltf"
+    bl_label = "Export GLB"
+    filename_ext = ".glb"
+    __annotations__ = {
+        "filter_glob": StringProperty(default="*.glb", options={"HIDDEN"}),
+        "max_texture_size": IntProperty(name="Max Texture Size", default=2048, min=16,
+                                        max=16384, description="Longest texture side in the "
+                                                               "file, in pixels"),
+    }
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.active_object is not None and context.active_object.type == "MESH"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        obj = context.active_object
+        target = Path(bpy.path.abspath(self.filepath)).with_suffix(".glb")
+        temporary = target.with_name(f".{target.stem}.tmp-{secrets.token_hex(4)}.glb")
+        try:
+            with textures_at_most(obj, self.max_texture_size), only_selected(context, obj):
+                bpy.ops.export_scene.gltf(filepath=str(temporary), export_format="GLB",
+                                          use_selection=True, export_apply=True)
+            os.replace(temporary, target)  # the file appears complete or not at all
+        except (RuntimeError, OSError) as err:
+            self.report({"ERROR"}, f"cannot export '{target}': {err}")
+            return {"CANCELLED"}
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.report({"INFO"}, f"Exported {target}")
+        return {"FINISHED"}
+
+
+@contextmanager
+def textures_at_most(obj: bpy.types.Object, side: int):
+    """Swap images longer than `side` in the object's materials for scaled copies while
+    exporting, then put the originals back."""
+    swapped = []
+    for material in filter(None, getattr(obj.data, "materials", ())):
+        for node in material.node_tree.nodes if material.node_tree else ():
+            image = getattr(node, "image", None)
+            if image is not None and max(image.size) > side:
+                factor = side / max(image.size)
+                small = image.copy()
+                small.scale(max(1, round(image.size[0] * factor)),
+                            max(1, round(image.size[1] * factor)))
+                swapped.append((node, image, small))
+                node.image = small
+    try:
+        yield
+    finally:
+        for node, image, small in swapped:
+            node.image = image
+            bpy.data.images.remove(small)
+
+
+@contextmanager
+def only_selected(context, obj: bpy.types.Object):
+    """Select just `obj` for the exporter's use_selection, then restore the selection."""
+    selected = list(context.selected_objects)
+    for other in selected:
+        other.select_set(False)
+    obj.select_set(True)
+    try:
+        yield
+    finally:
+        obj.select_set(False)
+        for other in selected:
+            other.select_set(True)
+
+
+CLASSES = (SDDR_OT_build_mesh, SDDR_OT_build_displaced_plane, SDDR_OT_add_camera,
+           SDDR_OT_estimate_and_refine, SDDR_OT_check_backend, SDDR_OT_export_gltf)

@@ -1,0 +1,101 @@
+"""Settings: per scene (`scene.sddr`: files, refinement, mesh) and the refinement's progress on
+the window manager. The mesh settings are shared with the build operators, whose redo panel
+shows them."""
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+DEPTH_KIND_ITEMS = [
+    ("DISPARITY", "Disparity (relative)",
+     "Larger values are nearer (Depth Anything, MiDaS, sddr with them); mapped onto Near…Far"),
+    ("RELATIVE_DEPTH", "Depth (relative)", "Larger values are farther; mapped onto Near…Far"),
+    ("DEPTH", "Depth (metric)", "Values are distances; multiplied by Depth Scale"),
+]
+
+
+def mesh_properties() -> dict:
+    """The mesh settings, as annotations for both the scene settings and the operators."""
+    return {
+        "depth_kind": EnumProperty(name="Depth Kind", items=DEPTH_KIND_ITEMS,
+                                   default="DISPARITY"),
+        "depth_scale": FloatProperty(name="Depth Scale", default=1.0, min=1e-6, soft_max=100,
+                                     description="Metric depth: scene units per depth unit"),
+        "near": FloatProperty(name="Near", default=1.0, min=1e-4, unit="LENGTH",
+                              description="Relative depth: distance of the nearest values"),
+        "far": FloatProperty(name="Far", default=10.0, min=1e-3, unit="LENGTH",
+                             description="Relative depth: distance of the farthest values"),
+        "camera_model": EnumProperty(name="Camera", default="FOV", items=[
+            ("FOV", "Field of View", "Horizontal field of view"),
+            ("LENS", "Focal Length", "Focal length and sensor width in millimetres")]),
+        "fov": FloatProperty(name="Field of View", default=60.0, min=1.0, max=179.0,
+                             description="Horizontal field of view of the photo, in degrees"),
+        "focal_length": FloatProperty(name="Focal Length", default=35.0, min=0.1,
+                                      description="Focal length in millimetres"),
+        "sensor_width": FloatProperty(name="Sensor Width", default=36.0, min=0.1,
+                                      description="Sensor width in millimetres"),
+        "density": EnumProperty(name="Density", default="STEP", items=[
+            ("STEP", "Pixel Step", "One vertex every Step pixels"),
+            ("TARGET", "Vertex Count", "The finest step with at most Target Vertices")]),
+        "step": IntProperty(name="Step", default=1, min=1, soft_max=16,
+                            description="Keep every n-th pixel as a vertex"),
+        "target_vertices": IntProperty(name="Target Vertices", default=1_000_000, min=4,
+                                       description="Most vertices the mesh may have"),
+        "cut_edges": BoolProperty(name="Cut Edges", default=True,
+                                  description="Remove faces across depth discontinuities"),
+        "cut_ratio": FloatProperty(name="Cut Ratio", default=0.05, min=1e-4, soft_max=1.0,
+                                   description="Cut a face when its farthest corner is more "
+                                               "than this fraction farther than its nearest"),
+        "unlit": BoolProperty(name="Unlit", default=False,
+                              description="Show the photo as is (exports as KHR_materials_"
+                                          "unlit) instead of a lit, fully rough surface"),
+    }
+
+
+MESH_SETTINGS = tuple(mesh_properties())
+
+
+class SDDR_PG_scene(bpy.types.PropertyGroup):
+    """Per-scene settings (`scene.sddr`)."""
+
+    __annotations__ = {
+        "image_path": StringProperty(name="Image", subtype="FILE_PATH",
+                                     description="The photo (texture, and input to refine)"),
+        "depth_path": StringProperty(name="Depth", subtype="FILE_PATH",
+                                     description="Depth map (EXR, 16-bit PNG, TIFF, NPY)"),
+        "mode": EnumProperty(name="Mode", default="one-stage", items=[
+            ("one-stage", "One-Stage", "One refinement pass"),
+            ("two-stage", "Two-Stage", "Coarse to fine windows: sharper, about 15-19× slower")]),
+        "steps": IntProperty(name="Steps", default=3, min=1, max=8,
+                             description="Coarse-to-fine steps of two-stage refinement"),
+        **mesh_properties(),
+    }
+
+
+class SDDR_PG_progress(bpy.types.PropertyGroup):
+    """A running refinement, for the sidebar's progress bar (`window_manager.sddr`)."""
+
+    __annotations__ = {
+        "running": BoolProperty(default=False),
+        "factor": FloatProperty(default=0.0, min=0.0, max=1.0),
+        "text": StringProperty(default=""),
+    }
+
+
+CLASSES = (SDDR_PG_scene, SDDR_PG_progress)
+
+
+def attach() -> None:
+    bpy.types.Scene.sddr = PointerProperty(type=SDDR_PG_scene)
+    bpy.types.WindowManager.sddr = PointerProperty(type=SDDR_PG_progress)
+
+
+def detach() -> None:
+    del bpy.types.Scene.sddr
+    del bpy.types.WindowManager.sddr

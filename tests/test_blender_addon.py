@@ -1,0 +1,402 @@
+"""The Blender extension in the real `bpy` wheel (5.0.1, and 4.2 LTS as a smoke run).
+
+bpy is Python 3.11 only and must never share a process with torch, so these tests run in their
+own venv and pytest process, without tests/conftest.py (which imports torch):
+
+    python3.11 -m venv .venv-bpy && .venv-bpy/bin/pip install bpy==5.0.1 pytest
+    .venv-bpy/bin/python -m pytest -q -p no:cacheprovider --noconftest tests/test_blender_addon.py
+
+In any other Python they skip, saying so. The zip is built with Blender's own extension builder
+(shipped inside the wheel) and installed as a user would; the refinement runs in the project's
+`.venv` (or $SDDR_PYTHON) with the tiny models of tests/test_blender_backend.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("bpy"):  # before bpy loads: keep installs out of ~/.config/blender
+    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="sddr-blender-"))
+bpy = pytest.importorskip("bpy", reason="bpy (the Blender wheel, Python 3.11 only) is not "
+                                        "installed in this Python; see this file's docstring")
+from bpy_extras.object_utils import world_to_camera_view  # noqa: E402  (needs bpy first)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = "bl_ext.user_default.sddr_depth"
+WIDTH, HEIGHT, NEAR, FAR = 32, 24, 2.0, 6.0
+
+
+@pytest.fixture(scope="session")
+def addon(tmp_path_factory) -> str:
+    """Build the zip with Blender's extension builder and install and enable it."""
+    builder = (Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli"
+               / "blender_ext.py")
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, str(builder), "build", "--source-dir",
+                    str(ROOT / "blender_addon"), "--output-dir", str(dist)], check=True)
+    (package,) = dist.glob("sddr_depth-*.zip")
+    bpy.ops.extensions.package_install_files(filepath=str(package), repo="user_default",
+                                             enable_on_install=True)
+    assert MODULE in bpy.context.preferences.addons
+    yield MODULE
+    bpy.ops.preferences.addon_disable(module=MODULE)
+
+
+@pytest.fixture(autouse=True)
+def scene(addon):
+    """An empty scene per test, with an undo step to return to."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.ed.undo_push(message="empty scene")
+    return bpy.context.scene
+
+
+def save_image(path: Path, values: np.ndarray, *, depth: bool) -> Path:
+    """Write H×W (depth, 32-bit EXR) or H×W×3 (photo, 8-bit PNG) through Blender itself."""
+    height, width = values.shape[:2]
+    image = bpy.data.images.new(path.stem, width, height, float_buffer=depth, alpha=False)
+    if depth:  # before the pixels: changing the colourspace afterwards drops them
+        image.colorspace_settings.name = "Non-Color"
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[..., :3] = values[..., None] if depth else values
+    image.pixels.foreach_set(rgba[::-1].ravel())
+    image.filepath_raw = str(path)
+    image.file_format = "OPEN_EXR" if depth else "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    return path
+
+
+def step_depth() -> np.ndarray:
+    """Metric depth with a vertical step edge: left half at NEAR, right half at FAR."""
+    z = np.full((HEIGHT, WIDTH), FAR, np.float32)
+    z[:, : WIDTH // 2] = NEAR
+    return z + np.linspace(0, 0.01, HEIGHT, dtype=np.float32)[:, None]
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    return {"depth": save_image(tmp_path / "step.exr", step_depth(), depth=True),
+            "photo": save_image(tmp_path / "photo.png", rng.uniform(0, 1, (HEIGHT, WIDTH, 3)),
+                                depth=False)}
+
+
+def use(scene, files, **settings):
+    scene.sddr.depth_path, scene.sddr.image_path = str(files["depth"]), str(files["photo"])
+    scene.sddr.depth_kind, scene.sddr.fov = "DEPTH", 60.0
+    for name, value in settings.items():
+        setattr(scene.sddr, name, value)
+
+
+def camera_distances(obj) -> np.ndarray:
+    """Each vertex's distance along the view axis (mesh space is camera space)."""
+    return np.array([-v.co.z for v in obj.data.vertices])
+
+
+def bridging_faces(obj) -> int:
+    near = camera_distances(obj) < (NEAR + FAR) / 2
+    return sum(len({near[i] for i in p.vertices}) == 2 for p in obj.data.polygons)
+
+
+def data_counts() -> dict[str, int]:
+    return {name: len(getattr(bpy.data, name))
+            for name in ("objects", "meshes", "materials", "images", "textures", "cameras")}
+
+
+# ------------------------------------------------------------------------------- install
+
+def test_extension_registers_operators_settings_panel_and_preferences(addon, scene):
+    for name in ("estimate_and_refine", "build_mesh", "build_displaced_plane", "add_camera",
+                 "export_gltf", "check_backend"):
+        assert hasattr(bpy.ops.sddr, name), name
+    for name in ("image_path", "depth_path", "step", "cut_edges", "cut_ratio", "fov"):
+        assert hasattr(scene.sddr, name), name
+    assert bpy.types.SDDR_PT_main.bl_category == "SDDR"
+    prefs = bpy.context.preferences.addons[addon].preferences
+    assert (prefs.python, prefs.device, prefs.weights) == ("", "auto", "default")
+    assert "torch" not in sys.modules  # and the add-on never brought it in
+
+
+# ---------------------------------------------------------------------------------- mesh
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_vertex_count_follows_the_pixel_step(scene, files, step):
+    use(scene, files, step=step, cut_edges=False)
+    assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
+    mesh = bpy.context.active_object.data
+    rows, columns = len(range(0, HEIGHT, step)), len(range(0, WIDTH, step))
+    assert len(mesh.vertices) == rows * columns
+    assert len(mesh.polygons) == (rows - 1) * (columns - 1)
+
+
+def test_target_vertex_count_is_not_exceeded(scene, files):
+    use(scene, files, density="TARGET", target_vertices=200, cut_edges=False)
+    bpy.ops.sddr.build_mesh()
+    count = len(bpy.context.active_object.data.vertices)
+    assert 200 / 4 < count <= 200  # the finest step within the target, so not far below it
+
+
+def test_cutting_removes_every_face_across_the_step_and_only_those(scene, files):
+    use(scene, files, cut_edges=False)
+    bpy.ops.sddr.build_mesh()
+    uncut = bpy.context.active_object
+    assert bridging_faces(uncut) == HEIGHT - 1
+    use(scene, files, cut_edges=True, cut_ratio=0.05)
+    bpy.ops.sddr.build_mesh()
+    cut = bpy.context.active_object
+    assert cut != uncut and bridging_faces(cut) == 0
+    assert len(cut.data.polygons) == len(uncut.data.polygons) - (HEIGHT - 1)
+
+
+def test_redo_settings_override_the_scene(scene, files):
+    use(scene, files, step=1)
+    bpy.ops.sddr.build_mesh(step=4, cut_edges=False)
+    assert len(bpy.context.active_object.data.vertices) == 6 * 8
+    assert scene.sddr.step == 1  # the sidebar's value is untouched
+
+
+def test_every_vertex_projects_onto_its_pixel_centre_through_the_added_camera(scene, files):
+    use(scene, files, step=3, cut_edges=True)
+    bpy.ops.sddr.build_mesh()
+    obj = bpy.context.active_object
+    assert bpy.ops.sddr.add_camera() == {"FINISHED"}
+    camera = scene.camera
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (WIDTH, HEIGHT)
+    assert camera.data.lens == pytest.approx(18 / math.tan(math.radians(30)), rel=1e-6)
+    bpy.context.view_layer.update()
+    mesh = obj.data
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    mesh.attributes["UVMap"].data.foreach_get("vector", uv)
+    corner = np.empty(len(mesh.loops), np.int32)
+    mesh.attributes[".corner_vert"].data.foreach_get("value", corner)
+    pixel_of = {}
+    for vertex, (u, v) in zip(corner, uv.reshape(-1, 2), strict=True):
+        pixel_of[vertex] = (u * WIDTH - 0.5, (1 - v) * HEIGHT - 0.5)
+    errors = []
+    for index, vertex in enumerate(mesh.vertices):
+        ndc = world_to_camera_view(scene, camera, obj.matrix_world @ vertex.co)
+        u, v = ndc.x * WIDTH - 0.5, (1 - ndc.y) * HEIGHT - 0.5
+        errors.append(max(abs(u - pixel_of[index][0]), abs(v - pixel_of[index][1])))
+        assert ndc.z == pytest.approx(-vertex.co.z, rel=1e-5)  # its depth, in front
+    assert len(errors) == len(range(0, HEIGHT, 3)) * len(range(0, WIDTH, 3))
+    assert max(errors) < 1e-3
+    assert all(abs(c - round(c)) < 1e-4 for p in pixel_of.values() for c in p)
+
+
+def test_undo_removes_the_mesh_and_restores_the_scene(scene, files):
+    use(scene, files)
+    bpy.ops.ed.undo_push(message="settings")
+    before = data_counts()
+    assert bpy.ops.sddr.build_mesh("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert data_counts()["objects"] == before["objects"] + 1
+    bpy.ops.ed.undo()
+    assert data_counts() == before
+    assert bpy.context.scene.sddr.depth_path == str(files["depth"])
+
+
+def test_a_depth_file_alone_builds_an_untextured_mesh(scene, files):
+    use(scene, files, image_path="")
+    bpy.ops.sddr.build_mesh()
+    assert len(bpy.context.active_object.data.materials) == 0
+
+
+def write_png16(path: Path, values: np.ndarray) -> Path:
+    """A 16-bit grey PNG, as `sddr refine` writes depth (written by hand: no imaging library
+    in the bpy venv)."""
+    height, width = values.shape
+    rows = np.zeros((height, 1 + 2 * width), np.uint8)  # filter byte 0, then big-endian pixels
+    rows[:, 1:] = values.astype(">u2").view(np.uint8).reshape(height, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (len(data).to_bytes(4, "big") + kind + data
+                + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([16, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(rows.tobytes())) + chunk(b"IEND", b""))
+    return path
+
+
+def test_16_bit_png_depth_reads_as_float_non_color(scene, tmp_path, files):
+    levels = np.tile(np.linspace(1000, 60000, WIDTH).astype(np.uint16), (HEIGHT, 1))
+    use(scene, files, depth_path=str(write_png16(tmp_path / "ramp.png", levels)),
+        cut_edges=False)
+    bpy.ops.sddr.build_mesh()
+    z = np.unique(camera_distances(bpy.context.active_object).round(5))
+    np.testing.assert_allclose(z, np.unique(levels) / 65535, atol=1e-5)  # not sRGB-curved
+
+
+def test_displaced_plane_is_a_live_modifier_driven_by_the_depth(scene, files):
+    use(scene, files)
+    assert bpy.ops.sddr.build_displaced_plane(strength=0.5, subdivisions=16) == {"FINISHED"}
+    obj = bpy.context.active_object
+    displace = obj.modifiers["SDDR Displace"]
+    assert (displace.mid_level, displace.texture_coords, displace.strength) == (0.0, "UV", 0.5)
+    image = displace.texture.image
+    assert image.colorspace_settings.name == "Non-Color" and image.is_float
+    assert max(len(range(0, s, 2)) for s in (WIDTH, HEIGHT)) == 16  # step 2 for 16 across
+    flat = np.array([v.co.z for v in obj.data.vertices])
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+    lifted = np.array([v.co.z for v in evaluated.vertices]) - flat
+    obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh_clear()
+    # the far side stays on the plane, the near side comes FAR − NEAR closer, times strength
+    assert lifted.min() == pytest.approx(0.0, abs=0.01)
+    assert lifted.max() == pytest.approx(0.5 * (FAR - NEAR), rel=0.01)
+
+
+# -------------------------------------------------------------------------------- export
+
+def test_glb_export_embeds_a_scaled_unlit_texture_and_loads_back(scene, files, tmp_path):
+    use(scene, files, unlit=True, cut_edges=True)
+    bpy.ops.sddr.build_mesh()
+    faces = len(bpy.context.active_object.data.polygons)
+    target = tmp_path / "out" / "scene.glb"
+    target.parent.mkdir()
+    assert bpy.ops.sddr.export_gltf(filepath=str(target), max_texture_size=16) == {"FINISHED"}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["scene.glb"]
+    header = json.loads(target.read_bytes()[20:20 + int.from_bytes(
+        target.read_bytes()[12:16], "little")])
+    assert "KHR_materials_unlit" in header["extensionsUsed"]
+    assert len(header["images"]) == 1 and "bufferView" in header["images"][0]  # embedded
+    assert len(bpy.data.images) == 1  # the scaled copy is gone again
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.import_scene.gltf(filepath=str(target))
+    (mesh,) = bpy.data.meshes
+    assert len(mesh.polygons) in (faces, 2 * faces)  # quads, or triangulated
+    (image,) = bpy.data.images
+    assert tuple(image.size) == (16, 12)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing depth", "depth file '.*missing.exr' does not exist"),
+    ("missing image", "image file '.*missing.png' does not exist"),
+    ("size mismatch", "is 32×24 but depth file .* is 16×12: they must be the same size"),
+    ("nan depth", "no finite value"),
+    ("unreadable depth", "is not a readable image"),
+    ("pfm depth", r"\.pfm extension is not readable here"),
+    ("all cut", "gives no face"),
+])
+def test_bad_input_is_reported_and_leaves_the_scene_as_it_was(scene, files, tmp_path,
+                                                             problem, message):
+    use(scene, files)
+    if problem == "missing depth":
+        scene.sddr.depth_path = str(tmp_path / "missing.exr")
+    elif problem == "missing image":
+        scene.sddr.image_path = str(tmp_path / "missing.png")
+    elif problem == "size mismatch":
+        save_image(tmp_path / "small.exr", np.ones((12, 16), np.float32), depth=True)
+        scene.sddr.depth_path = str(tmp_path / "small.exr")
+    elif problem == "nan depth":
+        np.save(tmp_path / "nan.npy", np.full((HEIGHT, WIDTH), np.nan, np.float32))
+        scene.sddr.depth_path = str(tmp_path / "nan.npy")
+    elif problem == "unreadable depth":
+        (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        scene.sddr.depth_path = str(tmp_path / "broken.png")
+    elif problem == "pfm depth":
+        (tmp_path / "depth.pfm").write_bytes(b"Pf\n2 2\n-1\n" + bytes(16))
+        scene.sddr.depth_path = str(tmp_path / "depth.pfm")
+    else:
+        checker = np.where(np.indices((HEIGHT, WIDTH)).sum(0) % 2, NEAR, FAR)
+        np.save(tmp_path / "checker.npy", checker.astype(np.float32))
+        scene.sddr.depth_path = str(tmp_path / "checker.npy")
+    before = data_counts()
+    operators = ["build_mesh"] + ([] if problem == "all cut" else ["build_displaced_plane"])
+    for name in operators:  # a displaced plane has nothing to cut
+        with pytest.raises(RuntimeError, match=message):
+            getattr(bpy.ops.sddr, name)()
+        assert data_counts() == before
+
+
+# ---------------------------------------------------------------------------- refinement
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory) -> dict[str, str]:
+    """The project's Python with sddr (never this one) and tiny models made by it."""
+    python = Path(os.environ.get("SDDR_PYTHON", ROOT / ".venv" / "bin" / "python"))
+    if not python.is_file():
+        pytest.skip(f"no Python with sddr at {python} (set SDDR_PYTHON)")
+    folder = tmp_path_factory.mktemp("backend")
+    made = subprocess.run(
+        [str(python), "-c", "import json, sys; from tests.test_blender_backend import "
+         "make_backend_fixtures; print(json.dumps(make_backend_fixtures(sys.argv[1])))",
+         str(folder)], cwd=ROOT, capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"{python} cannot make the tiny backend: {made.stderr[-300:]}")
+    return {"python": str(python), **json.loads(made.stdout.splitlines()[-1])}
+
+
+@pytest.fixture
+def refine_setup(backend, scene, tmp_path, monkeypatch, addon):
+    monkeypatch.setenv("HF_HUB_CACHE", backend["hf_cache"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prefs = bpy.context.preferences.addons[addon].preferences
+    prefs.python, prefs.weights, prefs.device = backend["python"], backend["weights"], "cpu"
+    prefs.output_folder = str(tmp_path / "depth")
+    scene.sddr.image_path = backend["photo"]
+    yield prefs
+    prefs.python = prefs.output_folder = ""
+    prefs.weights = "default"
+
+
+def test_check_backend_reports_sddr_and_torch(refine_setup):
+    assert bpy.ops.sddr.check_backend() == {"FINISHED"}
+
+
+def test_estimate_and_refine_writes_depth_and_builds_the_mesh(refine_setup, scene):
+    assert bpy.ops.sddr.estimate_and_refine() == {"FINISHED"}
+    written = Path(scene.sddr.depth_path)
+    assert written.parent == Path(refine_setup.output_folder) and written.suffix == ".exr"
+    assert scene.sddr.depth_kind == "DISPARITY"
+    obj = bpy.context.active_object
+    assert obj.name.startswith("SDDR") and 0 < len(obj.data.vertices) <= 64 * 48
+    assert obj.data.materials[0].node_tree.nodes["Image Texture"].image.size[:] == (64, 48)
+
+
+def _fake_python(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("crash", "killed by signal SIGKILL before finishing"),
+    ("no sddr", "cannot import sddr"),
+    ("missing", "does not exist"),
+    ("sddr error", "not known; known predictors"),
+])
+def test_refinement_failures_are_reported_and_leave_no_trace(refine_setup, scene, tmp_path,
+                                                             case, message):
+    if case == "crash":  # one progress line, then killed as the OOM killer would
+        refine_setup.python = _fake_python(
+            tmp_path, 'echo \'{"event": "progress", "done": 0, "total": 1}\'; kill -9 $$')
+    elif case == "no sddr":
+        subprocess.run([sys.executable, "-m", "venv",
+                        "--without-pip", str(tmp_path / "bare")], check=True)
+        refine_setup.python = str(tmp_path / "bare" / "bin" / "python")
+    elif case == "missing":
+        refine_setup.python = str(tmp_path / "no-python")
+    else:
+        refine_setup.predictor = "no-such-model"
+    before = (data_counts(), scene.sddr.depth_path)
+    try:
+        with pytest.raises(RuntimeError, match=message):
+            bpy.ops.sddr.estimate_and_refine()
+    finally:
+        refine_setup.predictor = "depth-anything-v2-small"
+    assert (data_counts(), scene.sddr.depth_path) == before
+    output = Path(refine_setup.output_folder)
+    assert not output.exists() or list(output.iterdir()) == []
