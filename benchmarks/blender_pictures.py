@@ -1,0 +1,116 @@
+"""Renders the pictures in docs/blender.md: the bundled sample scene (sddr_core/cli/sample.py,
+768×512, exact metric depth) built into a mesh by the extension, with cutting on and off, and
+as a displaced plane (strength 0.25), each rendered by Cycles from the added camera and from a
+camera moved 1.5 m to the right and turned back towards the scene.
+
+The sample is written by the project's Python (sddr, `SDDR_PYTHON`, default .venv/bin/python);
+everything else runs in the bpy venv, through the installed extension:
+    .venv-bpy/bin/python benchmarks/blender_pictures.py [-o docs/img]
+"""
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="sddr-blender-"))
+import bpy  # noqa: E402  (after the environment: it reads BLENDER_USER_RESOURCES)
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blender_mesh import install  # noqa: E402  (the same installation as the benchmark)
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDEWAYS = 1.5
+"""Metres the second camera moves to the right; it turns to face the scene's middle (5 m)."""
+PLANE_STRENGTH = 0.25
+"""The displaced plane's relief, a quarter of the true distances: at full strength its
+orthographic relief brings near objects at the plane's size up to the camera (docs/blender.md)."""
+SAMPLE = ("import sys, cv2; from sddr_core.cli.sample import sample_scene; "
+          "from sddr_core.files.depth_io import write_depth; rgb, depth = sample_scene(); "
+          "cv2.imwrite(sys.argv[1] + '/sample.png', rgb[..., ::-1]); "
+          "write_depth(sys.argv[1] + '/sample.exr', depth)")
+
+
+def render(path: Path) -> np.ndarray:
+    """A Cycles still of the scene camera, as H×W×4 float, top row first."""
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 16
+    scene.render.resolution_percentage = 50
+    scene.view_settings.view_transform = "Standard"  # the photo's own colours, unlit
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(path))
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return pixels.reshape(height, width, 4)[::-1]
+
+
+def save_png(path: Path, pixels: np.ndarray) -> None:
+    height, width = pixels.shape[:2]
+    image = bpy.data.images.new(path.stem, width, height, alpha=False)
+    image.pixels.foreach_set(pixels[::-1].ravel())
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def both_views(build) -> np.ndarray:
+    """[view from the added camera | view from the camera moved sideways], side by side."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    world = bpy.data.worlds.new("grey")
+    world.color = (0.05, 0.05, 0.05)
+    bpy.context.scene.world = world
+    build()
+    assert bpy.ops.sddr.add_camera() == {"FINISHED"}
+    with tempfile.TemporaryDirectory() as folder:
+        straight = render(Path(folder) / "straight.png")
+        camera = bpy.context.scene.camera
+        camera.location.x = SIDEWAYS
+        camera.rotation_euler.z = math.atan2(SIDEWAYS, 5.0)
+        sideways = render(Path(folder) / "sideways.png")
+    gap = np.ones((straight.shape[0], 8, 4), np.float32)
+    return np.concatenate([straight, gap, sideways], axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "img")
+    output = parser.parse_args().output
+    folder = Path(tempfile.mkdtemp(prefix="sddr-pictures-"))
+    python = os.environ.get("SDDR_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
+    subprocess.run([python, "-c", SAMPLE, str(folder)], check=True, cwd=ROOT)
+    install(folder)
+
+    def mesh(cut: bool):
+        def build():
+            settings = bpy.context.scene.sddr
+            settings.image_path, settings.depth_path = (str(folder / "sample.png"),
+                                                        str(folder / "sample.exr"))
+            settings.depth_kind, settings.fov, settings.unlit = "DEPTH", 60.0, True
+            settings.cut_edges = cut
+            assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
+        return build
+
+    def plane():
+        mesh(False)()  # the same settings, then the plane instead of the mesh
+        bpy.data.objects.remove(bpy.context.active_object)
+        assert bpy.ops.sddr.build_displaced_plane(strength=PLANE_STRENGTH,
+                                                  subdivisions=384) == {"FINISHED"}
+
+    output.mkdir(parents=True, exist_ok=True)
+    for name, build in (("cut-on", mesh(True)), ("cut-off", mesh(False)),
+                        ("displaced", plane)):
+        save_png(output / f"blender-{name}.png", both_views(build))
+        print(f"wrote {output / f'blender-{name}.png'}")
+
+
+if __name__ == "__main__":
+    main()
