@@ -212,7 +212,8 @@ class SDDRSaveDepth(io.ComfyNode):
                                "from SDDR Refine Depth. Written at its own size."),
                 io.String.Input("filename_prefix", default="sddr/depth",
                                 tooltip="Path under the output folder and file name start; "
-                                "a counter follows, as in Save Image (%date% etc. work)."),
+                                "a counter follows, as in Save Image (%year%, %month%, "
+                                "%day% … are filled in)."),
                 io.Combo.Input("format", options=list(SAVE_FORMATS), default="png16",
                                tooltip="png16: 16-bit gray PNG (0..65535). exr: 32-bit "
                                "float, exact. npy: float32 array, exact."),

@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import importlib.util
 import inspect
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -309,3 +310,34 @@ def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, 
     else:
         np.testing.assert_array_equal(read, expected)
     assert not list((tmp_path / "output" / "sddr").glob(".*tmp*"))
+
+
+# ------------------------------------------------------------------------ example workflow
+
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "COMBO")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "example_workflows").glob("*.json")),
+                         ids=lambda path: path.name)
+def test_example_workflow_links_and_sddr_widgets_match_the_nodes(comfy, path):
+    """Every link joins an output and an input of its type, and each SDDR node's widget values
+    are its schema's widget inputs, in order, within their options."""
+    workflow = json.loads(path.read_text())
+    by_id = {node["id"]: node for node in workflow["nodes"]}
+    for link_id, source, slot, target, target_slot, kind in workflow["links"]:
+        assert by_id[source]["outputs"][slot]["type"] == kind
+        assert link_id in by_id[source]["outputs"][slot]["links"]
+        assert by_id[target]["inputs"][target_slot] | {"link": link_id} == \
+            by_id[target]["inputs"][target_slot]
+        assert by_id[target]["inputs"][target_slot]["type"] == kind
+    schemas = {node.__name__: node.define_schema() for node in nodes.NODES}
+    used = [node for node in workflow["nodes"] if node["type"] in schemas]
+    assert {node["type"] for node in used} >= {"SDDRLoadRefiner", "SDDRRefineDepth"}
+    for node in used:
+        widgets = [item for item in schemas[node["type"]].inputs
+                   if item.io_type in WIDGET_TYPES]
+        assert len(widgets) == len(node["widgets_values"]), node["type"]
+        for item, value in zip(widgets, node["widgets_values"], strict=True):
+            if item.io_type == "COMBO" and item.id != "weights":
+                assert value in item.options["options"], (node["type"], item.id)
+    assert path.with_suffix(".jpg").is_file()
