@@ -153,22 +153,14 @@ class SDDR_OT_build_mesh(bpy.types.Operator):
 
 def draw_mesh_settings(layout, settings) -> None:
     """The mesh settings, for the sidebar and the redo panel alike."""
-    layout.prop(settings, "depth_kind")
-    if settings.depth_kind == "DEPTH":
-        layout.prop(settings, "depth_scale")
-    else:
+    for switch, value, when, otherwise in (
+            ("depth_kind", "DEPTH", ("depth_scale",), ("near", "far")),
+            ("camera_model", "FOV", ("fov",), ("focal_length", "sensor_width")),
+            ("density", "STEP", ("step",), ("target_vertices",))):
+        layout.prop(settings, switch)
         row = layout.row(align=True)
-        row.prop(settings, "near")
-        row.prop(settings, "far")
-    layout.prop(settings, "camera_model")
-    if settings.camera_model == "FOV":
-        layout.prop(settings, "fov")
-    else:
-        row = layout.row(align=True)
-        row.prop(settings, "focal_length")
-        row.prop(settings, "sensor_width")
-    layout.prop(settings, "density")
-    layout.prop(settings, "step" if settings.density == "STEP" else "target_vertices")
+        for name in when if getattr(settings, switch) == value else otherwise:
+            row.prop(settings, name)
     row = layout.row()
     row.prop(settings, "cut_edges")
     sub = row.row()

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -253,6 +254,58 @@ def test_displaced_plane_is_a_live_modifier_driven_by_the_depth(scene, files):
     # the far side stays on the plane, the near side comes FAR − NEAR closer, times strength
     assert lifted.min() == pytest.approx(0.0, abs=0.01)
     assert lifted.max() == pytest.approx(0.5 * (FAR - NEAR), rel=0.01)
+
+
+class Layout:
+    """Stands in for a UILayout (none exists headless): records what a draw function shows."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.active = True
+
+    def prop(self, data, name: str, **options) -> None:
+        self.shown.append(name)
+
+    def operator(self, idname: str, **options) -> None:
+        self.shown.append(idname)
+
+    def label(self, text: str = "", **options) -> None:
+        self.shown.append(text)
+
+    def progress(self, text: str = "", **options) -> None:
+        self.shown.append(f"progress: {text}")
+
+    def row(self, **options) -> Layout:
+        return self
+
+
+def draw(panel: str) -> list[str]:
+    layout = Layout()
+    getattr(bpy.types, panel).draw(SimpleNamespace(layout=layout), bpy.context)
+    return layout.shown
+
+
+def test_sidebar_shows_the_settings_in_use_and_the_vertex_count_before_building(scene, files):
+    use(scene, files, step=2)
+    shown = draw("SDDR_PT_mesh")
+    assert "Vertices: 192 of 32×24 px" in shown  # 16 × 12 before any mesh exists
+    assert {"depth_scale", "fov", "step", "cut_ratio", "sddr.build_mesh",
+            "sddr.build_displaced_plane"} <= set(shown)
+    assert not {"near", "focal_length", "target_vertices"} & set(shown)
+    use(scene, files, depth_kind="DISPARITY", camera_model="LENS", density="TARGET",
+        target_vertices=100)
+    shown = draw("SDDR_PT_mesh")
+    assert {"near", "far", "focal_length", "sensor_width", "target_vertices"} <= set(shown)
+    assert "Vertices: 88 of 32×24 px" in shown  # step 3: 11 × 8
+    assert draw("SDDR_PT_main") == ["image_path", "depth_path"]
+    assert "sddr.estimate_and_refine" in draw("SDDR_PT_refine")
+    progress = bpy.context.window_manager.sddr
+    progress.running, progress.text = True, "SDDR: refining, pass 3/30"
+    try:
+        assert "progress: SDDR: refining, pass 3/30" in draw("SDDR_PT_refine")
+    finally:
+        progress.running = False
+    assert {"sddr.add_camera", "sddr.export_gltf"} <= set(draw("SDDR_PT_output"))
 
 
 # -------------------------------------------------------------------------------- export
