@@ -25,6 +25,8 @@ picture, not a gray depth map (an 8-bit gray PNG through JPEG stays far below it
 ASPECT_LIMIT = 0.1
 """Relative aspect-ratio difference between the two depth inputs above which they cannot be
 one picture (predictors round sides to their patch size, a few percent at most)."""
+EDGE_CLIP = 0.005
+"""Fraction of an edge map's pixels clipped at each end when it is scaled for display."""
 POLARITY_BAND = 0.2
 """Fraction of rows at the top and at the bottom that `auto` polarity compares."""
 
@@ -127,9 +129,10 @@ def valid_mask(low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]) -> 
 
 
 def edges_to_image(edges: torch.Tensor) -> torch.Tensor:
-    """G_S (B×H×W, ≥ 0) as a B×H×W×3 IMAGE, each frame scaled to [0, 1]: white lines on black."""
-    peak = edges.flatten(1).amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
-    scaled = (edges / peak[:, None, None]).clamp(0.0, 1.0)
+    """G_S (B×H×W, ≥ 0) as a B×H×W×3 IMAGE, white lines on black: each frame scaled to
+    [0, 1] between its EDGE_CLIP quantiles, so a few strong edges do not leave the rest black
+    (a frame with no edges stays black)."""
+    scaled = normalise_maps(edges.to("cpu", torch.float32), EDGE_CLIP).nan_to_num(0.0)
     return scaled[..., None].expand(-1, -1, -1, 3).contiguous()
 
 
