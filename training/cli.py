@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from sddr_core.errors import SddrError
+from training import export
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,19 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE",
                        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    train.set_defaults(run=_train)
+    export.add_arguments(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "train":
-            return _train(args)
+        return args.run(args)
     except SddrError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume", file=sys.stderr)
         return 130
-    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

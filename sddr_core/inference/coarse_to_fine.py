@@ -291,12 +291,21 @@ def _prediction(high: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     """A window prediction as a float32 tensor on `device`, or None if it is flat."""
     high = torch.as_tensor(np.asarray(high, np.float32) if isinstance(high, np.ndarray)
                            else high, dtype=torch.float32, device=device)
-    finite = high[torch.isfinite(high)]
+    finite = _finite_values(high)
     scale = float(finite.abs().max()) if finite.numel() else 0.0
     return None if _is_flat(high, scale) else high
 
 
 def _is_flat(depth: torch.Tensor, scale: float) -> bool:
     """Numerically constant: its finite values span at most FLAT_TOLERANCE × `scale`."""
-    finite = depth[torch.isfinite(depth)]
-    return finite.numel() == 0 or float(finite.max() - finite.min()) <= FLAT_TOLERANCE * scale
+    finite = _finite_values(depth)
+    if finite.numel() == 0:
+        return True
+    low, high = torch.aminmax(finite)
+    return float(high - low) <= FLAT_TOLERANCE * scale
+
+
+def _finite_values(depth: torch.Tensor) -> torch.Tensor:
+    """The finite values of `depth` (the map itself when all are: no copy, as is usual)."""
+    finite = torch.isfinite(depth)
+    return depth if bool(finite.all()) else depth[finite]
