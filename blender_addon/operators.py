@@ -297,12 +297,16 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         except PROBLEMS as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
+        self._begin(context)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _begin(self, context) -> None:
+        """The timer that polls the worker, and the progress displays at zero."""
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
         wm.progress_begin(0, 1)
         wm.sddr.running, wm.sddr.factor, wm.sddr.text = True, 0.0, "Starting sddr…"
-        return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC":

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -450,6 +451,55 @@ def test_refinement_failures_are_reported_and_leave_no_trace(refine_setup, scene
             bpy.ops.sddr.estimate_and_refine()
     finally:
         refine_setup.predictor = "depth-anything-v2-small"
+    assert (data_counts(), scene.sddr.depth_path) == before
+    output = Path(refine_setup.output_folder)
+    assert not output.exists() or list(output.iterdir()) == []
+
+
+class ModalRun:
+    """Drives the operator's interactive path (invoke's start, then modal on timer and Esc
+    events) as Blender's event loop would; headless there is no event loop to do it."""
+
+    def __init__(self, addon: str, context) -> None:
+        operator = sys.modules[f"{addon}.operators"].SDDR_OT_estimate_and_refine
+        for name in ("_start", "_begin", "modal", "_show", "_end", "_finish"):
+            setattr(self, name, getattr(operator, name).__get__(self))
+        self.reports: list[tuple[set, str]] = []
+        self.context = context
+        self._job = self._start(context)  # what invoke does, but for the modal handler
+        self._begin(context)
+
+    def report(self, level: set, message: str) -> None:
+        self.reports.append((level, message))
+
+    def send(self, kind: str) -> set[str]:
+        return self.modal(self.context, SimpleNamespace(type=kind))
+
+
+def test_interactive_refinement_streams_progress_then_builds(refine_setup, scene, addon):
+    scene.sddr.mode, scene.sddr.steps = "two-stage", 1
+    run, texts = ModalRun(addon, bpy.context), []
+    while (result := run.send("TIMER")) == {"PASS_THROUGH"}:
+        texts.append(bpy.context.window_manager.sddr.text)
+        time.sleep(0.05)
+    assert result == {"FINISHED"}, run.reports
+    shown = [t for t in dict.fromkeys(texts) if "pass" in t]
+    assert shown[-1] == "SDDR: refining, pass 5/5" and len(shown) >= 2
+    assert not bpy.context.window_manager.sddr.running
+    assert Path(scene.sddr.depth_path).is_file() and bpy.context.active_object is not None
+
+
+def test_esc_cancels_the_refinement_and_leaves_no_trace(refine_setup, scene, addon):
+    scene.sddr.mode, scene.sddr.steps = "two-stage", 8
+    before = (data_counts(), scene.sddr.depth_path)
+    run = ModalRun(addon, bpy.context)
+    assert bpy.context.window_manager.sddr.text == "Starting sddr…"
+    while "pass" not in bpy.context.window_manager.sddr.text:  # the models are loaded
+        assert run.send("TIMER") == {"PASS_THROUGH"}, run.reports
+        time.sleep(0.05)
+    assert run.send("ESC") == {"CANCELLED"}
+    assert run._job.process.returncode is not None and run._job.cancelled
+    assert ({"WARNING"}, "Refinement cancelled; no depth file written") in run.reports
     assert (data_counts(), scene.sddr.depth_path) == before
     output = Path(refine_setup.output_folder)
     assert not output.exists() or list(output.iterdir()) == []
