@@ -71,7 +71,7 @@ class SDDRRefineDepth(io.ComfyNode):
             description="Fuses a low-resolution and a high-resolution run of any depth node "
                         "into one sharp, consistent depth map. " + RESOLUTION_NOTE,
             inputs=[
-                REFINER.Input("refiner", tooltip="From SDDR Load Refiner."),
+                _refiner_input(),
                 io.Image.Input("low_depth", tooltip="Depth of the picture from a depth node "
                                "run at low resolution (e.g. 518 px): consistent but blurry. "
                                "Sets the structure and the value range."),
@@ -85,10 +85,7 @@ class SDDRRefineDepth(io.ComfyNode):
                 io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=8,
                              tooltip="Output height in pixels; 0: high_depth's height (or "
                              "from width, keeping high_depth's aspect ratio)."),
-                io.Combo.Input("normalisation", options=list(depth_maps.NORMALISATIONS),
-                               default="per frame",
-                               tooltip="per frame: each frame spans 0..1. whole batch: one "
-                               "range for all frames, so video does not flicker."),
+                _normalisation_input(),
                 io.Combo.Input("input_polarity", options=list(depth_maps.POLARITIES),
                                default="auto",
                                tooltip="How the inputs encode depth. near-bright: Depth "
@@ -138,7 +135,7 @@ class SDDRDepthFromImage(io.ComfyNode):
             description="Depth of each image (or video frame): Depth Anything V2 at two "
                         "resolutions, refined by SDDR; two-stage also refines windows.",
             inputs=[
-                REFINER.Input("refiner", tooltip="From SDDR Load Refiner."),
+                _refiner_input(),
                 io.Image.Input("image", tooltip="Photo or video frames. The output has this "
                                "size; the predictor runs at its training size (518 px) and "
                                "at an adaptive higher one, the refiner at the image's size "
@@ -149,10 +146,7 @@ class SDDRDepthFromImage(io.ComfyNode):
                                "two-stage: then 4, 9, 16… overlapping windows, coarse to "
                                "fine: sharper, about 15-20× slower."),
                 _steps_input(),
-                io.Combo.Input("normalisation", options=list(depth_maps.NORMALISATIONS),
-                               default="per frame",
-                               tooltip="per frame: each frame spans 0..1. whole batch: one "
-                               "range for all frames, so video does not flicker."),
+                _normalisation_input(),
             ],
             outputs=[io.Image.Output(display_name="depth", tooltip="Refined depth at the "
                                      "image's size, near = bright, float 0..1.")],
@@ -178,7 +172,7 @@ class SDDRDepthEdges(io.ComfyNode):
             description="G_S, the depth-edge map of a two-stage run: white depth "
                         "discontinuities on black, for previews or a line-art ControlNet.",
             inputs=[
-                REFINER.Input("refiner", tooltip="From SDDR Load Refiner."),
+                _refiner_input(),
                 io.Image.Input("image", tooltip="Photo or video frames; the edge map has "
                                "this size (processing as in SDDR Depth From Image)."),
                 _predictor_input(),
@@ -265,6 +259,16 @@ def output_size(high_size: tuple[int, int], width: int, height: int) -> tuple[in
     if height == 0:
         return max(1, round(width * high_height / high_width)), width
     return height, width
+
+
+def _refiner_input():
+    return REFINER.Input("refiner", tooltip="From SDDR Load Refiner.")
+
+
+def _normalisation_input():
+    return io.Combo.Input("normalisation", options=list(depth_maps.NORMALISATIONS),
+                          default="per frame", tooltip="per frame: each frame spans 0..1. "
+                          "whole batch: one range for all frames, so video does not flicker.")
 
 
 def _predictor_input():

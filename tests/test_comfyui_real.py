@@ -99,7 +99,8 @@ def server(tmp_path_factory, weights):
     process = subprocess.Popen(
         [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
          "--disable-auto-launch", "--base-directory", str(base)],
-        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
+        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_S
     while True:
@@ -192,4 +193,24 @@ def test_bad_input_is_reported_by_name_and_the_server_keeps_running(server):
               if kind == "execution_error"]
     assert errors and errors[0]["node_type"] == "SDDRRefineDepth"
     assert "low_depth: frame 0 is constant" in errors[0]["exception_message"]
+    assert json.loads(_get(f"{url}/system_stats"))["system"]
+
+
+def test_missing_predictor_offline_is_reported_by_name(server):
+    url, _ = server
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "high.png"}},
+        "3": _graph({})["3"],
+        "4": {"class_type": "SDDRDepthFromImage",
+              "inputs": {"refiner": ["3", 0], "image": ["1", 0],
+                         "predictor": "depth-anything-v2-small", "mode": "one-stage",
+                         "steps": 3, "normalisation": "per frame"}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+    }
+    result = _run(url, graph)
+    errors = [message for kind, message in result["status"]["messages"]
+              if kind == "execution_error"]
+    assert errors and errors[0]["node_type"] == "SDDRDepthFromImage"
+    assert "predictor depth-anything-v2-small" in errors[0]["exception_message"]
+    assert "sddr_predictors" in errors[0]["exception_message"]
     assert json.loads(_get(f"{url}/system_stats"))["system"]
