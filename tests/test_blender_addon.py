@@ -431,6 +431,7 @@ def _fake_python(tmp_path: Path, body: str) -> str:
     ("no sddr", "cannot import sddr"),
     ("missing", "does not exist"),
     ("sddr error", "not known; known predictors"),
+    ("missing photo", "image file '.*gone.png' does not exist"),
 ])
 def test_refinement_failures_are_reported_and_leave_no_trace(refine_setup, scene, tmp_path,
                                                              case, message):
@@ -443,6 +444,8 @@ def test_refinement_failures_are_reported_and_leave_no_trace(refine_setup, scene
         refine_setup.python = str(tmp_path / "bare" / "bin" / "python")
     elif case == "missing":
         refine_setup.python = str(tmp_path / "no-python")
+    elif case == "missing photo":
+        scene.sddr.image_path = str(tmp_path / "gone.png")
     else:
         refine_setup.predictor = "no-such-model"
     before = (data_counts(), scene.sddr.depth_path)
