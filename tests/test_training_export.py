@@ -39,6 +39,7 @@ def trained(tmp_path_factory):
     ema.update_parameters(model)
     _train_step(model, optimizer)
     ema.update_parameters(model)
+    assert not torch.equal(model.decoder.ups[0].conv.weight, ema.module.decoder.ups[0].conv.weight)
     path = save_checkpoint(tmp_path_factory.mktemp("run"), 1, model, optimizer, ema=ema)
     return path, model, ema.module
 
@@ -77,8 +78,8 @@ def test_auto_export_is_fp16_and_refines_like_the_checkpoint(trained, tmp_path):
     assert result.size_bytes == result.path.stat().st_size
     _assert_weights(result.path, _rounded(ema), torch.float16)
 
-    scene = np.random.default_rng(0)
-    high = np.cumsum(scene.normal(size=(96, 128)), axis=1).astype(np.float32)
+    rng = np.random.default_rng(0)
+    high = np.cumsum(rng.normal(size=(96, 128)), axis=1).astype(np.float32)
     low = high[::4, ::4] + 0.1
     exported = sddr_core.load_refiner(result.path, device="cpu", dtype="fp32",
                                       max_side=TINY_MAX_SIDE)
@@ -94,7 +95,7 @@ def test_fp32_export_keeps_the_weights_exactly_at_two_more_bytes_each(trained, t
     full = export_checkpoint(path, tmp_path / "full.safetensors", precision="fp32",
                              weights="model")
     assert (full.precision, full.weights) == ("fp32", "model")
-    assert full.max_difference == pytest.approx(half.max_difference, rel=0.5)  # other weights
+    assert full.max_difference > 0  # what fp16 would have cost, reported for fp32 too
     _assert_weights(full.path, model.state_dict(), torch.float32)
     elements = sum(v.numel() for v in model.state_dict().values())
     assert full.size_bytes - half.size_bytes == pytest.approx(2 * elements, rel=0.01)
