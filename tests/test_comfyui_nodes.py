@@ -21,6 +21,7 @@ from sddr_core import InputError, SddrError, WeightsError
 from sddr_core.files.depth_io import read_depth
 from sddr_core.files.weights import BUNDLED, BUNDLED_DIR
 from sddr_core.inference.windows import passes
+from sddr_core.maps.resample import resize_maps
 from sddr_core.predictors import load_predictor
 from tests import comfy_stand_ins
 
@@ -50,6 +51,19 @@ def comfy(tmp_path, weights):
 @pytest.fixture
 def refiner(comfy):
     return nodes.SDDRLoadRefiner.execute("tiny.safetensors", "auto", "fp32", 256).result[0]
+
+
+@pytest.fixture
+def passthrough(refiner, monkeypatch):
+    """The refiner with N_r replaced by its high input at the output size: the tiny network
+    is random (its outputs follow no scene), so tests of what the nodes do with the
+    refined depth (polarity, normalisation) use this."""
+    def refine(low, high, out_size=None):
+        high = torch.as_tensor(high, dtype=torch.float32)
+        return resize_maps(high if high.ndim == 3 else high[None], out_size)
+
+    monkeypatch.setattr(refiner.refiner, "refine", refine)
+    return refiner
 
 
 @pytest.fixture
@@ -158,7 +172,6 @@ def test_refine_depth_gives_a_float_near_bright_image_at_high_size_and_a_mask(co
     assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0
     assert torch.equal(depth[..., 0], depth[..., 2])
     assert len(torch.unique(depth)) > 256  # not quantised to 8 bits
-    assert bottom_minus_top(depth) > 0
     assert valid.shape == (1, 80, 112) and bool((valid == 1).all())
     assert comfy.management.placed[-1][0] == [refiner.patcher]
     assert comfy.ProgressBar.seen[-1] == (1, 1)
@@ -184,22 +197,22 @@ def test_output_size_is_given_or_from_high_depth(comfy, refiner, width, height, 
     (True, "near-bright", True), (False, "far-bright", True),
     (True, "auto", True), (False, "auto", True),
     (False, "near-bright", False), (True, "far-bright", False)])
-def test_each_polarity_gives_near_bright_output(comfy, refiner, given, polarity,
+def test_each_polarity_gives_near_bright_output(comfy, passthrough, given, polarity,
                                                 bottom_brighter):
     """Told the truth (or left to auto), the nearer bottom comes out bright; told the
     opposite, the node believes it."""
     low, high = scene(40, 56, near_bright=given), scene(80, 112, near_bright=given)
-    depth, _ = refine(refiner, low, high, input_polarity=polarity)
+    depth, _ = refine(passthrough, low, high, input_polarity=polarity)
     assert (bottom_minus_top(depth) > 0) == bottom_brighter
 
 
-def test_whole_batch_normalisation_keeps_frames_comparable(comfy, refiner):
+def test_whole_batch_normalisation_keeps_frames_comparable(comfy, passthrough):
     """Frame 1 spans half frame 0's depth range: per frame both fill 0..1; over the batch
     frame 1 stays darker, as a video should."""
     low, high = scene(40, 56, 2), scene(80, 112, 2)
     low[1], high[1] = low[1] * 0.5, high[1] * 0.5
-    per_frame, _ = refine(refiner, low, high, normalisation="per frame")
-    batch, _ = refine(refiner, low, high, normalisation="whole batch")
+    per_frame, _ = refine(passthrough, low, high, normalisation="per frame")
+    batch, _ = refine(passthrough, low, high, normalisation="whole batch")
     assert [float(frame.max()) for frame in per_frame] == [1.0, 1.0]
     assert float(batch[0].max()) == 1.0 and float(batch[1].max()) < 0.75
     assert float(batch.min()) == 0.0
@@ -256,10 +269,11 @@ def test_one_channel_depth_is_read_like_three_gray_channels(comfy, refiner):
 # ---------------------------------------------------------------------- depth from image
 
 @pytest.mark.parametrize("mode", ["one-stage", "two-stage"])
-def test_depth_from_image_gives_near_bright_depth_per_frame(comfy, refiner, predictor, mode):
+def test_depth_from_image_gives_near_bright_depth_per_frame(comfy, passthrough, predictor,
+                                                            mode):
     image = photo(64, 96, frames=2)
     (depth,) = nodes.SDDRDepthFromImage.execute(
-        refiner, image, "depth-anything-v2-small", mode, 1, "per frame").result
+        passthrough, image, "depth-anything-v2-small", mode, 1, "per frame").result
     assert depth.shape == (2, 64, 96, 3) and depth.dtype == torch.float32
     assert bottom_minus_top(depth) > 0
     per_frame = passes(1) if mode == "two-stage" else 1
@@ -276,8 +290,8 @@ def test_cancel_stops_two_stage_between_windows(comfy, refiner, predictor):
     assert done < total == passes(2)
 
 
-def test_depth_edges_are_a_zero_to_one_image_at_image_size(comfy, refiner, predictor):
-    (edges,) = nodes.SDDRDepthEdges.execute(refiner, photo(64, 96, frames=2),
+def test_depth_edges_are_a_zero_to_one_image_at_image_size(comfy, passthrough, predictor):
+    (edges,) = nodes.SDDRDepthEdges.execute(passthrough, photo(64, 96, frames=2),
                                             "depth-anything-v2-small", 1).result
     assert edges.shape == (2, 64, 96, 3)
     assert [float(frame.max()) for frame in edges] == [1.0, 1.0] and float(edges.min()) >= 0
