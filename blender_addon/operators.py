@@ -131,7 +131,7 @@ class SDDR_OT_build_mesh(bpy.types.Operator):
     bl_idname = "sddr.build_mesh"
     bl_label = "Build Mesh"
     bl_options = {"REGISTER", "UNDO"}
-    __annotations__ = mesh_properties()
+    __annotations__ = mesh_properties(for_operator=True)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene_settings = context.scene.sddr

@@ -20,9 +20,13 @@ DEPTH_KIND_ITEMS = [
 ]
 
 
-def mesh_properties() -> dict:
-    """The mesh settings, as annotations for both the scene settings and the operators."""
-    return {
+def mesh_properties(*, for_operator: bool = False) -> dict:
+    """The mesh settings, as annotations for both the scene settings and the operators.
+
+    An operator's copies are not remembered between calls (SKIP_SAVE): each call starts from
+    the sidebar's values, and only its redo panel changes them.
+    """
+    properties = {
         "depth_kind": EnumProperty(name="Depth Kind", items=DEPTH_KIND_ITEMS,
                                    default="DISPARITY"),
         "depth_scale": FloatProperty(name="Depth Scale", default=1.0, min=1e-6, soft_max=100,
@@ -56,6 +60,10 @@ def mesh_properties() -> dict:
                               description="Show the photo as is (exports as KHR_materials_"
                                           "unlit) instead of a lit, fully rough surface"),
     }
+    if not for_operator:
+        return properties
+    return {name: deferred.function(**{**deferred.keywords, "options": {"SKIP_SAVE"}})
+            for name, deferred in properties.items()}
 
 
 MESH_SETTINGS = tuple(mesh_properties())

@@ -166,6 +166,10 @@ def test_redo_settings_override_the_scene(scene, files):
     bpy.ops.sddr.build_mesh(step=4, cut_edges=False)
     assert len(bpy.context.active_object.data.vertices) == 6 * 8
     assert scene.sddr.step == 1  # the sidebar's value is untouched
+    # the next call starts from the sidebar again, not from this call's remembered values
+    operator = bpy.ops.sddr.build_mesh.get_rna_type().properties
+    assert operator["step"].is_skip_save and operator["cut_ratio"].is_skip_save
+    assert not scene.sddr.bl_rna.properties["step"].is_skip_save
 
 
 def test_every_vertex_projects_onto_its_pixel_centre_through_the_added_camera(scene, files):
