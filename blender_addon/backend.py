@@ -60,11 +60,15 @@ def check_backend(python: str) -> dict:
 class Job:
     """One worker process: `poll()` returns the events so far, `outcome()` the end."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], *, online: bool = True) -> None:
+        """Start `command`; without `online` (Blender's "Allow Online Access" off) the worker
+        is told to use only the Hugging Face cache."""
+        environment = None if online else {**os.environ, "HF_HUB_OFFLINE": "1"}
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                env=environment)
         except OSError as err:
             raise BackendError(f"cannot start the external Python '{command[0]}': "
                                f"{err.strerror or err}") from None

@@ -423,6 +423,16 @@ def test_estimate_and_refine_writes_depth_and_builds_the_mesh(refine_setup, scen
     assert obj.data.materials[0].node_tree.nodes["Image Texture"].image.size[:] == (64, 48)
 
 
+def test_without_online_access_the_worker_stays_offline(refine_setup, tmp_path, monkeypatch):
+    assert not bpy.app.online_access  # the bpy module's default
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    seen = tmp_path / "environment"
+    refine_setup.python = _fake_python(tmp_path, f'echo "$HF_HUB_OFFLINE" > "{seen}"; exit 3')
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        bpy.ops.sddr.estimate_and_refine()
+    assert seen.read_text().strip() == "1"
+
+
 def _fake_python(tmp_path: Path, body: str) -> str:
     script = tmp_path / "python"
     script.write_text(f"#!/bin/sh\n{body}\n")
