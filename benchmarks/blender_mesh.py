@@ -98,7 +98,8 @@ def main() -> None:
             bpy.ops.wm.read_homefile(use_empty=True)
             settings = bpy.context.scene.sddr
             settings.depth_path, settings.image_path = depth_file, photo
-            settings.depth_kind, settings.step, settings.cut_edges = "DEPTH", 1, True
+            settings.depth_kind, settings.cut_edges = "DEPTH", True
+            settings.density, settings.step = "STEP", 1
             assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
         return run
 

@@ -44,7 +44,7 @@ def mesh_properties(*, for_operator: bool = False) -> dict:
                                       description="Focal length in millimetres"),
         "sensor_width": FloatProperty(name="Sensor Width", default=36.0, min=0.1,
                                       description="Sensor width in millimetres"),
-        "density": EnumProperty(name="Density", default="STEP", items=[
+        "density": EnumProperty(name="Density", default="TARGET", items=[
             ("STEP", "Pixel Step", "One vertex every Step pixels"),
             ("TARGET", "Vertex Count", "The finest step with at most Target Vertices")]),
         "step": IntProperty(name="Step", default=1, min=1, soft_max=16,

@@ -97,6 +97,8 @@ def files(tmp_path) -> dict[str, Path]:
 def use(scene, files, **settings):
     scene.sddr.depth_path, scene.sddr.image_path = str(files["depth"]), str(files["photo"])
     scene.sddr.depth_kind, scene.sddr.fov = "DEPTH", 60.0
+    if "step" in settings:  # the default density is a vertex count
+        settings.setdefault("density", "STEP")
     for name, value in settings.items():
         setattr(scene.sddr, name, value)
 
@@ -143,7 +145,8 @@ def test_vertex_count_follows_the_pixel_step(scene, files, step):
 
 
 def test_target_vertex_count_is_not_exceeded(scene, files):
-    use(scene, files, density="TARGET", target_vertices=200, cut_edges=False)
+    assert (scene.sddr.density, scene.sddr.target_vertices) == ("TARGET", 1_000_000)  # default
+    use(scene, files, target_vertices=200, cut_edges=False)
     bpy.ops.sddr.build_mesh()
     count = len(bpy.context.active_object.data.vertices)
     assert 200 / 4 < count <= 200  # the finest step within the target, so not far below it
@@ -163,7 +166,7 @@ def test_cutting_removes_every_face_across_the_step_and_only_those(scene, files)
 
 def test_redo_settings_override_the_scene(scene, files):
     use(scene, files, step=1)
-    bpy.ops.sddr.build_mesh(step=4, cut_edges=False)
+    bpy.ops.sddr.build_mesh(density="STEP", step=4, cut_edges=False)
     assert len(bpy.context.active_object.data.vertices) == 6 * 8
     assert scene.sddr.step == 1  # the sidebar's value is untouched
     # the next call starts from the sidebar again, not from this call's remembered values
