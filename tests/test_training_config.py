@@ -24,15 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FULL = """
 seed: 7
-model: {preset: small}
+model: {preset: small, drop_path: 0.05}
 data:
   scenes: 10
   scene_height: 200
   scene_width: 300
   seed: 5
   folder: /data/hr-wsi
+  cache: /data/cache
+  workers: 5
   batch_size: 3
-  crop: 96
+  crop: 128
   flips: false
   inversion: 0.25
   degradation:
@@ -44,7 +46,7 @@ data:
     scale_drift: 0.2
     holes: 0.05
 optim: {lr: 3e-4, weight_decay: 0.0, grad_clip: null, ema: 0.999, mixed_precision: false}
-schedule: {phase1_steps: 11, phase2_steps: 12, label_refresh: 4, label_steps: 2}
+schedule: {phase1_steps: 11, phase2_steps: 12, label_refresh: 4, label_steps: 2, label_scenes: 9}
 losses:
   weights: {grad: 0.25, fusion: 0.0, aux: 0.0}
   options: {regions: 6, fusion_levels: [0, 1, 2], grad_variant: code, fusion_variant: code}
@@ -109,6 +111,10 @@ def test_smoke_config_loads() -> None:
     ("optim: {grad_clip: -1}", "optim.grad_clip", "must be > 0 or null"),
     ("data: {scenes: 0}", "data.scenes", "must be ≥ 1"),
     ("data: {crop: 1000}", "data.crop", "no larger than the scenes' sides"),
+    ("data: {crop: 200}", "data.crop", "a multiple of 128"),
+    ("model: {drop_path: 1.5}", "model.drop_path", "in [0, 1) or null"),
+    ("schedule: {label_scenes: 0}", "schedule.label_scenes", "≥ 1"),
+    ("data: {workers: -1}", "data.workers", "≥ 0"),
     ("data: {degradation: {noise_scale: [2, 1]}}", "data.degradation.noise_scale", "min ≤ max"),
     ("data: {degradation: {scale_drift: 1.5}}", "data.degradation.scale_drift",
      "must be in [0, 1)"),

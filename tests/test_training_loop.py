@@ -189,19 +189,12 @@ def test_bad_folder_samples_are_logged_counted_and_skipped(tmp_path, cache):
     """A folder dataset with a good sample, an image without ground truth, a corrupt depth
     file and one smaller than the crop: training runs on the good one and the scenes."""
     root = tmp_path / "folder"
-    (root / "images").mkdir(parents=True)
-    (root / "depth").mkdir()
-    rng = np.random.default_rng(0)
+    _folder_dataset(root, ("good",))
 
     def image(name, height, width):
-        rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
         import cv2
-        cv2.imwrite(str(root / "images" / f"{name}.png"), rgb)
+        cv2.imwrite(str(root / "images" / f"{name}.png"), np.zeros((height, width, 3), np.uint8))
 
-    image("good", 144, 176)
-    ramp = np.linspace(1, 3, 176, dtype=np.float32)[None].repeat(144, 0)
-    ramp[40:90, 50:120] = 0.8
-    write_depth(root / "depth" / "good.npy", ramp)
     image("no-depth", 144, 176)
     image("corrupt", 144, 176)
     (root / "depth" / "corrupt.npy").write_bytes(b"not a numpy file")
@@ -217,6 +210,52 @@ def test_bad_folder_samples_are_logged_counted_and_skipped(tmp_path, cache):
     assert "smaller than the 128 px training crop" in skipped["folder-small"]
     start = next(r for r in _log(tmp_path / "run") if r.get("event") == "start")
     assert start["scenes"] == 4 + 1
+
+
+def _folder_dataset(root: Path, names: tuple[str, ...], size=(144, 176)) -> None:
+    """Random photos with a ramp-and-box ground truth each."""
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rng = np.random.default_rng(0)
+    for name in names:
+        cv2.imwrite(str(root / "images" / f"{name}.png"),
+                    rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+        depth = np.linspace(1, 3, size[1], dtype=np.float32)[None].repeat(size[0], 0)
+        depth[40:90, 50:120] = 0.8
+        write_depth(root / "depth" / f"{name}.npy", depth)
+
+
+def test_a_real_predictor_makes_the_folder_samples_inputs_and_label_windows(tmp_path):
+    """data.predictor = Depth Anything V2 (a tiny random one in an offline Hugging Face cache):
+    the folder sample is cached with its RGB and the predictor's polarity, and the run's
+    label refreshes cover it."""
+    transformers = pytest.importorskip("transformers")
+    from sddr_core.predictors.huggingface import PREDICTORS
+    from tests.test_predictors import _tiny_config
+    from training.data.cache import read_entry
+
+    name = "depth-anything-v2-small"
+    spec = PREDICTORS[name]
+    hub = tmp_path / "hub"
+    torch.manual_seed(0)
+    transformers.AutoModelForDepthEstimation.from_config(_tiny_config(name)).save_pretrained(
+        hub / f"models--{spec.repo.replace('/', '--')}" / "snapshots" / spec.revision)
+    _folder_dataset(tmp_path / "folder", ("photo",))
+    config = _config(tmp_path, tmp_path / "cache", data__folder=str(tmp_path / "folder"),
+                     data__predictor=name, data__scenes=1, schedule__phase1_steps=1,
+                     schedule__phase2_steps=1, schedule__label_scenes=2)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
+    result = subprocess.run(_command(config, tmp_path / "run"), cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (entry_path,) = (tmp_path / "cache").glob("*/folder-photo.safetensors")
+    entry = read_entry(entry_path)
+    assert entry.image is not None and entry.image.shape == (144, 176, 3)
+    assert entry.polarity == spec.polarity
+    scene = next(r for r in _log(tmp_path / "run") if "labels" in r)["labels"]
+    assert scene["scenes"] == 2  # the procedural scene and the photo
 
 
 def test_the_smoke_config_runs_both_phases_and_writes_a_checkpoint(tmp_path):

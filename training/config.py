@@ -27,6 +27,7 @@ from sddr_core.errors import InputError
 from sddr_core.files.atomic import atomic_output
 from sddr_core.inference.windows import STEPS
 from sddr_core.network import PRESETS
+from sddr_core.predictors.huggingface import PREDICTORS
 from training.losses import LossOptions, LossWeights
 
 
@@ -118,6 +119,11 @@ class DataConfig:
     folder: str | None = None
     """A folder dataset in the layout `sddr eval` reads, trained on with the scenes; none if
     null. A relative path is relative to the working directory."""
+    predictor: str = "simulated"
+    """What makes the folder samples' low and high predictions: "simulated" (from their ground
+    truth, with the degradations) or a predictor name in `sddr_core.predictors.PREDICTORS`
+    run on their RGB, as it is, loaded from the Hugging Face cache at its pinned revision.
+    Procedural scenes have no RGB and always use the simulator."""
     cache: str | None = None
     """Folder of the cached scenes and predictions (`training.data.cache`), shared by runs
     with the same data settings; null: `cache/` inside the run folder."""
@@ -137,6 +143,8 @@ class DataConfig:
         for name in ("scenes", "scene_height", "scene_width", "batch_size", "crop"):
             _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
         _require(self.workers >= 0, "workers", "≥ 0", self.workers)
+        _require(self.predictor == "simulated" or self.predictor in PREDICTORS, "predictor",
+                 f"'simulated' or one of {sorted(PREDICTORS)}", self.predictor)
         _require(self.seed >= 0, "seed", "≥ 0", self.seed)
         _require(self.crop <= min(self.scene_height, self.scene_width), "crop",
                  "no larger than the scenes' sides", self.crop)

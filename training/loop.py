@@ -37,7 +37,13 @@ from sddr_core.network import PRESETS, RefinementNetwork
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, config_to_dict, dump
 from training.data.batches import CropDataset, Schedule
-from training.data.cache import build_cache, cache_folder, folder_sources, procedural_sources
+from training.data.cache import (
+    build_cache,
+    cache_folder,
+    folder_sources,
+    procedural_sources,
+    real_predictor,
+)
 from training.labels import label_folder, load_labels, make_labels, remove_older
 from training.losses import total_loss
 from training.validation import Validation
@@ -221,11 +227,13 @@ class _Run:
         pool = self.schedule.label_pool(refresh)
         folder = label_folder(self.run_dir, refresh)
         progress = _Progress(f"labels {refresh}", self.process.writer)
+        predictor = (None if self.config.data.predictor == "simulated"
+                     else real_predictor(self.config.data.predictor))
         make_labels(self.model, self.entries, pool, self.config.schedule.label_steps, folder,
-                    self.process.rank, self.process.world, progress)
+                    self.process.rank, self.process.world, progress, predictor)
         progress.close()
         self.process.barrier()
-        self.labels = {k: v.to(self.process.device) for k, v in load_labels(folder, pool).items()}
+        self.labels = load_labels(folder, pool)
         self.refresh = refresh
         if self.logger:
             seconds = time.perf_counter() - start
@@ -285,7 +293,7 @@ class _Run:
             window = self.labels[scene][top:top + crop, left:left + crop]
             axes = _FLIP_AXES[flip]
             crops.append(window.flip(axes) if axes else window)
-        return torch.stack(crops)[:, None]
+        return torch.stack(crops)[:, None].to(self.process.device, torch.float32)
 
     def _checkpoint(self) -> Path | None:
         if not self.process.writer:

@@ -90,7 +90,8 @@ class Schedule:
 
 
 class CropDataset(Dataset):
-    """Sample g as tensors: `low`, `high`, `target` (1/depth, 0 where invalid), `mask` (each
+    """Sample g as tensors: `low`, `high`, `target` (in the inputs' polarity: 1/depth, or depth
+    for a depth-polarity predictor; 0 where invalid), `mask` (each
     1 × crop × crop), the sign applied, and the plan's scene, top, left and flip code for the
     caller's label crop."""
 
@@ -107,10 +108,11 @@ class CropDataset(Dataset):
 
     def __getitem__(self, g: int) -> dict[str, torch.Tensor | int]:
         plan = self.schedule.plan(g)
-        crop = read_crop(self.entries[plan.scene], plan.top, plan.left,
-                         self.schedule.config.data.crop)
+        crop, polarity = read_crop(self.entries[plan.scene], plan.top, plan.left,
+                                   self.schedule.config.data.crop)
         valid = crop["valid"] & (crop["depth"] > 0)
-        target = np.where(valid, 1.0 / np.where(valid, crop["depth"], 1.0), 0.0)
+        depth = np.where(valid, crop["depth"], 1.0)
+        target = np.where(valid, depth if polarity == "depth" else 1.0 / depth, 0.0)
         sample = Sample(crop["low"], crop["high"], target.astype(np.float32), valid)
         sample = flip(sample, plan.flip)
         rng = np.random.default_rng([self.schedule.config.seed, _CROP, g, 1])

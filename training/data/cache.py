@@ -1,12 +1,14 @@
 """Training scenes and their predictions, made once and kept on disk (both are costly).
 
-An entry is one safetensors file: the ground-truth depth and valid mask (float32, bool) and the
+An entry is one safetensors file: the ground-truth depth and valid mask (float32, bool), the
 low and high predictions on the same grid (float16: their errors are far above its 1e-3
-rounding), with the `PredictorDraw` in the metadata. Entries live in a folder named after a
-hash of everything that shapes them (scene size, degradation ranges, format), so a changed
-config never reuses stale predictions and runs with the same data share one cache. Each entry
-is written atomically and its content depends only on its source and that spec, so a killed
-build resumes where it stopped and any number of workers give the same files.
+rounding) and, when a real predictor made them, the RGB image (label refreshes show it the
+windows); the `PredictorDraw` and the predictions' polarity are in the metadata. Entries live
+in a folder named after a hash of everything that shapes them (scene size, crop,
+degradations, predictor, format), so a changed config never reuses stale predictions and runs
+with the same data share one cache. Each entry is written atomically and its content depends
+only on its source and that spec, so a killed build resumes where it stopped and any number
+of workers give the same files.
 
 Sources are procedural scenes (by seed) and the samples of a folder dataset in the layout
 `sddr eval` reads. A folder sample that is missing, unreadable, too small or without valid
@@ -34,8 +36,10 @@ from safetensors.numpy import save as serialize
 from sddr_core.errors import InputError
 from sddr_core.evaluation.datasets import DepthFolder
 from sddr_core.files.atomic import atomic_output
+from sddr_core.predictors.base import DepthPredictor
+from sddr_core.predictors.huggingface import load_predictor
 from training.config import DataConfig
-from training.data.inputs import PredictorDraw, draw_predictor, make_predictions
+from training.data.inputs import PredictorDraw, draw_predictor, make_predictions, on_grid
 from training.data.scenes import render_scene
 
 FORMAT_VERSION = 1
@@ -63,6 +67,10 @@ class Entry:
     low: np.ndarray
     high: np.ndarray
     draw: PredictorDraw
+    polarity: str = "disparity"
+    """The predictions' polarity: "disparity" (the simulator's; near = large) or "depth"."""
+    image: np.ndarray | None = None
+    """H × W × 3 uint8 RGB, kept when a real predictor made the predictions."""
 
 
 def procedural_sources(first_seed: int, count: int) -> list[Source]:
@@ -81,7 +89,8 @@ def folder_sources(folder: str | Path) -> tuple[list[Source], list[tuple[str, st
 def cache_folder(root: str | Path, data: DataConfig) -> Path:
     """The folder under `root` for entries made with `data`'s scene size and degradations."""
     spec = {"format": FORMAT_VERSION, "size": [data.scene_height, data.scene_width],
-            "crop": data.crop, "degradation": asdict(data.degradation)}
+            "crop": data.crop, "degradation": asdict(data.degradation),
+            "predictor": data.predictor}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     return Path(root) / f"scenes-{digest}"
 
@@ -118,19 +127,21 @@ def read_entry(path: Path) -> Entry:
     """The whole entry at `path` (float32 maps)."""
     with safe_open(str(path), framework="np") as handle:
         arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
-        draw = PredictorDraw(**json.loads(handle.metadata()["draw"]))
+        metadata = handle.metadata()
     return Entry(arrays["depth"], arrays["valid"].astype(bool), arrays["low"].astype(np.float32),
-                 arrays["high"].astype(np.float32), draw)
+                 arrays["high"].astype(np.float32), PredictorDraw(**json.loads(metadata["draw"])),
+                 metadata["polarity"], arrays.get("image"))
 
 
-def read_crop(path: Path, top: int, left: int, size: int) -> dict[str, np.ndarray]:
+def read_crop(path: Path, top: int, left: int, size: int) -> tuple[dict[str, np.ndarray], str]:
     """The size × size window at (top, left) of every map of an entry, read without loading
-    the rest (safetensors slices); maps as float32, `valid` as bool."""
+    the rest (safetensors slices), as float32 (`valid` as bool); and the polarity."""
     rows, cols = slice(top, top + size), slice(left, left + size)
     with safe_open(str(path), framework="pt") as handle:
         crop = {key: handle.get_slice(key)[rows, cols] for key in ("depth", "valid", "low", "high")}
+        polarity = handle.metadata()["polarity"]
     return {key: (value.numpy().astype(bool) if key == "valid" else value.float().numpy())
-            for key, value in crop.items()}
+            for key, value in crop.items()}, polarity
 
 
 def entry_shape(path: Path) -> tuple[int, int]:
@@ -143,33 +154,50 @@ def _make_entry(job: tuple[Path, Source, DataConfig]) -> tuple[str, str | None]:
     """Write one entry; (name, None) when written, (name, reason) when the source is unusable."""
     folder, source, data = job
     try:
-        depth, valid, key = _ground_truth(source, data)
+        depth, valid, image, key = _ground_truth(source, data)
     except InputError as error:
         return source.name, str(error)
     rng = np.random.default_rng(np.random.SeedSequence(key))
     draw = draw_predictor(rng, data.degradation)
-    low, high = make_predictions(depth, valid, draw, rng, data.degradation)
     tensors = {"depth": np.where(valid, depth, 0).astype(np.float32),
-               "valid": valid.astype(np.uint8),
-               "low": low.astype(np.float16), "high": high.astype(np.float16)}
-    blob = serialize(tensors, {"draw": json.dumps(asdict(draw))})
+               "valid": valid.astype(np.uint8)}
+    if image is not None and data.predictor != "simulated":
+        predictor = real_predictor(data.predictor)
+        low, high = (predictor.predict(image, resolution) for resolution in
+                     (draw.low_resolution, draw.high_resolution))
+        low, high = on_grid(low, depth.shape), on_grid(high, depth.shape)
+        tensors["image"], polarity = image, predictor.polarity
+    else:
+        low, high = make_predictions(depth, valid, draw, rng, data.degradation)
+        polarity = "disparity"
+    tensors.update(low=low.astype(np.float16), high=high.astype(np.float16))
+    blob = serialize(tensors, {"draw": json.dumps(asdict(draw)), "polarity": polarity})
     with atomic_output(folder / f"{source.name}.safetensors") as tmp:
         tmp.write_bytes(blob)
     return source.name, None
 
 
-def _ground_truth(source: Source, data: DataConfig) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(depth, valid, seed entropy) of a source; `InputError` when it cannot train."""
+def _ground_truth(source: Source, data: DataConfig
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[int]]:
+    """(depth, valid, RGB or None, seed entropy) of a source; `InputError` when it cannot
+    train."""
     if source.seed is not None:
         scene = render_scene(source.seed, data.scene_height, data.scene_width)
-        return scene.depth, scene.valid, [0, source.seed]
+        return scene.depth, scene.valid, None, [0, source.seed]
     sample = _folder(source.folder)[source.index]
     if min(sample.depth.shape) < data.crop:
         raise InputError(f"{sample.name}: {sample.depth.shape[1]}x{sample.depth.shape[0]} is "
                          f"smaller than the {data.crop} px training crop")
     if sample.valid.sum() < 0.5 * sample.valid.size:
         raise InputError(f"{sample.name}: under half of its ground truth is valid")
-    return sample.depth, sample.valid, [1, zlib.crc32(sample.name.encode())]
+    return sample.depth, sample.valid, sample.image, [1, zlib.crc32(sample.name.encode())]
+
+
+@functools.lru_cache(maxsize=1)
+def real_predictor(name: str) -> DepthPredictor:
+    """The named predictor, loaded once per process (from the Hugging Face cache at its pinned
+    revision, downloaded once if missing)."""
+    return load_predictor(name)
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,7 +209,7 @@ def _folder(root: str) -> DepthFolder:
 def _readable(path: Path) -> bool:
     try:
         with safe_open(str(path), framework="np") as handle:
-            return "draw" in (handle.metadata() or {})
+            return "polarity" in (handle.metadata() or {})
     except Exception:  # missing, truncated or not safetensors: make it again
         return False
 

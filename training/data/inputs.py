@@ -63,11 +63,11 @@ def make_predictions(depth: np.ndarray, valid: np.ndarray, draw: PredictorDraw,
     maps = []
     for resolution in (draw.low_resolution, draw.high_resolution):
         prediction = degrade(predictor.predict(None, resolution), rng, settings)
-        maps.append(_on_grid(prediction, depth.shape))
+        maps.append(on_grid(prediction, depth.shape))
     return maps[0], maps[1]
 
 
-def _on_grid(prediction: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def on_grid(prediction: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """`prediction` with NaN holes filled from the nearest valid pixel, resized to `shape`."""
     values = torch.from_numpy(prediction)
     finite = torch.isfinite(values)
