@@ -113,7 +113,7 @@ class SDDRRefineDepth(io.ComfyNode):
         near_bright = depth_maps.is_near_bright(low, input_polarity)
         size = output_size(high.shape[-2:], width, height)
         working = refiner.refiner.network_input_size(*high.shape[-2:])
-        models.place([refiner.patcher], working[0] * working[1])
+        models.place([refiner.patcher], len(low) * working[0] * working[1])  # one batch
         bar = host.progress_bar(len(low))
         run = CoarseToFine(refiner.refiner, progress=lambda done, _: bar.update_absolute(done),
                            cancel=host.interrupt_check)
