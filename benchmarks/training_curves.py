@@ -1,0 +1,71 @@
+"""Training curves of a run: the loss parts per step and the validation metrics of the model
+against the low and high inputs, from the run's log.jsonl.
+
+    python benchmarks/training_curves.py runs/cpu-short -o docs/img/training-curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from sddr_core.files.atomic import atomic_output  # noqa: E402
+
+METRICS = (("rel", "REL ↓"), ("delta1", "δ1 ↑"), ("ord", "ORD ↓"), ("d3r", "D³R ↓"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    records = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    validations = [r for r in records if "validation" in r]
+    phase2 = next((r["step"] - 1 for r in steps if r["phase"] == 2), None)
+
+    figure = plt.figure(figsize=(14, 6.5))
+    grid = figure.add_gridspec(2, len(METRICS))
+    loss_axis = figure.add_subplot(grid[0, :])
+    for part in ("loss", "gt", "grad", "fusion"):
+        points = [(r["step"], r[part]) for r in steps if part in r]
+        if points:
+            loss_axis.plot(*zip(*points, strict=True), label=part, lw=1)
+    loss_axis.set_yscale("log")
+    loss_axis.set_title("training loss and its parts (log scale; grad and fusion before λ1, λ2)")
+    loss_axis.set_xlabel("step")
+    loss_axis.legend(fontsize=8)
+    axes = [loss_axis]
+    for column, (key, title) in enumerate(METRICS):
+        ax = figure.add_subplot(grid[1, column])
+        axes.append(ax)
+        for name, color in (("low", "tab:blue"), ("high", "tab:orange")):
+            ax.axhline(validations[0]["validation"][name][key], color=color, ls="--",
+                       label=f"{name} input")
+        xs = [r["step"] for r in validations]
+        for name, style in (("model", "-o"), ("ema", "-s")):
+            if all(name in r["validation"] for r in validations):
+                ax.plot(xs, [r["validation"][name][key] for r in validations], style,
+                        label=name, ms=4)
+        ax.set_title(f"held-out {title}")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        if phase2 is not None:
+            ax.axvline(phase2, color="grey", lw=0.8)
+    where = f"phase 2 from step {phase2} (grey line)" if phase2 is not None else "phase 1 only"
+    figure.suptitle(f"{args.run.name}: {where}", fontsize=10)
+    figure.tight_layout()
+    with atomic_output(args.output) as tmp:
+        figure.savefig(tmp, dpi=110, format=args.output.suffix.lstrip(".") or "png")
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()

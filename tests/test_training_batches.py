@@ -1,0 +1,70 @@
+"""The sample plan: a pure function of the sample number, phases, pools and crops."""
+
+import dataclasses
+
+import pytest
+
+from training.config import TrainConfig, parse_config
+from training.data.augment import FLIPS
+from training.data.batches import Schedule
+
+CONFIG = parse_config("""
+seed: 4
+model: {preset: small}
+data: {scenes: 6, scene_height: 200, scene_width: 300, batch_size: 4, crop: 128}
+schedule: {phase1_steps: 5, phase2_steps: 7, label_refresh: 3, label_scenes: 2}
+""")
+SHAPES = [(200, 300), (200, 300), (160, 260), (200, 300), (128, 128), (300, 200)]
+
+
+def _schedule(config: TrainConfig = CONFIG) -> Schedule:
+    return Schedule(config, SHAPES)
+
+
+def test_a_plan_depends_on_the_sample_number_alone():
+    first, second = _schedule(), _schedule()
+    numbers = range(CONFIG.data.batch_size * 12)
+    forward = [first.plan(g) for g in numbers]
+    backward = [second.plan(g) for g in reversed(numbers)][::-1]
+    assert forward == backward
+
+
+def test_phase_one_visits_every_scene_once_per_epoch():
+    schedule = _schedule()
+    scenes = [schedule.plan(g).scene for g in range(len(SHAPES) * 3)]
+    for epoch in range(3):
+        assert sorted(scenes[epoch * len(SHAPES):(epoch + 1) * len(SHAPES)]) == list(
+            range(len(SHAPES)))
+
+
+def test_phase_two_trains_on_the_pool_of_its_refresh():
+    schedule = _schedule()
+    batch = CONFIG.data.batch_size
+    for step in range(CONFIG.schedule.phase1_steps, schedule.total):
+        refresh = schedule.refresh_index(step)
+        assert refresh == (step - CONFIG.schedule.phase1_steps) // CONFIG.schedule.label_refresh
+        pool = schedule.label_pool(refresh)
+        assert len(pool) == CONFIG.schedule.label_scenes
+        assert {schedule.plan(g).scene for g in range(step * batch, (step + 1) * batch)} <= set(
+            pool)
+    assert schedule.refresh_index(CONFIG.schedule.phase1_steps - 1) is None
+    pools = {tuple(schedule.label_pool(k)) for k in range(3)}
+    assert len(pools) > 1  # a fresh draw at each refresh
+
+
+def test_crops_lie_inside_their_scene_and_use_every_flip():
+    schedule = _schedule()
+    plans = [schedule.plan(g) for g in range(400)]
+    for plan in plans:
+        height, width = SHAPES[plan.scene]
+        assert 0 <= plan.top <= height - CONFIG.data.crop
+        assert 0 <= plan.left <= width - CONFIG.data.crop
+    assert {plan.flip for plan in plans} == set(FLIPS)
+    no_flips = dataclasses.replace(CONFIG, data=dataclasses.replace(CONFIG.data, flips=False))
+    assert {_schedule(no_flips).plan(g).flip for g in range(100)} == {()}
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_another_seed_gives_another_order(seed):
+    other = _schedule(dataclasses.replace(CONFIG, seed=seed))
+    assert [other.plan(g) for g in range(24)] != [_schedule().plan(g) for g in range(24)]
