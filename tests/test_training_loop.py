@@ -269,3 +269,19 @@ def test_the_smoke_config_runs_both_phases_and_writes_a_checkpoint(tmp_path):
     total = parse_config(config.read_text()).schedule
     assert latest_checkpoint(tmp_path / "smoke").name == (
         f"step-{total.phase1_steps + total.phase2_steps:06d}.safetensors")
+
+
+def test_tensorboard_gets_the_logged_scalars_when_installed(tmp_path, cache):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(tmp_path, cache, logging__tensorboard=True, schedule__phase1_steps=2,
+                     schedule__phase2_steps=0)
+    _run(_command(config, tmp_path / "run"))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"loss", "gt", "grad_norm", "validation/model/rel", "validation/low/d3r"} <= set(tags)
+    losses = [event.value for event in events.Scalars("loss")]
+    logged = [r["loss"] for r in _log(tmp_path / "run") if "loss" in r]
+    assert losses == pytest.approx(logged)
