@@ -148,15 +148,17 @@ class _Run:
         bar = tqdm(total=total, initial=self.step, desc="training", unit="step",
                    disable=not self.process.writer, dynamic_ncols=True)
         last = None
-        window_start, window_steps = time.perf_counter(), 0
+        window_seconds, window_steps = 0.0, 0  # training steps only, not labels or validation
         while self.step < total:
             self._ensure_labels()
+            start = time.perf_counter()
             parts, grad_norm = self._train_step()
+            window_seconds += time.perf_counter() - start
             self.step += 1
             window_steps += 1
             bar.update()
             if self.step % self.config.logging.every == 0 or self.step == total:
-                seconds = (time.perf_counter() - window_start) / window_steps
+                seconds = window_seconds / window_steps
                 record = {"step": self.step, "phase": self.schedule.phase(self.step - 1),
                           **self._mean_over_processes(parts),
                           "grad_norm": grad_norm, "lr": self.config.optim.lr,
@@ -165,7 +167,7 @@ class _Run:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", phase=record["phase"])
                 if self.logger:
                     self.logger.write(record)
-                window_start, window_steps = time.perf_counter(), 0
+                window_seconds, window_steps = 0.0, 0
             if self.step % self.config.checkpoint.every == 0 or self.step == total:
                 last = self._checkpoint()
             if self.step % self.config.validation.every == 0 or self.step == total:
