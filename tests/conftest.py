@@ -1,6 +1,7 @@
 """Fixtures shared by the test files."""
 
 import pytest
+import torch
 
 from sddr_core.inference.refiner import Refiner
 from sddr_core.network.model import RefinementNetwork
@@ -11,5 +12,8 @@ from tests.tiny import TINY
 def weights(tmp_path_factory) -> str:
     """Path of a tiny random model saved as safetensors, for end-to-end CLI runs."""
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    Refiner(RefinementNetwork(TINY), device="cpu").save(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same model in every session
+        network = RefinementNetwork(TINY)
+    Refiner(network, device="cpu").save(path)
     return str(path)
