@@ -1,7 +1,7 @@
 """Samples per second of each stage of training: rendering, simulating, label refresh, step.
 
 Run from the repository root (on an otherwise idle machine):
-    PYTHONPATH=. python benchmarks/training_throughput.py [--config training/configs/cpu.yaml]
+    PYTHONPATH=. python benchmarks/training_throughput.py [--config training/configs/default.yaml]
         [--scenes 6] [--steps 6]
 
 Uses the config's scene size, degradations, preset, crop, batch and S. Prints one JSON line per
@@ -53,7 +53,7 @@ def _timed(fn, *args):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default="training/configs/cpu.yaml")
+    parser.add_argument("--config", default="training/configs/default.yaml")
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
