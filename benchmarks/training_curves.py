@@ -1,5 +1,5 @@
 """Training curves of a run: the loss parts per step and the validation metrics of the model
-against the low and high inputs, from the run's log.jsonl.
+against the low and high inputs, from the run's log.jsonl and config.yaml.
 
     python benchmarks/training_curves.py runs/cpu-short -o docs/img/training-curves.png
 """
@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
 
 from sddr_core.files.atomic import atomic_output  # noqa: E402
 
@@ -28,7 +29,8 @@ def main() -> None:
     records = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     validations = [r for r in records if "validation" in r]
-    phase2 = next((r["step"] - 1 for r in steps if r["phase"] == 2), None)
+    schedule = yaml.safe_load((args.run / "config.yaml").read_text())["schedule"]
+    phase2 = schedule["phase1_steps"] if schedule["phase2_steps"] else None
 
     figure = plt.figure(figsize=(14, 6.5))
     grid = figure.add_gridspec(2, len(METRICS))
