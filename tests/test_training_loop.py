@@ -36,6 +36,7 @@ data:
   workers: 0
   degradation: {low_resolution: [40, 64], high_resolution: [128, 192]}
 schedule: {phase1_steps: 2, phase2_steps: 10, label_refresh: 4, label_steps: 1, label_scenes: 2}
+optim: {ema: 0.9}
 checkpoint: {every: 4, keep: 2}
 validation: {every: 100, scenes: 1, seed: 5000}
 logging: {every: 1, tensorboard: false}
@@ -103,7 +104,7 @@ def test_a_run_logs_both_phases_validation_and_checkpoints(finished):
     validations = [r for r in records if "validation" in r]
     assert [r["step"] for r in validations] == [0, 12]
     for record in validations:
-        assert set(record["validation"]) == {"low", "high", "model"}
+        assert set(record["validation"]) == {"low", "high", "model", "ema"}
         assert {"rel", "delta1", "ord", "d3r"} <= set(record["validation"]["model"])
     assert sorted(p.name for p in finished.glob("step-*.safetensors")) == [
         "step-000008.safetensors", "step-000012.safetensors"]
@@ -113,7 +114,8 @@ def test_a_run_logs_both_phases_validation_and_checkpoints(finished):
 
 def test_a_run_killed_and_resumed_reaches_the_same_weights(tmp_path, cache, finished):
     """SIGKILL right after the step-4 checkpoint (phase 2, between two label refreshes), then
-    --resume: the last checkpoint equals the uninterrupted run's bit for bit."""
+    --resume: the last checkpoint (weights, AdamW, EMA, RNGs) equals the uninterrupted run's
+    bit for bit."""
     config, run = _config(tmp_path, cache), tmp_path / "run"
     process = subprocess.Popen(_command(config, run), cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
