@@ -15,7 +15,7 @@ process labels its share of the pool.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from sddr_core.files.atomic import atomic_output
 from sddr_core.inference.labels import LabelSample, edge_labels
 from sddr_core.network import RefinementNetwork
 from sddr_core.predictors.base import DepthPredictor
+from training.data.augment import FLIPS
 from training.data.cache import read_entry
 
 
@@ -65,6 +66,19 @@ def load_labels(folder: Path, pool: Sequence[int]) -> dict[int, torch.Tensor]:
     should hold) for every scene of `pool`."""
     return {scene: load_file(str(folder / f"{scene:07d}.safetensors"))["edges"]
             for scene in pool}
+
+
+def label_crops(labels: Mapping[int, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                crop: int) -> torch.Tensor:
+    """G_S cut to each sample's crop of a `CropDataset` batch (its `scene`, `top`, `left` and
+    `flip` index into `augment.FLIPS`) and flipped as the sample was: B × 1 × crop × crop
+    float32."""
+    crops = []
+    for scene, top, left, flip in zip(batch["scene"].tolist(), batch["top"].tolist(),
+                                      batch["left"].tolist(), batch["flip"].tolist(), strict=True):
+        window = labels[scene][top:top + crop, left:left + crop]
+        crops.append(window.flip(FLIPS[flip]) if FLIPS[flip] else window)
+    return torch.stack(crops)[:, None].float()
 
 
 def remove_older(run_dir: Path, refresh: int) -> None:

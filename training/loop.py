@@ -44,7 +44,7 @@ from training.data.cache import (
     procedural_sources,
     real_predictor,
 )
-from training.labels import label_folder, load_labels, make_labels, remove_older
+from training.labels import label_crops, label_folder, load_labels, make_labels, remove_older
 from training.losses import total_loss
 from training.validation import Validation
 
@@ -249,7 +249,8 @@ class _Run:
         low, high = network_inputs(batch["low"][:, 0].to(device), batch["high"][:, 0].to(device),
                                    tuple(batch["low"].shape[-2:]), self.model.config.stride)
         target, mask = batch["target"].to(device), batch["mask"].to(device)
-        edges = self._label_crops(batch) if self.schedule.phase(self.step) == 2 else None
+        edges = (label_crops(self.labels, batch, self.config.data.crop).to(device)
+                 if self.schedule.phase(self.step) == 2 else None)
         with self.autocast:
             output = self.wrapped(low, high, with_aux=True)
         output = dataclasses.replace(
@@ -285,18 +286,6 @@ class _Run:
         first = self.step * self.config.data.batch_size + self.process.rank * self.local_batch
         return default_collate([self.dataset[g] for g in range(first, first + self.local_batch)])
 
-    def _label_crops(self, batch: dict[str, Any]) -> torch.Tensor:
-        """G_S cut to each sample's crop and flipped as it was."""
-        crop = self.config.data.crop
-        crops = []
-        for scene, top, left, flip in zip(batch["scene"].tolist(), batch["top"].tolist(),
-                                          batch["left"].tolist(), batch["flip"].tolist(),
-                                          strict=True):
-            window = self.labels[scene][top:top + crop, left:left + crop]
-            axes = _FLIP_AXES[flip]
-            crops.append(window.flip(axes) if axes else window)
-        return torch.stack(crops)[:, None].to(self.process.device, torch.float32)
-
     def _checkpoint(self) -> Path | None:
         if not self.process.writer:
             return None
@@ -319,10 +308,6 @@ class _Run:
             record["ema"] = self.validation(self.ema)
         self.logger.write({"step": self.step, "validation": record,
                            "seconds": time.perf_counter() - start})
-
-
-_FLIP_AXES = {0: (), 1: (0,), 2: (1,), 3: (0, 1)}
-"""`augment.FLIPS` by index, for the (H, W) label maps."""
 
 
 def _paths(folder: Path, sources) -> list[Path]:
