@@ -287,3 +287,22 @@ def test_tensorboard_gets_the_logged_scalars_when_installed(tmp_path, cache):
     losses = [event.value for event in events.Scalars("loss")]
     logged = [r["loss"] for r in _log(tmp_path / "run") if "loss" in r]
     assert losses == pytest.approx(logged)
+
+
+def test_init_starts_a_run_from_trained_weights(tmp_path, cache, finished):
+    """--init with an exported weights file: the new run's step-0 validation of the model is
+    the finished run's final one (same weights); another architecture is refused."""
+    weights = tmp_path / "weights.safetensors"
+    _run([sys.executable, "-m", "training", "export", str(latest_checkpoint(finished)),
+          "-o", str(weights), "--weights", "model", "--precision", "fp32"])
+    config = _config(tmp_path, cache, schedule__phase1_steps=1, schedule__phase2_steps=0)
+    _run(_command(config, tmp_path / "run", "--init", str(weights)))
+    first = next(r for r in _log(tmp_path / "run") if "validation" in r)
+    last = [r for r in _log(finished) if "validation" in r][-1]
+    assert first["step"] == 0
+    assert first["validation"]["model"] == last["validation"]["model"]
+    other = _config(tmp_path, cache, model__preset="base", schedule__phase1_steps=1,
+                    schedule__phase2_steps=0)
+    result = _run(_command(other, tmp_path / "other", "--init", str(weights)), check=False)
+    assert result.returncode == 2 and "another architecture" in result.stderr
+    assert "embed_dims" in result.stderr

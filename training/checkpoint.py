@@ -143,7 +143,7 @@ def load_checkpoint(
     saved = NetworkConfig.from_json(metadata["config"])
     if saved != model.config:
         raise WeightsError(f"'{path}' was saved for another architecture: "
-                           + _config_difference(saved, model.config))
+                           + config_difference(saved, model.config))
     with safe_open(str(path), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
     structure = json.loads(metadata["structure"])
@@ -319,7 +319,9 @@ def _read_metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
-def _config_difference(saved: NetworkConfig, current: NetworkConfig) -> str:
+def config_difference(saved: NetworkConfig, current: NetworkConfig) -> str:
+    """Each architecture field that differs, as "name is A in the checkpoint but B in the
+    model"."""
     fields = [f.name for f in dataclasses.fields(NetworkConfig)
               if getattr(saved, f.name) != getattr(current, f.name)]
     return "; ".join(f"{name} is {getattr(saved, name)!r} in the checkpoint but "

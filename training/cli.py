@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE",
                        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    train.add_argument("--init", metavar="WEIGHTS",
+                       help="start from trained weights (a .safetensors weights file, 'default', "
+                            "hf://…, or a training checkpoint) instead of random ones")
     train.set_defaults(run=_train)
     export.add_arguments(commands)
 
@@ -48,6 +51,6 @@ def _train(args: argparse.Namespace) -> int:
     from training.loop import train
 
     config = override(load_config(args.config), args.overrides)
-    checkpoint = train(config, args.out, resume=args.resume)
+    checkpoint = train(config, args.out, resume=args.resume, init=args.init)
     print(f"done: {checkpoint}")
     return 0

@@ -31,10 +31,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 from tqdm import tqdm
 
-from sddr_core.errors import InputError
+from sddr_core.errors import InputError, WeightsError
+from sddr_core.files.weights import load_network
 from sddr_core.maps.normalise import network_inputs
-from sddr_core.network import PRESETS, RefinementNetwork
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from sddr_core.network import PRESETS, NetworkConfig, RefinementNetwork
+from training.checkpoint import (
+    config_difference,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from training.config import TrainConfig, config_to_dict, dump
 from training.data.batches import CropDataset, Schedule
 from training.data.cache import (
@@ -68,15 +75,22 @@ class _Process:
             dist.barrier()
 
 
-def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False) -> Path:
+def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
+          init: str | os.PathLike | None = None) -> Path:
     """Run (or with `resume`, continue) training into `run_dir`; returns the last checkpoint.
 
+    `init` starts a new run from trained weights instead of a random initialisation: any
+    `load_refiner` reference (a weights file, "default", hf://…) or a training checkpoint
+    (its model weights). Its architecture must be `config.model`'s. The optimizer starts
+    fresh; a resumed run takes everything from its own checkpoint and ignores `init`.
+
     Raises `InputError` when `run_dir` already holds a run and `resume` is False, or when
-    resuming with a config that differs from the run's.
+    resuming with a config that differs from the run's; `WeightsError` for an `init` that
+    cannot be read or has another architecture.
     """
     run_dir = Path(run_dir)
     with _launch() as process:
-        return _Run(config, run_dir, process, resume).run()
+        return _Run(config, run_dir, process, resume, init).run()
 
 
 @contextmanager
@@ -104,8 +118,8 @@ class _Run:
     """The state of one training process; `run` is the loop."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, process: _Process,
-                 resume: bool) -> None:
-        self.config, self.run_dir, self.process = config, run_dir, process
+                 resume: bool, init: str | os.PathLike | None = None) -> None:
+        self.config, self.run_dir, self.process, self.init = config, run_dir, process, init
         if config.data.batch_size % process.world:
             raise InputError(f"data.batch_size {config.data.batch_size} must be a multiple "
                              f"of the {process.world} processes")
@@ -120,13 +134,15 @@ class _Run:
         architecture = PRESETS[config.model.preset]
         if config.model.drop_path is not None:
             architecture = dataclasses.replace(architecture, drop_path=config.model.drop_path)
-        self.model = RefinementNetwork(architecture).to(process.device)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        checkpoint = latest_checkpoint(run_dir) if resume else None
+        self.model = RefinementNetwork(architecture)
+        if init is not None and checkpoint is None:
+            self.model.load_state_dict(_initial_weights(init, architecture).state_dict())
+        self.model = self.model.to(process.device, memory_format=torch.channels_last)
         self.ema = _frozen_copy(self.model) if config.optim.ema else None
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr,
                                            weight_decay=config.optim.weight_decay)
         self.step = 0
-        checkpoint = latest_checkpoint(run_dir) if resume else None
         if checkpoint is not None:
             resumed = load_checkpoint(checkpoint, self.model, self.optimizer, ema=self.ema)
             _check_same_config(resumed.extra.get("config"), config, checkpoint)
@@ -142,7 +158,8 @@ class _Run:
         total = self.schedule.total
         if self.logger:
             self.logger.write({"event": "resume" if self.step else "start", "step": self.step,
-                               "scenes": len(self.entries), "processes": self.process.world})
+                               "scenes": len(self.entries), "processes": self.process.world,
+                               "init": None if self.init is None else str(self.init)})
             if self.step == 0:
                 self._validate()
         bar = tqdm(total=total, initial=self.step, desc="training", unit="step",
@@ -312,6 +329,21 @@ class _Run:
 
 def _paths(folder: Path, sources) -> list[Path]:
     return [folder / f"{source.name}.safetensors" for source in sources]
+
+
+def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
+                     ) -> RefinementNetwork:
+    """The network of a training checkpoint's model weights or of a weights file, checked
+    against `architecture` (stochastic depth aside: it does not change the weights)."""
+    try:
+        network = load_weights(reference, "model")
+    except WeightsError:  # not a training checkpoint: a weights file or reference
+        network = load_network(reference)
+    given = dataclasses.replace(network.config, drop_path=architecture.drop_path)
+    if given != architecture:
+        raise WeightsError(f"--init {reference}: another architecture than model.preset "
+                           f"gives: {config_difference(given, architecture)}")
+    return network
 
 
 def _frozen_copy(model: RefinementNetwork) -> RefinementNetwork:
