@@ -1,7 +1,7 @@
 """How hard each part of the phase-2 objective pulls on the weights of a trained model.
 
     PYTHONPATH=. python benchmarks/loss_gradients.py runs/cpu-short [--checkpoint step-001200]
-        [--batches 6]
+        [--batches 6] [--set losses.options.grad_variant=code ...]
 
 Takes a run's config, cache, last label refresh and a checkpoint, draws the run's own phase-2
 batches (procedural scenes only), and prints the median L2 norm of the weights' gradient of
@@ -21,7 +21,7 @@ from torch.utils.data import default_collate
 
 from sddr_core.maps.normalise import network_inputs
 from training.checkpoint import latest_checkpoint, load_weights
-from training.config import load_config
+from training.config import load_config, override
 from training.data.batches import CropDataset, Schedule
 from training.data.cache import build_cache, cache_folder, procedural_sources
 from training.labels import label_crops, load_labels
@@ -33,8 +33,10 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--checkpoint", default=None, help="a step-NNNNNN name; default: latest")
     parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="e.g. losses.options.grad_variant=code")
     args = parser.parse_args()
-    config = load_config(args.run / "config.yaml")
+    config = override(load_config(args.run / "config.yaml"), args.overrides)
     folder = cache_folder(config.data.cache or args.run / "cache", config.data)
     entries, _ = build_cache(folder, procedural_sources(config.data.seed, config.data.scenes),
                              config.data)
@@ -76,6 +78,7 @@ def main() -> None:
             norms[name].append(float(torch.sqrt(sum(
                 (p.grad**2).sum() for p in model.parameters() if p.grad is not None))))
     print(json.dumps({"checkpoint": str(path), "refresh": refresh, "batches": args.batches,
+                      "options": str(config.losses.options),
                       **{f"{name}_gradient_norm_median": round(statistics.median(values), 6)
                          for name, values in norms.items()}}))
 
