@@ -306,3 +306,31 @@ def test_init_starts_a_run_from_trained_weights(tmp_path, cache, finished):
     result = _run(_command(other, tmp_path / "other", "--init", str(weights)), check=False)
     assert result.returncode == 2 and "another architecture" in result.stderr
     assert "embed_dims" in result.stderr
+
+
+def test_ablate_trains_rows_from_one_checkpoint_and_tables_them(tmp_path, cache, finished):
+    """Two rows from the finished run's checkpoint, scored on a generated folder dataset for
+    two seeds; a second call trains nothing again."""
+    _folder_dataset(tmp_path / "eval", ("a", "b"))
+    config = _config(tmp_path, cache, schedule__phase2_steps=2, schedule__label_refresh=2)
+    command = [sys.executable, "-m", "training", "ablate", "--config", str(config),
+               "--init", str(latest_checkpoint(finished)), "--out", str(tmp_path / "ablate"),
+               "--rows", "S=0", "L_gt", "--dataset", "folder", "--data", str(tmp_path / "eval"),
+               "--seeds", "0", "1"]
+    _run(command)
+    report = json.loads((tmp_path / "ablate" / "ablation.json").read_text())
+    assert list(report["rows"]) == ["phase 1", "S=0", "L_gt"]
+    for row in report["rows"].values():
+        for metric in ("delta1", "rel", "ord", "d3r"):
+            assert np.isfinite(row[metric]["mean"]) and row[metric]["std"] >= 0
+    assert report["rows"]["phase 1"] != report["rows"]["S=0"]  # phase 2 changed the weights
+    s0 = _log(tmp_path / "ablate" / "S=0")
+    assert [r["labels"]["steps"] for r in s0 if "labels" in r] == [0]
+    gt_only = [r for r in _log(tmp_path / "ablate" / "L_gt") if "loss" in r]
+    assert all(r["phase"] == 2 and r["loss"] == pytest.approx(r["gt"]) for r in gt_only)
+    table = (tmp_path / "ablate" / "ablation.md").read_text()
+    assert "| S=0 |" in table and "±" in table
+    final = latest_checkpoint(tmp_path / "ablate" / "S=0")
+    stamp = final.stat().st_mtime_ns
+    _run(command)
+    assert final.stat().st_mtime_ns == stamp

@@ -32,7 +32,7 @@ from torch import nn
 
 from sddr_core.errors import WeightsError
 from sddr_core.files.atomic import atomic_output
-from sddr_core.files.weights import load_state
+from sddr_core.files.weights import load_network, load_state
 from sddr_core.network import NetworkConfig, RefinementNetwork
 
 FORMAT = "sddr-training-checkpoint"
@@ -182,6 +182,16 @@ def load_weights(path: str | os.PathLike, which: Literal["model", "ema"] = "mode
     load_state(network, {key.removeprefix("module."): value for key, value in state.items()
                          if key != "n_averaged"}, path)
     return network.eval()
+
+
+def load_trained(reference: str | os.PathLike) -> RefinementNetwork:
+    """A training checkpoint's model weights, or else any weights reference `load_refiner`
+    takes (a weights file, "default", hf://…); `WeightsError` (the weights reader's) when it
+    is neither."""
+    try:
+        return load_weights(reference, "model")
+    except WeightsError:  # not a training checkpoint
+        return load_network(reference)
 
 
 def holds_ema(path: str | os.PathLike) -> bool:

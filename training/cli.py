@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from sddr_core.errors import SddrError
 from training import export
+from training.ablation import ROWS as ABLATION_ROWS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +35,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.set_defaults(run=_train)
     export.add_arguments(commands)
 
+    ablate = commands.add_parser(
+        "ablate", help="the paper's Table 4: phase 2 varied from one phase-1 checkpoint")
+    ablate.add_argument("--config", required=True,
+                        help="base config; its phase2_steps is every row's budget")
+    ablate.add_argument("--init", required=True, metavar="PHASE1",
+                        help="the shared phase-1 checkpoint (or weights file)")
+    ablate.add_argument("--out", required=True, help="folder of the rows' runs and the table")
+    ablate.add_argument("--rows", nargs="+", default=None, choices=ABLATION_ROWS,
+                        metavar="ROW", help=f"rows (default: all): {', '.join(ABLATION_ROWS)}")
+    ablate.add_argument("--dataset", default="middlebury2006",
+                        help="evaluation dataset kind, as `sddr eval --dataset`")
+    ablate.add_argument("--data", required=True, help="evaluation dataset root")
+    ablate.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="simulator seeds of the evaluation (mean ± std over them)")
+    ablate.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a base config value (repeatable)")
+    ablate.set_defaults(run=_ablate)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -53,4 +72,17 @@ def _train(args: argparse.Namespace) -> int:
     config = override(load_config(args.config), args.overrides)
     checkpoint = train(config, args.out, resume=args.resume, init=args.init)
     print(f"done: {checkpoint}")
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from sddr_core.evaluation.datasets import open_dataset
+    from training.ablation import run_ablation
+    from training.config import load_config, override
+
+    config = override(load_config(args.config), args.overrides)
+    dataset = open_dataset(args.dataset, args.data)
+    report = run_ablation(config, args.init, args.out, dataset,
+                          args.rows or tuple(ABLATION_ROWS), args.seeds)
+    print(f"wrote {args.out}/ablation.md and ablation.json ({len(report['rows'])} rows)")
     return 0

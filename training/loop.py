@@ -32,14 +32,13 @@ from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from sddr_core.errors import InputError, WeightsError
-from sddr_core.files.weights import load_network
 from sddr_core.maps.normalise import network_inputs
 from sddr_core.network import PRESETS, NetworkConfig, RefinementNetwork
 from training.checkpoint import (
     config_difference,
     latest_checkpoint,
     load_checkpoint,
-    load_weights,
+    load_trained,
     save_checkpoint,
 )
 from training.config import TrainConfig, config_to_dict, dump
@@ -335,10 +334,7 @@ def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
                      ) -> RefinementNetwork:
     """The network of a training checkpoint's model weights or of a weights file, checked
     against `architecture` (stochastic depth aside: it does not change the weights)."""
-    try:
-        network = load_weights(reference, "model")
-    except WeightsError:  # not a training checkpoint: a weights file or reference
-        network = load_network(reference)
+    network = load_trained(reference)
     given = dataclasses.replace(network.config, drop_path=architecture.drop_path)
     if given != architecture:
         raise WeightsError(f"--init {reference}: another architecture than model.preset "
