@@ -5,8 +5,9 @@
 WEIGHTS: a weights file, "default", or a training checkpoint (its model weights).
 1. Clean copies: low = high = the exact normalised disparity. A refiner that invents nothing
    returns it: reported are the mean and the 99th percentile of |output − input| (both in
-   [0, 1] units, after `Refiner`'s fit onto the low input) and the share of pixels whose
-   gradient grew by more than 0.02 per pixel (invented edges).
+   [0, 1] units, after `Refiner`'s fit onto the low input), the share of pixels whose
+   gradient grew by more than 0.02 per pixel (invented edges), and the output's REL: the
+   refiner's own error floor, to read check 2 against.
 2. A high input with a smooth global distortion (the exact map times 1 + 0.3·f, f a smooth
    field in [−1, 1], `training.data.degrade.smooth_field`) and a low input that is the exact
    map at 384 px: the low input's structure should win. Reported is REL (`evaluate`) of the
@@ -55,7 +56,8 @@ def main() -> None:
         change = np.abs(out - exact)
         grown = (sobel_magnitude(_tensor(out)) - sobel_magnitude(_tensor(exact))).numpy()
         copies.append({"mean": float(change.mean()), "p99": float(np.quantile(change, 0.99)),
-                       "edges_invented": float((grown > EDGE_GROWTH).mean())})
+                       "edges_invented": float((grown > EDGE_GROWTH).mean()),
+                       "rel": evaluate(out, scene.depth, scene.valid, space="disparity")["rel"]})
         rng = np.random.default_rng(seed)
         high = exact * (1 + 0.3 * smooth_field(exact.shape, rng))
         low = resize_prediction(resize_prediction(exact, scaled_size(*exact.shape, 384)),
