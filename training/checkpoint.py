@@ -295,6 +295,11 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def checkpoint_steps(run_dir: str | os.PathLike) -> list[int]:
+    """The steps of the checkpoint files in `run_dir`, ascending (temporary files aside)."""
+    return sorted(step for step, _ in _checkpoints(Path(run_dir)))
+
+
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     if not run_dir.is_dir():
         return []

@@ -31,10 +31,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 from tqdm import tqdm
 
+from sddr_core.cli.progress import ProgressBar
 from sddr_core.errors import InputError, WeightsError
 from sddr_core.maps.normalise import network_inputs
 from sddr_core.network import PRESETS, NetworkConfig, RefinementNetwork
 from training.checkpoint import (
+    checkpoint_steps,
     config_difference,
     latest_checkpoint,
     load_checkpoint,
@@ -214,21 +216,22 @@ class _Run:
             extra, skipped = folder_sources(data.folder)
             sources += extra
         held_out = procedural_sources(self.config.validation.seed, self.config.validation.scenes)
-        progress = _Progress("caching scenes", self.process.writer)
         if self.process.writer:
+            progress = ProgressBar("caching scenes", unit="scene")
             entries, unusable = build_cache(folder, sources + held_out, data, data.workers,
                                             progress)
+            progress.close()
         self.process.barrier()
         if not self.process.writer:  # everything is on disk now: this only lists it
             entries, unusable = build_cache(folder, sources + held_out, data)
-        progress.close()
         skipped += unusable
         if self.process.writer and skipped:
-            log.warning("%d sample(s) skipped; see log.jsonl", len(skipped))
+            log.warning("%d sample(s) skipped; see %s", len(skipped),
+                        self.run_dir / "skipped.jsonl")
             with (self.run_dir / "skipped.jsonl").open("a", encoding="utf-8") as file:
                 for name, reason in skipped:
                     file.write(json.dumps({"name": name, "reason": reason}) + "\n")
-        held = {path.stem for path in _paths(folder, held_out)}
+        held = {source.name for source in held_out}
         training = [path for path in entries if path.stem not in held]
         if not training:
             raise InputError("no usable training sample: every source was skipped "
@@ -244,12 +247,14 @@ class _Run:
         start = time.perf_counter()
         pool = self.schedule.label_pool(refresh)
         folder = label_folder(self.run_dir, refresh)
-        progress = _Progress(f"labels {refresh}", self.process.writer)
+        progress = (ProgressBar(f"labels {refresh}", unit="scene") if self.process.writer
+                    else None)
         predictor = (None if self.config.data.predictor == "simulated"
                      else real_predictor(self.config.data.predictor))
         make_labels(self.model, self.entries, pool, self.config.schedule.label_steps, folder,
                     self.process.rank, self.process.world, progress, predictor)
-        progress.close()
+        if progress is not None:
+            progress.close()
         self.process.barrier()
         self.labels = load_labels(folder, pool)
         self.refresh = refresh
@@ -309,7 +314,7 @@ class _Run:
                                extra={"config": config_to_dict(self.config),
                                       "phase": self.schedule.phase(self.step - 1)},
                                keep=self.config.checkpoint.keep)
-        oldest = min(int(p.stem.split("-")[1]) for p in self.run_dir.glob("step-*.safetensors"))
+        oldest = checkpoint_steps(self.run_dir)[0]
         remove_older(self.run_dir, self.schedule.refresh_index(oldest) or 0)
         self.logger.write({"step": self.step, "checkpoint": path.name})
         return path
@@ -325,9 +330,6 @@ class _Run:
         self.logger.write({"step": self.step, "validation": record,
                            "seconds": time.perf_counter() - start})
 
-
-def _paths(folder: Path, sources) -> list[Path]:
-    return [folder / f"{source.name}.safetensors" for source in sources]
 
 
 def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
@@ -418,21 +420,4 @@ def _scalars(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, fl
             yield from _scalars(value, f"{prefix}{name}/")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             yield f"{prefix}{name}", float(value)
-
-
-class _Progress:
-    """A tqdm bar fed by (done, total) callbacks; silent on ranks other than 0."""
-
-    def __init__(self, description: str, enabled: bool) -> None:
-        self.description, self.enabled, self.bar = description, enabled, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.enabled and self.bar is None:
-            self.bar = tqdm(total=total, desc=self.description, unit="scene", leave=False)
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 

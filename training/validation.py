@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sddr_core.evaluation.baselines import resize_prediction
 from sddr_core.evaluation.metrics import evaluate
@@ -37,10 +36,7 @@ class Validation:
         return self._score(lambda e: refiner.refine(e.low, e.high, out_size=e.depth.shape))
 
     def _score(self, output) -> dict[str, float]:
-        scores = [evaluate(_numpy(output(entry)), entry.depth, entry.valid, space="disparity")
+        scores = [evaluate(output(entry), entry.depth, entry.valid, space="disparity")
                   for entry in self.entries]
         return {key: float(np.nanmean([s[key] for s in scores])) for key in scores[0]}
 
-
-def _numpy(depth: np.ndarray | torch.Tensor) -> np.ndarray:
-    return depth.detach().cpu().numpy() if isinstance(depth, torch.Tensor) else depth

@@ -80,7 +80,7 @@ def procedural_sources(first_seed: int, count: int) -> list[Source]:
 
 def folder_sources(folder: str | Path) -> tuple[list[Source], list[tuple[str, str]]]:
     """One source per complete sample of a folder dataset, and (name, reason) of the rest."""
-    dataset = DepthFolder(folder, skip_incomplete=True)
+    dataset = _folder(str(folder))
     sources = [Source(f"folder-{name}", folder=str(folder), index=index)
                for index, name in enumerate(dataset.names)]
     return sources, dataset.incomplete
