@@ -6,8 +6,8 @@ Run from the repository root (ComfyUI modules as in benchmarks/comfyui_refine.py
     python -m benchmarks.comfyui_figure [--weights FILE]
 The inputs are the paper's simulated predictor on the sample scene (low at r̂ = 384, high at
 the scene's 768 px), so no download is needed; the edges node runs the same predictor. The
-refiner is --weights, else the bundled default, else random `small` weights, and the figure's
-caption says which (until trained weights ship, the refined panel shows an untrained net).
+refiner is --weights, else the bundled default, else random `small` weights (an install
+without its bundled file), and the figure's caption says which.
 """
 
 from __future__ import annotations

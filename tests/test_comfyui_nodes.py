@@ -19,7 +19,6 @@ import torch
 
 from sddr_core import InputError, SddrError, WeightsError
 from sddr_core.files.depth_io import read_depth
-from sddr_core.files.weights import BUNDLED, BUNDLED_DIR
 from sddr_core.inference.windows import passes
 from sddr_core.maps.resample import resize_maps
 from sddr_core.predictors import load_predictor
@@ -143,12 +142,8 @@ def test_loader_hands_the_network_to_comfyui_model_management(refiner):
     assert refiner.refiner.max_side == 256
 
 
-def test_default_weights_load_or_say_they_are_not_bundled_yet(comfy):
-    if (BUNDLED_DIR / BUNDLED["default"]).is_file():
-        assert models.load("default", "cpu", "fp32", 256).name == "default"
-    else:
-        with pytest.raises(WeightsError, match="no trained weights are bundled"):
-            models.load("default", "cpu", "fp32", 256)
+def test_default_weights_load(comfy):
+    assert models.load("default", "cpu", "fp32", 256).name == "default"
 
 
 def test_missing_and_corrupt_weights_name_the_file(comfy, tmp_path):

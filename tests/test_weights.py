@@ -329,13 +329,27 @@ def test_config_that_is_not_an_object(saved, tmp_path):
     _assert_weights_error(path, str(path))
 
 
-def test_default_has_no_bundled_weights_yet():
+def test_default_weights_are_bundled_small_and_offline(monkeypatch):
+    """The shipped file: found by name with no network, an sddr refiner, within 25 MB."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "socket", _no_network)
     bundled = weights_module.BUNDLED_DIR / weights_module.BUNDLED["default"]
-    if bundled.is_file():
-        pytest.skip("trained weights are bundled now")
-    _assert_weights_error("default", "no trained weights", "default")
-    with pytest.raises(WeightsError, match="no trained weights"):
+    assert bundled.is_file() and bundled.stat().st_size <= 25 * 2**20
+    refiner = load_refiner(device="cpu")
+    low = np.linspace(0, 1, 32 * 48, dtype=np.float32).reshape(32, 48)
+    refined = refiner.refine(low, low + 0.01, out_size=(64, 96))
+    assert refined.shape == (64, 96) and np.isfinite(refined).all()
+
+
+def test_missing_bundled_file_says_the_install_is_broken(monkeypatch, tmp_path):
+    monkeypatch.setattr(weights_module, "BUNDLED_DIR", tmp_path)
+    _assert_weights_error("default", "missing from this installation", "reinstall")
+    with pytest.raises(WeightsError, match="reinstall"):
         load_refiner()
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError("the bundled weights must load without opening a socket")
 
 
 # --------------------------------------------------------------------------------- hf://

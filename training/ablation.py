@@ -8,11 +8,14 @@ them) are then scored one-stage on an evaluation dataset for every simulator see
 phase-1 weights themselves; the table is mean ± sample std over the seeds.
 
 Rows already trained are not trained again (each is resumed, so a killed ablation continues
-where it stopped). The evaluation dataset only reports: nothing here picks a setting from it.
+where it stopped). The rows share one scene cache: the config's `data.cache` (point it at
+the phase-1 run's `RUN/cache` to reuse that), else `out/cache`. The evaluation dataset only
+reports: nothing here picks a setting from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -55,6 +58,9 @@ def run_ablation(config: TrainConfig, phase1: str | os.PathLike, out: str | os.P
     if unknown:
         raise ValueError(f"unknown ablation rows {unknown}; known: {list(ROWS)}")
     networks = {PHASE1: load_trained(phase1)}
+    if config.data.cache is None:  # one scene cache for every row, not one in each row's run
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                      cache=str(out / "cache")))
     for row in rows:
         folder = out / row
         row_config = override(config, ["schedule.phase1_steps=0", *ROWS[row]])

@@ -419,7 +419,7 @@ def _info(args) -> int:
         print(f"preset {name}: {parameter_count(refiner.network) / 1e6:.2f} M parameters, "
               f"max working side {refiner.max_side}")
     for name, file in BUNDLED.items():
-        state = "present" if (BUNDLED_DIR / file).is_file() else "not bundled yet"
+        state = "present" if (BUNDLED_DIR / file).is_file() else "missing: reinstall sddr"
         print(f"weights {name}: {file} ({state})")
     from ..predictors.huggingface import PREDICTORS
 

@@ -114,10 +114,9 @@ def resolve_weights(reference: str | os.PathLike) -> Path:
         path = BUNDLED_DIR / BUNDLED[text]
         if not path.is_file():
             raise WeightsError(
-                f"no trained weights are bundled for '{text}' yet: this version of sddr ships "
-                "the network but not its trained weights (they come with the training "
-                "release). Pass your own weights: --weights FILE on the command line, "
-                "load_refiner(FILE) in Python, with FILE a .safetensors path or "
+                f"the bundled weights '{text}' are missing from this installation ({path}): "
+                "reinstall sddr, or pass your own weights: --weights FILE on the command "
+                "line, load_refiner(FILE) in Python, with FILE a .safetensors path or "
                 "hf://owner/repo/file.safetensors@revision"
             )
         return path
