@@ -331,7 +331,6 @@ class _Run:
                            "seconds": time.perf_counter() - start})
 
 
-
 def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
                      ) -> RefinementNetwork:
     """The network of a training checkpoint's model weights or of a weights file, checked
@@ -420,4 +419,3 @@ def _scalars(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, fl
             yield from _scalars(value, f"{prefix}{name}/")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             yield f"{prefix}{name}", float(value)
-
