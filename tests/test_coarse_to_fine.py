@@ -3,6 +3,7 @@ and the properties that make it sharpen: N_r at each window's native size, Eq. 1
 r̂, Eq. 5's low input, Eq. 6's labels, Eq. 8's Ω convention, flat windows."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -428,9 +429,10 @@ def test_a_constant_window_prediction_falls_back(refiner):
 @pytest.mark.parametrize("omega, follows", [(1.0, "high"), (-1.0, "low")])
 def test_eq_8_omega_one_takes_the_high_features(omega, follows):
     """Eq. 8, F = (1 − Ω)·F_low + Ω·F_high: with every Ω head forced to 1 the output follows
-    the high input, with Ω = 0 the low one (a swapped convention reverses this)."""
+    the high input, with Ω = 0 the low one (a swapped convention reverses this). Checked on
+    the paper's direct output: a residual one adds the high input to D0 whatever Ω is."""
     torch.manual_seed(0)
-    network = RefinementNetwork(TINY).eval()
+    network = RefinementNetwork(dataclasses.replace(TINY, residual=False)).eval()
     with torch.no_grad():
         for head in network.decoder.omega_heads:
             head.conv.weight.zero_()

@@ -268,6 +268,26 @@ def test_half_precision_keeps_distinct_depth_values():
 
 # ------------------------------------------------------------------------- output up-sampling
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_residual_output_adds_the_decoded_map_to_the_high_input(residual):
+    """With the output head silenced, a residual network returns the high input (and its
+    average-pooled copies as deep supervision); the paper's direct output returns zeros."""
+    network = _tiny_network(residual=residual).eval()
+    with torch.no_grad():
+        network.decoder.ups[0].conv.weight.zero_()
+        network.decoder.ups[0].conv.bias.zero_()
+        for head in (network.decoder.aux_half, network.decoder.aux_quarter):
+            head.conv.weight.zero_()
+            head.conv.bias.zero_()
+        low, high = torch.rand(2, 1, 128, 256), torch.rand(2, 1, 128, 256)
+        output = network(low, high, with_aux=True)
+    expected = high if residual else torch.zeros_like(high)
+    torch.testing.assert_close(output.depth, expected)
+    for name, factor in (("half", 2), ("quarter", 4)):
+        pooled = F.avg_pool2d(high, factor)
+        torch.testing.assert_close(output.aux[name], pooled if residual else pooled * 0)
+
+
 def test_output_head_starts_as_bilinear_up_sampling():
     """ICNR with bilinear phases: at initialisation the sub-pixel head equals a 1×1
     projection at 1/2 resolution followed by bilinear ×2 up-sampling."""
@@ -352,9 +372,10 @@ def test_config_from_json_refuses_invalid_json():
 
 def test_config_from_json_gives_missing_fields_their_defaults():
     """A file written before a field existed reads with the field's default."""
-    config = dataclasses.replace(TINY, level_embedding=True, upsample_mode="bilinear")
+    config = dataclasses.replace(TINY, level_embedding=True, upsample_mode="bilinear",
+                                 residual=False)
     fields = json.loads(config.to_json())
-    del fields["level_embedding"], fields["upsample_mode"]
+    del fields["level_embedding"], fields["upsample_mode"], fields["residual"]
     assert NetworkConfig.from_json(json.dumps(fields)) == config
 
 
@@ -380,6 +401,7 @@ INVALID_CONFIGS = [
     ("cross_attention_layers", {"cross_attention_layers": -1}),
     ("cross_attention_heads", {"cross_attention_heads": 3}),
     ("level_embedding", {"level_embedding": "yes"}),
+    ("residual", {"residual": 1}),
 ]
 
 

@@ -15,9 +15,13 @@ from sddr_core import InputError, Refiner, build_refiner, load_refiner
 from sddr_core.maps.gradients import gradient_magnitude
 from sddr_core.maps.inputs import nearest_fill
 from sddr_core.maps.normalise import (
+    BORDER_MARGIN,
     SAMPLE_PIXELS,
+    mirror_pad,
     network_inputs,
     normalise_maps,
+    padded_size,
+    padding,
     robust_range,
 )
 from sddr_core.maps.resample import resize_maps
@@ -145,8 +149,9 @@ def test_working_size(refiner):
 
 @pytest.mark.parametrize(
     ("high_size", "network_size"),
-    [((300, 200), (256, 256)), (HIGH_SIZE, (256, 256)), ((61, 83), (128, 128)),
-     ((130, 520), (128, 256))],
+    # working size (capped at 256) + 8 px each side, up to multiples of 128
+    [((300, 200), (384, 256)), (HIGH_SIZE, (256, 384)), ((61, 83), (128, 128)),
+     ((130, 520), (128, 384))],
 )
 def test_network_runs_at_padded_working_size(refiner, high_size, network_size):
     seen = []
@@ -563,10 +568,62 @@ def test_robust_range_of_a_large_map_comes_from_a_subsample():
 
 def test_network_inputs_size_pad_and_layout():
     low, high = torch.rand(2, 30, 40) + 1, torch.rand(2, 90, 120) + 1
-    a, b = network_inputs(low, high, (90, 120), stride=32)
-    assert a.shape == b.shape == (2, 1, 96, 128)
+    a, b = network_inputs(low, high, (90, 120), stride=32, margin=8)
+    assert a.shape == b.shape == (2, 1, 128, 160)  # 90 + 16 → 128, 120 + 16 → 160
     assert a.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(b[:, :, 90:], b[:, :, 89:90].expand(-1, -1, 6, -1))
+    top, bottom, left, right = padding((90, 120), 32, 8)
+    assert (top, bottom, left, right) == (19, 19, 20, 20)
+    normalised = normalise_maps(high)[:, None]
+    torch.testing.assert_close(b[:, :, top : top + 90, left : left + 120], normalised)
+    # mirrored about the edge pixel, which is not repeated
+    torch.testing.assert_close(b[:, :, top - 3, left:-right], normalised[:, :, 3])
+    torch.testing.assert_close(b[:, :, -bottom + 2, left:-right], normalised[:, :, -4])
+
+
+@pytest.mark.parametrize("side", [1, 5, 120, 127, 128, 200])
+@pytest.mark.parametrize("margin", [0, 8])
+def test_padding_keeps_the_margin_and_reaches_the_stride(side, margin):
+    top, bottom, left, right = padding((side, side + 3), 128, margin)
+    assert min(top, bottom, left, right) >= margin
+    assert (side + top + bottom) % 128 == 0 and (side + 3 + left + right) % 128 == 0
+    assert (side + top + bottom, side + 3 + left + right) == padded_size((side, side + 3), 128,
+                                                                         margin)
+    assert 0 <= bottom - top <= 1 and 0 <= right - left <= 1
+
+
+def test_training_crops_are_not_padded():
+    """A crop that is a multiple of the stride, with no margin, reaches N_r as it is."""
+    assert padding((384, 256), 128) == (0, 0, 0, 0)
+
+
+def test_mirror_pad_replicates_what_a_small_map_cannot_reflect():
+    maps = torch.tensor([[[[1.0, 2.0, 3.0]]]])
+    padded = mirror_pad(maps, 0, 0, 4, 1)
+    assert padded[0, 0, 0].tolist() == [3.0, 3.0, 3.0, 2.0, 1.0, 2.0, 3.0, 2.0]
+
+
+class _EchoHigh(torch.nn.Module):
+    """A stand-in N_r whose D0 is its high input: the refiner must hand back exactly it."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = TINY
+
+    def forward(self, low, high):
+        return NetworkOutput(high, [])
+
+
+@pytest.mark.parametrize("size", [(96, 160), (128, 256), (203, 77)])
+def test_refiner_crops_the_margin_off_where_it_put_it(size):
+    """The output is read back from the padded frame at the offsets the padding used: a
+    network that echoes its high input gives the high input back, pixel for pixel."""
+    # ten levels: the robust range is the full range, so normalising clips nothing
+    depth = torch.randint(1, 11, size, generator=torch.Generator().manual_seed(3)).float()
+    refiner = Refiner(_EchoHigh(), device="cpu", dtype="float32")
+    assert BORDER_MARGIN > 0
+    working = refiner.network_input_size(*size)
+    assert working[0] - size[0] >= 2 * BORDER_MARGIN and working[1] - size[1] >= 2 * BORDER_MARGIN
+    torch.testing.assert_close(refiner.refine(depth, depth), depth, rtol=0, atol=1e-5)
 
 
 def test_broken_weights_raise_instead_of_writing_nan():
@@ -578,7 +635,7 @@ def test_broken_weights_raise_instead_of_writing_nan():
 
 
 def test_constant_network_output_is_an_error():
-    network = _tiny_network()
+    network = RefinementNetwork(dataclasses.replace(TINY, residual=False))
     with torch.no_grad():
         for parameter in network.decoder.ups[0].parameters():
             parameter.zero_()

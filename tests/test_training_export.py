@@ -3,6 +3,7 @@ measured change of the output stays within tolerance; wrong inputs are refused."
 
 import argparse
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -44,11 +45,11 @@ def trained(tmp_path_factory):
     return path, model, ema.module
 
 
-def _checkpoint(folder, spoil=None):
+def _checkpoint(folder, spoil=None, residual=TINY.residual):
     """A checkpoint of a fresh tiny model without EMA, `spoil`ed first when given:
     (path, model)."""
     torch.manual_seed(0)
-    model = RefinementNetwork(TINY)
+    model = RefinementNetwork(dataclasses.replace(TINY, residual=residual))
     if spoil is not None:
         with torch.no_grad():
             spoil(model)
@@ -103,7 +104,9 @@ def test_fp32_export_keeps_the_weights_exactly_at_two_more_bytes_each(trained, t
 
 def _underflowing(model: RefinementNetwork) -> None:
     """Output conv scaled by 1e-6: D0 shrinks by as much and the Refiner's fit onto the low
-    input undoes it, but fp16 keeps only a few bits of weights near 1e-7."""
+    input undoes it, but fp16 keeps only a few bits of weights near 1e-7. (With a residual
+    output D0 would be the high input plus almost nothing, which fp16 rounds harmlessly, so
+    this spoils a direct-output model.)"""
     conv = model.decoder.ups[0].conv
     conv.weight.mul_(1e-6)
     conv.bias.mul_(1e-6)
@@ -113,9 +116,9 @@ def _overflowing(model: RefinementNetwork) -> None:
     model.encoder.stem[0][0].weight[0, 0, 0, 0] = 1e5  # beyond fp16's 65504
 
 
-@pytest.mark.parametrize("spoil", [_underflowing, _overflowing])
-def test_auto_export_is_fp32_for_weights_fp16_cannot_hold(spoil, tmp_path):
-    path, model = _checkpoint(tmp_path / "run", spoil)
+@pytest.mark.parametrize(("spoil", "residual"), [(_underflowing, False), (_overflowing, True)])
+def test_auto_export_is_fp32_for_weights_fp16_cannot_hold(spoil, residual, tmp_path):
+    path, model = _checkpoint(tmp_path / "run", spoil, residual)
     result = export_checkpoint(path, tmp_path / "sddr.safetensors")
     assert (result.precision, result.weights) == ("fp32", "model")
     assert result.max_difference > TOLERANCE

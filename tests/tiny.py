@@ -9,6 +9,7 @@ TINY = NetworkConfig(
     depths=(1, 1, 1, 1),
     cross_attention_layers=1,
     cross_attention_heads=2,
+    residual=True,
 )
 
 TINY_MAX_SIDE = 256

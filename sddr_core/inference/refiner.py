@@ -30,7 +30,7 @@ from ..maps.inputs import (
     first_constant_map,
     is_channels_last_map,
 )
-from ..maps.normalise import inlier_mask, network_inputs, padded_size
+from ..maps.normalise import BORDER_MARGIN, inlier_mask, network_inputs, padded_size, padding
 from ..maps.resample import resize_maps, scaled_size
 from ..network.config import NetworkConfig
 from ..network.config import preset as preset_config
@@ -78,8 +78,8 @@ class Refiner:
         return scaled_size(height, width, min(self.max_side, max(height, width)))
 
     def network_input_size(self, height: int, width: int) -> tuple[int, int]:
-        """The working size padded up to a multiple of the network stride."""
-        return padded_size(self.working_size(height, width), self.config.stride)
+        """The working size with a mirrored margin, padded up to a multiple of the stride."""
+        return padded_size(self.working_size(height, width), self.config.stride, BORDER_MARGIN)
 
     def refine(
         self, low: DepthArray, high: DepthArray, out_size: tuple[int, int] | None = None
@@ -104,13 +104,14 @@ class Refiner:
     def _run_network(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """D0 at the working size of the high input, in the network's [0, 1] units."""
         size = self.working_size(*high.shape[-2:])
-        low_input, high_input = network_inputs(low, high, size, self.config.stride)
+        low_input, high_input = network_inputs(low, high, size, self.config.stride, BORDER_MARGIN)
+        top, _, left, _ = padding(size, self.config.stride, BORDER_MARGIN)
         autocast = torch.autocast(
             self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
         )
         with torch.inference_mode(), autocast, _evaluating(self.network):
             depth = self._forward(low_input, high_input).depth
-        return depth[:, 0, : size[0], : size[1]].float()
+        return depth[:, 0, top : top + size[0], left : left + size[1]].float()
 
 
 @contextlib.contextmanager

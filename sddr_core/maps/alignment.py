@@ -22,6 +22,11 @@ def fit_affine(
     scale ≥ 0 (the optimum of a negative fit is then scale 0, shift = the target's mean), so
     an evaluation cannot flip a map of the wrong polarity into a good one.
     """
+    scale, shift = _fit_float64(source, target, mask, nonnegative)
+    return scale.to(source.dtype), shift.to(source.dtype)
+
+
+def _fit_float64(source, target, mask, nonnegative) -> tuple[torch.Tensor, torch.Tensor]:
     batch = source.shape[0]
     s = source.reshape(batch, -1).double()
     t = target.reshape(batch, -1).double()
@@ -37,14 +42,21 @@ def fit_affine(
     if nonnegative:
         scale = scale.clamp_min(0.0)
     shift = t_mean - scale * s_mean
-    return scale.to(source.dtype), shift.to(source.dtype)
+    return scale, shift
 
 
 def align_to(
     source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
     nonnegative: bool = False,
 ) -> torch.Tensor:
-    """`source` mapped by the least-squares affine fit onto `target` (see `fit_affine`)."""
-    scale, shift = fit_affine(source, target, mask, nonnegative)
+    """`source` mapped by the least-squares affine fit onto `target` (see `fit_affine`).
+
+    Mapped in float64 and clamped to `source`'s dtype's finite range: for a target near the
+    ends of float32 the scale alone, or a value that slightly overshoots the target's range,
+    would not fit in float32 (an infinity, then NaN).
+    """
+    scale, shift = _fit_float64(source, target, mask, nonnegative)
     shape = (-1,) + (1,) * (source.ndim - 1)
-    return source * scale.view(shape) + shift.view(shape)
+    aligned = source.double() * scale.view(shape) + shift.view(shape)
+    largest = torch.finfo(source.dtype).max
+    return aligned.clamp_(-largest, largest).to(source.dtype)

@@ -64,23 +64,49 @@ def inlier_mask(maps: torch.Tensor, reference: torch.Tensor,
     return (values >= low[:, None, None]) & (values <= high[:, None, None])
 
 
-def padded_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
-    """(height, width) rounded up to multiples of `stride`: the size N_r actually runs at."""
-    return -(-size[0] // stride) * stride, -(-size[1] // stride) * stride
+BORDER_MARGIN = 8
+"""Mirrored pixels N_r reads beyond each edge of the image at inference. Within about four
+pixels of its input's edges N_r's output is off by up to a fifth of the range on a clean ramp
+(most at the bottom and right); with this margin those pixels fall in the padding, which is
+cropped off (docs/decisions.md, decision 81)."""
+
+
+def padded_size(size: tuple[int, int], stride: int, margin: int = 0) -> tuple[int, int]:
+    """(height, width) plus `margin` on each side, rounded up to multiples of `stride`: the
+    size N_r actually runs at."""
+    return tuple(-(-(side + 2 * margin) // stride) * stride for side in size)
+
+
+def padding(size: tuple[int, int], stride: int, margin: int = 0) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) pixels that take `size` to `padded_size`, split evenly
+    (the extra pixel at the bottom or right), so each side gets at least `margin`."""
+    (height, width), (padded_height, padded_width) = size, padded_size(size, stride, margin)
+    rows, cols = padded_height - height, padded_width - width
+    return rows // 2, rows - rows // 2, cols // 2, cols - cols // 2
+
+
+def mirror_pad(maps: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Pad B×1×H×W maps by reflection (the edge pixel not repeated), so N_r sees the image
+    continue past its edges; what a small map is too narrow to reflect is replicated."""
+    height, width = maps.shape[-2:]
+    mirrored = [min(left, width - 1), min(right, width - 1),
+                min(top, height - 1), min(bottom, height - 1)]
+    maps = F.pad(maps, mirrored, mode="reflect") if any(mirrored) else maps
+    rest = [want - got for want, got in zip((left, right, top, bottom), mirrored, strict=True)]
+    return F.pad(maps, rest, mode="replicate") if any(rest) else maps
 
 
 def network_inputs(
-    low: torch.Tensor, high: torch.Tensor, size: tuple[int, int], stride: int
+    low: torch.Tensor, high: torch.Tensor, size: tuple[int, int], stride: int, margin: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pair N_r reads: each B×H×W map normalised, resized to `size` (height, width), and
-    replicate-padded on the bottom and right up to a multiple of `stride`, as B×1×H'×W'
-    channels-last tensors. The padding is cropped off the output (`size` is what is real)."""
-    padded_height, padded_width = padded_size(size, stride)
-    pad_h, pad_w = padded_height - size[0], padded_width - size[1]
+    mirror-padded by `padding(size, stride, margin)`, as B×1×H'×W' channels-last tensors. The
+    padding is cropped off the output (`size` is what is real). Training crops are multiples
+    of the stride and take no margin, so they are not padded at all."""
+    sides = padding(size, stride, margin)
 
     def prepare(maps: torch.Tensor) -> torch.Tensor:
         resized = resize_maps(normalise_maps(maps), size)[:, None]
-        padded = F.pad(resized, (0, pad_w, 0, pad_h), mode="replicate")
-        return padded.contiguous(memory_format=torch.channels_last)
+        return mirror_pad(resized, *sides).contiguous(memory_format=torch.channels_last)
 
     return prepare(low), prepare(high)

@@ -45,6 +45,10 @@ class NetworkConfig:
     """Add the learned PE_f that tells low-res tokens from high-res tokens (paper; code: off)."""
     upsample_mode: str = "bilinear"
     """Decoder ×2 up-sampling: bilinear (ours, 4× cheaper on CPU) or bicubic (the code's)."""
+    residual: bool = False
+    """D0 = the high input + the decoded map (a correction), instead of the decoded map itself
+    (the paper's). The high input's edges then reach D0 without being re-drawn by the decoder
+    (docs/decisions.md, decision 81)."""
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -118,6 +122,7 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
          and deepest % config.cross_attention_heads == 0,
          f"a positive integer that divides the last width {deepest}"),
         ("level_embedding", isinstance(config.level_embedding, bool), "true or false"),
+        ("residual", isinstance(config.residual, bool), "true or false"),
         ("upsample_mode", config.upsample_mode in UPSAMPLE_MODES, f"one of {UPSAMPLE_MODES}"),
     ]
     for name, ok, expected in checks:
@@ -140,6 +145,7 @@ PRESETS: dict[str, NetworkConfig] = {
         depths=(1, 1, 2, 1),
         cross_attention_layers=2,
         cross_attention_heads=4,
+        residual=True,
     ),
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -62,6 +63,10 @@ class RefinementNetwork(nn.Module):
             low_features[-1], high_features[-1]
         )
         depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
+        if self.config.residual:
+            depth = high + depth
+            aux = {name: F.avg_pool2d(high, high.shape[-1] // map.shape[-1]) + map
+                   for name, map in aux.items()}
         return NetworkOutput(depth, omegas, aux)
 
     def flops(self, height: int, width: int) -> int:
