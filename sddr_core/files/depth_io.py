@@ -241,6 +241,10 @@ def write_depth(path: str | os.PathLike, depth: np.ndarray, format: str | None =
     p = Path(path)
     fmt = check_output(p, format)
     arr = _prepare(np.asarray(depth), fmt, p)
+    if fmt == "exr" and _exr_backend(p, "write") == "openexr":
+        # Imported before the temporary file exists: a signal landing inside an extension's
+        # import comes out as "ImportError: initialization failed", not as the interruption.
+        importlib.import_module("OpenEXR")
     with atomic_output(p) as tmp:
         _WRITERS[fmt](tmp, arr)
     return p
