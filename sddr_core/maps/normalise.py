@@ -68,7 +68,7 @@ BORDER_MARGIN = 8
 """Mirrored pixels N_r reads beyond each edge of the image at inference. Within about four
 pixels of its input's edges N_r's output is off by up to a fifth of the range on a clean ramp
 (most at the bottom and right); with this margin those pixels fall in the padding, which is
-cropped off (docs/decisions.md, decision 81)."""
+cropped off (docs/decisions.md, decision 82)."""
 
 
 def padded_size(size: tuple[int, int], stride: int, margin: int = 0) -> tuple[int, int]:

@@ -65,8 +65,8 @@ class RefinementNetwork(nn.Module):
         depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
         if self.config.residual:
             depth = high + depth
-            aux = {name: F.avg_pool2d(high, high.shape[-1] // map.shape[-1]) + map
-                   for name, map in aux.items()}
+            aux = {name: F.avg_pool2d(high, high.shape[-1] // correction.shape[-1]) + correction
+                   for name, correction in aux.items()}
         return NetworkOutput(depth, omegas, aux)
 
     def flops(self, height: int, width: int) -> int:
