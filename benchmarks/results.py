@@ -160,7 +160,7 @@ both with the weights named on the commands below (`default`: the bundled ones,
 pixels (on the half-size Aloe a polarity-inverted map, which the fit turns into a constant,
 scores δ1 0.997). Compare methods on ORD and D³R (and REL).
 
-Regenerate (about {minutes:.0f} minutes on 2 CPU cores): `python benchmarks/results.py`. Last run:
+Regenerate (about {minutes:.1f} min on 2 CPU cores): `python benchmarks/results.py`. Last run:
 {date.today().isoformat()}, sddr {sddr_core.__version__}, torch {torch.__version__}.
 
 {body}

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from training.config import DegradationConfig
-from training.data.augment import Sample, random_flip, random_sign_inversion
+from training.data.augment import (
+    Sample,
+    random_clean_copies,
+    random_flip,
+    random_sign_inversion,
+)
 from training.data.degrade import (
     degrade,
     holes_and_speckle,
@@ -131,6 +136,7 @@ def test_holes_are_blobs_not_scattered_pixels() -> None:
     lambda: holes_and_speckle(ramp(), rng(), 1.0, 0.0),
     lambda: holes_and_speckle(ramp(), rng(), 0.0, -0.1),
     lambda: random_sign_inversion(sample(), rng(), 1.5),
+    lambda: random_clean_copies(sample(), rng(), -0.1),
 ])
 def test_out_of_range_strengths_are_refused(bad) -> None:
     with pytest.raises(ValueError):
@@ -187,3 +193,37 @@ def test_sign_inversion_probability_extremes() -> None:
     for seed in range(5):
         assert random_sign_inversion(sample(), rng(seed), p=0.0).low[0, 1] > 0
         assert random_sign_inversion(sample(), rng(seed), p=1.0).low[0, 1] < 0
+
+
+def valid_sample() -> Sample:
+    """Low, high and target on one grid, valid everywhere, all three different."""
+    target = ramp()
+    return Sample(low=target + 1, high=target * 2, target=target, mask=np.ones((H, W), bool))
+
+
+def test_clean_copies_replace_both_inputs_by_the_target_at_the_drawn_rate() -> None:
+    original = valid_sample()
+    draws, copied = 2000, 0
+    generator = rng(5)
+    for _ in range(draws):
+        out = random_clean_copies(original, generator, p=0.2)
+        if out is original:
+            continue
+        copied += 1
+        np.testing.assert_array_equal(out.low, original.target)
+        np.testing.assert_array_equal(out.high, original.target)
+        np.testing.assert_array_equal(out.target, original.target)
+        assert out.low is not out.target and out.high is not out.low  # no shared buffers
+    sigma = math.sqrt(draws * 0.2 * 0.8)
+    assert abs(copied - draws * 0.2) <= 4 * sigma
+
+
+def test_clean_copies_leave_a_sample_with_invalid_pixels_and_p_zero_alone() -> None:
+    holed = valid_sample()
+    holed.mask[3, 4] = False
+    assert random_clean_copies(holed, rng(), p=1.0) is holed
+    assert random_clean_copies(valid_sample(), rng(), p=1.0).low[0, 0] == ramp()[0, 0]
+    generator, untouched = rng(2), rng(2)
+    original = valid_sample()
+    assert random_clean_copies(original, generator, p=0.0) is original
+    assert generator.random() == untouched.random()  # p = 0 draws nothing

@@ -68,3 +68,27 @@ def test_crops_lie_inside_their_scene_and_use_every_flip():
 def test_another_seed_gives_another_order(seed):
     other = _schedule(dataclasses.replace(CONFIG, seed=seed))
     assert [other.plan(g) for g in range(24)] != [_schedule().plan(g) for g in range(24)]
+
+
+@pytest.mark.parametrize("clean_copies", [0.0, 1.0])
+def test_a_clean_copy_sample_gives_its_target_as_both_inputs(tmp_path, clean_copies):
+    from training.data.batches import CropDataset
+    from training.data.cache import build_cache, cache_folder, procedural_sources
+
+    config = parse_config(f"""
+data: {{scenes: 1, scene_height: 128, scene_width: 160, batch_size: 1, crop: 128,
+        inversion: 0.5, clean_copies: {clean_copies}}}
+schedule: {{phase1_steps: 6, phase2_steps: 0}}
+""")
+    sources = procedural_sources(config.data.seed, config.data.scenes)
+    entries, skipped = build_cache(cache_folder(tmp_path, config.data), sources, config.data)
+    assert not skipped
+    dataset = CropDataset(entries, Schedule(config, CropDataset.shapes(entries)))
+    signs = set()
+    for g in range(6):
+        item = dataset[g]
+        assert bool(item["mask"].all())
+        copied = [bool((item[name] == item["target"]).all()) for name in ("low", "high")]
+        assert copied == [clean_copies == 1.0] * 2
+        signs.add(float(item["target"].sum().sign()))
+    assert signs == {-1.0, 1.0}  # sign inversion still applies, to inputs and target alike

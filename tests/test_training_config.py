@@ -37,6 +37,7 @@ data:
   crop: 128
   flips: false
   inversion: 0.25
+  clean_copies: 0.1
   degradation:
     low_resolution: [100, 200]
     high_resolution: [300, 600]
@@ -115,6 +116,7 @@ def test_smoke_config_loads() -> None:
     ("model: {drop_path: 1.5}", "model.drop_path", "in [0, 1) or null"),
     ("schedule: {label_scenes: 0}", "schedule.label_scenes", "≥ 1"),
     ("data: {workers: -1}", "data.workers", "≥ 0"),
+    ("data: {clean_copies: 1.5}", "data.clean_copies", "a probability in [0, 1]"),
     ("data: {degradation: {noise_scale: [2, 1]}}", "data.degradation.noise_scale", "min ≤ max"),
     ("data: {degradation: {scale_drift: 1.5}}", "data.degradation.scale_drift",
      "must be in [0, 1)"),

@@ -142,6 +142,9 @@ class DataConfig:
     """Random horizontal and vertical flips (GBDF's augmentation, method.md §5)."""
     inversion: float = 1 / 3
     """Probability of inverting the depth's sign (GBDF's p = 1/3)."""
+    clean_copies: float = 0.0
+    """Probability that a sample's two predictions are its exact ground truth, so N_r learns
+    to leave inputs that need no correction alone (`augment.random_clean_copies`; ours)."""
     degradation: DegradationConfig = DegradationConfig()
 
     def __post_init__(self) -> None:
@@ -154,6 +157,8 @@ class DataConfig:
         _require(self.crop <= min(self.scene_height, self.scene_width), "crop",
                  "no larger than the scenes' sides", self.crop)
         _require(0 <= self.inversion <= 1, "inversion", "a probability in [0, 1]", self.inversion)
+        _require(0 <= self.clean_copies <= 1, "clean_copies", "a probability in [0, 1]",
+                 self.clean_copies)
 
 
 @dataclass(frozen=True)

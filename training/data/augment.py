@@ -1,6 +1,7 @@
 """Augmentations of a whole training sample: flips and sign inversion, as GBDF trains
-(method.md §5). Each acts on the low and high predictions, the target and its mask together,
-so the sample stays consistent; the maps may differ in size (low and high resolution)."""
+(method.md §5), and clean copies (ours). Each acts on the low and high predictions, the target
+and its mask together, so the sample stays consistent; the maps may differ in size (low and
+high resolution)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,18 @@ def random_sign_inversion(sample: Sample, rng: np.random.Generator,
     if rng.random() >= p:
         return sample
     return dataclasses.replace(sample, low=-sample.low, high=-sample.high, target=-sample.target)
+
+
+def random_clean_copies(sample: Sample, rng: np.random.Generator, p: float = 0.0) -> Sample:
+    """With probability `p`, `sample` with both predictions replaced by its exact target.
+
+    Every simulated pair disagrees somewhere, so without such samples N_r never sees inputs
+    that need no correction and leaves an error floor on them (benchmarks/no_harm.py, issue
+    10): the target of a clean copy is its input. Only a sample valid everywhere becomes one
+    (the target holds no depth where it is invalid); the others are returned unchanged.
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+    if p == 0 or rng.random() >= p or not sample.mask.all():
+        return sample
+    return dataclasses.replace(sample, low=sample.target.copy(), high=sample.target.copy())

@@ -22,7 +22,13 @@ import torch
 from torch.utils.data import Dataset
 
 from training.config import TrainConfig
-from training.data.augment import FLIPS, Sample, flip, random_sign_inversion
+from training.data.augment import (
+    FLIPS,
+    Sample,
+    flip,
+    random_clean_copies,
+    random_sign_inversion,
+)
 from training.data.cache import entry_shape, read_crop
 
 _ORDER, _POOL, _CROP, _POOL_ORDER = 1, 2, 3, 4
@@ -115,8 +121,11 @@ class CropDataset(Dataset):
         target = np.where(valid, depth if polarity == "depth" else 1.0 / depth, 0.0)
         sample = Sample(crop["low"], crop["high"], target.astype(np.float32), valid)
         sample = flip(sample, plan.flip)
-        rng = np.random.default_rng([self.schedule.config.seed, _CROP, g, 1])
-        inverted = random_sign_inversion(sample, rng, self.schedule.config.data.inversion)
+        data, seed = self.schedule.config.data, self.schedule.config.seed
+        sample = random_clean_copies(sample, np.random.default_rng([seed, _CROP, g, 2]),
+                                     data.clean_copies)
+        rng = np.random.default_rng([seed, _CROP, g, 1])
+        inverted = random_sign_inversion(sample, rng, data.inversion)
         return {
             "low": torch.from_numpy(inverted.low)[None],
             "high": torch.from_numpy(inverted.high)[None],
