@@ -328,6 +328,22 @@ def test_atomic_output_replaces_only_on_success(tmp_path):
     assert target.read_text() == "one" and _files(target.parent) == ["out.txt"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_atomic_output_gives_the_umask_mode_even_when_the_writer_replaced_the_file(tmp_path):
+    from safetensors.numpy import save_file
+
+    umask = os.umask(0o027)  # not the usual 0o022, so a default mode cannot pass by chance
+    try:
+        with atomic_output(tmp_path / "w.safetensors") as tmp:
+            save_file({"a": np.zeros(2, np.float32)}, str(tmp))  # the real writer: makes 0o600
+        with atomic_output(tmp_path / "d.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(umask)
+    for name in ("w.safetensors", "d.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
 def test_unwritable_folder_names_the_folder(tmp_path):
     (tmp_path / "afile").write_text("I am a file")
     with pytest.raises(InputError, match="output folder") as e:

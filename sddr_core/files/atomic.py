@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,15 +27,20 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     and the exception re-raised, leaving an earlier file at ``path`` untouched; an ``OSError``
     (a full disk, a quota) is re-raised as :class:`InputError` naming ``path`` and the reason.
 
-    Missing parent folders are created. A folder that cannot be created or written raises
-    :class:`InputError` naming the folder and the reason.
+    The file gets the mode a file written directly would get (0o666 less the umask), whatever
+    the block's writer made it. Missing parent folders are created. A folder that cannot be
+    created or written raises :class:`InputError` naming the folder and the reason.
     """
     target = Path(path)
     claimed: list[Path] = []  # named before it is created, so a signal at any point is cleaned up
     try:
         tmp = _create_temp(target.parent, target, claimed)
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 less the umask
         try:
             yield tmp
+            # A writer may have replaced the file with its own (safetensors' `save_file` makes
+            # it 0o600, which would leave exported weights unreadable to other users).
+            os.chmod(tmp, mode)
             os.replace(tmp, target)
         except OSError as e:
             raise InputError(f"cannot write output file '{target}': {e.strerror or e}") from e
