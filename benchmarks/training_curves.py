@@ -2,6 +2,12 @@
 against the low and high inputs, from the run's log.jsonl and config.yaml.
 
     python benchmarks/training_curves.py runs/cpu-short -o docs/img/training-curves.png
+    python benchmarks/training_curves.py runs/default-resid --phase2 runs/grad100 -o curves.png
+
+`--phase2 RUN2`: RUN2 is a phase-2-only run started with `--init` from RUN's phase-1 checkpoint
+(the shipped weights were made so, docs/model-card.md); RUN's phase 1 is drawn, then RUN2's
+records shifted by RUN's phase-1 steps. A step logged twice (a resumed run redoes the steps
+after its last checkpoint) is drawn once, with its last record.
 """
 
 from __future__ import annotations
@@ -24,13 +30,20 @@ METRICS = (("rel", "REL ↓"), ("delta1", "δ1 ↑"), ("ord", "ORD ↓"), ("d3r"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
+    parser.add_argument("--phase2", type=Path, metavar="RUN2",
+                        help="a phase-2-only run that continued RUN's phase 1 (--init)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    records = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
-    steps = [r for r in records if "loss" in r]
-    validations = [r for r in records if "validation" in r]
-    schedule = yaml.safe_load((args.run / "config.yaml").read_text())["schedule"]
-    phase2 = schedule["phase1_steps"] if schedule["phase2_steps"] else None
+    schedule = _schedule(args.run)
+    steps, validations = _records(args.run)
+    if args.phase2 is None:
+        phase2 = schedule["phase1_steps"] if schedule["phase2_steps"] else None
+    else:
+        phase2 = schedule["phase1_steps"]
+        later_steps, later_validations = _records(args.phase2, shift=phase2)
+        steps = [r for r in steps if r["step"] <= phase2] + later_steps
+        validations = [r for r in validations if r["step"] <= phase2] + [
+            r for r in later_validations if r["step"] > phase2]
 
     figure = plt.figure(figsize=(14, 6.5))
     grid = figure.add_gridspec(2, len(METRICS))
@@ -62,11 +75,29 @@ def main() -> None:
         if phase2 is not None:
             ax.axvline(phase2, color="grey", lw=0.8)
     where = f"phase 2 from step {phase2} (grey line)" if phase2 is not None else "phase 1 only"
-    figure.suptitle(f"{args.run.name}: {where}", fontsize=10)
+    name = args.run.name + (f" + {args.phase2.name}" if args.phase2 else "")
+    figure.suptitle(f"{name}: {where}", fontsize=10)
     figure.tight_layout()
     with atomic_output(args.output) as tmp:
         figure.savefig(tmp, dpi=110, format=args.output.suffix.lstrip(".") or "png")
     print(args.output)
+
+
+def _schedule(run: Path) -> dict:
+    return yaml.safe_load((run / "config.yaml").read_text())["schedule"]
+
+
+def _records(run: Path, shift: int = 0) -> tuple[list[dict], list[dict]]:
+    """The run's loss records and validation records, one per step (the last), by step."""
+    losses, validations = {}, {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            losses[record["step"]] = {**record, "step": record["step"] + shift}
+        elif "validation" in record:
+            validations[record["step"]] = {**record, "step": record["step"] + shift}
+    return ([losses[step] for step in sorted(losses)],
+            [validations[step] for step in sorted(validations)])
 
 
 if __name__ == "__main__":
