@@ -26,7 +26,10 @@ def fit_affine(
     return scale.to(source.dtype), shift.to(source.dtype)
 
 
-def _fit_float64(source, target, mask, nonnegative) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_float64(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+                 nonnegative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fit_affine`'s least squares in float64: maps near float32's limits overflow it
+    (decision 83)."""
     batch = source.shape[0]
     s = source.reshape(batch, -1).double()
     t = target.reshape(batch, -1).double()
