@@ -21,6 +21,7 @@ from training.data.degrade import (
     scale_drift,
     smooth_field,
 )
+from training.data.inputs import draw_predictor, make_predictions
 
 H, W = 48, 64
 
@@ -227,3 +228,28 @@ def test_clean_copies_leave_a_sample_with_invalid_pixels_and_p_zero_alone() -> N
     original = valid_sample()
     assert random_clean_copies(original, generator, p=0.0) is original
     assert generator.random() == untouched.random()  # p = 0 draws nothing
+
+
+def _predictions(settings: DegradationConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    depth = ramp()
+    draw = draw_predictor(rng(seed), settings)
+    return make_predictions(depth, np.ones_like(depth, bool), draw, rng(seed + 100), settings)
+
+
+def test_high_scale_drift_changes_only_the_high_input() -> None:
+    """Null keeps both inputs' drift at `scale_drift`; a value drifts the high input alone,
+    within it, and leaves the low input and the random draws after it as they were."""
+    small = dict(low_resolution=(32, 32), high_resolution=(64, 64), edge_shift=0.0, holes=0.0)
+    same = DegradationConfig(**small, scale_drift=0.0)
+    assert same.for_high_input() is same
+    high_only = DegradationConfig(**small, scale_drift=0.0, high_scale_drift=0.5)
+    assert high_only.for_high_input().scale_drift == 0.5
+    drifted = 0
+    for seed in range(20):
+        low, high = _predictions(same, seed)
+        low_drift, high_drift = _predictions(high_only, seed)
+        np.testing.assert_array_equal(low_drift, low)
+        ratio = high_drift / high
+        assert ratio.min() >= 0.5 - 1e-4 and ratio.max() <= 1.5 + 1e-4
+        drifted += np.abs(ratio - 1).max() > 0.05
+    assert drifted >= 3  # each seed drifts with chance 1/2, at a strength uniform in [0, 0.5]

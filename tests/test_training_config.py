@@ -120,6 +120,8 @@ def test_smoke_config_loads() -> None:
     ("data: {degradation: {noise_scale: [2, 1]}}", "data.degradation.noise_scale", "min ≤ max"),
     ("data: {degradation: {scale_drift: 1.5}}", "data.degradation.scale_drift",
      "must be in [0, 1)"),
+    ("data: {degradation: {high_scale_drift: 1.0}}", "data.degradation.high_scale_drift",
+     "must be in [0, 1) or null"),
     ("losses: {weights: {grad: -0.5}}", "losses.weights.grad", "must be ≥ 0"),
     ("losses: {options: {fusion_levels: [1, 1]}}", "losses.options.fusion_levels", "distinct"),
     ("schedule: {phase1_steps: 0, phase2_steps: 0}", "schedule.phase2_steps", "≥ 1"),

@@ -97,8 +97,18 @@ class DegradationConfig:
     """Largest displacement of the predicted edges, in predictor pixels."""
     scale_drift: float = 0.1
     """Largest smooth relative change of scale across the image."""
+    high_scale_drift: float | None = None
+    """Largest scale drift of the high input alone; null: `scale_drift`, as the low input's.
+    The method's premise is that the high-resolution run is the one with inconsistent
+    structure (ours: issue 10's no-harm check distorts the high input by ±30 %)."""
     holes: float = 0.01
     """Largest fraction of pixels lost to holes and speckle."""
+
+    def for_high_input(self) -> DegradationConfig:
+        """These ranges as they apply to the high input: `high_scale_drift` where set."""
+        if self.high_scale_drift is None:
+            return self
+        return dataclasses.replace(self, scale_drift=self.high_scale_drift)
 
     def __post_init__(self) -> None:
         for name in ("low_resolution", "high_resolution", "noise_scale", "edge_blur"):
@@ -108,6 +118,8 @@ class DegradationConfig:
         _require(self.edge_shift >= 0, "edge_shift", "≥ 0", self.edge_shift)
         _require(0 <= self.scale_drift < 1, "scale_drift", "in [0, 1) (a factor 1 ± drift must "
                  "stay positive)", self.scale_drift)
+        _require(self.high_scale_drift is None or 0 <= self.high_scale_drift < 1,
+                 "high_scale_drift", "in [0, 1) or null", self.high_scale_drift)
         _require(0 <= self.holes < 1, "holes", "in [0, 1)", self.holes)
 
 

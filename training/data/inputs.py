@@ -61,8 +61,9 @@ def make_predictions(depth: np.ndarray, valid: np.ndarray, draw: PredictorDraw,
     """(low, high): float32 maps on `depth`'s grid, degraded independently and hole-filled."""
     predictor = draw.predictor(depth, valid)
     maps = []
-    for resolution in (draw.low_resolution, draw.high_resolution):
-        prediction = degrade(predictor.predict(None, resolution), rng, settings)
+    for resolution, ranges in ((draw.low_resolution, settings),
+                               (draw.high_resolution, settings.for_high_input())):
+        prediction = degrade(predictor.predict(None, resolution), rng, ranges)
         maps.append(on_grid(prediction, depth.shape))
     return maps[0], maps[1]
 
