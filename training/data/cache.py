@@ -87,10 +87,13 @@ def folder_sources(folder: str | Path) -> tuple[list[Source], list[tuple[str, st
 
 
 def cache_folder(root: str | Path, data: DataConfig) -> Path:
-    """The folder under `root` for entries made with `data`'s scene size and degradations."""
+    """The folder under `root` for entries made with `data`'s scene size and degradations.
+    A degradation left at null (an option that changes nothing) is not part of the name, so
+    adding such an option keeps the caches made before it."""
+    degradation = {key: value for key, value in asdict(data.degradation).items()
+                   if value is not None}
     spec = {"format": FORMAT_VERSION, "size": [data.scene_height, data.scene_width],
-            "crop": data.crop, "degradation": asdict(data.degradation),
-            "predictor": data.predictor}
+            "crop": data.crop, "degradation": degradation, "predictor": data.predictor}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     return Path(root) / f"scenes-{digest}"
 
