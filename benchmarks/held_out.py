@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+from sddr_core.evaluation.runner import COLUMNS as LABELS
 from training.checkpoint import load_trained
 from training.config import load_config
 from training.data.cache import build_cache, cache_folder, procedural_sources
 from training.validation import Validation
 
 COLUMNS = ("rel", "delta1", "ord", "d3r")
+"""The model card's held-out columns, in its order."""
 
 
 def main() -> None:
@@ -41,7 +43,8 @@ def main() -> None:
         rows[weights] = validation(load_trained(weights))
     print(f"{len(entries)} held-out scenes (seeds {config.validation.seed}–"
           f"{config.validation.seed + len(entries) - 1}), {args.config}'s data settings\n")
-    print("| | REL ↓ | δ1 ↑ | ORD ↓ | D³R ↓ |\n|---|---:|---:|---:|---:|")
+    print("| | " + " | ".join(LABELS[key] for key in COLUMNS) + " |\n|---|"
+          + "---:|" * len(COLUMNS))
     for name, scores in rows.items():
         print(f"| {name} | " + " | ".join(f"{scores[key]:.4f}" for key in COLUMNS) + " |")
 
