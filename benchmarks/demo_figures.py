@@ -36,9 +36,11 @@ def zoomed(strip: np.ndarray) -> np.ndarray:
                            for k in range(PANELS)], axis=1)
 
 
-def write_jpeg(path: Path, image: np.ndarray) -> None:
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
+    """Write a BGR figure as JPEG, atomically; a failed encode leaves the old file, not an empty
+    one (`atomic_output` would otherwise move the empty temporary file into place)."""
     with atomic_output(path) as tmp:
-        if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise SystemExit(f"could not write {path}")
 
 
