@@ -10,13 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from sddr_core.cli.main import main
 from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
 from sddr_core.evaluation import runner
-from sddr_core.evaluation.baselines import guided_filter, guided_fusion, resize_prediction
+from sddr_core.evaluation.baselines import guided_fusion, resize_prediction
 from sddr_core.evaluation.datasets import DepthFolder
 from sddr_core.evaluation.metrics import METRIC_KEYS
 from sddr_core.evaluation.runner import (
@@ -75,22 +74,6 @@ def _step(height: int, width: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ baselines
-
-def test_guided_filter_with_source_as_guide_keeps_the_source():
-    source = np.random.default_rng(0).uniform(0, 1, (40, 50))
-    np.testing.assert_allclose(guided_filter(source, source, 3, 1e-6), source, atol=1e-3)
-
-
-def test_guided_filter_with_flat_guide_is_a_box_mean():
-    """A flat guide explains nothing (a = 0), so each window's b is the box mean of the source,
-    and the output averages those over the windows: a box filter applied twice."""
-    source = np.random.default_rng(1).uniform(0, 1, (40, 50))
-    radius = 2
-    box_mean = ndimage.uniform_filter(source, 2 * radius + 1, mode="reflect")
-    expected = ndimage.uniform_filter(box_mean, 2 * radius + 1, mode="reflect")
-    result = guided_filter(source, np.full_like(source, 0.3), radius, 1e-6)
-    np.testing.assert_allclose(result, expected, atol=1e-9)
-
 
 def test_guided_fusion_sharpens_low_in_low_units():
     size = (64, 96)

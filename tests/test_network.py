@@ -288,6 +288,25 @@ def test_residual_output_adds_the_decoded_map_to_the_high_input(residual):
         torch.testing.assert_close(output.aux[name], pooled if residual else pooled * 0)
 
 
+def test_correction_filter_makes_the_correction_follow_the_high_input():
+    """With the filter, the correction D0 − high is flat where the high input is flat (less
+    variation between neighbours than the decoder's own correction), and the same weights
+    without it keep their correction as decoded."""
+    plain = _tiny_network(seed=3).eval()
+    filtered = _tiny_network(seed=3, correction_filter_radius=8).eval()
+    filtered.load_state_dict(plain.state_dict())
+    low = torch.rand(1, 1, 128, 256)
+    high = (torch.arange(256) >= 128).float().expand(1, 1, 128, 256).contiguous()
+    with torch.no_grad():
+        corrections = [network(low, high).depth - high for network in (plain, filtered)]
+    flat = (slice(None), slice(None), slice(8, -8), slice(8, 120))
+    roughness = [c[flat].diff(dim=-1).abs().mean() for c in corrections]
+    assert roughness[1] < 0.5 * roughness[0]
+    untouched = _tiny_network(seed=3).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(untouched(low, high).depth, corrections[0] + high)
+
+
 def test_output_head_starts_as_bilinear_up_sampling():
     """ICNR with bilinear phases: at initialisation the sub-pixel head equals a 1×1
     projection at 1/2 resolution followed by bilinear ×2 up-sampling."""
@@ -402,6 +421,9 @@ INVALID_CONFIGS = [
     ("cross_attention_heads", {"cross_attention_heads": 3}),
     ("level_embedding", {"level_embedding": "yes"}),
     ("residual", {"residual": 1}),
+    ("correction_filter_radius", {"correction_filter_radius": -1}),
+    ("correction_filter_radius", {"correction_filter_radius": 4, "residual": False}),
+    ("correction_filter_eps", {"correction_filter_eps": 0}),
 ]
 
 

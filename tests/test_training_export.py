@@ -179,3 +179,32 @@ def test_command_line(trained, tmp_path, capsys):
     assert args.run(args) == 0
     assert f"wrote {output}: model weights, fp32" in capsys.readouterr().out
     _assert_weights(output, model.state_dict(), torch.float32)
+
+
+def test_correction_filter_is_written_into_the_file_with_the_weights_unchanged(trained, tmp_path):
+    path, _, ema = trained
+    parser = argparse.ArgumentParser(prog="training")
+    add_arguments(parser.add_subparsers(required=True))
+    output = tmp_path / "filtered.safetensors"
+    args = parser.parse_args(["export", str(path), "-o", str(output), "--correction-filter", "3",
+                              "--correction-filter-eps", "1e-3"])
+    assert args.run(args) == 0
+    loaded = load_network(output)
+    config = loaded.config
+    assert (config.correction_filter_radius, config.correction_filter_eps) == (3, 1e-3)
+    _assert_weights(output, _rounded(ema), torch.float16)
+    plain = export_checkpoint(path, tmp_path / "plain.safetensors")
+    assert load_network(plain.path).config.correction_filter_radius == 0
+    low, high = torch.rand(1, 1, 128, 128), torch.rand(1, 1, 128, 128)
+    with torch.no_grad():
+        outputs = [network(low, high).depth for network in (loaded, load_network(plain.path))]
+    assert not torch.allclose(*outputs)
+
+
+def test_an_invalid_correction_filter_is_refused_naming_it(trained, tmp_path):
+    path, _, _ = trained
+    with pytest.raises(InputError, match="correction_filter_radius"):
+        export_checkpoint(path, tmp_path / "out.safetensors", correction_filter=(-2, 1e-4))
+    with pytest.raises(InputError, match="correction_filter_eps"):
+        export_checkpoint(path, tmp_path / "out.safetensors", correction_filter=(4, 0.0))
+    assert not (tmp_path / "out.safetensors").exists()

@@ -17,7 +17,7 @@ import yaml
 from safetensors import safe_open
 
 from sddr_core.files.depth_io import write_depth
-from training.checkpoint import latest_checkpoint
+from training.checkpoint import latest_checkpoint, load_weights
 from training.config import parse_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -308,6 +308,20 @@ def test_init_starts_a_run_from_trained_weights(tmp_path, cache, finished):
     result = _run(_command(other, tmp_path / "other", "--init", str(weights)), check=False)
     assert result.returncode == 2 and "another architecture" in result.stderr
     assert "embed_dims" in result.stderr
+
+
+def test_init_may_switch_the_correction_filter_on(tmp_path, cache, finished):
+    """The filter has no weights, so a run with `model.correction_filter_radius` starts from
+    weights trained without it, trains through it, and its checkpoints carry it."""
+    config = _config(tmp_path, cache, model__correction_filter_radius=4,
+                     schedule__phase1_steps=1, schedule__phase2_steps=0)
+    _run(_command(config, tmp_path / "run", "--init", str(latest_checkpoint(finished))))
+    first = next(r for r in _log(tmp_path / "run") if "validation" in r)
+    last = [r for r in _log(finished) if "validation" in r][-1]
+    assert first["step"] == 0
+    assert first["validation"]["model"] != last["validation"]["model"]
+    trained = load_weights(latest_checkpoint(tmp_path / "run"), "model")
+    assert trained.config.correction_filter_radius == 4
 
 
 def test_ablate_trains_rows_from_one_checkpoint_and_tables_them(tmp_path, cache, finished):

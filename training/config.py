@@ -26,7 +26,7 @@ import yaml
 from sddr_core.errors import InputError
 from sddr_core.files.atomic import atomic_output
 from sddr_core.inference.windows import STEPS
-from sddr_core.network import PRESETS
+from sddr_core.network import PRESETS, NetworkConfig
 from sddr_core.predictors.huggingface import PREDICTORS
 from training.losses import LossOptions, LossWeights
 
@@ -64,11 +64,26 @@ class ModelConfig:
     """A name in `sddr_core.network.PRESETS`: "base" is the paper's scale, "small" the CPU one."""
     drop_path: float | None = None
     """Stochastic depth rate of the encoder; null keeps the preset's (0.1)."""
+    correction_filter_radius: int = 0
+    """Train through N_r's correction filter of this radius (decision 134; needs a residual
+    preset); 0: off, as every preset."""
 
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
         _require(self.drop_path is None or 0 <= self.drop_path < 1, "drop_path",
                  "in [0, 1) or null", self.drop_path)
+        radius = self.correction_filter_radius
+        _require(isinstance(radius, int) and not isinstance(radius, bool) and radius >= 0
+                 and (radius == 0 or PRESETS[self.preset].residual),
+                 "correction_filter_radius", "an integer ≥ 0, and 0 unless the preset is "
+                 "residual", radius)
+
+    def architecture(self) -> NetworkConfig:
+        """The preset with this config's changes."""
+        changes = {"correction_filter_radius": self.correction_filter_radius}
+        if self.drop_path is not None:
+            changes["drop_path"] = self.drop_path
+        return dataclasses.replace(PRESETS[self.preset], **changes)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 `python -m training export CHECKPOINT -o FILE.safetensors [--precision auto|fp16|fp32]
 [--weights model|ema]` takes the model weights, or their EMA (the default when the checkpoint
 holds one: the average is the smoother, usually better, model), and writes them with
-`save_network`, atomically.
+`save_network`, atomically. `--correction-filter RADIUS [--correction-filter-eps EPS]` writes
+N_r's correction filter (decision 134) into the file's architecture: it has no weights, so
+weights trained without it take it as they are.
 
 Precision is decided by measurement. fp16 halves the file, but storing a weight in fp16
 rounds it to 11 significant bits, overflows beyond ±65504 and flushes magnitudes below about
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import math
 import os
@@ -32,7 +35,7 @@ import torch
 from sddr_core.errors import InputError, WeightsError
 from sddr_core.files.weights import save_network
 from sddr_core.maps.normalise import network_inputs
-from sddr_core.network import RefinementNetwork
+from sddr_core.network import NetworkConfig, RefinementNetwork
 from sddr_core.predictors.simulated import SimulatedPredictor
 from training.checkpoint import holds_ema, load_weights
 from training.data.scenes import render_scene
@@ -76,12 +79,15 @@ def export_checkpoint(
     *,
     precision: Precision = "auto",
     weights: Literal["model", "ema"] | None = None,
+    correction_filter: tuple[int, float] | None = None,
 ) -> Exported:
     """Write the weights of a training checkpoint to `output` for `load_refiner`.
 
     `weights`: "model", "ema", or None for the EMA weights when the checkpoint holds them and
-    the model weights otherwise. `precision`: "auto" stores fp16 when that changes the output
-    by at most `TOLERANCE` (see the module doc), fp32 otherwise; "fp16" and "fp32" force it.
+    the model weights otherwise. `correction_filter`: (radius, eps) of the correction filter
+    to write into the file's architecture (None keeps the checkpoint's). `precision`: "auto"
+    stores fp16 when that changes the output by at most `TOLERANCE` (see the module doc),
+    fp32 otherwise; "fp16" and "fp32" force it.
     Raises `WeightsError` for a file that is not a training checkpoint, EMA weights it lacks,
     or forced fp16 for weights beyond fp16's range; `InputError` for an `output` that is a
     folder or the checkpoint itself.
@@ -98,6 +104,8 @@ def export_checkpoint(
     if weights is None:
         weights = "ema" if holds_ema(checkpoint) else "model"
     network = load_weights(checkpoint, weights)
+    if correction_filter is not None:
+        network = _with_correction_filter(network, *correction_filter)
     difference = fp16_difference(network)
     if precision == "auto":
         precision = "fp16" if difference <= TOLERANCE else "fp32"
@@ -106,6 +114,17 @@ def export_checkpoint(
                            "beyond ±65504, or outputs no longer finite); export them as fp32")
     path = save_network(network, output, DTYPES[precision])
     return Exported(path, precision, weights, difference, path.stat().st_size)
+
+
+def _with_correction_filter(network: RefinementNetwork, radius: int, eps: float
+                            ) -> RefinementNetwork:
+    """The same weights in a network whose config has this correction filter; it adds no
+    weights, so the state dict carries over exactly. Invalid values raise `InputError`."""
+    config = dataclasses.replace(network.config, correction_filter_radius=radius,
+                                 correction_filter_eps=eps)
+    filtered = RefinementNetwork(config)
+    filtered.load_state_dict(network.state_dict())
+    return filtered.eval()
 
 
 def fp16_difference(network: RefinementNetwork) -> float:
@@ -154,6 +173,13 @@ def add_arguments(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                              f"{TOLERANCE:g}, else fp32")
     parser.add_argument("--weights", choices=("model", "ema"), default=None,
                         help="default: ema when the checkpoint holds EMA weights, else model")
+    parser.add_argument("--correction-filter", type=int, metavar="RADIUS", default=None,
+                        help="write N_r's correction filter into the file: a guided filter of "
+                             "radius RADIUS px on the correction, the high input as guide "
+                             "(decision 134); default: the checkpoint's")
+    parser.add_argument("--correction-filter-eps", type=float, metavar="EPS",
+                        default=NetworkConfig.correction_filter_eps,
+                        help="the correction filter's eps (default %(default)g)")
     parser.set_defaults(run=run)
     return parser
 
@@ -161,7 +187,9 @@ def add_arguments(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
 def run(args: argparse.Namespace) -> int:
     """Export as `args` says and print one line about it; refusals raise `SddrError`."""
     result = export_checkpoint(args.checkpoint, args.output, precision=args.precision,
-                               weights=args.weights)
+                               weights=args.weights,
+                               correction_filter=None if args.correction_filter is None
+                               else (args.correction_filter, args.correction_filter_eps))
     print(f"wrote {result.path}: {result.weights} weights, {result.precision}, "
           f"{result.size_bytes / 2**20:.2f} MiB; fp16 changes the output by at most "
           f"{result.max_difference:.2g} (tolerance {TOLERANCE:g})")

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from sddr_core.cli.progress import ProgressBar
 from sddr_core.errors import InputError, WeightsError
 from sddr_core.maps.normalise import network_inputs
-from sddr_core.network import PRESETS, NetworkConfig, RefinementNetwork
+from sddr_core.network import NetworkConfig, RefinementNetwork
 from training.checkpoint import (
     checkpoint_steps,
     config_difference,
@@ -132,9 +132,7 @@ class _Run:
         self.validation = Validation(held_out) if process.writer else None
 
         torch.manual_seed(config.seed)
-        architecture = PRESETS[config.model.preset]
-        if config.model.drop_path is not None:
-            architecture = dataclasses.replace(architecture, drop_path=config.model.drop_path)
+        architecture = config.model.architecture()
         checkpoint = latest_checkpoint(run_dir) if resume else None
         self.model = RefinementNetwork(architecture)
         if init is not None and checkpoint is None:
@@ -331,12 +329,18 @@ class _Run:
                            "seconds": time.perf_counter() - start})
 
 
+WEIGHT_FREE_FIELDS = ("drop_path", "correction_filter_radius", "correction_filter_eps")
+"""Architecture fields that change no weights, so `--init` may start from other values."""
+
+
 def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
                      ) -> RefinementNetwork:
     """The network of a training checkpoint's model weights or of a weights file, checked
-    against `architecture` (stochastic depth aside: it does not change the weights)."""
+    against `architecture` (stochastic depth and the correction filter aside: they change no
+    weights)."""
     network = load_trained(reference)
-    given = dataclasses.replace(network.config, drop_path=architecture.drop_path)
+    given = dataclasses.replace(network.config, **{name: getattr(architecture, name)
+                                                   for name in WEIGHT_FREE_FIELDS})
     if given != architecture:
         raise WeightsError(f"--init {reference}: another architecture than model.preset "
                            f"gives: {config_difference(given, architecture)}")

@@ -7,10 +7,10 @@ guided-filtered with the high one as guide, so high's edges carry low's structur
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
+from ..maps.guided_filter import guided_filter
 from ..maps.resample import resize_maps
 
 GUIDED_EPS = 1e-6
@@ -32,20 +32,7 @@ def guided_fusion(low: np.ndarray, high: np.ndarray, size: tuple[int, int],
     source = (low_up - lo) / max(hi - lo, 1e-12)
     guide = (guide - guide.min()) / max(guide.max() - guide.min(), 1e-12)
     radius = max(1, size[0] // 12 - 1)
-    fused = guided_filter(source, guide, radius, eps)
+    fused = guided_filter(*(torch.from_numpy(x)[None, None] for x in (source, guide)),
+                          radius, eps)[0, 0].numpy()
     return (fused * (hi - lo) + lo).astype(np.float32)
 
-
-def guided_filter(source: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter: per window, `source` ≈ a·guide + b, averaged over windows."""
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1),
-                             borderType=cv2.BORDER_REFLECT)
-
-    mean_guide, mean_source = box(guide), box(source)
-    covariance = box(guide * source) - mean_guide * mean_source
-    variance = box(guide * guide) - mean_guide**2
-    a = covariance / (variance + eps)
-    b = mean_source - a * mean_guide
-    return box(a) * guide + box(b)

@@ -49,6 +49,13 @@ class NetworkConfig:
     """D0 = the high input + the decoded map (a correction), instead of the decoded map itself
     (the paper's). The high input's edges then reach D0 without being re-drawn by the decoder
     (docs/decisions.md, decision 81)."""
+    correction_filter_radius: int = 0
+    """With `residual`: smooth the correction with a guided filter of this radius (px at the
+    working resolution), the high input as guide, so it follows the high input's edges instead
+    of redrawing them from the 1/2-resolution decoder (decision 134). 0: off (the paper's)."""
+    correction_filter_eps: float = 1e-4
+    """The guided filter's ε, in units of the normalised ([0, 1]) high input squared: guide
+    steps well above √ε keep the correction two-sided."""
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -124,6 +131,12 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
         ("level_embedding", isinstance(config.level_embedding, bool), "true or false"),
         ("residual", isinstance(config.residual, bool), "true or false"),
         ("upsample_mode", config.upsample_mode in UPSAMPLE_MODES, f"one of {UPSAMPLE_MODES}"),
+        ("correction_filter_radius", _is_int(config.correction_filter_radius, 0)
+         and (config.residual or not config.correction_filter_radius),
+         "an integer ≥ 0, and 0 unless residual is true (it filters the correction)"),
+        ("correction_filter_eps", isinstance(config.correction_filter_eps, int | float)
+         and not isinstance(config.correction_filter_eps, bool)
+         and config.correction_filter_eps > 0, "a number > 0"),
     ]
     for name, ok, expected in checks:
         if not ok:

@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..maps.guided_filter import guided_filter
 from .config import NetworkConfig
 from .cross_attention import CrossResolutionAttention
 from .decoder import FusionDecoder
 from .encoder import SharedEncoder
+from .precision import full_precision
 
 
 @dataclass
@@ -64,10 +66,21 @@ class RefinementNetwork(nn.Module):
         )
         depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
         if self.config.residual:
-            depth = high + depth
+            depth = high + self._filtered(depth, high)
             aux = {name: F.avg_pool2d(high, high.shape[-1] // correction.shape[-1]) + correction
                    for name, correction in aux.items()}
         return NetworkOutput(depth, omegas, aux)
+
+    def _filtered(self, correction: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The correction made to follow the high input's edges (`correction_filter_radius`),
+        in fp32: it is added to D0 itself."""
+        radius = self.config.correction_filter_radius
+        if not radius:
+            return correction
+        context, correction = full_precision(correction)
+        with context:
+            return guided_filter(correction, high.float(), radius,
+                                 self.config.correction_filter_eps)
 
     def flops(self, height: int, width: int) -> int:
         """FLOPs (2 per multiply-add of convolutions, linear layers and attention, both

@@ -1,0 +1,43 @@
+"""He et al.'s guided filter: edge-aware smoothing of one map along the edges of another.
+
+In every (2r + 1)² window the output is an affine function of the guide, `a·guide + b`, fitted
+to the source by least squares with `eps` damping `a`; the per-window fits are averaged. Where
+the guide is flat the output is the source's box mean; across a guide edge (a step well above
+√eps) it stays two-sided instead of blurring the step.
+
+Two uses share it: the guided-filter baseline (low input filtered with the high input as guide)
+and N_r's correction filter (decision 134), which makes the correction follow the high input's
+edges. Torch, batched and differentiable; borders are mirrored.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def guided_filter(source: torch.Tensor, guide: torch.Tensor, radius: int, eps: float
+                  ) -> torch.Tensor:
+    """`source` filtered with `guide` (both B×1×H×W, one dtype), window radius `radius` px.
+
+    A radius beyond the map is cut to the map (minus one pixel, for the mirror padding).
+    """
+    if source.shape != guide.shape:
+        raise ValueError(f"guided filter: source {tuple(source.shape)} and guide "
+                         f"{tuple(guide.shape)} differ in shape")
+    radius = min(radius, source.shape[-2] - 1, source.shape[-1] - 1)
+    if radius < 1:
+        return source
+    mean_guide, mean_source = _box_mean(guide, radius), _box_mean(source, radius)
+    covariance = _box_mean(guide * source, radius) - mean_guide * mean_source
+    variance = _box_mean(guide * guide, radius) - mean_guide**2
+    a = covariance / (variance + eps)
+    b = mean_source - a * mean_guide
+    return _box_mean(a, radius) * guide + _box_mean(b, radius)
+
+
+def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over each (2r + 1)² window, separably, with mirrored borders."""
+    size = 2 * radius + 1
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    return F.avg_pool2d(F.avg_pool2d(x, (1, size), stride=1), (size, 1), stride=1)
