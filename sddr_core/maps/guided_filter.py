@@ -37,7 +37,15 @@ def guided_filter(source: torch.Tensor, guide: torch.Tensor, radius: int, eps: f
 
 
 def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over each (2r + 1)² window, separably, with mirrored borders."""
+    """Mean over each (2r + 1)² window, with mirrored borders: separable sums of shifted
+    slices, several times faster on CPU than `avg_pool2d` on one-channel maps."""
     size = 2 * radius + 1
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    return F.avg_pool2d(F.avg_pool2d(x, (1, size), stride=1), (size, 1), stride=1)
+    height, width = x.shape[-2] - 2 * radius, x.shape[-1] - 2 * radius
+    rows = x[..., :, :width].clone()
+    for shift in range(1, size):
+        rows += x[..., :, shift:shift + width]
+    total = rows[..., :height, :].clone()
+    for shift in range(1, size):
+        total += rows[..., shift:shift + height, :]
+    return total / size**2
