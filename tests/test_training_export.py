@@ -169,26 +169,28 @@ def test_refusals(trained, tmp_path):
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_command_line(trained, tmp_path, capsys):
-    path, model, _ = trained
+def _export_command(*arguments: str) -> int:
+    """`python -m training export ARGUMENTS…`, in this process."""
     parser = argparse.ArgumentParser(prog="training")
     add_arguments(parser.add_subparsers(required=True))
+    args = parser.parse_args(["export", *arguments])
+    return args.run(args)
+
+
+def test_command_line(trained, tmp_path, capsys):
+    path, model, _ = trained
     output = tmp_path / "sddr.safetensors"
-    args = parser.parse_args(["export", str(path), "-o", str(output), "--precision", "fp32",
-                              "--weights", "model"])
-    assert args.run(args) == 0
+    assert _export_command(str(path), "-o", str(output), "--precision", "fp32",
+                           "--weights", "model") == 0
     assert f"wrote {output}: model weights, fp32" in capsys.readouterr().out
     _assert_weights(output, model.state_dict(), torch.float32)
 
 
 def test_correction_filter_is_written_into_the_file_with_the_weights_unchanged(trained, tmp_path):
     path, _, ema = trained
-    parser = argparse.ArgumentParser(prog="training")
-    add_arguments(parser.add_subparsers(required=True))
     output = tmp_path / "filtered.safetensors"
-    args = parser.parse_args(["export", str(path), "-o", str(output), "--correction-filter", "3",
-                              "--correction-filter-eps", "1e-3"])
-    assert args.run(args) == 0
+    assert _export_command(str(path), "-o", str(output), "--correction-filter", "3",
+                           "--correction-filter-eps", "1e-3") == 0
     loaded = load_network(output)
     config = loaded.config
     assert (config.correction_filter_radius, config.correction_filter_eps) == (3, 1e-3)

@@ -105,7 +105,7 @@ def export_checkpoint(
         weights = "ema" if holds_ema(checkpoint) else "model"
     network = load_weights(checkpoint, weights)
     if correction_filter is not None:
-        network = _with_correction_filter(network, *correction_filter)
+        network = with_correction_filter(network, *correction_filter)
     difference = fp16_difference(network)
     if precision == "auto":
         precision = "fp16" if difference <= TOLERANCE else "fp32"
@@ -116,7 +116,7 @@ def export_checkpoint(
     return Exported(path, precision, weights, difference, path.stat().st_size)
 
 
-def _with_correction_filter(network: RefinementNetwork, radius: int, eps: float
+def with_correction_filter(network: RefinementNetwork, radius: int, eps: float
                             ) -> RefinementNetwork:
     """The same weights in a network whose config has this correction filter; it adds no
     weights, so the state dict carries over exactly. Invalid values raise `InputError`."""
