@@ -307,6 +307,17 @@ def test_correction_filter_makes_the_correction_follow_the_high_input():
         torch.testing.assert_close(untouched(low, high).depth, corrections[0] + high)
 
 
+def test_correction_filter_keeps_an_affine_copy_of_the_high_input_exactly():
+    """D0's scale is free, so D0 may be 3·high − 1 plus a correction; the filter must keep the
+    affine part as it is even where the high input varies gently (well below √ε), where a
+    guided filter alone would smooth it."""
+    network = _tiny_network(correction_filter_radius=4).eval()
+    smooth = F.avg_pool2d(torch.rand(1, 1, 160, 288), 33, stride=1)  # gentle, curved
+    high = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    depth = 3 * high - 1
+    torch.testing.assert_close(network._filtered(depth, high), depth, atol=1e-5, rtol=0)
+
+
 def test_output_head_starts_as_bilinear_up_sampling():
     """ICNR with bilinear phases: at initialisation the sub-pixel head equals a 1×1
     projection at 1/2 resolution followed by bilinear ×2 up-sampling."""

@@ -53,7 +53,7 @@ class NetworkConfig:
     """With `residual`: smooth the correction with a guided filter of this radius (px at the
     working resolution), the high input as guide, so it follows the high input's edges instead
     of redrawing them from the 1/2-resolution decoder (decision 134). 0: off (the paper's)."""
-    correction_filter_eps: float = 1e-4
+    correction_filter_eps: float = 1e-3
     """The guided filter's ε, in units of the normalised ([0, 1]) high input squared: guide
     steps well above √ε keep the correction two-sided."""
 

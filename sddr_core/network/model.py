@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..maps.alignment import fit_affine
 from ..maps.guided_filter import guided_filter
 from .config import NetworkConfig
 from .cross_attention import CrossResolutionAttention
@@ -66,21 +67,31 @@ class RefinementNetwork(nn.Module):
         )
         depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
         if self.config.residual:
-            depth = high + self._filtered(depth, high)
+            depth = high + depth
+            if self.config.correction_filter_radius:
+                depth = self._filtered(depth, high)
             aux = {name: F.avg_pool2d(high, high.shape[-1] // correction.shape[-1]) + correction
                    for name, correction in aux.items()}
         return NetworkOutput(depth, omegas, aux)
 
-    def _filtered(self, correction: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """The correction made to follow the high input's edges (`correction_filter_radius`),
-        in fp32: it is added to D0 itself."""
-        radius = self.config.correction_filter_radius
-        if not radius:
-            return correction
-        context, correction = full_precision(correction)
+    def _filtered(self, depth: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """D0 with its correction made to follow the high input's edges
+        (`correction_filter_radius`), in fp32.
+
+        D0's scale is free (the losses and the `Refiner` fit it), so the decoded map also holds
+        an affine copy of the high input, often larger than the correction proper. That part is
+        fitted out first and kept as it is: the guided filter reproduces a multiple of its own
+        guide only where the guide varies well above ε, and would blur it elsewhere. Two numbers
+        need no more than every fourth row and column for their fit (a sixteenth of the cost).
+        """
+        context, depth = full_precision(depth)
         with context:
-            return guided_filter(correction, high.float(), radius,
-                                 self.config.correction_filter_eps)
+            high = high.float()
+            scale, shift = fit_affine(high[..., ::4, ::4], depth[..., ::4, ::4])
+            trend = scale.view(-1, 1, 1, 1) * high + shift.view(-1, 1, 1, 1)
+            return trend + guided_filter(depth - trend, high,
+                                         self.config.correction_filter_radius,
+                                         self.config.correction_filter_eps)
 
     def flops(self, height: int, width: int) -> int:
         """FLOPs (2 per multiply-add of convolutions, linear layers and attention, both
