@@ -6,10 +6,10 @@
 Scores WEIGHTS (a weights file, "default", or a training checkpoint: its model weights) one-stage
 with N_r's correction filter off and at each radius × ε of the grid, on procedural scenes that
 neither training (seeds from 0) nor validation and the no-harm checks (from 1,000,000) use,
-with `default.yaml`'s data settings. Prints mean REL, ORD and D³R per setting and marks the one
-decision 134's rule picks: the lowest D³R among settings whose ORD and REL stay within 0.001 of
-the unfiltered output's. The filter runs inside N_r, as a file exported with
-`--correction-filter` runs it.
+with `default.yaml`'s data settings, scored as the training log's validation scores them.
+Prints mean REL, ORD and D³R per setting and marks the one decision 134's rule picks: the
+lowest D³R among settings whose ORD and REL stay within 0.001 of the unfiltered output's. The
+filter runs inside N_r, as a file exported with `--correction-filter` runs it.
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import itertools
 
-import numpy as np
 import torch
 
-from sddr_core.evaluation.metrics import evaluate
-from sddr_core.inference.refiner import Refiner
 from training.checkpoint import load_trained
 from training.config import load_config
-from training.data.cache import build_cache, cache_folder, procedural_sources, read_entry
+from training.data.cache import build_cache, cache_folder, procedural_sources
 from training.export import with_correction_filter
+from training.validation import Validation
 
 RADII = (2, 4, 8, 16)
 EPSILONS = (1e-5, 1e-4, 1e-3)
@@ -49,16 +47,11 @@ def main() -> None:
     network = load_trained(args.weights)
     settings = [(0, network.config.correction_filter_eps),
                 *itertools.product(RADII, EPSILONS)]
+    validation = Validation(entries)
     scores = {}
     for radius, eps in settings:
-        refiner = Refiner(with_correction_filter(network, radius, eps), device="cpu", dtype="fp32")
-        per_scene = []
-        for path in entries:
-            entry = read_entry(path)
-            output = refiner.refine(entry.low, entry.high, out_size=entry.depth.shape)
-            metrics = evaluate(output, entry.depth, entry.valid, space="disparity")
-            per_scene.append([metrics[key] for key in ("rel", "ord", "d3r")])
-        scores[radius, eps] = np.nanmean(per_scene, axis=0)
+        means = validation(with_correction_filter(network, radius, eps))
+        scores[radius, eps] = [means[key] for key in ("rel", "ord", "d3r")]
     rel0, ord0, _ = scores[settings[0]]
     allowed = [s for s in settings[1:]
                if scores[s][0] <= rel0 + SLACK and scores[s][1] <= ord0 + SLACK]
