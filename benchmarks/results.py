@@ -28,6 +28,7 @@ import torch
 import sddr_core
 from sddr_core.cli.main import main as sddr
 from sddr_core.evaluation.runner import COLUMNS
+from sddr_core.files.atomic import atomic_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -132,14 +133,16 @@ Commands:
     figures = ROOT / "docs" / "img"
     figures.mkdir(exist_ok=True)
     first = out / "middlebury2006-half" / f"seed{SEEDS[0]}"
-    shutil.copyfile(first / "metrics.png", figures / "results-middlebury2006.png")
+    with atomic_output(figures / "results-middlebury2006.png") as tmp:
+        shutil.copyfile(first / "metrics.png", tmp)
     panel = cv2.imread(str(first / "figures" / f"{example}.png"))  # JPEG keeps the docs small
-    cv2.imwrite(str(figures / f"results-{example}.jpg"), panel, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    with atomic_output(figures / f"results-{example}.jpg") as tmp:
+        cv2.imwrite(str(tmp), panel, [cv2.IMWRITE_JPEG_QUALITY, 85])
     body = "\n".join(sections)
     page = ROOT / "docs" / "results.md"
     previous = page.read_text() if page.exists() else ""
     kept = previous[previous.index(KEPT):] if KEPT in previous else ""
-    page.write_text(f"""# Results on the development benchmark
+    text = f"""# Results on the development benchmark
 
 Real Middlebury 2006 scenes (`../shared/data`), inputs from the simulated predictor
 ([simulator.md](simulator.md)) at the paper's ratio of predictor to image resolution: low at
@@ -171,7 +174,9 @@ method after alignment (one colour range), and each method's relative error |d â
 range); grey = no ground truth.
 
 ![{example}](img/results-{example}.jpg)
-{kept}""")
+{kept}"""
+    with atomic_output(page) as tmp:
+        tmp.write_text(text)
     print(f"wrote {ROOT / 'docs' / 'results.md'} ({minutes:.1f} min)")
 
 

@@ -22,6 +22,7 @@ from multiprocessing import Pool
 import cv2
 import numpy as np
 
+from sddr_core.files.atomic import atomic_output
 from training.data import primitives, scenes
 
 _KINDS = (primitives.Room, primitives.Box, primitives.Sphere, primitives.Cylinder,
@@ -93,7 +94,8 @@ def contact_sheet(path: str, height: int = 240, width: int = 320) -> None:
     """Seeds 0–15 rendered at the tile size (rods are sized in its pixels), 4 × 4."""
     tiles = [colourise(scenes.render_scene(seed, height, width)) for seed in range(16)]
     rows = [np.hstack(tiles[row * 4:row * 4 + 4]) for row in range(4)]
-    cv2.imwrite(path, np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    with atomic_output(path) as tmp:
+        cv2.imwrite(str(tmp), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def main() -> None:
