@@ -26,7 +26,7 @@ from training.export import with_correction_filter
 from training.validation import Validation
 
 RADII = (2, 4, 8, 16)
-EPSILONS = (1e-5, 1e-4, 1e-3)
+EPSILONS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 SLACK = 0.001
 """How much worse than unfiltered ORD and REL may be for a setting to be picked."""
 
