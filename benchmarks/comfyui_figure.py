@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from benchmarks.comfyui_refine import comfy_modules
-from benchmarks.demo_figures import write_jpeg
 from sddr_core import build_refiner
 from sddr_core.cli.demo import side_by_side
 from sddr_core.cli.sample import sample_scene
+from sddr_core.files.depth_io import write_image
 from sddr_core.files.weights import BUNDLED, BUNDLED_DIR
 from sddr_core.predictors.simulated import SimulatedPredictor
 
@@ -87,7 +87,7 @@ def main() -> None:
               f"refined ({caption})": gray_panel(refined), "edges (G_S)": gray_panel(edges)}
     strip = side_by_side(panels)
     for path in OUTPUTS:
-        write_jpeg(path, strip[..., ::-1], quality=88)
+        write_image(path, strip, (cv2.IMWRITE_JPEG_QUALITY, 88))
         print(f"wrote {path}")
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from sddr_core.cli.main import main as sddr
-from sddr_core.files.atomic import atomic_output
+from sddr_core.files.depth_io import read_image, write_image
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "img"
 WIDTH = 1600
@@ -36,14 +36,6 @@ def zoomed(strip: np.ndarray) -> np.ndarray:
                            for k in range(PANELS)], axis=1)
 
 
-def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
-    """Write a BGR figure as JPEG, atomically; a failed encode leaves the old file, not an empty
-    one (`atomic_output` would otherwise move the empty temporary file into place)."""
-    with atomic_output(path) as tmp:
-        if not cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-            raise SystemExit(f"could not write {path}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", default="default")
@@ -51,10 +43,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if sddr(["demo", "-o", folder, "--weights", args.weights]):
             raise SystemExit("sddr demo failed")
-        strip = cv2.imread(str(Path(folder) / "comparison.png"))
+        strip = read_image(Path(folder) / "comparison.png")
     height = round(strip.shape[0] * WIDTH / strip.shape[1])
-    write_jpeg(DOCS / "demo.jpg", cv2.resize(strip, (WIDTH, height), interpolation=cv2.INTER_AREA))
-    write_jpeg(DOCS / "demo-zoom.jpg", zoomed(strip))
+    quality = (cv2.IMWRITE_JPEG_QUALITY, 90)
+    write_image(DOCS / "demo.jpg", cv2.resize(strip, (WIDTH, height),
+                                              interpolation=cv2.INTER_AREA), quality)
+    write_image(DOCS / "demo-zoom.jpg", zoomed(strip), quality)
     print(f"wrote {DOCS / 'demo.jpg'} and {DOCS / 'demo-zoom.jpg'}")
 
 

@@ -29,6 +29,7 @@ import sddr_core
 from sddr_core.cli.main import main as sddr
 from sddr_core.evaluation.runner import COLUMNS
 from sddr_core.files.atomic import atomic_output
+from sddr_core.files.depth_io import write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -135,9 +136,9 @@ Commands:
     first = out / "middlebury2006-half" / f"seed{SEEDS[0]}"
     with atomic_output(figures / "results-middlebury2006.png") as tmp:
         shutil.copyfile(first / "metrics.png", tmp)
-    panel = cv2.imread(str(first / "figures" / f"{example}.png"))  # JPEG keeps the docs small
-    with atomic_output(figures / f"results-{example}.jpg") as tmp:
-        cv2.imwrite(str(tmp), panel, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    panel = cv2.imread(str(first / "figures" / f"{example}.png"))[..., ::-1]
+    write_image(figures / f"results-{example}.jpg", panel,  # JPEG keeps the docs small
+                (cv2.IMWRITE_JPEG_QUALITY, 85))
     body = "\n".join(sections)
     page = ROOT / "docs" / "results.md"
     previous = page.read_text() if page.exists() else ""

@@ -22,7 +22,7 @@ from multiprocessing import Pool
 import cv2
 import numpy as np
 
-from sddr_core.files.atomic import atomic_output
+from sddr_core.files.depth_io import write_image
 from training.data import primitives, scenes
 
 _KINDS = (primitives.Room, primitives.Box, primitives.Sphere, primitives.Cylinder,
@@ -94,8 +94,7 @@ def contact_sheet(path: str, height: int = 240, width: int = 320) -> None:
     """Seeds 0–15 rendered at the tile size (rods are sized in its pixels), 4 × 4."""
     tiles = [colourise(scenes.render_scene(seed, height, width)) for seed in range(16)]
     rows = [np.hstack(tiles[row * 4:row * 4 + 4]) for row in range(4)]
-    with atomic_output(path) as tmp:
-        cv2.imwrite(str(tmp), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    write_image(path, np.vstack(rows)[..., ::-1], (cv2.IMWRITE_PNG_COMPRESSION, 9))
 
 
 def main() -> None:

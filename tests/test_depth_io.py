@@ -23,6 +23,7 @@ from sddr_core.files.depth_io import (
     read_depth,
     read_image,
     write_depth,
+    write_image,
 )
 
 SHAPE = (37, 53)  # odd and non-square, to catch transposes and row-order mistakes
@@ -373,6 +374,16 @@ def test_colorize_depth():
     low, high = fixed[0, 0], fixed[0, 1]
     assert low[2] > low[0] and high[0] > high[2]  # turbo runs from blue to red
     assert np.array_equal(colorize_depth(np.full((2, 2), 5.0)).shape, (2, 2, 3))
+
+
+def test_write_image_round_trips_rgb_and_keeps_an_earlier_file_on_failure(tmp_path, monkeypatch):
+    rgb = np.random.default_rng(6).integers(0, 256, (*SHAPE, 3), dtype=np.uint8)
+    path = write_image(tmp_path / "f.png", rgb)
+    assert np.array_equal(read_image(path), rgb)  # channel order kept, not swapped
+    monkeypatch.setattr(cv2, "imwrite", lambda *args: False)
+    with pytest.raises(InputError, match="could not write image"):
+        write_image(path, rgb[::-1])
+    assert np.array_equal(read_image(path), rgb) and _files(tmp_path) == ["f.png"]
 
 
 def test_read_image_gray_rgba_and_16bit(tmp_path):

@@ -8,9 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError
-from ..files.atomic import atomic_output
-from ..files.depth_io import colorize_depth, write_depth
+from ..files.depth_io import colorize_depth, write_depth, write_image
 from ..inference.refiner import Refiner
 from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
@@ -27,13 +25,13 @@ def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
     height, width = high.shape
     low_up = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
     written = [
-        _write_rgb(out / "image.png", rgb),
+        write_image(out / "image.png", rgb),
         write_depth(out / "low.png", low),
         write_depth(out / "high.png", high),
         write_depth(out / "refined.png", refined),
     ]
     panels = {"image": rgb, "low (bicubic up)": low_up, "high": high, "refined": refined}
-    written.append(_write_rgb(out / "comparison.png", side_by_side(panels)))
+    written.append(write_image(out / "comparison.png", side_by_side(panels)))
     return written
 
 
@@ -48,9 +46,3 @@ def side_by_side(panels: dict[str, np.ndarray]) -> np.ndarray:
         tiles.append(tile)
     return np.concatenate(tiles, axis=1)
 
-
-def _write_rgb(path: Path, rgb: np.ndarray) -> Path:
-    with atomic_output(path) as tmp:
-        if not cv2.imwrite(str(tmp), rgb[..., ::-1]):
-            raise InputError(f"could not write image '{path}'")
-    return path

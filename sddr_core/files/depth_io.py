@@ -1,4 +1,4 @@
-"""Reading and writing depth maps (and reading photos), with errors that name the file.
+"""Reading and writing depth maps (and photos and figures), with errors that name the file.
 
 Every reader returns a float32 HxW array; every writer goes through :func:`atomic_output`, so a
 failed write never leaves a half-written file or clobbers an earlier one.
@@ -86,6 +86,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         bits = stored.dtype.itemsize * 8
         warnings.warn(f"image '{p}' is {bits}-bit {kind}; converted to 8-bit RGB", stacklevel=2)
     return _decode(p, data, cv2.IMREAD_COLOR, "image")
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, params: tuple[int, ...] = ()) -> Path:
+    """Write an RGB uint8 HxWx3 image (a photo, a figure) atomically, in the format its
+    extension names; `params` are OpenCV's (e.g. ``(cv2.IMWRITE_JPEG_QUALITY, 85)``).
+
+    A failed encode raises InputError and leaves an earlier file as it was (unchecked,
+    `cv2.imwrite` would leave the empty temporary file to be moved into place).
+    """
+    p = Path(path)
+    with atomic_output(p) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]), list(params)):
+            raise InputError(f"could not write image '{p}'")
+    return p
 
 
 def check_image(path: str | os.PathLike) -> None:
