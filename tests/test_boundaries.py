@@ -221,6 +221,18 @@ def test_flying_rate_respects_the_mask():
     assert math.isnan(flying_pixel_rate(pred, gt, mask=gt == 2.0))  # no step left
 
 
+def test_thin_pole_smeared_by_low_resolution_floats():
+    """A 1-px pole in front of the wall, seen through a quarter-size prediction: its pixel
+    keeps only part of the contrast, between the pole and the wall."""
+    gt = np.full((48, 48), 2.0)
+    gt[:, 21] = 1.0
+    low = cv2.resize(cv2.resize(gt, (12, 12), interpolation=cv2.INTER_AREA), (48, 48),
+                     interpolation=cv2.INTER_LINEAR)
+    assert flying_pixel_rate(gt, gt) == 0.0 and boundary_f1(gt, gt) == 1.0
+    assert flying_pixel_rate(low, gt) > 0.1
+    assert boundary_f1(low, gt) < 0.5
+
+
 def test_invalid_gt_is_no_discontinuity():
     gt = _box()
     gt[16:32, 16:32] = np.nan
@@ -235,6 +247,11 @@ def test_evaluate_reports_both():
     scores = evaluate(pred, gt)
     assert scores["boundary_f1"] == boundary_f1(pred, gt)
     assert scores["flying"] == flying_pixel_rate(pred, gt)
+
+
+def test_evaluate_gives_nan_on_a_flat_gt():
+    scores = evaluate(np.random.default_rng(0).random((16, 16)), np.full((16, 16), 3.0))
+    assert math.isnan(scores["boundary_f1"]) and math.isnan(scores["flying"])
 
 
 @pytest.mark.parametrize("metric", [boundary_f1, flying_pixel_rate])

@@ -134,16 +134,15 @@ def aligned_boundary_f1(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) ->
             pred_side, gt_side = pred_side[near], gt_side[near]
             counts.append([_count_above(side, log_thresholds) for side in
                            (pred_side, gt_side, np.minimum(pred_side, gt_side))])
-    predicted, truth, matched = np.array(counts, np.float64).transpose(1, 0, 2)  # [3, 4, T]
-    scored = truth > 0  # directions in which the GT has contours at t
-    precision = np.where(scored, matched / np.maximum(predicted, 1), 0).sum(0)
-    recall = np.where(scored, matched / np.maximum(truth, 1), 0).sum(0)
+    predicted, truth, matched = np.array(counts, np.float64).transpose(1, 0, 2)  # [4, T] each
+    scored = truth > 0  # the directions in which the GT has contours at t
     directions = scored.sum(0)
     defined = directions > 0
     if not defined.any():
         return math.nan
-    precision, recall = precision[defined] / directions[defined], recall[defined] / \
-        directions[defined]
+    precision = np.where(scored, matched / np.maximum(predicted, 1), 0).sum(0)[defined]
+    recall = np.where(scored, matched / np.maximum(truth, 1), 0).sum(0)[defined]
+    precision, recall = precision / directions[defined], recall / directions[defined]
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
     weights = THRESHOLDS[defined]
@@ -157,9 +156,9 @@ def aligned_flying_rate(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) ->
     return float(flying.sum() / candidates) if candidates else math.nan
 
 
-def _count_above(values_: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """How many of `values_` exceed each of the ascending `thresholds`."""
-    return values_.size - np.searchsorted(np.sort(values_), thresholds, side="right")
+def _count_above(samples: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many of `samples` exceed each of the ascending `thresholds`."""
+    return samples.size - np.searchsorted(np.sort(samples), thresholds, side="right")
 
 
 def _band_and_flying(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray
