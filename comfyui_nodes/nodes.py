@@ -139,7 +139,8 @@ class SDDRRefineDepth(io.ComfyNode):
                                tooltip="How the inputs encode depth. near-bright: Depth "
                                "Anything, MiDaS, Zoe nodes. far-bright: metric depth. auto: "
                                "decided once per batch (the bottom of a picture is usually "
-                               "nearer). The output is always near = bright."),
+                               "nearer). The output is near = bright (with normalisation "
+                               "raw: low_depth's own polarity)."),
             ],
             outputs=[
                 io.Image.Output(display_name="depth", tooltip="Refined depth, near = bright, "
