@@ -381,3 +381,126 @@ def test_saved_depth_loads_back_through_load_depth_to_the_same_values(server):
         assert loaded["status"]["status_str"] == "success", loaded["status"]
         [back] = _saved(base, loaded, "2", "depth_files")
         np.testing.assert_array_equal(np.load(back), read_depth(written))
+
+
+# ------------------------------------------------------------------------- the web UI
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WEB_DRIVER = """
+import asyncio, json, subprocess, sys, time, urllib.request
+import aiohttp
+
+url, chromium, port, profile, *workflows = sys.argv[1:]
+
+
+def get(path):
+    with urllib.request.urlopen(path, timeout=10) as response:
+        return json.load(response)
+
+
+async def drive():
+    browser = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
+                                "--window-size=1600,1000", url],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                pages = [p for p in get(f"http://127.0.0.1:{port}/json") if p["type"] == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                calls = 0
+
+                async def js(expression):
+                    nonlocal calls
+                    calls += 1
+                    await ws.send_json({"id": calls, "method": "Runtime.evaluate", "params": {
+                        "expression": expression, "awaitPromise": True, "returnByValue": True}})
+                    async for message in ws:
+                        answer = json.loads(message.data)
+                        if answer.get("id") == calls:
+                            return answer["result"].get("result", {}).get("value")
+
+                for _ in range(240):
+                    if await js("!!(window.app && app.graph && app.canvas)"):
+                        break
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(3)  # the start-up dialogs open after the app
+                for path in workflows:
+                    await js("document.querySelectorAll('.p-dialog-close-button')"
+                             ".forEach(b => b.click()); true")
+                    before = set(get(f"{url}/history"))
+                    await js(f"app.loadGraphData({open(path).read()}).then(() => true)")
+                    saved = await js("JSON.stringify(app.graph.serialize().nodes.map("
+                                     "n => [n.id, n.widgets_values]))")
+                    await js("app.queuePrompt(0).then(() => true)")
+                    for _ in range(600):
+                        await asyncio.sleep(0.5)
+                        queue = get(f"{url}/queue")
+                        if set(get(f"{url}/history")) - before and not (
+                                queue["queue_running"] or queue["queue_pending"]):
+                            break
+                    await asyncio.sleep(1)
+                    texts = await js("JSON.stringify(app.graph.nodes.map(n => [n.id, "
+                                     "(n.widgets || []).filter(w => w.name === "
+                                     "'$$node-text-preview').map(w => w.value)]))")
+                    print(json.dumps({"widgets": json.loads(saved), "texts": json.loads(texts),
+                                      "prompts": sorted(set(get(f"{url}/history")) - before)}),
+                          flush=True)
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+
+
+asyncio.run(drive())
+"""
+
+
+def _in_the_web_ui(url: str, folder: Path, workflows: list[dict]) -> list[dict]:
+    """Each workflow loaded into ComfyUI's web UI (headless Chromium) and run with its Run
+    button's call: the widget values it serialised, the texts on its nodes, its prompt ids."""
+    paths = []
+    for index, workflow in enumerate(workflows):
+        paths.append(folder / f"workflow{index}.json")
+        paths[-1].write_text(json.dumps(workflow))
+    done = subprocess.run([PYTHON, "-c", WEB_DRIVER, url, CHROMIUM, str(_free_port()),
+                           str(folder / "profile"), *map(str, paths)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to drive ComfyUI's web UI")
+def test_the_load_depth_example_runs_in_the_web_ui_and_load_image_shows_the_warning(
+        server, tmp_path):
+    """example_workflows/sddr_load_depth.json, on the demo's pair, as a user opens and runs
+    it; then the same workflow with Load Image, whose clipped inputs SDDR Refine Depth names
+    under itself."""
+    url, _ = server
+    example = json.loads((REPO / "example_workflows" / "sddr_load_depth.json").read_text())
+    for node in example["nodes"]:
+        if node["type"] == "SDDRLoadDepth":
+            node["widgets_values"][0] = "demo_" + node["widgets_values"][0]
+    with_load_image = json.loads(json.dumps(example))
+    for node in with_load_image["nodes"]:
+        if node["type"] == "SDDRLoadDepth":
+            node |= {"type": "LoadImage", "widgets_values": [node["widgets_values"][0], "image"],
+                     "outputs": [node["outputs"][0], {"name": "MASK", "type": "MASK",
+                                                      "links": [], "slot_index": 1}]}
+    runs = _in_the_web_ui(url, tmp_path, [example, with_load_image])
+    assert len(runs) == 2 and all(len(run["prompts"]) == 1 for run in runs)
+    assert runs[0]["widgets"] == [[node["id"], node["widgets_values"]]
+                                  for node in example["nodes"]]
+    refine = next(node["id"] for node in example["nodes"] if node["type"] == "SDDRRefineDepth")
+    texts = [dict(run["texts"])[refine] for run in runs]
+    assert texts[0] == []
+    assert texts[1] and texts[1][0].startswith("low_depth: frame 0 has 99.")
+    assert "at its maximum value 1" in texts[1][0] and "SDDR Load Depth" in texts[1][0]
+    for run in runs:
+        result = json.loads(_get(f"{url}/history/{run['prompts'][0]}"))[run["prompts"][0]]
+        assert result["status"]["status_str"] == "success", result["status"]
