@@ -282,13 +282,15 @@ class SDDRSaveDepth(io.ComfyNode):
     @classmethod
     def execute(cls, depth: torch.Tensor, filename_prefix: str, format: str,
                 scaling: str) -> io.NodeOutput:
-        maps = depth_maps.scaled_for_saving(depth_maps.image_to_maps(depth, "depth"), scaling)
         if format not in SAVE_FORMATS:
             raise SddrError(f"format {format!r}: choose from {', '.join(SAVE_FORMATS)}")
-        if format == "png16" and not bool(((maps >= 0) & (maps <= 1)).all()):
-            raise InputError(f"depth: values {maps.min().item():g}..{maps.max().item():g} do "
-                             "not fit png16's 0..1: set scaling to per frame or whole batch, "
-                             "or save as exr or npy")
+        maps = depth_maps.image_to_maps(depth, "depth")
+        maps = depth_maps.scaled_for_saving(maps, scaling)
+        finite = maps[torch.isfinite(maps)]
+        if format == "png16" and finite.numel() and not 0 <= finite.min() <= finite.max() <= 1:
+            raise InputError(f"depth: values {finite.min().item():g}..{finite.max().item():g} "
+                             "do not fit png16's 0..1: set scaling to per frame or whole "
+                             "batch, or save as exr or npy")
         maps = maps.numpy()
         folder_paths = host.folder_paths()
         folder, name, _, subfolder, _ = folder_paths.get_save_image_path(

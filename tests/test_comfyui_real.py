@@ -383,6 +383,27 @@ def test_saved_depth_loads_back_through_load_depth_to_the_same_values(server):
         np.testing.assert_array_equal(np.load(back), read_depth(written))
 
 
+def test_load_depth_reads_a_file_again_when_its_content_changes(server):
+    """ComfyUI re-runs SDDR Load Depth (and what follows) for a file replaced under the same
+    name, and only then: its fingerprint is the file's content."""
+    url, base = server
+    ramp = np.arange(48 * 64, dtype=np.float32).reshape(48, 64)
+    graph = {"1": {"class_type": "SDDRLoadDepth", "inputs": {"file": "swap.npy",
+                                                             "values": "raw"}},
+             "2": {"class_type": "SDDRSaveDepth",
+                   "inputs": {"depth": ["1", 0], "filename_prefix": "sddr/swap",
+                              "format": "npy", "scaling": "as is"}}}
+    saved = []
+    for content in (ramp, ramp, ramp * 2):
+        np.save(base / "input" / "swap.npy", content)
+        result = _run(url, graph)
+        assert result["status"]["status_str"] == "success", result["status"]
+        saved.append(_saved(base, result, "2", "depth_files")[0])
+    assert saved[0] == saved[1]  # unchanged: cached, nothing written again
+    assert saved[2] != saved[0]
+    np.testing.assert_array_equal(np.load(saved[2]), ramp * 2)
+
+
 # ------------------------------------------------------------------------- the web UI
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
