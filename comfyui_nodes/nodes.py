@@ -161,9 +161,10 @@ class SDDRRefineDepth(io.ComfyNode):
         depth_maps.check_maps(low, "low_depth")
         depth_maps.check_maps(high, "high_depth")
         depth_maps.check_pair(low, high)
-        damaged = [damaged_levels(low, "low_depth"), damaged_levels(high, "high_depth")]
-        warning = "\n".join([found for found in damaged if found] + [LOAD_DEPTH_ADVICE])
-        if any(damaged):
+        damaged = [found for found in (damaged_levels(low, "low_depth"),
+                                       damaged_levels(high, "high_depth")) if found]
+        warning = "\n".join([*damaged, LOAD_DEPTH_ADVICE]) if damaged else None
+        if warning:
             host.warn_user(cls.hidden.unique_id if cls.hidden else None, warning)
         near_bright = depth_maps.is_near_bright(low, input_polarity)
         size = output_size(high.shape[-2:], width, height)
@@ -178,7 +179,7 @@ class SDDRRefineDepth(io.ComfyNode):
         depth = torch.stack([frame.cpu() for frame in refined])
         return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation),
                              depth_maps.valid_mask(low, high, size),
-                             ui={"text": [warning]} if any(damaged) else None)
+                             ui={"text": [warning]} if warning else None)
 
 
 class SDDRDepthFromImage(io.ComfyNode):
