@@ -10,9 +10,10 @@ Per scene, three figures:
 - kept: the share of the pixels that keep a vertex.
 
 The scenes are `sddr demo`'s sample scene (`sddr_core.cli.sample`, with the demo's simulated
-predictor and the bundled weights) and a background with near poles 1, 2 and 4 px wide, refined
-the same way and written as `sddr demo` writes its refined.png (16-bit PNG disparity). bpy and
-torch never share a process: this script runs in both Pythons, in three roles:
+predictor and the bundled weights), its room with boxes only, and the room with near poles 1, 2
+and 4 px wide, refined the same way and written as `sddr demo` writes its refined.png (16-bit
+PNG disparity). bpy and torch never share a process: this script runs in both Pythons, in
+three roles:
 
     .venv-bpy/bin/python benchmarks/mesh_edges.py [--size demo|small] [--old]   # the table
     .venv/bin/python benchmarks/mesh_edges.py scenes FOLDER [--size demo|small] # makes scenes
@@ -58,6 +59,19 @@ def pole_depth(height: int, width: int, pole_width: int) -> np.ndarray:
     return depth
 
 
+def box_depth(height: int, width: int) -> np.ndarray:
+    """The same room with nine boxes 1.5-5 m away, each at least 10 % of the height across:
+    steps only, no structure thinner than the refiner can resolve."""
+    rng = np.random.default_rng(1)
+    v = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    depth = np.repeat(8.0 - 5.0 * v, width, axis=1)
+    for _ in range(9):
+        side = int(rng.uniform(0.1, 0.25) * height)
+        top, left = rng.integers(0, height - side), rng.integers(0, width - side)
+        depth[top:top + side, left:left + side] = rng.uniform(1.5, 5.0)
+    return depth
+
+
 def make_scenes(folder: Path, size: str) -> dict[str, dict[str, str]]:
     """Per scene, refined.png (16-bit disparity, as `sddr demo` writes it) and exact.npy."""
     from sddr_core.cli.sample import sample_scene
@@ -66,7 +80,7 @@ def make_scenes(folder: Path, size: str) -> dict[str, dict[str, str]]:
     from sddr_core.predictors.simulated import SimulatedPredictor
 
     height, width = SIZES[size]
-    scenes = {"demo": sample_scene(height, width)[1]}
+    scenes = {"demo": sample_scene(height, width)[1], "boxes": box_depth(height, width)}
     scenes.update({f"poles {w} px": pole_depth(height, width, w) for w in POLE_WIDTHS})
     refiner = load_refiner("default", device="cpu")
     written = {}
@@ -101,23 +115,27 @@ def score(path: Path) -> dict[str, dict[str, float]]:
 
 # --------------------------------------------------------------------------- bpy side: mesh
 
-def see_through(obj, camera) -> np.ndarray:
-    """H×W bool: pixels whose centre's ray from `camera` misses `obj`."""
+def see_through(obj, camera, points: np.ndarray | None = None) -> np.ndarray:
+    """Whether the ray from `camera` through each image point misses `obj`: `points` [P, 2]
+    (u, v) image coordinates, by default every pixel centre (then the result is H×W)."""
     import bpy
     from mathutils import Vector
     from mathutils.bvhtree import BVHTree
 
     width, height, fx, fy, cx, cy = obj["sddr_intrinsics"]
+    shape = None
+    if points is None:
+        shape = (int(height), int(width))
+        v, u = np.indices(shape)
+        points = np.stack([u.ravel(), v.ravel()], axis=1)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     tree = BVHTree.FromObject(obj, depsgraph)  # in the object's space: camera space
     to_mesh = obj.matrix_world.inverted() @ camera.matrix_world
     origin, turn = to_mesh.translation, to_mesh.to_3x3()
-    missed = np.zeros((int(height), int(width)), dtype=bool)
-    for v in range(int(height)):
-        for u in range(int(width)):
-            ray = turn @ Vector(((u - cx) / fx, -(v - cy) / fy, -1.0))
-            missed[v, u] = tree.ray_cast(origin, ray)[0] is None
-    return missed
+    missed = np.array([tree.ray_cast(origin, turn @ Vector(((u - cx) / fx, -(v - cy) / fy,
+                                                            -1.0)))[0] is None
+                       for u, v in points.tolist()])
+    return missed.reshape(shape) if shape else missed
 
 
 def vertex_depth(obj) -> np.ndarray:

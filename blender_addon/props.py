@@ -52,7 +52,8 @@ def mesh_properties(*, for_operator: bool = False) -> dict:
         "step": IntProperty(name="Step", default=1, min=1, soft_max=16,
                             description="Keep every n-th pixel as a vertex"),
         "target_vertices": IntProperty(name="Target Vertices", default=1_000_000, min=4,
-                                       description="Most vertices the mesh may have"),
+                                       description="Most vertices the pixel grid may have "
+                                                   "(Close Gaps adds some along cuts)"),
         "cut_edges": BoolProperty(name="Cut Edges", default=True,
                                   description="Remove faces across depth discontinuities"),
         "cut_ratio": FloatProperty(name="Cut Ratio", default=0.05, min=1e-4, soft_max=1.0,
