@@ -297,16 +297,20 @@ def closing_faces(pixels: np.ndarray, depths: np.ndarray, vertices: np.ndarray, 
     skirt = np.stack([vertices[quad, corner], first, first + quarters, first + 2 * quarters],
                      axis=1)
     skirt_pixels = np.stack([own_pixel, next_pixel, centre_pixel, previous_pixel], axis=1)
-    # neighbouring quads make the same copies and midpoints: one vertex each
-    new = np.column_stack([np.concatenate([pixels[near], next_pixel, centre_pixel,
-                                           previous_pixel]),
-                           np.concatenate([behind_z[near], next_z, centre_z, previous_z])])
-    new, same = np.unique(new.astype(np.float32), axis=0, return_inverse=True)
+    # neighbouring quads make the same copies and midpoints: one vertex each, found by a key
+    # of the half-pixel position and the depth's bits
+    new_pixels = np.concatenate([pixels[near], next_pixel, centre_pixel, previous_pixel])
+    new_depths = np.concatenate([behind_z[near], next_z, centre_z, previous_z]
+                                ).astype(np.float32)
+    half = np.round(2 * new_pixels + 1).astype(np.int64)  # ≥ 0 on the half-pixel lattice
+    key = ((half[:, 0] * (2 * int(half[:, 1].max()) + 2) + half[:, 1]) << 32
+           | new_depths.view(np.int32).astype(np.int64) & 0xFFFFFFFF)
+    _, first, same = np.unique(key, return_index=True, return_inverse=True)
     corner_verts = np.concatenate([background.ravel(), skirt.ravel()])
     added = corner_verts >= first_vertex
     corner_verts[added] = first_vertex + same.ravel()[corner_verts[added] - first_vertex]
     return AddedFaces(
-        pixels=np.ascontiguousarray(new[:, :2]), depths=np.ascontiguousarray(new[:, 2]),
+        pixels=new_pixels[first].astype(np.float32), depths=new_depths[first],
         corner_verts=corner_verts.astype(np.int32),
         corner_pixels=np.concatenate([background_colour.reshape(-1, 2),
                                       skirt_pixels.reshape(-1, 2)]).astype(np.float32))
