@@ -303,7 +303,7 @@ def closing_faces(pixels: np.ndarray, depths: np.ndarray, vertices: np.ndarray, 
     new_depths = np.concatenate([behind_z[near], next_z, centre_z, previous_z]
                                 ).astype(np.float32)
     half = np.round(2 * new_pixels + 1).astype(np.int64)  # ≥ 0 on the half-pixel lattice
-    key = ((half[:, 0] * (2 * int(half[:, 1].max()) + 2) + half[:, 1]) << 32
+    key = ((half[:, 0] * (2 * int(half[:, 1].max(initial=0)) + 2) + half[:, 1]) << 32
            | new_depths.view(np.int32).astype(np.int64) & 0xFFFFFFFF)
     _, first, same = np.unique(key, return_index=True, return_inverse=True)
     corner_verts = np.concatenate([background.ravel(), skirt.ravel()])

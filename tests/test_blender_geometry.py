@@ -316,6 +316,15 @@ def test_closed_cuts_leave_no_gap_from_the_camera_and_no_sheet(step):
     assert closed.cut == cut.cut == grid_shape(32, 24, step)[0] - 1
 
 
+def test_without_cutting_closing_covers_the_border_only():
+    k, z = Intrinsics.from_fov(32, 24, 60.0), step_scene()
+    mesh = grid_mesh(z, k, step=2, close_gaps=True)
+    rectangles = 2 * (16 + 12)  # one per outer vertex of the 16 × 12 grid
+    assert mesh.face_count == 15 * 11 + rectangles and mesh.cut == 0
+    assert len(mesh.positions) == mesh.grid_vertices + 4 * rectangles
+    assert coverage(mesh, k, image_points(32, 24)).all()
+
+
 def test_the_background_goes_on_behind_the_foregrounds_edge():
     k, z = Intrinsics.from_fov(32, 24, 60.0), step_scene()
     mesh = grid_mesh(z, k, cut_ratio=0.05, close_gaps=True)
