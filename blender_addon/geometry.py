@@ -23,6 +23,15 @@ Depth Anything and so sddr give) maps its inverse onto near…far."""
 ROBUST_PERCENTILES = (0.1, 99.9)
 """Relative maps are normalised between these percentiles, so a few extreme pixels (holes,
 reflections) cannot squash the scene (the same choice as sddr's network inputs)."""
+RAMP_REACH = 16
+"""Pixels a ramp may extend on either side of a pixel on it: depth from a network spreads a
+one-pixel step over 10-20 px (sddr's refined maps about 12, docs/blender.md)."""
+RAMP_SHOULDER = 0.25
+"""A ramp ends where its pixel-to-pixel change falls below this fraction of its steepest change:
+a flat or gently sloping side follows."""
+FLYING_FRACTION = 0.1
+"""A pixel floats when it is more than this fraction of the step from both sides, the flying-
+pixel rule of sddr's evaluation (docs/metrics.md)."""
 
 
 class GeometryError(ValueError):
@@ -316,7 +325,6 @@ def closing_faces(pixels: np.ndarray, depths: np.ndarray, vertices: np.ndarray, 
                                       skirt_pixels.reshape(-1, 2)]).astype(np.float32))
 
 
-
 def border_faces(columns: np.ndarray, rows: np.ndarray, depths: np.ndarray, width: int,
                  height: int, *, first_vertex: int) -> AddedFaces:
     """Flat rectangles from the grid's outer vertices to the image's edge.
@@ -350,15 +358,6 @@ def border_faces(columns: np.ndarray, rows: np.ndarray, depths: np.ndarray, widt
                       corner_verts=first_vertex + np.arange(len(pixels), dtype=np.int32),
                       corner_pixels=pixels)
 
-RAMP_REACH = 16
-"""Pixels a ramp may extend on either side of a pixel on it: depth from a network spreads a
-one-pixel step over 10-20 px (sddr's refined maps about 12, docs/blender.md)."""
-RAMP_SHOULDER = 0.25
-"""A ramp ends where its pixel-to-pixel change falls below this fraction of its steepest change:
-a flat or gently sloping side follows."""
-FLYING_FRACTION = 0.1
-"""A pixel floats when it is more than this fraction of the step from both sides, the flying-
-pixel rule of sddr's evaluation (docs/metrics.md)."""
 
 _DIRECTIONS = np.array([(0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)],
                        dtype=np.int64)
@@ -371,14 +370,14 @@ def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.n
 
     A refined or predicted depth map spreads a discontinuity over a ramp of several pixels;
     meshed as is, the ramp becomes a sheet between foreground and background, or, cut, a
-    dark outline. Each pixel whose depth changes by more than RAMP_SHOULDER·`cut_ratio` per
-    pixel and that lies within `reach` of a change larger than `cut_ratio` (one a cut would
-    remove) follows its depth gradient both ways while the depth keeps changing steeply: the
-    two ends are the ramp's sides. It is moved to the nearer side when it is more than
-    min(`cut_ratio`, FLYING_FRACTION of the step) from both, so that what stays still joins its
-    side without a cut. A slope that does not flatten within `reach` either way is a surface,
-    not a ramp, and is left as it is, as is every ramp whose steepest change stays below
-    `cut_ratio`. NaN stays NaN.
+    dark outline. Each pixel whose log depth changes per pixel by at least RAMP_SHOULDER of
+    log(1 + `cut_ratio`) and that lies within `reach` of a change larger than `cut_ratio` (one
+    a cut would remove) follows its depth gradient both ways while the depth keeps changing
+    steeply (`_follow`): the two ends are the ramp's sides. It is moved to the nearer side
+    when it is more than min(`cut_ratio`, FLYING_FRACTION of the step) from both, so that what
+    stays still joins its side without a cut. A slope that does not flatten within `reach`
+    either way is a surface, not a ramp, and is left as it is, as is every ramp whose steepest
+    change stays below `cut_ratio`. NaN stays NaN.
     """
     if not cut_ratio > 0:
         raise GeometryError(f"cut ratio: {cut_ratio} must be positive")
