@@ -93,9 +93,11 @@ def test_uvs_are_pixel_centres_of_each_corner():
     assert mesh.uvs.min() > 0 and mesh.uvs.max() < 1
 
 
-def test_faces_face_the_camera():
+@pytest.mark.parametrize("close_gaps", [False, True])
+def test_faces_face_the_camera(close_gaps):
     k = Intrinsics.from_fov(32, 24, 60.0)
-    mesh = grid_mesh(np.full((24, 32), 5.0, np.float32), k)
+    z = step_scene() if close_gaps else np.full((24, 32), 5.0, np.float32)
+    mesh = grid_mesh(z, k, cut_ratio=0.05, close_gaps=close_gaps)
     corners = mesh.positions[mesh.corner_verts.reshape(-1, 4)]  # [F, 4, 3]
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     towards_camera = -corners.mean(axis=1)
