@@ -374,8 +374,9 @@ def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.n
     log(1 + `cut_ratio`) and that lies within `reach` of a change larger than `cut_ratio` (one
     a cut would remove) follows its depth gradient both ways while the depth keeps changing
     steeply (`_follow`): the two ends are the ramp's sides. It is moved to the nearer side
-    when it is more than min(`cut_ratio`, FLYING_FRACTION of the step) from both, so that what
-    stays still joins its side without a cut. A slope that does not flatten within `reach`
+    when it is more than min(`cut_ratio`/2, FLYING_FRACTION of the step) from both (in log
+    depth), so that what stays still joins its side without a cut, even where a neighbour's
+    walk ended a little beyond. A slope that does not flatten within `reach`
     either way is a surface, not a ramp, and is left as it is, as is every ramp whose steepest
     change stays below `cut_ratio`. NaN stays NaN.
     """
@@ -401,7 +402,7 @@ def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.n
     near, near_ended, near_peak = _follow(-log_z, ys, xs, -towards_far, -here, slope, reach)
     near = -near
     step = far - near
-    margin = np.minimum(steepness, FLYING_FRACTION * step)
+    margin = np.minimum(steepness / 2, FLYING_FRACTION * step)
     floats = (far_ended & near_ended & (np.maximum(far_peak, near_peak) > steepness)
               & (here - near > margin) & (far - here > margin))
     snapped = np.where(here - near < far - here, near, far)
