@@ -15,15 +15,15 @@ from sddr_core.maps.normalise import SAMPLE_PIXELS, robust_range, sample_stride
 from sddr_core.maps.thin_structures import heights, keep_thin_structures, thin_width
 
 
-def _plane(size: int) -> np.ndarray:
+def plane(size: int) -> np.ndarray:
     """A background slanting from 0.3 to 0.5 (disparity), as far as a scene's floor."""
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
     return 0.3 + 0.1 * (rows + cols) / size
 
 
-def _with_structure(size: int, width: int, start: int, vertical: bool,
+def with_structure(size: int, width: int, start: int, vertical: bool,
                     value: float = 1.0) -> np.ndarray:
-    depth = _plane(size)
+    depth = plane(size)
     if vertical:
         depth[:, start:start + width] = value
     else:
@@ -31,7 +31,7 @@ def _with_structure(size: int, width: int, start: int, vertical: bool,
     return depth
 
 
-def _contrast(depth: np.ndarray, width: int, start: int, vertical: bool) -> float:
+def contrast(depth: np.ndarray, width: int, start: int, vertical: bool) -> float:
     """Mean of the structure's middle half minus the mean of the background 3–5 px beside
     it (on the sides the image has)."""
     across = depth if vertical else depth.T
@@ -60,7 +60,7 @@ def test_sample_stride_visits_every_column_alike(side):
 def test_a_thin_pole_enters_the_quantiles_at_every_phase(start):
     """1024²: the old stride (16) sampled every 16th column, so a 2-px pole was in the
     quantiles at one phase in eight and clipped at the others."""
-    depth = torch.from_numpy(_with_structure(1024, 2, 512 + start, vertical=True))[None]
+    depth = torch.from_numpy(with_structure(1024, 2, 512 + start, vertical=True))[None]
     _, high = robust_range(depth)
     assert float(high) == 1.0
 
@@ -69,22 +69,22 @@ def test_a_thin_pole_enters_the_quantiles_at_every_phase(start):
 
 
 def test_an_erased_pole_is_restored_from_the_high_input():
-    high = torch.from_numpy(_with_structure(64, 2, 30, vertical=True))[None]
-    refined = torch.from_numpy(_plane(64))[None] * 2 + 1  # other units, pole erased
+    high = torch.from_numpy(with_structure(64, 2, 30, vertical=True))[None]
+    refined = torch.from_numpy(plane(64))[None] * 2 + 1  # other units, pole erased
     kept = keep_thin_structures(refined, high, width=5)
-    assert _contrast(kept[0].numpy(), 2, 30, True) == pytest.approx(
-        2 * _contrast(high[0].numpy(), 2, 30, True), rel=0.02)
+    assert contrast(kept[0].numpy(), 2, 30, True) == pytest.approx(
+        2 * contrast(high[0].numpy(), 2, 30, True), rel=0.02)
 
 
 def test_a_far_slit_is_deepened_as_a_near_pole_is_raised():
-    high = torch.from_numpy(_with_structure(64, 1, 20, vertical=False, value=0.0))[None]
-    refined = torch.from_numpy(_plane(64))[None]
+    high = torch.from_numpy(with_structure(64, 1, 20, vertical=False, value=0.0))[None]
+    refined = torch.from_numpy(plane(64))[None]
     kept = keep_thin_structures(refined, high, width=3)
-    assert _contrast(kept[0].numpy(), 1, 20, False) < -0.25
+    assert contrast(kept[0].numpy(), 1, 20, False) < -0.25
 
 
 def test_wide_objects_and_smooth_surfaces_are_left_alone():
-    high = _plane(64)
+    high = plane(64)
     high[10:40, 12:50] = 0.9  # an object far wider than one low-input pixel
     refined = cv2.GaussianBlur(high, (0, 0), 1.5)  # N_r's blurred version of it
     kept = keep_thin_structures(torch.from_numpy(refined)[None], torch.from_numpy(high)[None],
@@ -94,17 +94,17 @@ def test_wide_objects_and_smooth_surfaces_are_left_alone():
 
 def test_low_structures_are_left_alone():
     """A rise of under MIN_HEIGHT of the range is texture or a slope, not a pole."""
-    high = _plane(256)
+    high = plane(256)
     high[:, 100:102] += 0.005  # 2.5 % of the plane's range
-    refined = torch.from_numpy(_plane(256))[None]
+    refined = torch.from_numpy(plane(256))[None]
     high = torch.from_numpy(high)[None]
     torch.testing.assert_close(keep_thin_structures(refined, high, width=5), refined)
 
 
 def test_lone_speckle_is_not_restored():
-    high = _plane(64)
+    high = plane(64)
     high[[10, 30, 50], [12, 40, 20]] = [1.0, 0.0, 0.9]
-    refined = _plane(64)  # N_r removed the speckle
+    refined = plane(64)  # N_r removed the speckle
     kept = keep_thin_structures(torch.from_numpy(refined)[None], torch.from_numpy(high)[None],
                                 width=5)
     np.testing.assert_allclose(kept[0].numpy(), refined, atol=1e-6)
@@ -112,13 +112,13 @@ def test_lone_speckle_is_not_restored():
 
 def test_nothing_is_taken_away():
     """A structure that the refined map shows more strongly than the high input stays."""
-    refined = torch.from_numpy(_with_structure(64, 2, 30, vertical=True, value=2.0))[None]
-    high = torch.from_numpy(_with_structure(64, 2, 30, vertical=True, value=1.0))[None]
+    refined = torch.from_numpy(with_structure(64, 2, 30, vertical=True, value=2.0))[None]
+    high = torch.from_numpy(with_structure(64, 2, 30, vertical=True, value=1.0))[None]
     torch.testing.assert_close(keep_thin_structures(refined, high, width=5), refined)
 
 
 def test_a_strip_along_the_image_edge_counts_as_thin():
-    depth = torch.from_numpy(_with_structure(32, 3, 29, vertical=True))[None]
+    depth = torch.from_numpy(with_structure(32, 3, 29, vertical=True))[None]
     assert float(heights(depth, 5)[0, 16, 30]) > 0.4
 
 
@@ -130,8 +130,8 @@ def test_thin_width_is_one_low_input_pixel_plus_one(size, low_size, width):
 
 
 def test_huge_values_do_not_overflow():
-    high = _with_structure(64, 2, 30, vertical=True) * 3e38
-    refined = _plane(64) * 3e38
+    high = with_structure(64, 2, 30, vertical=True) * 3e38
+    refined = plane(64) * 3e38
     kept = keep_thin_structures(torch.from_numpy(refined)[None], torch.from_numpy(high)[None],
                                 width=5)
     assert bool(torch.isfinite(kept).all())
@@ -154,16 +154,16 @@ def shipped() -> sddr_core.Refiner:
 def test_shipped_weights_keep_thin_near_structures(shipped, size, width, start, vertical):
     """A pole or wire nearer than everything else stays nearer than its background and keeps
     at least half its contrast, wherever it lies (the low input: a quarter of the size)."""
-    high = _with_structure(size, width, start, vertical)
+    high = with_structure(size, width, start, vertical)
     low = cv2.resize(high, (size // 4, size // 4), interpolation=cv2.INTER_AREA)
     refined = shipped.refine(low, high)
-    kept = _contrast(refined, width, start, vertical) / _contrast(high, width, start, vertical)
+    kept = contrast(refined, width, start, vertical) / contrast(high, width, start, vertical)
     assert kept >= 0.5
 
 
 @pytest.mark.parametrize("width", [2, 3, 4, 5])
 def test_a_plane_has_no_heights_up_to_its_edges(width):
-    plane = torch.from_numpy(_plane(40))[None]
-    for maps in (plane, -plane):
+    slope = torch.from_numpy(plane(40))[None]
+    for maps in (slope, -slope):
         assert float(heights(maps, width)[:, width:-width, width:-width].abs().max()) < 1e-6
         assert float(heights(maps, width).max()) <= 0.1 * width / 20 + 1e-6

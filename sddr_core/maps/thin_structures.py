@@ -9,11 +9,12 @@ the high input, the contrast a thin structure lost: it compares the structure's 
 difference. Wide surfaces, edges of wide objects and compact specks (a predictor's stray
 pixels) are left to N_r.
 
-A structure's height is a morphological top-hat: the map minus its opening by a square as
-wide as one low-input pixel (plus one), which removes exactly what is narrower than that.
-Beyond the image's edges the opening sees the map's minimum, so a pole along an edge counts
-as thin; the price is that a surface sloping steeply towards an edge (more than MIN_HEIGHT of
-the range over one low-input pixel) takes the high input's shape in its outermost pixels.
+A structure's height at a pixel is its rise over the higher of the two pixels one low-input
+pixel away on either side (along rows, columns or a diagonal): a structure narrower than that
+has its background on both sides, a wide surface or an object's edge does not. Beyond the
+image's edges lies the map's minimum, so a pole along an edge counts as thin; the price is
+that a surface sloping steeply towards an edge (more than MIN_HEIGHT of the range over one
+low-input pixel) takes the high input's shape in its outermost pixels.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ MIN_HEIGHT = 0.05
 restored: a visible step in a mesh. Below it, a slanted surface's own rise over one low-input
 pixel near a corner or the image's edge would count too."""
 FREE_STANDING = 0.5
-"""A structure is restored where its height is at least this share of its rise over the
-lowest point around it (within its width limit on each side): a pole stands clear of its
-background on both sides, while a ridge a predictor leaves along a wide object's edge (an
-edge artefact N_r rightly removes) stands only a little above that object."""
+"""A structure is restored where its height is at least this share of its rise over the lower
+of its two sides: a pole stands clear of its background on both sides, while a ridge a
+predictor leaves along a wide object's edge (an edge artefact N_r rightly removes) stands only
+a little above that object."""
 LINE_LENGTH = 3
 """A structure is restored when it extends over at least this many times its width limit
 (and MIN_LINE_PIXELS): poles, wires and branches are long, while a predictor's speckle, even
@@ -44,26 +45,48 @@ resampled into a small blob, is compact."""
 MIN_LINE_PIXELS = 8
 
 
-def _extreme_pool(maps: torch.Tensor, width: int, outside: float, sign: float) -> torch.Tensor:
-    """Max (sign 1) or min (sign −1) over a width×width square of B×H×W `maps`, separable,
-    with `outside` beyond the edges. An even square reaches one pixel further after a pixel
-    for the min and before it for the max, so that the two make an opening in place."""
-    before, after = (width - 1) // 2, width // 2
-    if sign > 0:
-        before, after = after, before
-    x = F.pad(sign * maps[:, None], (before, after, before, after), value=sign * outside)
-    x = F.max_pool2d(x, (1, width), stride=1)
-    return sign * F.max_pool2d(x, (width, 1), stride=1)[:, 0]
+SAFE_FLOAT32 = 1e18
+"""Maps within ±this, with spans above its inverse, are put in range units in float32."""
+DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
+"""Rows, columns and both diagonals: any line is crossed by one of them within 45°."""
 
 
 def heights(maps: torch.Tensor, width: int) -> torch.Tensor:
-    """How far each pixel of B×H×W `maps` stands above its surroundings as part of a
-    structure narrower than `width` px (≥ 0; 0 on anything wider)."""
+    """How far each pixel of B×H×W `maps` stands above a structure narrower than `width` px
+    around it (≥ 0; 0 on anything wider): its rise over the higher of the two pixels
+    `width` − 1 px away on either side, along the direction where that rise is largest."""
+    return _rises(maps, width, free_share=0.0)
+
+
+def _rises(maps: torch.Tensor, width: int, free_share: float) -> torch.Tensor:
+    """`heights`, counting only directions where the rise is at least `free_share` of the
+    pixel's rise over the lower of the two pixels (a structure standing clear on both
+    sides). A pixel of a structure narrower than `width` has background at `width` − 1 px on
+    both sides of it along some direction; on a wide surface or an edge one of the two lies on
+    the same surface."""
+    reach = width - 1
+    rows, cols = maps.shape[-2:]
     # Beyond the edges lies the map's minimum: a strip along an edge ends there, as the
     # image gives no evidence that it continues.
-    floor = float(maps.amin())
-    opened = _extreme_pool(_extreme_pool(maps, width, floor, -1.0), width, floor, 1.0)
-    return (maps - opened).clamp_min_(0)
+    padded = F.pad(maps, (reach, reach, reach, reach), value=float(maps.amin()))
+    best = torch.zeros_like(maps)
+    for dy, dx in DIRECTIONS:
+        before = padded[..., reach - dy * reach:reach - dy * reach + rows,
+                        reach - dx * reach:reach - dx * reach + cols]
+        after = padded[..., reach + dy * reach:reach + dy * reach + rows,
+                       reach + dx * reach:reach + dx * reach + cols]
+        rise = maps - torch.maximum(before, after)
+        if free_share:
+            # rise ≥ share · (rise + |before − after|), the rise over the lower side
+            sides = (before - after).abs_().mul_(free_share / (1 - free_share))
+            rise = torch.where(rise >= sides, rise, 0.0)
+        if dx:
+            # A diagonal probe from a corner pixel has both sides outside: it sees nothing.
+            for corner_rows in (slice(0, reach), slice(rows - reach, rows)):
+                for corner_cols in (slice(0, reach), slice(cols - reach, cols)):
+                    rise[..., corner_rows, corner_cols] = 0
+        torch.maximum(best, rise, out=best)
+    return best
 
 
 def _long(mask: torch.Tensor, length: int) -> torch.Tensor:
@@ -95,34 +118,21 @@ def keep_thin_structures(refined: torch.Tensor, high: torch.Tensor, width: int,
     # overflow the differences below.
     refined_units, span = _in_range_units(refined)
     high_units, _ = _in_range_units(high)
-    rises, dips = heights(high_units, width), heights(-high_units, width)
+    rises = _rises(high_units, width, FREE_STANDING)
+    dips = _rises(-high_units, width, FREE_STANDING)
     plain = (rises <= FLAT) & (dips <= FLAT)
-    rises = _free_standing(rises, high_units, width)
-    dips = _free_standing(dips, -high_units, width)
     scale, _ = fit_affine(high_units, refined_units, plain if mask is None else plain & mask,
                           nonnegative=True)
     scale = scale[:, None, None]
     length = max(LINE_LENGTH * width, MIN_LINE_PIXELS)
-    change = (_lost_height(scale * rises, heights(refined_units, width), length)
-              - _lost_height(scale * dips, heights(-refined_units, width), length))
+    rises = torch.where(_long(scale * rises > MIN_HEIGHT, length), scale * rises, 0.0)
+    dips = torch.where(_long(scale * dips > MIN_HEIGHT, length), scale * dips, 0.0)
+    if not bool((rises > 0).any() or (dips > 0).any()):
+        return refined
+    change = ((rises - heights(refined_units, width)).clamp_min_(0)
+              - (dips - heights(-refined_units, width)).clamp_min_(0))
     largest = torch.finfo(refined.dtype).max
     return (refined.double() + change.double() * span).clamp_(-largest, largest).to(refined.dtype)
-
-
-def _free_standing(rises: torch.Tensor, maps: torch.Tensor, width: int) -> torch.Tensor:
-    """`rises` (the `heights` of `maps`), zero where a rise is less than FREE_STANDING of
-    the pixel's rise over the lowest point within `width` px."""
-    floor = float(maps.amin())
-    lowest = _extreme_pool(maps, 2 * width + 1, floor, -1.0)
-    return torch.where(rises >= FREE_STANDING * (maps - lowest), rises, 0.0)
-
-
-def _lost_height(high_heights: torch.Tensor, refined_heights: torch.Tensor,
-                 length: int) -> torch.Tensor:
-    """How much less than in the high input the thin structures that rise there (at least
-    MIN_HEIGHT, over at least `length` px) rise in the refined map."""
-    lost = (high_heights - refined_heights).clamp_min_(0)
-    return torch.where(_long(high_heights > MIN_HEIGHT, length), lost, 0.0)
 
 
 def _in_range_units(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +140,8 @@ def _in_range_units(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     float32's limits), with that range's float64 span (B×1×1)."""
     low, high = robust_range(maps)
     span = (high - low).clamp_min(1e-30)[:, None, None]
+    if bool(maps.abs().amax() < SAFE_FLOAT32) and bool((span > 1 / SAFE_FLOAT32).all()):
+        return (maps - low.float()[:, None, None]) / span.float(), span
     largest = torch.finfo(torch.float32).max
     units = ((maps.double() - low[:, None, None]) / span).clamp_(-largest, largest)
     return units.float(), span
