@@ -144,6 +144,21 @@ def test_sddr_errors_come_back_as_the_message(backend, tmp_path, problem, messag
     assert not (tmp_path / "out.exr").exists()
 
 
+@pytest.mark.parametrize("link", ["same path", "hard link", "symbolic link"])
+def test_an_output_that_is_the_photo_is_refused_and_the_photo_kept(backend, tmp_path, link):
+    """`worker.py refine PHOTO PHOTO` once replaced the photo with the EXR's bytes."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(Path(backend["photo"]).read_bytes())
+    output = tmp_path / "result.png"
+    {"same path": lambda: None, "hard link": lambda: output.hardlink_to(photo),
+     "symbolic link": lambda: output.symlink_to(photo)}[link]()
+    target = photo if link == "same path" else output
+    with pytest.raises(BackendError, match=f"output '{target}' is the photo itself"):
+        _refine({**backend, "photo": str(photo)}, target).wait(timeout=120)
+    assert photo.read_bytes() == Path(backend["photo"]).read_bytes()
+    assert set(tmp_path.iterdir()) == {photo, target}  # no temporary file left either
+
+
 def test_a_python_without_sddr_is_named(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
                    check=True)

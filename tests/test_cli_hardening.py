@@ -140,12 +140,18 @@ def test_a_fifo_as_input_is_refused_without_blocking(weights, pair, tmp_path, ca
     assert "not a regular file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("hard_link", [False, True])
 @pytest.mark.parametrize("option", ["--low", "--high"])
-def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, option):
+def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, option,
+                                            hard_link):
     target = Path(pair[0] if option == "--low" else pair[1])
     before = target.read_bytes()
-    assert run_pair(weights, pair, target) == 2
-    assert f"is the {option} input" in capsys.readouterr().err
+    out = target
+    if hard_link:  # another name of the same file: `-o` names it, not the input
+        out = tmp_path / f"link{target.suffix}"
+        out.hardlink_to(target)
+    assert run_pair(weights, pair, out) == 2
+    assert f"output '{out}' is the {option} input itself" in capsys.readouterr().err
     assert target.read_bytes() == before
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, SddrError
+from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import (
     FORMATS,
     check_image,
@@ -255,10 +256,7 @@ def _refine(args) -> int:
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
     fmt = check_output(args.output, args.format)
-    for option, given in (("--low", args.low), ("--high", args.high)):
-        if _same_file(args.output, given):
-            raise InputError(f"-o '{args.output}' is the {option} input; the result would "
-                             "overwrite it, so write it to another file")
+    refuse_overwriting_inputs([args.output], {args.low: "--low input", args.high: "--high input"})
     low, high = read_depth(args.low), read_depth(args.high)
     refiner = _load(args)
     refined = refiner.refine(low, high, out_size=args.out_size)
@@ -339,25 +337,8 @@ def output_paths(photos: list[Path], out: Path, fmt: str,
                                  f"'{target}'; refine them into different folders")
             owners[target] = photo
         jobs.append((photo, depth, edge))
-    inputs = {_identity(photo): photo for photo in photos}
-    for target in owners:
-        photo = inputs.get(_identity(target)) if target.exists() else None
-        if photo is not None:
-            raise InputError(f"output '{target}' is the photo '{photo}' itself; choose "
-                             "another output folder")
+    refuse_overwriting_inputs(owners, dict.fromkeys(photos, "photo"))
     return jobs
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    status = path.stat()
-    return status.st_dev, status.st_ino
-
-
-def _same_file(path: str, other: str) -> bool:
-    try:
-        return os.path.samefile(path, other)
-    except OSError:  # either one missing: they cannot be the same file
-        return False
 
 
 def _demo(args) -> int:

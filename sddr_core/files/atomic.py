@@ -1,7 +1,9 @@
-"""Atomic output: a file at its final path is either the old one or the complete new one.
+"""Safe output: a file at its final path is either the old one or the complete new one, and
+never one of the run's own inputs.
 
 Encoders that fail half-way (or a Ctrl-C, or a full disk) would otherwise leave a truncated file
-where the user expects a result, or destroy the result of an earlier run.
+where the user expects a result, or destroy the result of an earlier run; an output path that
+names an input (`refine photo.png photo.png`) would replace the input with the result.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..errors import InputError
@@ -48,6 +50,34 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         for name in claimed:
             name.unlink(missing_ok=True)
         raise
+
+
+def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike],
+                              inputs: Mapping[str | os.PathLike, str]) -> None:
+    """Raise InputError when one of `outputs` is one of `inputs` (path → what it is, e.g.
+    "photo"): the same file by name, symbolic link or hard link. Call it before the run, so
+    nothing is computed for a result that may not be written; paths that do not exist yet
+    cannot be an input."""
+    known: dict[tuple[int, int], tuple[str | os.PathLike, str]] = {}
+    for path, what in inputs.items():
+        identity = _identity(path)
+        if identity is not None:
+            known.setdefault(identity, (path, what))
+    for output in outputs:
+        found = known.get(_identity(output))
+        if found is not None:
+            path, what = found
+            raise InputError(f"output '{output}' is the {what} itself ('{path}'); writing the "
+                             "result there would destroy it, so choose another output")
+
+
+def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of the file `path` names after links, or None when there is none."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):  # missing, unreadable, or a name the OS refuses (a NUL)
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _create_temp(folder: Path, target: Path, claimed: list[Path]) -> Path:
