@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from sddr_core import DepthPipeline, SddrError
+from sddr_core import DepthPipeline, InputError, SddrError
 from sddr_core.files.depth_io import write_depth
 from sddr_core.inference.coarse_to_fine import CoarseToFine
 from sddr_core.inference.windows import STEPS, passes
@@ -217,9 +217,11 @@ class SDDRSaveDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, depth: torch.Tensor, filename_prefix: str, format: str) -> io.NodeOutput:
-        maps = depth_maps.image_to_maps(depth, "depth").clamp(0.0, 1.0).numpy()
         if format not in SAVE_FORMATS:
             raise SddrError(f"format {format!r}: choose from {', '.join(SAVE_FORMATS)}")
+        maps = depth_maps.image_to_maps(depth, "depth")
+        _check_storable(maps, format)
+        maps = maps.clamp(0.0, 1.0).numpy()
         folder_paths = host.folder_paths()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), maps.shape[2], maps.shape[1])
@@ -312,6 +314,20 @@ def _per_frame(image: torch.Tensor, per_frame: int,
             lambda rgb=rgb, progress=progress: run(rgb, progress),
             f"frame {index} of {frames} ({rgb.shape[0]}×{rgb.shape[1]})"))))
     return torch.stack(results)
+
+
+def _check_storable(maps: torch.Tensor, format: str) -> None:
+    """Refuse, before any file is written, a frame with no finite value, and NaN or infinite
+    values in a 16-bit PNG: cast to integers they would become 0, a depth, not a gap."""
+    for index, frame in enumerate(maps):
+        bad = int((~torch.isfinite(frame)).sum())
+        if bad == frame.numel():
+            raise InputError(f"depth: frame {index} has no finite value (all NaN or "
+                             "infinite): there is no depth to save")
+        if bad and format == "png16":
+            raise InputError(f"depth: frame {index} has {bad} NaN or infinite value(s), "
+                             "which a 16-bit PNG cannot store (they would become 0); save "
+                             "it as exr or npy, which keep them")
 
 
 def _out_of_memory_explained(work: Callable, what: str):
