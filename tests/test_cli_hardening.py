@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sddr_core.cli.main import main
+from sddr_core.errors import InputError
 from sddr_core.files import depth_io
 from sddr_core.files.depth_io import read_depth
 from sddr_core.inference.refiner import Refiner
@@ -248,6 +249,64 @@ def test_a_signal_just_after_the_temporary_file_is_created_leaves_nothing(tmp_pa
     monkeypatch.setattr(os, "close", interrupted)
     with pytest.raises(KeyboardInterrupt), atomic.atomic_output(tmp_path / "out.npy"):
         pass
+    assert files(tmp_path) == []
+
+
+def _user_namespaces_work() -> bool:
+    try:
+        return subprocess.run(["unshare", "--map-root-user", "--mount", "true"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _user_namespaces_work(),
+                    reason="needs `unshare` and user namespaces to mount a read-only folder")
+@pytest.mark.parametrize("output", ["out.png", "new/out.npy"])
+def test_a_read_only_file_system_names_the_output_not_a_temporary_file(
+        weights, pair, tmp_path, output):
+    """A real read-only mount (a tmpfs remounted ro, in a user and mount namespace, so it
+    fails even for root): the failed temporary file's removal once raised EROFS itself and
+    the user read about '.out.tmp-1a2b3c4d.png' instead of their output."""
+    low, high, _ = pair
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    out = folder / output
+    script = ('mount -t tmpfs none "$1" && mount -o remount,ro "$1" && shift && '
+              'exec "$@"')
+    command = ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(folder),
+               sys.executable, "-m", "sddr_core.cli.main", "refine", "--low", str(low),
+               "--high", str(high), "-o", str(out), "--weights", weights, "--device", "cpu"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == {
+        "out.png": f"sddr: error: cannot write output file '{out}': Read-only file system",
+        "new/out.npy": f"sddr: error: cannot create output folder '{out.parent}' for "
+                       f"'{out}': Read-only file system",
+    }[output]
+
+
+def test_a_failed_cleanup_does_not_hide_the_write_error(tmp_path, monkeypatch):
+    """The same read-only file system without namespaces: creating the temporary file and
+    removing it both fail with EROFS."""
+    from sddr_core.files import atomic
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    message = f"^cannot write output file '{tmp_path / 'o.npy'}': Read-only file system$"
+    with pytest.raises(InputError, match=message), atomic.atomic_output(tmp_path / "o.npy"):
+        pytest.fail("the block ran without a temporary file")
+
+
+def test_a_nul_in_the_output_name_is_an_input_error(tmp_path):
+    from sddr_core.files import atomic
+
+    with pytest.raises(InputError, match="its name holds a NUL character"), \
+            atomic.atomic_output(tmp_path / "sddr\0depth.png"):
+        pytest.fail("the block ran")
     assert files(tmp_path) == []
 
 
