@@ -2,7 +2,9 @@
 
 Every failure prints `sddr: error: …` and exits with status 2 (130 after Ctrl-C, 143 after
 SIGTERM); arguments are checked before any model loads, and outputs are written atomically, so
-an interrupted run leaves no partial file.
+an interrupted run leaves no partial file. A batch of photos goes on past a photo that fails
+(a truncated file): it is reported and skipped, and the run exits with status 1 when some
+photos failed, 2 when all did.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ MAX_OUT_SIDE = 16384
 only after the whole refinement has run."""
 MAX_BENCH_SIDE = 8192
 """Largest `bench --size`: the sample scene and its predictions at 8192² take about 4 GiB."""
+FAILED_NAMED = 10
+"""Failed photos a batch's closing line names; the others are counted (each was reported as
+it failed)."""
 THREADS_PER_CPU = 4
 """`--threads` above this many per CPU only slow torch down; tens of thousands crash OpenMP."""
 
@@ -282,19 +287,36 @@ def _refine_images(args) -> int:
     refiner = _load(args)
     pipeline = DepthPipeline(refiner, load_predictor(args.predictor, device=refiner.device))
     total = passes(args.steps) if args.mode == "two-stage" else 1
+    failed = []
     for index, (photo, depth_path, edges_path) in enumerate(jobs, start=1):
-        image = read_image(photo)
-        bar = ProgressBar(f"[{index}/{len(photos)}] {photo.name}", total=total, unit="pass")
+        label = f"[{index}/{len(photos)}] {photo.name}"
         try:
-            if edges_path is not None:
-                depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
-                print(f"wrote {write_depth(edges_path, edges, 'png16')}")
-            else:
-                depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
-        finally:
-            bar.close()
-        print(f"wrote {write_depth(depth_path, depth, fmt)}")
-    return 0
+            _refine_photo(pipeline, args, photo, depth_path, edges_path, fmt,
+                          ProgressBar(label, total=total, unit="pass"))
+        except SddrError as err:  # one bad photo (a truncated file) must not stop the batch
+            _fail(f"skipped '{photo}': {err}", 2)
+            failed.append(photo)
+    if not failed:
+        return 0
+    named = ", ".join(f"'{photo}'" for photo in failed[:FAILED_NAMED])
+    more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
+    return _fail(f"{len(failed)} of {len(photos)} photos failed ({named}{more}); the others "
+                 "were written", 2 if len(failed) == len(photos) else 1)
+
+
+def _refine_photo(pipeline, args, photo: Path, depth_path: Path, edges_path: Path | None,
+                  fmt: str, bar) -> None:
+    """Refine one photo of a batch and write its depth (and edge) file."""
+    try:
+        image = read_image(photo)
+        if edges_path is not None:
+            depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
+            print(f"wrote {write_depth(edges_path, edges, 'png16')}")
+        else:
+            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
+    finally:
+        bar.close()
+    print(f"wrote {write_depth(depth_path, depth, fmt)}")
 
 
 def image_paths(arguments: list[str]) -> list[Path]:
