@@ -129,12 +129,14 @@ def test_a_crashed_worker_is_reported_and_leaves_no_file(backend, tmp_path):
 
 
 @pytest.mark.parametrize("problem, message", [
+    ("steps", "--steps 60: choose 1..8"),
     ("photo", "cannot read photo|not an image|image"),
     ("weights", "missing.safetensors"),
     ("predictor", "not known; known predictors"),
 ])
 def test_sddr_errors_come_back_as_the_message(backend, tmp_path, problem, message):
-    bad = {"photo": {}, "weights": {"weights": str(tmp_path / "missing.safetensors")},
+    bad = {"photo": {}, "steps": {"mode": "two-stage", "steps": 60},
+           "weights": {"weights": str(tmp_path / "missing.safetensors")},
            "predictor": {"predictor": "no-such-model"}}[problem]
     if problem == "photo":
         (tmp_path / "notes.png").write_text("not a picture")

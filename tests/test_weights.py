@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +130,27 @@ def test_failed_save_leaves_old_file_untouched(tmp_path, monkeypatch):
         _tiny_refiner(seed=2).save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_a_real_write_failure_is_an_input_error_naming_the_file(tmp_path):
+    """A file-size limit makes safetensors' own writer fail as a full disk does: it raised
+    SafetensorError, which is no OSError, so `export -o` on a full disk gave a traceback."""
+    script = ("import resource, sys\n"
+              "from sddr_core.network.model import RefinementNetwork\n"
+              "from sddr_core.files.weights import save_network\n"
+              "from tests.tiny import TINY\n"
+              "network = RefinementNetwork(TINY)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "try:\n"
+              "    save_network(network, sys.argv[1])\n"
+              "except Exception as e:\n"
+              "    print(type(e).__name__, e)\n")
+    out = tmp_path / "weights.safetensors"
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.startswith(f"InputError cannot write output file '{out}': "
+                                    "safetensors: "), result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_save_of_unsaveable_network_leaves_old_file_untouched(tmp_path):

@@ -33,14 +33,12 @@ from ..files.depth_io import (
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
-from ..inference.windows import STEPS, passes
+from ..inference.windows import MAX_STEPS, STEPS, passes
 from ..network.config import PRESETS
+from .terminate import Terminated, sigterm_raises
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-MAX_STEPS = 8
-"""Two-stage steps S the CLI accepts: 285 network passes; the paper uses 3 (30 passes), and at
-S = 8 a 4K photo's windows (549×309 px) are already down to a predictor's training resolution."""
 MAX_OUT_SIDE = 16384
 """Largest `--out-size` side: a 16384² float32 map is 1 GiB, and larger ones exhaust memory
 only after the whole refinement has run."""
@@ -53,11 +51,6 @@ THREADS_PER_CPU = 4
 """`--threads` above this many per CPU only slow torch down; tens of thousands crash OpenMP."""
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: raised where the program stands, so temporary files are removed on the
-    way out (a BaseException, like KeyboardInterrupt, so no `except Exception` swallows it)."""
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -67,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     python_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest: f"sddr: warning: {message}\n"
-    python_sigterm = _handle_sigterm()
     try:
-        return args.run(args)
+        with sigterm_raises():
+            return args.run(args)
     except SddrError as err:
         return _fail(str(err), 2)
     except OSError as err:  # the environment failed (a download, a device): no traceback
@@ -80,25 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("terminated (SIGTERM); no partial output was left", 128 + signal.SIGTERM)
     finally:
         warnings.formatwarning = python_format
-        if python_sigterm is not None:
-            signal.signal(signal.SIGTERM, python_sigterm)
 
 
 def _fail(message: str, status: int) -> int:
     print(f"sddr: error: {message}", file=sys.stderr)
     return status
-
-
-def _handle_sigterm():
-    """Turn SIGTERM into `Terminated`; returns the previous handler (None off the main thread,
-    where Python cannot install one)."""
-    def terminate(signum, frame):
-        raise Terminated
-
-    try:
-        return signal.signal(signal.SIGTERM, terminate)
-    except ValueError:
-        return None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import WeightsError
@@ -45,7 +45,10 @@ def save_network(
     }
     path = Path(path)
     with atomic_output(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        try:
+            save_file(state, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # its word for a failed write (a full disk), not an
+            raise OSError(f"safetensors: {err}") from err  # OSError: atomic_output names path
     return path
 
 

@@ -64,6 +64,11 @@ class NetworkConfig:
             raise InputError(f"network config field {field!r}: {reason}")
 
     @property
+    def omega_levels(self) -> int:
+        """How many fusion maps Ω the decoder gives (`NetworkOutput.omegas`), finest first."""
+        return len(self.stem_channels) + len(self.embed_dims) - 1
+
+    @property
     def stride(self) -> int:
         """Total down-sampling of the encoder; working sizes are padded to a multiple of it."""
         return 128
