@@ -161,6 +161,21 @@ def test_an_output_that_is_the_photo_is_refused_and_the_photo_kept(backend, tmp_
     assert set(tmp_path.iterdir()) == {photo, target}  # no temporary file left either
 
 
+@pytest.mark.parametrize("event, message", [
+    ({"event": "done"}, "malformed \\(KeyError\\('path'\\)\\)"),
+    ({"event": "done", "path": "d.exr", "width": "wide", "height": 2, "polarity": "disparity"},
+     "malformed .*invalid literal"),
+    ({"event": "done", "path": None, "width": 2, "height": 2, "polarity": "disparity"},
+     "malformed .*TypeError"),
+    ({"event": "done", "path": "d.exr", "width": 0, "height": 2, "polarity": "disparity"},
+     "has size 0×2"),
+])
+def test_a_malformed_done_event_is_a_backend_error(event, message):
+    """It was a raw KeyError/ValueError from inside the operator."""
+    with pytest.raises(BackendError, match=message):
+        refine_result(event)
+
+
 def test_a_python_without_sddr_is_named(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
                    check=True)
