@@ -278,6 +278,36 @@ def test_config_with_invalid_values(saved, tmp_path):
     _assert_weights_error(path, str(path), "invalid")
 
 
+@pytest.mark.parametrize("changes, words", [
+    ({"depths": [1, 1, 1, 100000]}, "'depths': must be 4 integers from 0 to 64, got (1, 1, 1, "),
+    ({"embed_dims": [32, 64, 160, 1 << 20], "num_heads": [1, 1, 1, 1]},
+     "'embed_dims': must be 4 integers from 1 to 1024"),
+    ({"cross_attention_layers": 10**6}, "'cross_attention_layers': must be an integer from 0 "
+                                        "to 64"),
+    ({"mlp_ratio": 4096}, "'mlp_ratio': must be an integer from 1 to 16"),
+    ({"depths": [1] * 10**5}, "got (1, 1, 1, 1, 1, 1, ...)"),
+])
+def test_a_config_beyond_any_real_network_is_refused_at_once(saved, tmp_path, changes, words):
+    """A weights file's config is built before its tensors are compared: 100,000 blocks once
+    hung, a 16 TB network failed in the allocator."""
+    path = _resave_with_config(saved[1], tmp_path / "huge.safetensors",
+                               _tiny_fields_with(**changes))
+    error = _assert_weights_error(path, str(path), words)
+    assert len(str(error)) < 400
+
+
+def test_a_network_the_allocator_refuses_is_a_weights_error(saved, tmp_path, monkeypatch):
+    """Within the limits a network may still not fit this machine: the allocator's
+    RuntimeError (simulated; a real one needs that much memory) names the file."""
+    def refused(config):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: not "
+                           "enough memory: you tried to allocate 17592186044416 bytes.")
+
+    monkeypatch.setattr(weights_module, "RefinementNetwork", refused)
+    _assert_weights_error(saved[1], str(saved[1]), "asks for more memory than there is",
+                          "17592186044416 bytes")
+
+
 def _resave(good, path, tensors=None, **metadata):
     """The good file's tensors (or `tensors`) with this metadata, as a real safetensors file."""
     save_file(tensors or load_file(str(good)), str(path),

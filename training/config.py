@@ -15,7 +15,6 @@ import dataclasses
 import io
 import math
 import re
-import reprlib
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from sddr_core.errors import InputError
+from sddr_core.errors import InputError, shown
 from sddr_core.files.atomic import atomic_output
 from sddr_core.inference.windows import MAX_STEPS, STEPS, passes
 from sddr_core.network import PRESETS, NetworkConfig
@@ -67,21 +66,10 @@ class ConfigError(InputError):
         self.reason = reason
 
 
-_SHORT_REPR = reprlib.Repr()
-_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 2, 80, 80
-_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxdict = 6
-
-
-def _shown(value: object) -> str:
-    """`value` as an error message repeats it: cut short, so a YAML alias bomb (300 bytes that
-    print as 350 MB) cannot make the message itself the problem."""
-    return _SHORT_REPR.repr(value)
-
-
 def _require(ok: bool, key: str, expected: str, value: object) -> None:
     """Raise a `ConfigError` for `key` unless `ok`."""
     if not ok:
-        raise ConfigError(key, f"must be {expected}, got {_shown(value)}")
+        raise ConfigError(key, f"must be {expected}, got {shown(value)}")
 
 
 def _ordered_range(key: str, value: tuple[float, float], lowest: float = 0.0) -> None:
@@ -393,7 +381,7 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_shown(key)}", key_node.start_mark)
+                    None, None, f"duplicate key {shown(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -441,7 +429,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, list) and items[1:] == (...,):
             items = items[:1] * len(value)
         if not isinstance(value, list) or len(value) != len(items):
-            raise ConfigError(key, f"expected {expected}, got {_shown(value)}")
+            raise ConfigError(key, f"expected {expected}, got {shown(value)}")
         return tuple(_convert(item_hint, item, f"{key}[{i}]")
                      for i, (item_hint, item) in enumerate(zip(items, value, strict=True)))
     ok = {
@@ -459,7 +447,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             return hint(value)
     else:
         raise TypeError(f"{key}: config fields of type {hint!r} are not supported")
-    raise ConfigError(key, f"expected {_describe(hint)}, got {_shown(value)}")
+    raise ConfigError(key, f"expected {_describe(hint)}, got {shown(value)}")
 
 
 def _build(cls: type, data: Any, key: str) -> Any:
@@ -467,7 +455,7 @@ def _build(cls: type, data: Any, key: str) -> Any:
     names = [spec.name for spec in dataclasses.fields(cls)]
     if not isinstance(data, dict):
         raise ConfigError(key, f"expected a mapping with keys {', '.join(names)}; "
-                               f"got {_shown(data)}")
+                               f"got {shown(data)}")
     for name in data:
         if name not in names:
             raise ConfigError(_join(key, str(name)),

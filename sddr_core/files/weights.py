@@ -76,7 +76,11 @@ def load_network(reference: str | os.PathLike) -> RefinementNetwork:
         config = NetworkConfig.from_json(metadata["config"])
     except WeightsError as err:
         raise WeightsError(f"'{path}': {err}") from None
-    network = RefinementNetwork(config)
+    try:
+        network = RefinementNetwork(config)
+    except (RuntimeError, MemoryError) as err:  # the allocator's refusal
+        raise WeightsError(f"'{path}': its architecture config asks for more memory than "
+                           f"there is ({str(err)[:200]})") from None
     load_state(network, state, path)
     return network
 
