@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -154,6 +155,46 @@ def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, opt
     assert run_pair(weights, pair, out) == 2
     assert f"output '{out}' is the {option} input itself" in capsys.readouterr().err
     assert target.read_bytes() == before
+
+
+def _bomb_png(path: Path, side: int) -> None:
+    """A valid side×side 8-bit gray PNG of zeros: a few hundred kB that decode to side² bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    packer, row = zlib.compressobj(9), bytes(side + 1)  # filter byte 0, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side,
+                                                                           8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(weights, tmp_path, suffix):
+    """A 16000×16000 PNG of 250 kB: a raw allocation error after 78 s before the pixel budget
+    (PNG: checked from its header; JPEG: by OpenCV, with the budget sddr gives it). A real
+    `sddr` process, so OpenCV is loaded as it is for users."""
+    bomb = tmp_path / f"bomb{suffix}"
+    if suffix == ".png":
+        _bomb_png(bomb, 16000)
+    else:
+        cv2.imwrite(str(bomb), np.zeros((12000, 12000), np.uint8))
+    assert bomb.stat().st_size < 3_000_000
+    command = [sys.executable, "-m", "sddr_core.cli.main", "refine", "--low", str(bomb),
+               "--high", str(bomb), "-o", str(tmp_path / "out.png"), "--weights", weights]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "OPENCV_IO_MAX_IMAGE_PIXELS"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"sddr: error: cannot read depth map '{bomb}': it has more than 134,217,728 pixels, "
+        "the most sddr reads (it would exhaust memory); scale it down first")
+    assert time.monotonic() - started < 60
 
 
 # -------------------------------------------------------------------- failures while writing
