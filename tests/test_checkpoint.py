@@ -261,3 +261,6 @@ def test_latest_skips_a_fifo_named_like_a_checkpoint_without_blocking(tmp_path, 
     os.mkfifo(tmp_path / "step-000002.safetensors")
     assert latest_checkpoint(tmp_path) == first
     assert "step-000002.safetensors' is not a regular file" in caplog.text
+    for read in (checkpoint.load_weights, checkpoint.holds_ema, checkpoint.load_trained):
+        with pytest.raises(WeightsError, match="not a regular file"):  # export, --init
+            read(tmp_path / "step-000002.safetensors")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -187,6 +188,13 @@ def test_missing_file(tmp_path):
 
 def test_folder(tmp_path):
     _assert_weights_error(tmp_path, str(tmp_path), "folder")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    """`safe_open` on a FIFO waits for a writer: forever."""
+    fifo = tmp_path / "weights.safetensors"
+    os.mkfifo(fifo)
+    _assert_weights_error(fifo, str(fifo), "not a regular file")
 
 
 def test_random_bytes(tmp_path):

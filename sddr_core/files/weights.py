@@ -136,6 +136,8 @@ def resolve_weights(reference: str | os.PathLike) -> Path:
         )
     if path.is_dir():
         raise WeightsError(f"weights '{text}' is a folder, not a .safetensors file")
+    if not path.is_file():  # a FIFO would block safe_open forever
+        raise WeightsError(f"weights '{text}' is not a regular file (a FIFO, socket or device)")
     return path
 
 
