@@ -17,6 +17,7 @@ import yaml
 from safetensors import safe_open
 
 from sddr_core.files.depth_io import write_depth
+from tests.test_cli_hardening import _user_namespaces_work
 from training.checkpoint import latest_checkpoint, load_weights
 from training.config import parse_config
 
@@ -197,6 +198,26 @@ def test_out_that_is_a_file_is_one_error_line(tmp_path, cache):
     assert result.stderr.strip().splitlines()[-1] == (f"error: --out {tmp_path / 'notes'}: is a "
                                                       "file; give a folder for the run")
     assert (tmp_path / "notes").read_text() == "mine"
+
+
+@pytest.mark.skipif(not _user_namespaces_work(),
+                    reason="needs `unshare` and user namespaces to mount a read-only folder")
+@pytest.mark.parametrize("out, message", [
+    ("run", "cannot write output file '{out}/config.yaml': Read-only file system"),
+    ("new/run", "--out {out}: cannot create the run folder: Read-only file system"),
+])
+def test_out_in_a_read_only_folder_is_one_error_line(tmp_path, cache, out, message):
+    """A tmpfs remounted read-only in a user and mount namespace (so it fails for root too):
+    mkdir's OSError was a traceback, and a failed config write named a temporary file."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    script = ('mount -t tmpfs none "$1" && mkdir "$1/run" && mount -o remount,ro "$1" && '
+              'shift && exec "$@"')
+    command = ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(folder),
+               *_command(_config(tmp_path, cache), folder / out)]
+    result = _run(command, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: " + message.format(out=folder / out)
 
 
 def test_a_loss_that_is_no_longer_finite_is_one_error_line(tmp_path, cache):
