@@ -234,4 +234,4 @@ def test_a_batch_whose_every_photo_fails_exits_2_naming_ten_of_them(weights, pre
     assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("sddr: error: 14 of 14 photos failed ('")
-    assert last.count(".png'") + last.count(".jpg'") == 10 and " and 4 more)" in last
+    assert last.count(".png'") + last.count(".jpg'") == 10 and last.endswith(" and 4 more)")

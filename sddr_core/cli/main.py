@@ -273,14 +273,16 @@ def _refine_images(args) -> int:
             _refine_photo(pipeline, args, photo, depth_path, edges_path, fmt,
                           ProgressBar(label, total=total, unit="pass"))
         except SddrError as err:  # one bad photo (a truncated file) must not stop the batch
-            _fail(f"skipped '{photo}': {err}", 2)
+            print(f"sddr: error: skipped '{photo}': {err}", file=sys.stderr)
             failed.append(photo)
     if not failed:
         return 0
     named = ", ".join(f"'{photo}'" for photo in failed[:FAILED_NAMED])
     more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
-    return _fail(f"{len(failed)} of {len(photos)} photos failed ({named}{more}); the others "
-                 "were written", 2 if len(failed) == len(photos) else 1)
+    summary = f"{len(failed)} of {len(photos)} photos failed ({named}{more})"
+    if len(failed) == len(photos):
+        return _fail(summary, 2)
+    return _fail(f"{summary}; the others were written", 1)
 
 
 def _refine_photo(pipeline, args, photo: Path, depth_path: Path, edges_path: Path | None,
