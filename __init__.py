@@ -13,7 +13,7 @@ WEB_DIRECTORY = "./web"
 
 
 async def comfy_entrypoint():
-    """The pack's `ComfyExtension` (five SDDR nodes)."""
+    """The pack's `ComfyExtension` (six SDDR nodes)."""
     if importlib.util.find_spec("sddr_core") is None:
         _use_bundled_core()
     from .comfyui_nodes.nodes import comfy_entrypoint as entrypoint

@@ -1,13 +1,15 @@
 """Time to build a 1-million-vertex mesh with the Blender extension, in the `bpy` wheel.
 
 The extension is built into its zip and installed as a user would; a 1000×1000 depth map with
-step edges (32-bit EXR, what `sddr refine --format exr` and the add-on's refinement write) and
-a photo of the same size are made here. Each case is timed REPEATS times after a warm-up; the
-median and the spread are printed:
+step edges spread over 12-px ramps, as refined depth has them (32-bit EXR, what `sddr refine
+--format exr` and the add-on's refinement write), and a photo of the same size are made here.
+Each case is timed REPEATS times after a warm-up; the median and the spread are printed:
 
-- `sddr.build_mesh`, the whole operator: read the EXR, unproject, cut, write the mesh and UVs,
-  add the object (and, with the photo, load it and make the material);
-- its two halves: `geometry.grid_mesh` (numpy) and `meshes.write_mesh` (bpy bulk writes).
+- `sddr.build_mesh`, the whole operator with its defaults: read the EXR, snap the ramps,
+  unproject, cut and close the cuts, write the mesh and UVs, add the object (and, with the
+  photo, load it and make the material); and as before issue 24 (cut only);
+- its parts: `geometry.snap_ramps` and `geometry.grid_mesh` (numpy), `meshes.write_mesh` (bpy
+  bulk writes).
 
 Run with the bpy venv's Python, from the repository root (see docs/blender.md):
     .venv-bpy/bin/python benchmarks/blender_mesh.py [--repeats 7]
@@ -56,8 +58,13 @@ def save(path: Path, rgb: np.ndarray, *, depth: bool) -> str:
     return str(path)
 
 
+RAMP = 12
+"""Pixels over which the scene's steps are spread, as sddr's refined depth spreads them."""
+
+
 def scene_depth() -> np.ndarray:
-    """A floor rising towards the horizon with 40 boxes in front of it: many step edges."""
+    """A floor rising towards the horizon with 40 boxes in front of it: many step edges, each
+    spread over a RAMP-px ramp (a box filter of the disparity along both axes)."""
     rng = np.random.default_rng(0)
     v = np.linspace(0, 1, SIDE, dtype=np.float32)[:, None]
     depth = np.repeat(8.0 - 5.0 * v, SIDE, axis=1)
@@ -65,7 +72,15 @@ def scene_depth() -> np.ndarray:
         top, left = rng.integers(0, SIDE - 100, 2)
         size = rng.integers(20, 100)
         depth[top:top + size, left:left + size] = rng.uniform(1.5, 4.0)
-    return depth
+    disparity = 1 / depth
+    for axis in (0, 1):
+        padded = np.concatenate([np.repeat(disparity.take([0], axis), RAMP, axis), disparity,
+                                 np.repeat(disparity.take([-1], axis), RAMP, axis)], axis)
+        total = np.cumsum(padded, axis=axis, dtype=np.float64)
+        ahead = total.take(np.arange(RAMP + RAMP // 2, SIDE + RAMP + RAMP // 2), axis)
+        behind = total.take(np.arange(RAMP // 2, SIDE + RAMP // 2), axis)
+        disparity = ((ahead - behind) / RAMP).astype(np.float32)
+    return 1 / disparity
 
 
 def timed(run, repeats: int) -> list[float]:
@@ -91,28 +106,37 @@ def main() -> None:
     photo_file = save(folder / "photo.png",
                       np.random.default_rng(1).uniform(0, 1, (SIDE, SIDE, 3)), depth=False)
     k = geometry.Intrinsics.from_fov(SIDE, SIDE, 60.0)
-    grid = geometry.grid_mesh(depth, k, cut_ratio=0.05)
+    snapped = geometry.snap_ramps(depth, 0.05)
+    grid = geometry.grid_mesh(snapped, k, cut_ratio=0.05, close_gaps=True)
 
-    def operator(photo: str):
+    def operator(photo: str, **settings):
         def run():
             bpy.ops.wm.read_homefile(use_empty=True)
-            settings = bpy.context.scene.sddr
-            settings.depth_path, settings.image_path = depth_file, photo
-            settings.depth_kind, settings.cut_edges = "DEPTH", True
-            settings.density, settings.step = "STEP", 1
+            scene = bpy.context.scene.sddr
+            scene.depth_path, scene.image_path = depth_file, photo
+            scene.depth_kind, scene.cut_edges = "DEPTH", True
+            scene.density, scene.step = "STEP", 1
+            for name, value in settings.items():
+                setattr(scene, name, value)
             assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
         return run
 
     cases = {
         "sddr.build_mesh (EXR depth only)": operator(""),
         "sddr.build_mesh (EXR depth + photo material)": operator(photo_file),
-        "geometry.grid_mesh (numpy)": lambda: geometry.grid_mesh(depth, k, cut_ratio=0.05),
+        "sddr.build_mesh (depth only, cut only: before)": operator(
+            "", snap_ramps=False, close_gaps=False),
+        "geometry.snap_ramps (numpy)": lambda: geometry.snap_ramps(depth, 0.05),
+        "geometry.grid_mesh (numpy, cut and closed)": lambda: geometry.grid_mesh(
+            snapped, k, cut_ratio=0.05, close_gaps=True),
+        "geometry.grid_mesh (numpy, cut only: before)": lambda: geometry.grid_mesh(
+            depth, k, cut_ratio=0.05),
         "meshes.write_mesh (bpy bulk writes)": lambda: meshes.write_mesh("bench", grid),
     }
     print(f"bpy {bpy.app.version_string}, Python {sys.version.split()[0]}, numpy "
           f"{np.__version__}, {os.cpu_count()} CPUs; {SIDE}×{SIDE} depth: "
-          f"{len(grid.positions):,} vertices, {grid.face_count:,} faces "
-          f"({grid.cut:,} cut); median of {repeats}")
+          f"{len(grid.positions):,} vertices ({grid.grid_vertices:,} of the grid), "
+          f"{grid.face_count:,} faces ({grid.cut:,} cut and closed); median of {repeats}")
     for name, run in cases.items():
         times = timed(run, repeats)
         print(f"  {name:48s} {statistics.median(times):6.3f} s  "

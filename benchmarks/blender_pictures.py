@@ -1,10 +1,13 @@
-"""Renders the pictures in docs/blender.md: the bundled sample scene (sddr_core/cli/sample.py,
-768×512, exact metric depth) built into a mesh by the extension, with cutting on and off, and
-as a displaced plane (strength 0.25), each rendered by Cycles from the added camera and from a
-camera moved 1.5 m to the right and turned back towards the scene.
+"""Renders the pictures in docs/blender.md and the README: `sddr demo`'s sample scene
+(sddr_core/cli/sample.py, 768×512), refined as `sddr demo` refines it (its simulated predictor,
+the bundled weights; 16-bit PNG disparity, mapped onto the scene's 1.5-8 m), built into a mesh
+by the extension with its defaults (ramps snapped, cut, gaps closed), as before issue 24 (cut
+only), without cutting, and as a displaced plane (strength 0.25), each rendered by Cycles from
+the added camera and from a camera moved 1.5 m to the right and turned back towards the scene;
+and the README's before/after (the first two, stacked).
 
-The sample is written by the project's Python (sddr, `SDDR_PYTHON`, default .venv/bin/python);
-everything else runs in the bpy venv, through the installed extension:
+The refined depth is made by the project's Python (sddr, `SDDR_PYTHON`, default
+.venv/bin/python); everything else runs in the bpy venv, through the installed extension:
     .venv-bpy/bin/python benchmarks/blender_pictures.py [-o docs/img]
 """
 
@@ -29,10 +32,15 @@ SIDEWAYS = 1.5
 PLANE_STRENGTH = 0.25
 """The displaced plane's relief, a quarter of the true distances: at full strength its
 orthographic relief brings near objects at the plane's size up to the camera (docs/blender.md)."""
-SAMPLE = ("import sys, cv2; from sddr_core.cli.sample import sample_scene; "
-          "from sddr_core.files.depth_io import write_depth; rgb, depth = sample_scene(); "
-          "cv2.imwrite(sys.argv[1] + '/sample.png', rgb[..., ::-1]); "
-          "write_depth(sys.argv[1] + '/sample.exr', depth)")
+NEAR, FAR = 1.5, 8.0
+"""The sample scene's nearest and farthest metres, onto which the refined disparity is mapped."""
+SAMPLE = ("import sys; from sddr_core.cli.demo import run_demo; "
+          "from sddr_core.inference.refiner import load_refiner; "
+          "run_demo(load_refiner('default', device='cpu'), sys.argv[1])")
+"""`sddr demo` itself: image.png and refined.png (among others) in the folder given."""
+BUILDS = {"cut-new": {}, "cut-old": {"snap_ramps": False, "close_gaps": False},
+          "cut-off": {"cut_edges": False}}
+"""Mesh settings over the defaults: now, before issue 24 (cut only), no cutting."""
 
 
 def render(path: Path) -> np.ndarray:
@@ -89,27 +97,35 @@ def main() -> None:
     subprocess.run([python, "-c", SAMPLE, str(folder)], check=True, cwd=ROOT)
     install(folder)
 
-    def mesh(cut: bool):
+    def mesh(**overrides):
         def build():
             settings = bpy.context.scene.sddr
-            settings.image_path, settings.depth_path = (str(folder / "sample.png"),
-                                                        str(folder / "sample.exr"))
-            settings.depth_kind, settings.fov, settings.unlit = "DEPTH", 60.0, True
-            settings.cut_edges = cut
+            settings.image_path, settings.depth_path = (str(folder / "image.png"),
+                                                        str(folder / "refined.png"))
+            settings.depth_kind, settings.near, settings.far = "DISPARITY", NEAR, FAR
+            settings.fov, settings.unlit = 60.0, True
+            for name, value in overrides.items():
+                setattr(settings, name, value)
             assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
         return build
 
     def plane():
-        mesh(False)()  # the same settings, then the plane instead of the mesh
+        mesh()()  # the same settings, then the plane instead of the mesh
         bpy.data.objects.remove(bpy.context.active_object)
         assert bpy.ops.sddr.build_displaced_plane(strength=PLANE_STRENGTH,
                                                   subdivisions=384) == {"FINISHED"}
 
     output.mkdir(parents=True, exist_ok=True)
-    for name, build in (("cut-on", mesh(True)), ("cut-off", mesh(False)),
+    pictures = {}
+    for name, build in (*((name, mesh(**settings)) for name, settings in BUILDS.items()),
                         ("displaced", plane)):
-        save_png(output / f"blender-{name}.png", both_views(build))
+        pictures[name] = both_views(build)
+        save_png(output / f"blender-{name}.png", pictures[name])
         print(f"wrote {output / f'blender-{name}.png'}")
+    gap = np.ones((8, pictures["cut-old"].shape[1], 4), np.float32)
+    save_png(output / "blender-before-after.png",
+             np.concatenate([pictures["cut-old"], gap, pictures["cut-new"]]))
+    print(f"wrote {output / 'blender-before-after.png'}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from sddr_core.files.depth_io import write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
-RANKED = ("ord", "d3r")  # the metrics the methods must be told apart on
+RANKED = ("ord", "d3r", "boundary_f1", "flying")  # the metrics the methods must be told apart on
 KEPT = "\n## Ablations"
 """The page from this heading on is the ablation table (`python -m training ablate`, hours of
 training), written separately and kept as it is when the evaluation tables are regenerated."""
@@ -149,7 +149,9 @@ Real Middlebury 2006 scenes (`../shared/data`), inputs from the simulated predic
 ([simulator.md](simulator.md)) at the paper's ratio of predictor to image resolution: low at
 r̂ = 448/1920 of the image's long side (LeReS on 1920-px Middlebury 2021; MiDaS would be 1/5),
 high at the long side. Metrics as in [metrics.md](metrics.md): least-squares alignment in
-disparity space with a scale ≥ 0, every metric in depth (mm), Boost's superpixel ORD and D³R.
+disparity space with a scale ≥ 0, every metric in depth (mm), Boost's superpixel ORD and D³R,
+Depth Pro's boundary F1 and the flying-pixel rate (the share of pixels beside a depth edge that
+float between its sides).
 `low` is the low prediction up-sampled (bicubic), `high` the high prediction, `guided` GBDF's
 guided-filter fusion of the two. The simulator's one change for this benchmark (edge blur σ 4)
 was fixed from published facts before this page was first produced ([simulator.md](simulator.md),
@@ -162,7 +164,8 @@ both with the weights named on the commands below (`default`: the bundled ones,
 **δ1–δ3 can hardly rank methods on these scenes**: each scene's depth spans a factor of only
 1.3–1.8 (1.15–2.36 m over the twelve), so even a constant prediction is within 1.25× of most
 pixels (on the half-size Aloe a polarity-inverted map, which the fit turns into a constant,
-scores δ1 0.997). Compare methods on ORD and D³R (and REL).
+scores δ1 0.997). Compare methods on ORD and D³R (and REL), and their edges on boundary F1 and
+the flying-pixel rate.
 
 Regenerate (about {minutes:.1f} min on 2 CPU cores): `python benchmarks/results.py`. Last run:
 {date.today().isoformat()}, sddr {sddr_core.__version__}, torch {torch.__version__}.

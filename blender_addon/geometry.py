@@ -23,6 +23,15 @@ Depth Anything and so sddr give) maps its inverse onto near…far."""
 ROBUST_PERCENTILES = (0.1, 99.9)
 """Relative maps are normalised between these percentiles, so a few extreme pixels (holes,
 reflections) cannot squash the scene (the same choice as sddr's network inputs)."""
+RAMP_REACH = 16
+"""Pixels a ramp may extend on either side of a pixel on it: depth from a network spreads a
+one-pixel step over 10-20 px (sddr's refined maps about 12, docs/blender.md)."""
+RAMP_SHOULDER = 0.25
+"""A ramp ends where its pixel-to-pixel change falls below this fraction of its steepest change:
+a flat or gently sloping side follows."""
+FLYING_FRACTION = 0.1
+"""A pixel floats when it is more than this fraction of the step from both sides, the flying-
+pixel rule of sddr's evaluation (docs/metrics.md)."""
 
 
 class GeometryError(ValueError):
@@ -70,11 +79,13 @@ class Intrinsics:
 class GridMesh:
     """A quad mesh ready for Blender's bulk writes.
 
-    positions: (N, 3) float32 camera-space vertices. pixels: (N, 2) int32, the (u, v) pixel each
-    vertex comes from. corner_verts: (4·F,) int32, four vertex indices per quad, counter-clockwise
-    seen from the camera (so normals face it). uvs: (4·F, 2) float32 per corner, the pixel
-    centre ``((u + 0.5)/W, 1 − (v + 0.5)/H)``. cut: how many quads were removed across depth
-    discontinuities.
+    positions: (N, 3) float32 camera-space vertices. pixels: (N, 2) float32, the image
+    coordinates (u, v) each vertex projects to: the first `grid_vertices` are the kept grid's
+    pixel centres, in grid order; any after them belong to faces that close gaps
+    (`closing_faces`, `border_faces`).
+    corner_verts: (4·F,) int32, four vertex indices per quad, counter-clockwise seen from the
+    camera (so normals face it). uvs: (4·F, 2) float32 per corner, the image point it shows,
+    ``((u + 0.5)/W, 1 − (v + 0.5)/H)``. cut: how many quads straddled a depth discontinuity.
     """
 
     positions: np.ndarray
@@ -82,6 +93,7 @@ class GridMesh:
     corner_verts: np.ndarray
     uvs: np.ndarray
     cut: int
+    grid_vertices: int
 
     @property
     def face_count(self) -> int:
@@ -173,14 +185,16 @@ def relative(depth: np.ndarray) -> np.ndarray:
 
 
 def grid_mesh(z: np.ndarray, intrinsics: Intrinsics, *, step: int = 1,
-              cut_ratio: float | None = None) -> GridMesh:
+              cut_ratio: float | None = None, close_gaps: bool = False) -> GridMesh:
     """The grid mesh of distances `z` (H×W, NaN = no value) seen through `intrinsics`.
 
     Every `step`-th pixel becomes a vertex and neighbouring vertices make quads. A quad is
     dropped when one of its corners has no value, or, when `cut_ratio` is given, when it
     straddles a depth discontinuity: max(Z)/min(Z) > 1 + cut_ratio over its corners (a
     scale-invariant test, so it means the same in metres or in relative units). Vertices that
-    no remaining quad uses are dropped too.
+    no remaining quad uses are dropped too. With `close_gaps`, each cut quad is closed instead
+    (`closing_faces`) and the half pixel between the outer vertices and the image's edge is
+    covered (`border_faces`), so the camera sees the mesh on every pixel that has depth.
     """
     height, width = z.shape if z.ndim == 2 else (0, 0)
     if (width, height) != (intrinsics.width, intrinsics.height):
@@ -203,33 +217,281 @@ def grid_mesh(z: np.ndarray, intrinsics: Intrinsics, *, step: int = 1,
     flat_z = np.where(valid, zs, np.nan).ravel()
     corners = flat_z[quads]  # [F, 4]
     keep = np.isfinite(corners).all(axis=1)
-    cut = 0
+    cut, cut_quads = np.zeros_like(keep), quads[:0]
     if cut_ratio is not None:
         with np.errstate(invalid="ignore"):
             jump = corners.max(axis=1) > corners.min(axis=1) * (1 + cut_ratio)
-        cut = int(np.count_nonzero(keep & jump))
+        cut = keep & jump
+        if close_gaps:
+            cut_quads = quads[cut]
         keep &= ~jump
     quads = quads[keep]
 
     # 2. Keep only the vertices the quads use, renumbered in grid order.
     used = np.zeros(rows * columns, dtype=bool)
     used[quads.ravel()] = True
+    used[cut_quads.ravel()] = True
     renumber = np.cumsum(used, dtype=np.int32) - 1
     corner_verts = renumber[quads.ravel()]  # [4F]
+    grid_pixels = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float32)  # [rows·columns, 2]
+    pixels, vertex_z = grid_pixels[used], flat_z[used]
+    corner_pixels = pixels[corner_verts]
 
-    # 3. Unproject the kept vertices through the pinhole.
-    us, vs, zk = u.ravel()[used], v.ravel()[used], flat_z[used]
-    positions = np.empty((len(zk), 3), dtype=np.float32)
-    positions[:, 0] = (us - intrinsics.cx) / intrinsics.fx * zk
-    positions[:, 1] = -(vs - intrinsics.cy) / intrinsics.fy * zk
-    positions[:, 2] = -zk
-    pixels = np.stack([us, vs], axis=1).astype(np.int32)  # [N, 2]
+    # 3. Faces closing the gaps, with their own vertices after the grid's.
+    if close_gaps:
+        closing = closing_faces(grid_pixels[cut_quads], flat_z[cut_quads],
+                                renumber[cut_quads], first_vertex=len(pixels))
+        border = border_faces(u[0], v[:, 0], np.where(used, flat_z, np.nan).reshape(rows, -1),
+                              width, height, first_vertex=len(pixels) + len(closing.depths))
+        pixels = np.concatenate([pixels, closing.pixels, border.pixels])
+        vertex_z = np.concatenate([vertex_z, closing.depths, border.depths])
+        corner_verts = np.concatenate([corner_verts, closing.corner_verts, border.corner_verts])
+        corner_pixels = np.concatenate([corner_pixels, closing.corner_pixels,
+                                        border.corner_pixels])
 
-    # 4. Pixel-centre UVs per corner (Blender's V runs up).
-    vertex_uv = np.empty((len(zk), 2), dtype=np.float32)
-    vertex_uv[:, 0] = (us + 0.5) / width
-    vertex_uv[:, 1] = 1.0 - (vs + 0.5) / height
-    return GridMesh(positions, pixels, corner_verts, vertex_uv[corner_verts], cut)
+    # 4. Unproject the vertices through the pinhole.
+    positions = np.empty((len(vertex_z), 3), dtype=np.float32)
+    positions[:, 0] = (pixels[:, 0] - intrinsics.cx) / intrinsics.fx * vertex_z
+    positions[:, 1] = -(pixels[:, 1] - intrinsics.cy) / intrinsics.fy * vertex_z
+    positions[:, 2] = -vertex_z
+
+    # 5. Pixel-centre UVs per corner (Blender's V runs up).
+    uvs = np.empty((len(corner_pixels), 2), dtype=np.float32)
+    uvs[:, 0] = (corner_pixels[:, 0] + 0.5) / width
+    uvs[:, 1] = 1.0 - (corner_pixels[:, 1] + 0.5) / height
+    return GridMesh(positions, pixels, corner_verts, uvs, int(np.count_nonzero(cut)),
+                    int(np.count_nonzero(used)))
+
+
+@dataclass(frozen=True)
+class AddedFaces:
+    """Faces added to the grid: their new vertices (image coordinates, distances), four vertex
+    indices per face, and the image coordinates each corner takes its colour from."""
+
+    pixels: np.ndarray
+    depths: np.ndarray
+    corner_verts: np.ndarray
+    corner_pixels: np.ndarray
+
+
+_NEXT, _PREVIOUS, _OPPOSITE = [1, 2, 3, 0], [3, 0, 1, 2], [2, 3, 0, 1]
+
+
+def closing_faces(pixels: np.ndarray, depths: np.ndarray, vertices: np.ndarray, *,
+                  first_vertex: int) -> AddedFaces:
+    """What fills cut quads, the way 3D-photo tools close a depth edge.
+
+    pixels [C, 4, 2], depths [C, 4] and vertices [C, 4] (mesh indices) are the corners of C cut
+    quads. Each corner is near or far (below or above the quad's middle in log depth). Two
+    things fill the quad: (a) the background extended under the foreground: the quad itself
+    with every near corner replaced by a copy at that pixel but at its far neighbours' depth
+    (their mean; the opposite corner's when both neighbours are near) and their colour, so the
+    camera sees background, not the world, between the two sides, and a camera moved sideways
+    sees the background go on behind the foreground's edge; (b) the foreground's own half of
+    the cell: for each near corner, the quarter of the quad around it, at the near depth, so a
+    foreground pixel covers its whole pixel square (a 1-pixel pole keeps its width) instead of
+    ending at its centre. New vertices are numbered from `first_vertex`.
+    """
+    log_depth = np.log(depths)
+    middle = (log_depth.min(axis=1) + log_depth.max(axis=1)) / 2
+    near = log_depth < middle[:, None]  # [C, 4], at least one near and one far corner
+    far = ~near
+    # (a) the background, continued under the near corners
+    weights = np.stack([far[:, _NEXT], far[:, _PREVIOUS]], axis=-1).astype(np.float32)
+    total = weights.sum(axis=-1)  # [C, 4]
+    lonely = total == 0
+    shared = np.maximum(total, 1)
+    behind_z = (depths[:, _NEXT] * weights[..., 0] + depths[:, _PREVIOUS] * weights[..., 1]
+                ) / shared
+    behind_z[lonely] = depths[:, _OPPOSITE][lonely]
+    colour = (pixels[:, _NEXT] * weights[..., :1] + pixels[:, _PREVIOUS] * weights[..., 1:]
+              ) / shared[..., None]
+    colour[lonely] = pixels[:, _OPPOSITE][lonely]
+    copies = int(np.count_nonzero(near))
+    background = vertices.copy()
+    background[near] = first_vertex + np.arange(copies, dtype=np.int32)
+    background_colour = np.where(near[..., None], colour, pixels)
+    # (b) the foreground's quarter of the cell around each near corner
+    quad, corner = np.nonzero(near)
+    own_pixel, own_z = pixels[quad, corner], depths[quad, corner]
+
+    def halfway(to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The edge midpoint towards corner `to`, at the mean depth when it is near too."""
+        other_z = depths[quad, to]
+        return ((own_pixel + pixels[quad, to]) / 2,
+                np.where(near[quad, to], (own_z + other_z) / 2, own_z))
+
+    (next_pixel, next_z), (previous_pixel, previous_z) = (halfway(np.take(_NEXT, corner)),
+                                                          halfway(np.take(_PREVIOUS, corner)))
+    centre_pixel = pixels.mean(axis=1)[quad]
+    centre_z = ((depths * near).sum(axis=1) / near.sum(axis=1))[quad]
+    quarters = len(quad)
+    first = first_vertex + copies + np.arange(quarters, dtype=np.int32)
+    skirt = np.stack([vertices[quad, corner], first, first + quarters, first + 2 * quarters],
+                     axis=1)
+    skirt_pixels = np.stack([own_pixel, next_pixel, centre_pixel, previous_pixel], axis=1)
+    # neighbouring quads make the same copies and midpoints: one vertex each, found by a key
+    # of the half-pixel position and the depth's bits
+    new_pixels = np.concatenate([pixels[near], next_pixel, centre_pixel, previous_pixel])
+    new_depths = np.concatenate([behind_z[near], next_z, centre_z, previous_z]
+                                ).astype(np.float32)
+    half = np.round(2 * new_pixels + 1).astype(np.int64)  # ≥ 0 on the half-pixel lattice
+    key = ((half[:, 0] * (2 * int(half[:, 1].max(initial=0)) + 2) + half[:, 1]) << 32
+           | new_depths.view(np.int32).astype(np.int64) & 0xFFFFFFFF)
+    _, first, same = np.unique(key, return_index=True, return_inverse=True)
+    corner_verts = np.concatenate([background.ravel(), skirt.ravel()])
+    added = corner_verts >= first_vertex
+    corner_verts[added] = first_vertex + same.ravel()[corner_verts[added] - first_vertex]
+    return AddedFaces(
+        pixels=new_pixels[first].astype(np.float32), depths=new_depths[first],
+        corner_verts=corner_verts.astype(np.int32),
+        corner_pixels=np.concatenate([background_colour.reshape(-1, 2),
+                                      skirt_pixels.reshape(-1, 2)]).astype(np.float32))
+
+
+def border_faces(columns: np.ndarray, rows: np.ndarray, depths: np.ndarray, width: int,
+                 height: int, *, first_vertex: int) -> AddedFaces:
+    """Flat rectangles from the grid's outer vertices to the image's edge.
+
+    The grid ends at the outer pixels' centres (`columns`, `rows`: the grid's image
+    coordinates; `depths`: rows × columns, NaN for vertices the mesh does not keep), so without
+    these the camera would see past the mesh on the outer half of every border pixel. Each
+    outer vertex gets its own rectangle at its own depth, spanning halfway to its neighbours
+    along the border: no sheet across a discontinuity.
+    """
+    def halfway(centres: np.ndarray, first: float, last: float):
+        middles = (centres[:-1] + centres[1:]) / 2
+        return np.concatenate([[first], middles]), np.concatenate([middles, [last]])
+
+    left, right = halfway(columns, -0.5, width - 0.5)  # top and bottom rows reach the corners
+    top, bottom = halfway(rows, rows[0], rows[-1])  # the side columns stop at the rows
+    sides = [  # (u0, u1, v0, v1, depth), one rectangle per outer vertex
+        (left, right, -0.5, rows[0], depths[0]),
+        (left, right, rows[-1], height - 0.5, depths[-1]),
+        (-0.5, columns[0], top, bottom, depths[:, 0]),
+        (columns[-1], width - 0.5, top, bottom, depths[:, -1]),
+    ]
+    u0, u1, v0, v1, z = (np.concatenate([np.broadcast_to(side[i], side[4].shape)
+                                         for side in sides]) for i in range(5))
+    kept = np.isfinite(z)
+    u0, u1, v0, v1, z = u0[kept], u1[kept], v0[kept], v1[kept], z[kept]
+    corners = np.stack([np.stack([u0, v0], -1), np.stack([u0, v1], -1),
+                        np.stack([u1, v1], -1), np.stack([u1, v0], -1)], axis=1)  # [R, 4, 2]
+    pixels = corners.reshape(-1, 2).astype(np.float32)
+    return AddedFaces(pixels=pixels, depths=np.repeat(z, 4).astype(np.float32),
+                      corner_verts=first_vertex + np.arange(len(pixels), dtype=np.int32),
+                      corner_pixels=pixels)
+
+
+_DIRECTIONS = np.array([(0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)],
+                       dtype=np.int64)
+"""(dy, dx) of the eight neighbours, counter-clockwise from +x in steps of 45° (rows down)."""
+
+
+def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.ndarray:
+    """`z` with the pixels that float on a depth ramp moved onto the ramp's nearer or farther
+    side, whichever their depth is nearer to (in log depth, so the same in any units).
+
+    A refined or predicted depth map spreads a discontinuity over a ramp of several pixels;
+    meshed as is, the ramp becomes a sheet between foreground and background, or, cut, a
+    dark outline. Each pixel whose log depth changes per pixel by at least RAMP_SHOULDER of
+    log(1 + `cut_ratio`) and that lies within `reach` of a change larger than `cut_ratio` (one
+    a cut would remove) follows its depth gradient both ways while the depth keeps changing
+    steeply (`_follow`): the two ends are the ramp's sides. It is moved to the nearer side
+    when it is more than min(`cut_ratio`/2, FLYING_FRACTION of the step) from both (in log
+    depth), so that what stays still joins its side without a cut, even where a neighbour's
+    walk ended a little beyond. A slope that does not flatten within `reach`
+    either way is a surface, not a ramp, and is left as it is, as is every ramp whose steepest
+    change stays below `cut_ratio`. NaN stays NaN.
+    """
+    if not cut_ratio > 0:
+        raise GeometryError(f"cut ratio: {cut_ratio} must be positive")
+    if reach < 1:
+        raise GeometryError(f"ramp reach: {reach} must be 1 pixel or more")
+    z = np.asarray(z, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_z = np.log(np.where(z > 0, z, np.nan))
+    steepness = math.log1p(cut_ratio)
+    candidates = _ramp_candidates(log_z, steepness, reach)
+    ys, xs = np.nonzero(candidates)
+    if ys.size == 0:
+        return z
+    gy, gx = np.gradient(np.nan_to_num(log_z))  # only candidates' read, all finite there
+    gy, gx = gy[ys, xs], gx[ys, xs]
+    octant = np.round(np.arctan2(gy, gx) / (np.pi / 4)).astype(np.int64) % 8
+    towards_far = _DIRECTIONS[octant]  # [n, 2]: the way depth grows
+    here = log_z[ys, xs]
+    slope = np.hypot(gy, gx)
+    far, far_ended, far_peak = _follow(log_z, ys, xs, towards_far, here, slope, reach)
+    near, near_ended, near_peak = _follow(-log_z, ys, xs, -towards_far, -here, slope, reach)
+    near = -near
+    step = far - near
+    margin = np.minimum(steepness / 2, FLYING_FRACTION * step)
+    floats = (far_ended & near_ended & (np.maximum(far_peak, near_peak) > steepness)
+              & (here - near > margin) & (far - here > margin))
+    snapped = np.where(here - near < far - here, near, far)
+    out = z.copy()
+    out[ys[floats], xs[floats]] = np.exp(snapped[floats])
+    return out
+
+
+def _ramp_candidates(log_z: np.ndarray, steepness: float, reach: int) -> np.ndarray:
+    """Pixels changing by at least RAMP_SHOULDER·steepness per pixel within `reach` (in both
+    axes) of a change larger than `steepness`."""
+    with np.errstate(invalid="ignore"):
+        across = np.abs(np.diff(log_z, axis=1))
+        down = np.abs(np.diff(log_z, axis=0))
+    change = np.zeros_like(log_z)
+    for diff, axis in ((across, 1), (down, 0)):
+        diff = np.nan_to_num(diff)
+        before = [slice(None)] * 2
+        after = [slice(None)] * 2
+        before[axis], after[axis] = slice(None, -1), slice(1, None)
+        np.maximum(change[tuple(before)], diff, out=change[tuple(before)])
+        np.maximum(change[tuple(after)], diff, out=change[tuple(after)])
+    steep = change > steepness
+    if not steep.any():
+        return steep
+    # steep pixels within a (2·reach + 1)² window, from an integral image
+    counts = np.pad(steep.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32), ((1, 0), (1, 0)))
+    height, width = steep.shape
+    top = np.clip(np.arange(height) - reach, 0, height)
+    bottom = np.clip(np.arange(height) + reach + 1, 0, height)
+    left = np.clip(np.arange(width) - reach, 0, width)
+    right = np.clip(np.arange(width) + reach + 1, 0, width)
+    window = (counts[bottom][:, right] - counts[top][:, right] - counts[bottom][:, left]
+              + counts[top][:, left])
+    return (window > 0) & (change >= RAMP_SHOULDER * steepness)
+
+
+def _follow(log_z: np.ndarray, ys: np.ndarray, xs: np.ndarray, direction: np.ndarray,
+            start: np.ndarray, slope: np.ndarray, reach: int):
+    """Walk from each (ys, xs) along `direction` while log depth grows that way by at least
+    RAMP_SHOULDER of the steepest change seen (starting from `slope`, the pixel's own).
+
+    Returns (log depth where the walk stopped, whether it stopped within `reach` (at the image's
+    edge or a pixel without depth too), the steepest change met).
+    """
+    height, width = log_z.shape
+    end, peak = start.copy(), slope.copy()
+    ended = np.zeros(len(ys), dtype=bool)
+    walking = np.arange(len(ys))
+    for distance in range(1, reach + 1):
+        y = ys[walking] + distance * direction[walking, 0]
+        x = xs[walking] + distance * direction[walking, 1]
+        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+        value = np.where(inside, log_z[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)],
+                         np.nan)
+        change = value - end[walking]
+        with np.errstate(invalid="ignore"):
+            going = (change > 0) & (change >= RAMP_SHOULDER * peak[walking])
+        ended[walking[~going]] = True
+        walking, value, change = walking[going], value[going], change[going]
+        end[walking] = value
+        peak[walking] = np.maximum(peak[walking], change)
+        if walking.size == 0:
+            break
+    return end, ended, peak
 
 
 def plane_distance(z: np.ndarray) -> float:

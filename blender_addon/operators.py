@@ -26,6 +26,7 @@ from .geometry import (
     distances,
     grid_mesh,
     plane_distance,
+    snap_ramps,
     step_for_vertex_count,
     vertex_count,
 )
@@ -93,8 +94,11 @@ def build_depth_mesh(context, settings, depth_path: str, image_path: str) -> bpy
         k = intrinsics(settings, width, height)
         z = distances(depth, settings.depth_kind, scale=settings.depth_scale,
                       near=settings.near, far=settings.far)
+        if settings.cut_edges and settings.snap_ramps:
+            z = snap_ramps(z, settings.cut_ratio, settings.ramp_reach)
         grid = grid_mesh(z, k, step=mesh_step(settings, width, height),
-                         cut_ratio=settings.cut_ratio if settings.cut_edges else None)
+                         cut_ratio=settings.cut_ratio if settings.cut_edges else None,
+                         close_gaps=settings.close_gaps)
         if grid.face_count == 0:
             raise GeometryError(f"depth file '{depth_path}' gives no face: every quad was cut "
                                 "or has no depth; raise Cut Ratio or check the depth kind")
@@ -126,7 +130,7 @@ def draw_vertex_count(layout, settings, depth_path: str) -> None:
 
 class SDDR_OT_build_mesh(bpy.types.Operator):
     """Build a mesh whose vertices are the depth map's pixels unprojected through the camera,
-    with faces across depth discontinuities cut"""
+    with depth ramps snapped to their sides and faces across discontinuities cut and closed"""
 
     bl_idname = "sddr.build_mesh"
     bl_label = "Build Mesh"
@@ -166,6 +170,13 @@ def draw_mesh_settings(layout, settings) -> None:
     sub = row.row()
     sub.active = settings.cut_edges
     sub.prop(settings, "cut_ratio")
+    row = layout.row()
+    row.active = settings.cut_edges
+    row.prop(settings, "snap_ramps")
+    sub = row.row()
+    sub.active = settings.cut_edges and settings.snap_ramps
+    sub.prop(settings, "ramp_reach")
+    layout.prop(settings, "close_gaps")
     layout.prop(settings, "unlit")
 
 

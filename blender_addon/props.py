@@ -12,6 +12,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from .geometry import RAMP_REACH
+
 DEPTH_KIND_ITEMS = [
     ("DISPARITY", "Disparity (relative)",
      "Larger values are nearer (Depth Anything, MiDaS, sddr with them); mapped onto Near…Far"),
@@ -50,12 +52,24 @@ def mesh_properties(*, for_operator: bool = False) -> dict:
         "step": IntProperty(name="Step", default=1, min=1, soft_max=16,
                             description="Keep every n-th pixel as a vertex"),
         "target_vertices": IntProperty(name="Target Vertices", default=1_000_000, min=4,
-                                       description="Most vertices the mesh may have"),
+                                       description="Most vertices the pixel grid may have "
+                                                   "(Close Gaps adds some along cuts)"),
         "cut_edges": BoolProperty(name="Cut Edges", default=True,
                                   description="Remove faces across depth discontinuities"),
         "cut_ratio": FloatProperty(name="Cut Ratio", default=0.05, min=1e-4, soft_max=1.0,
                                    description="Cut a face when its farthest corner is more "
                                                "than this fraction farther than its nearest"),
+        "snap_ramps": BoolProperty(name="Snap Ramps", default=True,
+                                   description="Before cutting, move pixels floating on a "
+                                               "depth ramp onto its nearer or farther side"),
+        "ramp_reach": IntProperty(name="Ramp Reach", default=RAMP_REACH, min=1, soft_max=64,
+                                  description="Pixels a ramp may extend on either side of a "
+                                              "pixel on it; slopes longer than that are kept"),
+        "close_gaps": BoolProperty(name="Close Gaps", default=True,
+                                   description="Close each cut (the background goes on under "
+                                               "the foreground's edge, which covers its whole "
+                                               "pixels) and the half pixel along the image's "
+                                               "border, so the camera sees no gap"),
         "unlit": BoolProperty(name="Unlit", default=False,
                               description="Show the photo as is (exports as KHR_materials_"
                                           "unlit) instead of a lit, fully rough surface"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from sddr_core import InputError
@@ -18,7 +19,9 @@ from sddr_core.maps.normalise import normalise_maps
 from sddr_core.maps.resample import resize_maps
 
 POLARITIES = ("auto", "near-bright", "far-bright")
-NORMALISATIONS = ("per frame", "whole batch")
+NORMALISATIONS = ("per frame", "whole batch", "raw")
+LOAD_VALUES = ("0..1", "raw")
+SAVE_SCALINGS = ("as is", "per frame", "whole batch")
 COLOUR_TOLERANCE = 0.02
 """Mean absolute difference between channels above which a 3-channel IMAGE is a colour
 picture, not a gray depth map (an 8-bit gray PNG through JPEG stays far below it)."""
@@ -104,7 +107,8 @@ def is_near_bright(maps: torch.Tensor, polarity: str) -> bool:
 
 
 def to_image(maps: torch.Tensor, near_bright: bool, normalisation: str) -> torch.Tensor:
-    """A B×H×W×3 float32 depth IMAGE in [0, 1], near = bright, from B×H×W maps.
+    """A B×H×W×3 float32 depth IMAGE in [0, 1], near = bright, from B×H×W maps; or, for
+    `raw`, the maps' own values (their units and polarity).
 
     Each frame is scaled between its robust range (the core's rule: 0.1 %/99.9 % values), or
     the whole batch between the batch's, which keeps a video's brightness from flickering.
@@ -113,6 +117,8 @@ def to_image(maps: torch.Tensor, near_bright: bool, normalisation: str) -> torch
         raise InputError(f"normalisation {normalisation!r}: choose from "
                          f"{', '.join(NORMALISATIONS)}")
     maps = maps.to("cpu", torch.float32)
+    if normalisation == "raw":
+        return maps[..., None].expand(-1, -1, -1, 3).contiguous()
     if normalisation == "whole batch":
         scaled = normalise_maps(maps.reshape(1, -1, maps.shape[-1])).reshape(maps.shape)
     else:
@@ -145,3 +151,40 @@ def image_to_rgb(image: torch.Tensor, index: int, name: str = "image"):
     if frame.shape[-1] == 1:
         frame = frame.expand(-1, -1, 3)
     return (frame.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+def file_to_image(depth: np.ndarray, values: str, name: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """(1×H×W×3 IMAGE, 1×H×W valid MASK, min, max) from a depth file's H×W values.
+
+    `0..1` maps the file's finite range linearly onto [0, 1], keeping its polarity (the range
+    ControlNet, previews and the SDDR nodes expect); `raw` keeps the values as read (16-bit
+    PNG 0..65535, EXR/NPY in their units). Non-finite pixels become 0, and 0 in the mask.
+    """
+    if values not in LOAD_VALUES:
+        raise InputError(f"values {values!r}: choose from {', '.join(LOAD_VALUES)}")
+    maps = torch.from_numpy(np.asarray(depth, np.float32))[None]
+    finite = torch.isfinite(maps)
+    if not bool(finite.any()):
+        raise InputError(f"{name}: the file has no finite depth values (all NaN/inf)")
+    low, high = maps[finite].min().item(), maps[finite].max().item()
+    if values == "0..1":
+        span = (high - low) or 1.0  # a constant map stays 0: the refine node names it
+        maps = ((maps.double() - low) / span).float()
+    image = torch.where(finite, maps, torch.zeros(()))
+    return image[..., None].expand(-1, -1, -1, 3).contiguous(), finite.float(), low, high
+
+
+def scaled_for_saving(maps: torch.Tensor, scaling: str) -> torch.Tensor:
+    """B×H×W maps as SDDR Save Depth writes them: `as is`, or min-max scaled onto [0, 1] per
+    frame or by one range for the whole batch (a sequence then keeps its brightness)."""
+    if scaling not in SAVE_SCALINGS:
+        raise InputError(f"scaling {scaling!r}: choose from {', '.join(SAVE_SCALINGS)}")
+    if scaling == "as is":
+        return maps
+    finite = torch.isfinite(maps)
+    dims = (1, 2) if scaling == "per frame" else (0, 1, 2)
+    low = torch.where(finite, maps, torch.inf).double().amin(dim=dims, keepdim=True)
+    high = torch.where(finite, maps, -torch.inf).double().amax(dim=dims, keepdim=True)
+    span = torch.where(high > low, high - low, torch.ones(()))
+    return ((maps.double() - low) / span).float()

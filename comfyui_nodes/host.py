@@ -8,13 +8,14 @@ not happen when the pack is merely imported.
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 
 import torch
 from comfy_api.latest import ComfyExtension, io
 
 __all__ = ["ComfyExtension", "folder_paths", "interrupt_check", "io", "model_management",
-           "model_patcher", "progress_bar"]
+           "model_patcher", "progress_bar", "warn_user"]
 
 
 def model_management() -> ModuleType:
@@ -55,3 +56,16 @@ def model_patcher(module: torch.nn.Module, load_device: torch.device):
 
     return ModelPatcher(module, load_device=load_device,
                         offload_device=model_management().unet_offload_device())
+
+
+def warn_user(node_id: str | None, text: str) -> None:
+    """Show `text` on the running node in the web UI, as core's Get Image Size shows its
+    figures (the text stays under the node until the next message), and in the server log.
+
+    `node_id` is the node's `unique_id` (None outside a server: the log only).
+    """
+    logging.warning("[SDDR] %s", text)
+    if node_id is not None:
+        from server import PromptServer
+
+        PromptServer.instance.send_progress_text(text, node_id)

@@ -1,18 +1,21 @@
-"""The five SDDR nodes (V3 schema). Each maps its inputs, makes one `sddr_core` call and maps
+"""The six SDDR nodes (V3 schema). Each maps its inputs, makes one `sddr_core` call and maps
 the result back. Node ids are saved in users' workflows: never rename a released one."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from sddr_core import DepthPipeline, InputError, SddrError
-from sddr_core.files.depth_io import write_depth
+from sddr_core.files.depth_io import READ_EXTENSIONS, read_depth, write_depth
 from sddr_core.inference.coarse_to_fine import CoarseToFine
 from sddr_core.inference.windows import STEPS, passes
+from sddr_core.maps.levels import damaged_levels
 
 from . import depth_maps, host, models
 from .host import io
@@ -25,6 +28,51 @@ SAVE_FORMATS = {"png16": "png", "exr": "exr", "npy": "npy"}
 
 RESOLUTION_NOTE = ("The network runs at high_depth's size, its long side capped at the "
                    "loader's max_side.")
+LOAD_DEPTH_ADVICE = ("Load 16-bit PNG, EXR or NPY depth files with SDDR Load Depth: Load "
+                     "Image keeps 8 bits and clips 16-bit values.")
+
+
+class SDDRLoadDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SDDRLoadDepth",
+            display_name="SDDR Load Depth",
+            category=CATEGORY,
+            description="Loads a depth map at full precision (16-bit PNG, EXR, NPY, PFM, "
+                        "TIFF) from ComfyUI's input folder; Load Image would keep 8 bits.",
+            inputs=[
+                io.Combo.Input("file", options=_input_depth_files(), upload=io.UploadType.image,
+                               tooltip="A depth file in ComfyUI's input folder. The upload "
+                               "button takes PNG; copy EXR, NPY, PFM or TIFF files into the "
+                               "input folder and refresh."),
+                io.Combo.Input("values", options=list(depth_maps.LOAD_VALUES), default="0..1",
+                               tooltip="0..1: the file's range mapped linearly onto 0..1, "
+                               "its order kept (for ControlNet, previews and SDDR Refine "
+                               "Depth). raw: the values as stored (16-bit PNG 0..65535, "
+                               "EXR/NPY in their units)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="depth", tooltip="The depth map at the file's "
+                                "size, float32 (never 8-bit), gray in 3 channels, in the "
+                                "file's own polarity."),
+                io.Mask.Output(display_name="valid", tooltip="1 where the file has a finite "
+                               "value, 0 where it has NaN or inf (those pixels are 0 in depth)."),
+                io.Float.Output(display_name="min", tooltip="The file's smallest finite value."),
+                io.Float.Output(display_name="max", tooltip="The file's largest finite value."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, file: str, values: str) -> io.NodeOutput:
+        depth = read_depth(_input_path(file))
+        return io.NodeOutput(*depth_maps.file_to_image(depth, values, f"file {file!r}"))
+
+    @classmethod
+    def fingerprint_inputs(cls, file: str, values: str) -> str:
+        """The file's content: a file replaced under the same name is read again."""
+        with open(_input_path(file), "rb") as stream:
+            return hashlib.sha256(stream.read()).hexdigest() + values
 
 
 class SDDRLoadRefiner(io.ComfyNode):
@@ -91,14 +139,17 @@ class SDDRRefineDepth(io.ComfyNode):
                                tooltip="How the inputs encode depth. near-bright: Depth "
                                "Anything, MiDaS, Zoe nodes. far-bright: metric depth. auto: "
                                "decided once per batch (the bottom of a picture is usually "
-                               "nearer). The output is always near = bright."),
+                               "nearer). The output is near = bright (with normalisation "
+                               "raw: low_depth's own polarity)."),
             ],
             outputs=[
                 io.Image.Output(display_name="depth", tooltip="Refined depth, near = bright, "
-                                "float 0..1 (never 8-bit), gray in 3 channels."),
+                                "float 0..1 (never 8-bit), gray in 3 channels; with "
+                                "normalisation raw, in low_depth's units and polarity."),
                 io.Mask.Output(display_name="valid", tooltip="1 where both inputs had a "
                                "finite value, 0 where a value was filled in."),
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -110,6 +161,11 @@ class SDDRRefineDepth(io.ComfyNode):
         depth_maps.check_maps(low, "low_depth")
         depth_maps.check_maps(high, "high_depth")
         depth_maps.check_pair(low, high)
+        damaged = [found for found in (damaged_levels(low, "low_depth"),
+                                       damaged_levels(high, "high_depth")) if found]
+        warning = "\n".join([*damaged, LOAD_DEPTH_ADVICE]) if damaged else None
+        if warning:
+            host.warn_user(cls.hidden.unique_id if cls.hidden else None, warning)
         near_bright = depth_maps.is_near_bright(low, input_polarity)
         size = output_size(high.shape[-2:], width, height)
         working = refiner.refiner.network_input_size(*high.shape[-2:])
@@ -122,7 +178,8 @@ class SDDRRefineDepth(io.ComfyNode):
             f"refining {len(low)} frame(s) at {working[0]}×{working[1]}")
         depth = torch.stack([frame.cpu() for frame in refined])
         return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation),
-                             depth_maps.valid_mask(low, high, size))
+                             depth_maps.valid_mask(low, high, size),
+                             ui={"text": [warning]} if warning else None)
 
 
 class SDDRDepthFromImage(io.ComfyNode):
@@ -209,32 +266,50 @@ class SDDRSaveDepth(io.ComfyNode):
                                 "a counter follows, as in Save Image (%year%, %month%, "
                                 "%day% … are filled in)."),
                 io.Combo.Input("format", options=list(SAVE_FORMATS), default="png16",
-                               tooltip="png16: 16-bit gray PNG (0..65535). exr: 32-bit "
-                               "float, exact. npy: float32 array, exact."),
+                               tooltip="png16: 16-bit gray PNG, 0..1 stored as 0..65535. "
+                               "exr: 32-bit float, the values exactly. npy: float32 array, "
+                               "the values exactly."),
+                io.Combo.Input("scaling", options=list(depth_maps.SAVE_SCALINGS),
+                               default="as is",
+                               tooltip="as is: the IMAGE's own values: 0..1 from the SDDR "
+                               "nodes, units from SDDR Load Depth or SDDR Refine Depth set "
+                               "to raw (png16 needs 0..1). per frame: each frame min-max "
+                               "scaled to 0..1. whole batch: one range for all frames, so "
+                               "a sequence does not flicker."),
             ],
             outputs=[],
         )
 
     @classmethod
-    def execute(cls, depth: torch.Tensor, filename_prefix: str, format: str) -> io.NodeOutput:
+    def execute(cls, depth: torch.Tensor, filename_prefix: str, format: str,
+                scaling: str) -> io.NodeOutput:
         if format not in SAVE_FORMATS:
             raise SddrError(f"format {format!r}: choose from {', '.join(SAVE_FORMATS)}")
         maps = depth_maps.image_to_maps(depth, "depth")
         _check_storable(maps, format)
-        maps = maps.clamp(0.0, 1.0).numpy()
+        maps = depth_maps.scaled_for_saving(maps, scaling)
+        finite = maps[torch.isfinite(maps)]
+        if format == "png16" and finite.numel() and not 0 <= finite.min() <= finite.max() <= 1:
+            raise InputError(f"depth: values {finite.min().item():g}..{finite.max().item():g} "
+                             "do not fit png16's 0..1: set scaling to per frame or whole "
+                             "batch, or save as exr or npy")
+        maps = maps.numpy()
         folder_paths = host.folder_paths()
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        folder, name, _, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), maps.shape[2], maps.shape[1])
+        suffix = SAVE_FORMATS[format]
+        counter = _next_counter(folder, name, suffix)
         saved = []
         for index, frame in enumerate(maps):
-            filename = f"{name}_{counter + index:05}_.{SAVE_FORMATS[format]}"
+            filename = f"{name}_{counter + index:05}_.{suffix}"
             data = (np.round(frame * 65535).astype(np.uint16) if format == "png16" else frame)
             write_depth(os.path.join(folder, filename), data, format)
             saved.append({"filename": filename, "subfolder": subfolder, "type": "output"})
-        return io.NodeOutput(ui={"images": saved} if format == "png16" else None)
+        return io.NodeOutput(ui={"images" if format == "png16" else "depth_files": saved})
 
 
-NODES = [SDDRLoadRefiner, SDDRRefineDepth, SDDRDepthFromImage, SDDRDepthEdges, SDDRSaveDepth]
+NODES = [SDDRLoadRefiner, SDDRRefineDepth, SDDRDepthFromImage, SDDRDepthEdges, SDDRSaveDepth,
+         SDDRLoadDepth]
 
 
 class SDDRExtension(host.ComfyExtension):
@@ -261,6 +336,30 @@ def output_size(high_size: tuple[int, int], width: int, height: int) -> tuple[in
     if height == 0:
         return max(1, round(width * high_height / high_width)), width
     return height, width
+
+
+def _input_depth_files() -> list[str]:
+    """The files in ComfyUI's input folder (not its subfolders) that `read_depth` reads."""
+    folder = host.folder_paths().get_input_directory()
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder)
+                  if os.path.splitext(name)[1].lower() in READ_EXTENSIONS
+                  and os.path.isfile(os.path.join(folder, name)))
+
+
+def _input_path(file: str) -> str:
+    """The path of `file` in the input folder (ComfyUI has checked it is one the list
+    offered)."""
+    return os.path.join(host.folder_paths().get_input_directory(), file)
+
+
+def _next_counter(folder: str, name: str, suffix: str) -> int:
+    """One past the highest counter of `name`_NNNNN_.`suffix` in `folder`: each format
+    counts on its own, so a PNG and an EXR of one frame get the same number."""
+    pattern = re.compile(re.escape(name) + r"_(\d{5,})_\." + re.escape(suffix) + "$")
+    found = [int(match[1]) for match in map(pattern.match, os.listdir(folder)) if match]
+    return max(found, default=0) + 1
 
 
 def _refiner_input():

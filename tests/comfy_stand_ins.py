@@ -49,10 +49,11 @@ class Schema:
     outputs: list = field(default_factory=list)
     description: str = ""
     is_output_node: bool = False
+    hidden: list = field(default_factory=list)
 
 
 class ComfyNode:
-    pass
+    hidden = None
 
 
 class NodeOutput:
@@ -73,6 +74,8 @@ class ComfyExtension:
 def _io_module() -> types.ModuleType:
     io = types.ModuleType("comfy_api.latest.io")
     io.ComfyNode, io.Schema, io.NodeOutput = ComfyNode, Schema, NodeOutput
+    io.UploadType = types.SimpleNamespace(image="image_upload")
+    io.Hidden = types.SimpleNamespace(unique_id="UNIQUE_ID")
     for name, io_type in (("Image", "IMAGE"), ("Mask", "MASK"), ("Int", "INT"),
                           ("Float", "FLOAT"), ("String", "STRING"), ("Combo", "COMBO")):
         setattr(io, name, _io_type(io_type))
@@ -144,8 +147,21 @@ class ModelPatcher:
         self.model, self.load_device, self.offload_device = model, load_device, offload_device
 
 
+class PromptServer:
+    """`server.PromptServer`: records the texts sent to nodes (`PromptServer.texts`)."""
+
+    instance: PromptServer
+    texts: list[tuple[str, str]] = []
+
+    def send_progress_text(self, text: str, node_id: str, sid=None) -> None:
+        PromptServer.texts.append((node_id, text))
+
+
+PromptServer.instance = PromptServer()
+
+
 class FolderPaths(types.ModuleType):
-    """`folder_paths` over one base folder (`use(base)`): models/ and output/ inside it."""
+    """`folder_paths` over one base folder (`use(base)`): models/, input/ and output/."""
 
     def __init__(self) -> None:
         super().__init__("folder_paths")
@@ -153,6 +169,7 @@ class FolderPaths(types.ModuleType):
 
     def use(self, base: Path) -> None:
         self.models_dir = str(base / "models")
+        self.input_directory = str(base / "input")
         self.output_directory = str(base / "output")
         self.folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {}
 
@@ -174,6 +191,9 @@ class FolderPaths(types.ModuleType):
 
     def get_output_directory(self) -> str:
         return self.output_directory
+
+    def get_input_directory(self) -> str:
+        return self.input_directory
 
     def get_save_image_path(self, prefix: str, output_dir: str, width: int = 0,
                             height: int = 0) -> tuple[str, str, int, str, str]:
@@ -206,10 +226,12 @@ def install() -> bool:
     utils.ProgressBar = ProgressBar
     patcher = types.ModuleType("comfy.model_patcher")
     patcher.ModelPatcher = ModelPatcher
+    server = types.ModuleType("server")
+    server.PromptServer = PromptServer
     comfy.model_management, comfy.utils, comfy.model_patcher = management, utils, patcher
     sys.modules.update({
         "comfy_api": comfy_api, "comfy_api.latest": latest, "comfy": comfy,
         "comfy.model_management": management, "comfy.utils": utils,
-        "comfy.model_patcher": patcher, "folder_paths": folder_paths,
+        "comfy.model_patcher": patcher, "folder_paths": folder_paths, "server": server,
     })
     return True

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from blender_addon.geometry import (
+    FLYING_FRACTION,
     GeometryError,
     Intrinsics,
     distances,
@@ -14,6 +15,7 @@ from blender_addon.geometry import (
     grid_shape,
     plane_distance,
     relative,
+    snap_ramps,
     step_for_vertex_count,
     vertex_count,
 )
@@ -65,13 +67,16 @@ def test_target_vertex_count_picks_the_finest_step_within_it(target):
     assert step == 1 or vertex_count(1920, 1080, step - 1) > target
 
 
-def test_every_vertex_projects_back_onto_its_pixel_centre():
+@pytest.mark.parametrize("close_gaps", [False, True])
+def test_every_vertex_projects_back_onto_its_pixel_centre(close_gaps):
     k = Intrinsics.from_fov(32, 24, 70.0)
     z = step_scene()
-    mesh = grid_mesh(z, k, step=3)
+    mesh = grid_mesh(z, k, step=3, cut_ratio=0.05, close_gaps=close_gaps)
     np.testing.assert_allclose(reproject(mesh, k), mesh.pixels, atol=1e-4)
-    u, v = mesh.pixels.T
-    np.testing.assert_allclose(-mesh.positions[:, 2], z[v, u], rtol=1e-6)
+    u, v = mesh.pixels[:mesh.grid_vertices].astype(int).T
+    np.testing.assert_array_equal(mesh.pixels[:mesh.grid_vertices], np.stack([u, v], 1))
+    np.testing.assert_allclose(-mesh.positions[:mesh.grid_vertices, 2], z[v, u], rtol=1e-6)
+    assert (mesh.grid_vertices < len(mesh.positions)) == close_gaps
 
 
 def test_off_centre_principal_point_is_respected():
@@ -89,9 +94,11 @@ def test_uvs_are_pixel_centres_of_each_corner():
     assert mesh.uvs.min() > 0 and mesh.uvs.max() < 1
 
 
-def test_faces_face_the_camera():
+@pytest.mark.parametrize("close_gaps", [False, True])
+def test_faces_face_the_camera(close_gaps):
     k = Intrinsics.from_fov(32, 24, 60.0)
-    mesh = grid_mesh(np.full((24, 32), 5.0, np.float32), k)
+    z = step_scene() if close_gaps else np.full((24, 32), 5.0, np.float32)
+    mesh = grid_mesh(z, k, cut_ratio=0.05, close_gaps=close_gaps)
     corners = mesh.positions[mesh.corner_verts.reshape(-1, 4)]  # [F, 4, 3]
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     towards_camera = -corners.mean(axis=1)
@@ -224,3 +231,166 @@ def test_plane_stands_at_the_far_end_of_the_scene():
     assert plane_distance(z) == pytest.approx(float(np.percentile(z, 99.9)))
     with pytest.raises(GeometryError, match="no usable value"):
         plane_distance(np.full((2, 2), np.nan))
+
+
+# --------------------------------------------------------------- ramps, closing the cuts
+
+def ramp_scene(height: int = 24, width: int = 48, near: float = 2.0, far: float = 6.0,
+               ramp: int = 10) -> np.ndarray:
+    """step_scene's edge spread over `ramp` pixels, linearly in disparity (as a network blurs
+    it), with the same gentle slope on both sides."""
+    x = np.arange(width, dtype=np.float32)
+    t = np.clip((x - (width / 2 - ramp / 2)) / ramp, 0, 1)  # 0 near … 1 far
+    disparity = 1 / near + t * (1 / far - 1 / near)
+    return (1 / disparity)[None].repeat(height, 0) + np.linspace(0, 0.01, height,
+                                                                  dtype=np.float32)[:, None]
+
+
+def floating(z: np.ndarray, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """The flying-pixel rule: more than FLYING_FRACTION of the step from both sides."""
+    margin = FLYING_FRACTION * (far - near)
+    return (z > near + margin) & (z < far - margin)
+
+
+def test_ramp_pixels_go_to_the_side_they_are_nearer_to():
+    z = ramp_scene()
+    snapped = snap_ramps(z, 0.05)
+    near, far = z[:, :1], z[:, -1:]
+    assert floating(z, near, far).sum() >= 24 * 6  # the ramp floats before
+    assert not floating(snapped, near, far).any()
+    moved = snapped != z
+    nearer = np.log(z) - np.log(near) < np.log(far) - np.log(z)
+    np.testing.assert_allclose(snapped[moved & nearer], np.broadcast_to(near, z.shape)[
+        moved & nearer], rtol=0.02)
+    np.testing.assert_allclose(snapped[moved & ~nearer], np.broadcast_to(far, z.shape)[
+        moved & ~nearer], rtol=0.02)
+    # one clean step per row: the depth rises once, by the whole step
+    rises = np.diff(np.log(snapped), axis=1) > np.log(1.05)
+    assert (rises.sum(axis=1) == 1).all()
+
+
+def test_snapping_keeps_slopes_gentle_ramps_plateaus_and_holes():
+    slope = np.geomspace(2.0, 8.0, 64, dtype=np.float32)[None].repeat(16, 0)  # 2.2 %/px
+    np.testing.assert_array_equal(snap_ramps(slope, 0.05), slope)
+    gentle = ramp_scene(near=2.0, far=2.3, ramp=12)  # steepest change 1.4 %/px < 5 %
+    np.testing.assert_array_equal(snap_ramps(gentle, 0.05), gentle)
+    z = ramp_scene()
+    z[3, 20:26] = np.nan
+    snapped = snap_ramps(z, 0.05)
+    assert np.isnan(snapped[3, 20:26]).all() and np.isfinite(np.delete(snapped, 3, 0)).all()
+    sides = np.abs(np.log(snapped) - np.log(z)) < 1e-6
+    assert sides[:, :15].all() and sides[:, -15:].all()  # plateaus untouched
+
+
+def test_snapping_is_scale_invariant():
+    z = ramp_scene()
+    np.testing.assert_allclose(snap_ramps(z * 1000, 0.05), snap_ramps(z, 0.05) * 1000,
+                               rtol=1e-5)
+
+
+def test_a_blurred_pole_becomes_a_pole_and_a_middle_plateau_stays():
+    """A pole blurred into a bump stands at its peak's depth with clean flanks; a box between
+    it and the wall is not pulled to either (three depths in one window)."""
+    x = np.arange(64, dtype=np.float32)
+    bump = 1 / 6.0 + (1 / 2.0 - 1 / 6.0) * np.exp(-0.5 * ((x - 20) / 2.5) ** 2)
+    z = (1 / bump)[None].repeat(8, 0)
+    z[:, 34:] = 4.0  # a box, its edge 14 px from the pole
+    snapped = snap_ramps(z, 0.05)
+    near, far = snapped[:, 20:21], np.full_like(z, 6.0)
+    pole = snapped < near * 1.1  # the walk ends where the bump flattens: 2.0 or 2.11
+    wall = snapped > 6.0 / 1.05
+    assert (pole | wall)[:, :34].all() and pole[:, 18:23].all() and wall[:, :8].all()
+    assert not floating(snapped[:, :34], near, far[:, :34]).any()
+    np.testing.assert_array_equal(snapped[:, 34:], 4.0)
+
+
+def test_bad_snapping_settings_are_refused():
+    with pytest.raises(GeometryError, match="cut ratio"):
+        snap_ramps(ramp_scene(), 0.0)
+    with pytest.raises(GeometryError, match="ramp reach"):
+        snap_ramps(ramp_scene(), 0.05, reach=0)
+
+
+def coverage(mesh, k: Intrinsics, points: np.ndarray) -> np.ndarray:
+    """Which image `points` [P, 2] some face of `mesh` covers, seen from the camera (each face
+    projected, split into two triangles)."""
+    image = reproject(mesh, k)[mesh.corner_verts.reshape(-1, 4)]  # [F, 4, 2]
+    covered = np.zeros(len(points), dtype=bool)
+    for a, b, c in ((0, 1, 2), (0, 2, 3)):
+        tri = image[:, [a, b, c]]  # [F, 3, 2]
+        inside = np.ones((len(tri), len(points)), dtype=bool)
+        for i in range(3):
+            p, q = tri[:, i, None], tri[:, (i + 1) % 3, None]  # [F, 1, 2]
+            cross = ((q[..., 0] - p[..., 0]) * (points[None, :, 1] - p[..., 1])
+                     - (q[..., 1] - p[..., 1]) * (points[None, :, 0] - p[..., 0]))
+            area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
+                    - (tri[:, 1, 1] - tri[:, 0, 1]) * (tri[:, 2, 0] - tri[:, 0, 0]))[:, None]
+            inside &= cross * np.sign(area) >= -1e-6
+        covered |= inside.any(axis=0)
+    return covered
+
+
+def image_points(width: int, height: int) -> np.ndarray:
+    """Points every quarter pixel across the whole image, its outer half pixels included."""
+    u, v = np.meshgrid(np.arange(-0.375, width - 0.5, 0.25), np.arange(-0.375, height - 0.5, 0.25))
+    return np.stack([u.ravel(), v.ravel()], axis=1)
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_closed_cuts_leave_no_gap_from_the_camera_and_no_sheet(step):
+    k, z = Intrinsics.from_fov(32, 24, 60.0), step_scene()
+    points = image_points(32, 24)
+    cut = grid_mesh(z, k, step=step, cut_ratio=0.05)
+    closed = grid_mesh(z, k, step=step, cut_ratio=0.05, close_gaps=True)
+    assert not coverage(cut, k, points).all()  # the strip along the cut and the border
+    assert coverage(closed, k, points).all()
+    corners = -closed.positions[closed.corner_verts.reshape(-1, 4), 2]
+    assert (corners.max(axis=1) <= corners.min(axis=1) * 1.05).all()  # no face bridges
+    assert closed.cut == cut.cut == grid_shape(32, 24, step)[0] - 1
+
+
+def test_without_cutting_closing_covers_the_border_only():
+    k, z = Intrinsics.from_fov(32, 24, 60.0), step_scene()
+    mesh = grid_mesh(z, k, step=2, close_gaps=True)
+    rectangles = 2 * (16 + 12)  # one per outer vertex of the 16 × 12 grid
+    assert mesh.face_count == 15 * 11 + rectangles and mesh.cut == 0
+    assert len(mesh.positions) == mesh.grid_vertices + 4 * rectangles
+    assert coverage(mesh, k, image_points(32, 24)).all()
+
+
+def test_the_background_goes_on_behind_the_foregrounds_edge():
+    k, z = Intrinsics.from_fov(32, 24, 60.0), step_scene()
+    mesh = grid_mesh(z, k, cut_ratio=0.05, close_gaps=True)
+    edge = mesh.pixels[:, 0] == 15  # the near side's last column
+    depth = -mesh.positions[:, 2]
+    behind = edge & (depth > 4.0)
+    assert behind.sum() == 24  # a copy of the far side behind each edge pixel
+    np.testing.assert_allclose(depth[behind], z[:, 16], rtol=1e-5)
+    # and the near side covers its own pixels to their edge, halfway to the far side
+    near_faces = (depth[mesh.corner_verts.reshape(-1, 4)] < 4.0).all(axis=1)
+    reach = mesh.pixels[mesh.corner_verts.reshape(-1, 4)[near_faces], 0].max()
+    assert reach == 15.5
+
+
+def test_a_one_pixel_pole_keeps_its_width():
+    k = Intrinsics.from_fov(32, 24, 60.0)
+    z = np.full((24, 32), 6.0, np.float32)
+    z[:, 10] = 2.0
+    mesh = grid_mesh(z, k, cut_ratio=0.05, close_gaps=True)
+    quads = mesh.corner_verts.reshape(-1, 4)
+    pole = (-mesh.positions[quads, 2] < 4.0).all(axis=1)
+    pole_mesh = type(mesh)(mesh.positions, mesh.pixels, quads[pole].ravel(), mesh.uvs[:0], 0,
+                           mesh.grid_vertices)
+    across = np.stack([np.arange(8.0, 12.0, 0.25) + 0.125, np.full(16, 12.0)], axis=1)
+    assert coverage(pole_mesh, k, across).tolist() == [9.5 < u < 10.5 for u in across[:, 0]]
+
+
+def test_closing_colours_come_from_the_side_each_face_shows():
+    k, z = Intrinsics.from_fov(32, 24, 60.0), step_scene()
+    mesh = grid_mesh(z, k, cut_ratio=0.05, close_gaps=True)
+    image_u, image_v = mesh.uvs[:, 0] * 32 - 0.5, (1 - mesh.uvs[:, 1]) * 24 - 0.5
+    depth = -mesh.positions[mesh.corner_verts, 2]
+    inside = (image_v > 0) & (image_v < 23)  # not the border's faces
+    assert (image_u[inside & (depth > 4.0)] >= 16 - 1e-4).all()  # background: far side
+    assert (image_u[inside & (depth < 4.0)] <= 15.5 + 1e-4).all()  # foreground: its pixels
+    assert mesh.uvs.min() >= 0 and mesh.uvs.max() <= 1

@@ -12,13 +12,14 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from sddr_core import InputError, SddrError, WeightsError
-from sddr_core.files.depth_io import read_depth
+from sddr_core.files.depth_io import read_depth, write_depth
 from sddr_core.inference.windows import passes
 from sddr_core.maps.resample import resize_maps
 from sddr_core.predictors import load_predictor
@@ -33,7 +34,7 @@ models = importlib.import_module("comfyui_nodes.models")
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IDS = ("SDDRLoadRefiner", "SDDRRefineDepth", "SDDRDepthFromImage", "SDDRDepthEdges",
-            "SDDRSaveDepth")
+            "SDDRSaveDepth", "SDDRLoadDepth")
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def comfy(tmp_path, weights):
     comfy_stand_ins.folder_paths.use(tmp_path)
     comfy_stand_ins.management.reset()
     comfy_stand_ins.ProgressBar.seen.clear()
+    comfy_stand_ins.PromptServer.texts.clear()
     (tmp_path / "models" / "sddr").mkdir(parents=True)
     shutil.copy(weights, tmp_path / "models" / "sddr" / "tiny.safetensors")
     return comfy_stand_ins
@@ -106,7 +108,7 @@ def bottom_minus_top(image: torch.Tensor) -> float:
 
 # ------------------------------------------------------------------------------- schema
 
-def test_entrypoint_of_the_repository_root_lists_the_five_nodes(monkeypatch):
+def test_entrypoint_of_the_repository_root_lists_the_six_nodes(monkeypatch):
     """The root __init__.py loaded as ComfyUI loads a custom-node folder."""
     spec = importlib.util.spec_from_file_location(
         "sddr_pack_under_test", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
@@ -255,6 +257,28 @@ def test_bad_depth_inputs_are_refused_naming_the_input(comfy, refiner, low, high
         refine(refiner, low, high)
 
 
+def test_clipped_depth_is_refined_with_a_warning_on_the_node(comfy, refiner, monkeypatch):
+    """A 16-bit file through Load Image: nearly every pixel at 1.0."""
+    monkeypatch.setattr(nodes.SDDRRefineDepth, "hidden", SimpleNamespace(unique_id="12"))
+    clipped = torch.ones(1, 80, 112, 3)
+    clipped[:, :2] = 0.5
+    result = nodes.SDDRRefineDepth.execute(refiner, scene(40, 56), clipped, 0, 0, "per frame",
+                                           "auto")
+    [warning] = result.ui["text"]
+    assert warning.startswith("high_depth: frame 0 has 97.50% of its pixels at its maximum")
+    assert warning.endswith(nodes.LOAD_DEPTH_ADVICE) and "low_depth" not in warning
+    assert comfy.PromptServer.texts == [("12", warning)]
+    assert nodes.SDDRRefineDepth.execute(refiner, scene(40, 56), scene(80, 112), 0, 0,
+                                         "per frame", "auto").ui is None
+    assert len(comfy.PromptServer.texts) == 1
+
+
+def test_raw_normalisation_keeps_the_low_inputs_units(comfy, passthrough):
+    low, high = scene(40, 56) * 10 + 2, scene(80, 112) * 10 + 2
+    depth, _ = refine(passthrough, low, high, normalisation="raw")
+    assert float(depth.min()) == pytest.approx(3.0) and float(depth.max()) == pytest.approx(11.0)
+
+
 def test_one_channel_depth_is_read_like_three_gray_channels(comfy, refiner):
     gray, _ = refine(refiner, scene(40, 56), scene(80, 112))
     single, _ = refine(refiner, scene(40, 56)[..., :1], scene(80, 112)[..., :1])
@@ -306,7 +330,7 @@ def test_missing_predictor_offline_names_the_predictor_and_folder(comfy, refiner
 def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, fmt):
     depth = torch.rand(2, 24, 32, 1).expand(-1, -1, -1, 3)
     for _ in range(2):
-        output = nodes.SDDRSaveDepth.execute(depth, "sddr/test", fmt)
+        output = nodes.SDDRSaveDepth.execute(depth, "sddr/test", fmt, "as is")
     suffix = nodes.SAVE_FORMATS[fmt]
     written = sorted((tmp_path / "output" / "sddr").glob(f"test_*.{suffix}"))
     assert [path.name for path in written] == [f"test_{n:05}_.{suffix}" for n in range(1, 5)]
@@ -314,10 +338,11 @@ def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, 
     read = read_depth(written[-1])
     if fmt == "png16":
         np.testing.assert_array_equal(read, np.round(expected * 65535))
-        assert output.ui["images"][-1] == {"filename": written[-1].name, "subfolder": "sddr",
-                                           "type": "output"}
     else:
         np.testing.assert_array_equal(read, expected)
+    listed = output.ui["images" if fmt == "png16" else "depth_files"]
+    assert listed == [{"filename": path.name, "subfolder": "sddr", "type": "output"}
+                      for path in written[2:]]
     assert not list((tmp_path / "output" / "sddr").glob(".*tmp*"))
 
 
@@ -327,7 +352,9 @@ def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, 
     ("npy", "all", "frame 1 has no finite value"),
     ("png16", "some", "frame 1 has 12 NaN or infinite value.*16-bit PNG cannot store"),
 ])
-def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, holes, message):
+@pytest.mark.parametrize("scaling", ["as is", "per frame", "whole batch"])
+def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, holes, message,
+                                                         scaling):
     """An all-NaN depth once became an all-zero PNG (NaN cast to 0 before any check)."""
     depth = torch.rand(2, 24, 32, 3)
     if holes == "all":
@@ -336,7 +363,7 @@ def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, h
         depth[1, :3, :2] = float("nan")
         depth[1, 5, :6] = float("inf")
     with pytest.raises(InputError, match=message):
-        nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt)
+        nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt, scaling)
     assert not (tmp_path / "output" / "sddr").exists() or not any(
         (tmp_path / "output" / "sddr").iterdir())  # not even frame 0: nothing is written
 
@@ -345,9 +372,109 @@ def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, h
 def test_save_depth_keeps_nan_holes_in_float_formats(comfy, tmp_path, fmt):
     depth = torch.rand(1, 24, 32, 1).expand(-1, -1, -1, 3).clone()
     depth[0, :3, :2] = float("nan")
-    nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt)
+    nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt, "as is")
     (written,) = (tmp_path / "output" / "sddr").glob(f"holes_*.{nodes.SAVE_FORMATS[fmt]}")
     np.testing.assert_array_equal(read_depth(written), depth[0, ..., 0].numpy())
+
+
+def test_each_save_format_counts_on_its_own(comfy, tmp_path):
+    depth = torch.rand(1, 24, 32, 3).mean(dim=-1, keepdim=True).expand(-1, -1, -1, 3)
+    for fmt in ("png16", "exr", "png16", "npy"):
+        nodes.SDDRSaveDepth.execute(depth, "sddr/mixed", fmt, "as is")
+    assert sorted(path.name for path in (tmp_path / "output" / "sddr").iterdir()) == [
+        "mixed_00001_.exr", "mixed_00001_.npy", "mixed_00001_.png", "mixed_00002_.png"]
+
+
+def test_save_depth_scales_per_frame_or_by_one_range_and_keeps_units_as_is(comfy, tmp_path):
+    metres = torch.stack([torch.linspace(2, 4, 24 * 32), torch.linspace(1, 8, 24 * 32)])
+    depth = metres.reshape(2, 24, 32, 1).expand(-1, -1, -1, 3)
+    with pytest.raises(InputError, match="depth: values 1..8 do not fit png16's 0..1"):
+        nodes.SDDRSaveDepth.execute(depth, "units", "png16", "as is")
+    nodes.SDDRSaveDepth.execute(depth, "units", "exr", "as is")
+    nodes.SDDRSaveDepth.execute(depth, "frame", "npy", "per frame")
+    nodes.SDDRSaveDepth.execute(depth, "batch", "png16", "whole batch")
+    output = tmp_path / "output"
+    np.testing.assert_array_equal(read_depth(output / "units_00002_.exr"),
+                                  metres[1].reshape(24, 32))
+    per_frame = [read_depth(output / f"frame_{n:05}_.npy") for n in (1, 2)]
+    assert [(frame.min(), frame.max()) for frame in per_frame] == [(0.0, 1.0), (0.0, 1.0)]
+    batch = [read_depth(output / f"batch_{n:05}_.png") / 65535 for n in (1, 2)]
+    assert batch[0].min() == pytest.approx(1 / 7, abs=1e-4)
+    assert batch[0].max() == pytest.approx(3 / 7, abs=1e-4) and batch[1].max() == 1.0
+
+
+# ----------------------------------------------------------------------------- load depth
+
+def _input_file(tmp_path: Path, name: str, depth: np.ndarray) -> None:
+    (tmp_path / "input").mkdir(exist_ok=True)
+    write_depth(tmp_path / "input" / name, depth)
+
+
+def test_load_depth_lists_the_depth_files_of_the_input_folder_with_upload(comfy, tmp_path):
+    ramp = np.arange(12 * 16, dtype=np.float32).reshape(12, 16)
+    for name in ("b.png", "a.exr", "c.npy"):
+        _input_file(tmp_path, name, ramp)
+    (tmp_path / "input" / "notes.txt").write_text("not depth")
+    (tmp_path / "input" / "folder.png").mkdir()
+    file_input = nodes.SDDRLoadDepth.define_schema().inputs[0]
+    assert file_input.options["options"] == ["a.exr", "b.png", "c.npy"]
+    assert file_input.options["upload"] == "image_upload"
+
+
+def test_load_depth_reads_16_bit_png_at_full_precision_in_order(comfy, tmp_path):
+    stored = np.random.default_rng(0).integers(1000, 60000, (30, 40)).astype(np.uint16)
+    _input_file(tmp_path, "depth.png", stored)
+    image, valid, low, high = nodes.SDDRLoadDepth.execute("depth.png", "0..1").result
+    assert image.shape == (1, 30, 40, 3) and image.dtype == torch.float32
+    assert (low, high) == (stored.min(), stored.max())
+    expected = (stored.astype(np.float64) - low) / (high - low)
+    np.testing.assert_allclose(image[0, ..., 0].numpy(), expected, atol=1e-7)
+    assert len(torch.unique(image)) > 256 and bool((valid == 1).all())  # more than 8 bits
+    raw = nodes.SDDRLoadDepth.execute("depth.png", "raw").result[0]
+    np.testing.assert_array_equal(raw[0, ..., 2].numpy(), stored)
+
+
+def test_load_depth_reads_exr_units_exactly_and_marks_non_finite_pixels(comfy, tmp_path):
+    metres = np.random.default_rng(1).uniform(0.5, 80.0, (20, 24)).astype(np.float32)
+    metres[3, 4] = np.nan
+    _input_file(tmp_path, "metres.exr", metres)
+    image, valid, low, high = nodes.SDDRLoadDepth.execute("metres.exr", "raw").result
+    finite = np.isfinite(metres)
+    np.testing.assert_array_equal(image[0, ..., 0].numpy()[finite], metres[finite])
+    assert image[0, 3, 4, 0] == 0 and valid[0, 3, 4] == 0 and int(valid.sum()) == 20 * 24 - 1
+    assert (low, high) == (np.nanmin(metres), np.nanmax(metres))
+
+
+def test_load_depth_fingerprint_follows_the_content_and_errors_name_the_file(comfy, tmp_path):
+    ramp = np.arange(12 * 16, dtype=np.float32).reshape(12, 16)
+    _input_file(tmp_path, "d.npy", ramp)
+    before = nodes.SDDRLoadDepth.fingerprint_inputs("d.npy", "0..1")
+    assert nodes.SDDRLoadDepth.fingerprint_inputs("d.npy", "0..1") == before
+    _input_file(tmp_path, "d.npy", ramp * 2)
+    assert nodes.SDDRLoadDepth.fingerprint_inputs("d.npy", "0..1") != before
+    with pytest.raises(InputError, match="cannot read depth map .*gone.png.*no such file"):
+        nodes.SDDRLoadDepth.execute("gone.png", "0..1")
+    np.save(tmp_path / "input" / "nan.npy", np.full((12, 16), np.nan, np.float32))
+    with pytest.raises(InputError, match="file 'nan.npy': the file has no finite depth"):
+        nodes.SDDRLoadDepth.execute("nan.npy", "0..1")
+    (tmp_path / "input" / "nan.npy").write_bytes(b"\x93NUMPY broken")
+    with pytest.raises(InputError, match="nan.npy.*not a valid .npy"):
+        nodes.SDDRLoadDepth.execute("nan.npy", "0..1")
+
+
+def test_saved_depth_loads_back_to_the_same_values(comfy, tmp_path):
+    """Save Depth → the input folder → Load Depth: png16 as its 16-bit levels, exr exactly."""
+    depth = torch.rand(1, 24, 32, 1).expand(-1, -1, -1, 3) * 5
+    nodes.SDDRSaveDepth.execute(depth, "round", "exr", "as is")
+    nodes.SDDRSaveDepth.execute(depth, "round", "png16", "per frame")
+    (tmp_path / "input").mkdir()
+    for name in ("round_00001_.exr", "round_00001_.png"):
+        shutil.copy(tmp_path / "output" / name, tmp_path / "input" / name)
+    exr = nodes.SDDRLoadDepth.execute("round_00001_.exr", "raw").result[0]
+    assert torch.equal(exr, depth)
+    png = nodes.SDDRLoadDepth.execute("round_00001_.png", "0..1").result[0]
+    scaled = (depth - depth.min()) / (depth.max() - depth.min())
+    assert float((png - scaled).abs().max()) <= 0.5 / 65535 + 1e-7
 
 
 # ------------------------------------------------------------------------ example workflow
@@ -374,8 +501,12 @@ def test_example_workflow_links_and_sddr_widgets_match_the_nodes(comfy, path):
     for node in used:
         widgets = [item for item in schemas[node["type"]].inputs
                    if item.io_type in WIDGET_TYPES]
-        assert len(widgets) == len(node["widgets_values"]), node["type"]
-        for item, value in zip(widgets, node["widgets_values"], strict=True):
-            if item.io_type == "COMBO" and item.id != "weights":
+        values = node["widgets_values"]
+        if any("upload" in item.options for item in widgets):  # the web UI's upload button
+            assert values[-1] == "image", node["type"]
+            values = values[:-1]
+        assert len(widgets) == len(values), node["type"]
+        for item, value in zip(widgets, values, strict=True):
+            if item.io_type == "COMBO" and item.id not in ("weights", "file"):
                 assert value in item.options["options"], (node["type"], item.id)
     assert path.with_suffix(".jpg").is_file()

@@ -22,13 +22,15 @@ import cv2
 import numpy as np
 import pytest
 
+from sddr_core.files.depth_io import read_depth
+
 REPO = Path(__file__).resolve().parent.parent
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
 NODE_IDS = ["SDDRLoadRefiner", "SDDRRefineDepth", "SDDRDepthFromImage", "SDDRDepthEdges",
-            "SDDRSaveDepth"]
+            "SDDRSaveDepth", "SDDRLoadDepth"]
 STARTUP_S = 120
-RUN_S = 60
+RUN_S = 180
 HIGH_SIZE = (96, 128)
 
 pytestmark = pytest.mark.skipif(
@@ -58,6 +60,9 @@ def test_every_node_satisfies_the_real_comfy_api():
     assert info["SDDRRefineDepth"]["output"] == ["IMAGE", "MASK"]
     assert info["SDDRRefineDepth"]["input"]["required"]["refiner"][0] == "SDDR_REFINER"
     assert info["SDDRSaveDepth"]["output_node"] is True
+    assert info["SDDRLoadDepth"]["output"] == ["IMAGE", "MASK", "FLOAT", "FLOAT"]
+    assert info["SDDRLoadDepth"]["input"]["required"]["file"][1]["image_upload"] is True
+    assert info["SDDRRefineDepth"]["input"]["hidden"] == {"unique_id": ["UNIQUE_ID"]}
     for node_id, node in info.items():
         for name, (_, options) in node["input"]["required"].items():
             assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
@@ -83,10 +88,28 @@ def _write_depth_png(path: Path, height: int, width: int) -> None:
     cv2.imwrite(str(path), rows.astype(np.uint8))
 
 
+def _sddr(*args: str | Path) -> None:
+    """The `sddr` CLI of this checkout."""
+    done = subprocess.run([sys.executable, "-m", "sddr_core.cli.main", *map(str, args)],
+                          capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, weights):
+def demo(tmp_path_factory) -> Path:
+    """`sddr demo`'s 16-bit low.png and high.png, and `sddr refine --low --high` of them."""
+    folder = tmp_path_factory.mktemp("demo")
+    _sddr("demo", "-o", folder)
+    _sddr("refine", "--low", folder / "low.png", "--high", folder / "high.png",
+          "-o", folder / "cli.npy")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, weights, demo):
     """A ComfyUI server (CPU) whose base folder holds this repository as a custom node, the
-    tiny model in models/sddr and two depth maps in input/."""
+    tiny model in models/sddr, two 8-bit depth maps and the demo's 16-bit pair in input/."""
     base = tmp_path_factory.mktemp("comfyui")
     for folder in ("custom_nodes", "models/sddr", "input", "output", "user"):
         (base / folder).mkdir(parents=True)
@@ -94,6 +117,8 @@ def server(tmp_path_factory, weights):
     shutil.copy(weights, base / "models" / "sddr" / "tiny.safetensors")
     _write_depth_png(base / "input" / "low.png", 48, 64)
     _write_depth_png(base / "input" / "high.png", *HIGH_SIZE)
+    for name in ("low", "high"):
+        shutil.copy(demo / f"{name}.png", base / "input" / f"demo_{name}.png")
     port = _free_port()
     log = (base / "server.log").open("w")
     process = subprocess.Popen(
@@ -121,9 +146,9 @@ def server(tmp_path_factory, weights):
     log.close()
 
 
-def _run(url: str, graph: dict) -> dict:
+def _run(url: str, graph: dict, client_id: str | None = None) -> dict:
     """POST an API-format graph to /prompt and poll /history until it finishes."""
-    body = json.dumps({"prompt": graph, "client_id": str(uuid.uuid4())}).encode()
+    body = json.dumps({"prompt": graph, "client_id": client_id or str(uuid.uuid4())}).encode()
     request = urllib.request.Request(f"{url}/prompt", data=body,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -154,11 +179,12 @@ def _graph(low: dict) -> dict:
                                                     "filename_prefix": "e2e"}},
         "6": {"class_type": "SDDRSaveDepth", "inputs": {"depth": ["4", 0],
                                                         "filename_prefix": "sddr/e2e",
-                                                        "format": "png16"}},
+                                                        "format": "png16",
+                                                        "scaling": "as is"}},
     }
 
 
-def test_server_registers_the_five_nodes(server):
+def test_server_registers_the_six_nodes(server):
     url, base = server
     info = json.loads(_get(f"{url}/object_info"))
     assert [node for node in NODE_IDS if node in info] == NODE_IDS
@@ -216,3 +242,286 @@ def test_missing_predictor_offline_is_reported_by_name(server):
     assert "predictor depth-anything-v2-small" in errors[0]["exception_message"]
     assert "sddr_predictors" in errors[0]["exception_message"]
     assert json.loads(_get(f"{url}/system_stats"))["system"]
+
+
+# ------------------------------------------------------------ depth files in and out
+
+WS_LISTENER = """
+import asyncio, json, struct, sys
+import aiohttp
+
+async def listen(url, client_id):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/ws?clientId={client_id}") as socket:
+            print("ready", flush=True)
+            async for message in socket:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    kind, length = struct.unpack(">II", message.data[:8])
+                    if kind == 3:  # progress text: node id, then the text
+                        print(json.dumps({"node": message.data[8:8 + length].decode(),
+                                          "text": message.data[8 + length:].decode()}),
+                              flush=True)
+                elif message.type == aiohttp.WSMsgType.TEXT:
+                    event = json.loads(message.data)
+                    if event["type"] == "executing" and event["data"]["node"] is None:
+                        return
+
+asyncio.run(listen(*sys.argv[1:]))
+"""
+
+
+def _refine_graph(loader: str, low: str, high: str, normalisation: str) -> dict:
+    """Two loaders → SDDR Refine Depth (the bundled weights) → SDDR Save Depth, EXR as is."""
+    load = ({"class_type": "SDDRLoadDepth", "inputs": {"values": "0..1"}} if loader == "depth"
+            else {"class_type": "LoadImage", "inputs": {}})
+    key = "file" if loader == "depth" else "image"
+    return {
+        "1": {**load, "inputs": {**load["inputs"], key: low}},
+        "2": {**load, "inputs": {**load["inputs"], key: high}},
+        "3": {"class_type": "SDDRLoadRefiner",
+              "inputs": {"weights": "default", "device": "cpu", "precision": "fp32",
+                         "max_side": 2048}},
+        "4": {"class_type": "SDDRRefineDepth",
+              "inputs": {"refiner": ["3", 0], "low_depth": ["1", 0], "high_depth": ["2", 0],
+                         "width": 0, "height": 0, "normalisation": normalisation,
+                         "input_polarity": "auto"}},
+        "5": {"class_type": "SDDRSaveDepth",
+              "inputs": {"depth": ["4", 0], "filename_prefix": f"sddr/{loader}",
+                         "format": "exr", "scaling": "as is"}},
+    }
+
+
+def _saved(base: Path, result: dict, node: str, key: str) -> list[Path]:
+    return [base / "output" / item["subfolder"] / item["filename"]
+            for item in result["outputs"][node][key]]
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def _upload(url: str, path: Path) -> str:
+    """POST a file to /upload/image as the web UI's upload button does; its name in input/."""
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{url}/upload/image", data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["name"]
+
+
+def test_demo_depth_through_load_depth_matches_the_cli(server, demo):
+    """The demo's 16-bit pair through SDDR Load Depth → SDDR Refine Depth (raw: low_depth's
+    units and polarity) → SDDR Save Depth is `sddr refine --low --high`'s result; the
+    default near-bright output is the same map, and no warning is shown."""
+    url, base = server
+    result = _run(url, _refine_graph("depth", "demo_low.png", "demo_high.png", "raw"))
+    assert result["status"]["status_str"] == "success", result["status"]
+    [exr] = _saved(base, result, "5", "depth_files")
+    refined, cli = read_depth(exr), np.load(demo / "cli.npy")
+    assert refined.shape == cli.shape == (512, 768)
+    assert _correlation(refined, cli) > 0.99
+    assert "text" not in result["outputs"].get("4", {})
+    default = _run(url, _refine_graph("depth", "demo_low.png", "demo_high.png", "per frame"))
+    [exr] = _saved(base, default, "5", "depth_files")
+    assert abs(_correlation(read_depth(exr), cli)) > 0.99
+
+
+def test_demo_depth_through_load_image_is_refined_with_a_warning_on_the_node(server, demo):
+    """Load Image clips the 16-bit files to 8 bits: SDDR Refine Depth still runs, and says so
+    on the node (the web UI's progress text), in the prompt's outputs and in the log."""
+    url, base = server
+    client_id = str(uuid.uuid4())
+    listener = subprocess.Popen([PYTHON, "-c", WS_LISTENER, url, client_id],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        result = _run(url, _refine_graph("image", "demo_low.png", "demo_high.png",
+                                         "per frame"), client_id)
+        texts = [json.loads(line) for line in listener.communicate(timeout=RUN_S)[0].splitlines()
+                 if line.startswith("{")]
+    finally:
+        listener.kill()
+    assert result["status"]["status_str"] == "success", result["status"]
+    [warning] = result["outputs"]["4"]["text"]
+    assert warning.startswith("low_depth: frame 0 has ")
+    assert "at its maximum value 1" in warning and "\nhigh_depth: frame 0 has " in warning
+    assert "SDDR Load Depth" in warning
+    assert {"node": "4", "text": warning} in texts
+    assert "[SDDR] low_depth: frame 0" in (base / "server.log").read_text()
+    [exr] = _saved(base, result, "5", "depth_files")
+    assert abs(_correlation(read_depth(exr), np.load(demo / "cli.npy"))) < 0.9
+
+
+def test_saved_depth_loads_back_through_load_depth_to_the_same_values(server):
+    """SDDR Save Depth's png16 and exr files, uploaded as the web UI does, load back through
+    SDDR Load Depth (raw) to the values written; each format keeps its own counter."""
+    url, base = server
+    graph = _graph({"class_type": "SDDRLoadDepth", "inputs": {"file": "low.png",
+                                                              "values": "0..1"}})
+    graph["6"]["inputs"] |= {"filename_prefix": "sddr/trip", "scaling": "per frame"}
+    graph["7"] = {"class_type": "SDDRSaveDepth",
+                  "inputs": {"depth": ["4", 0], "filename_prefix": "sddr/trip",
+                             "format": "exr", "scaling": "as is"}}
+    result = _run(url, graph)
+    assert result["status"]["status_str"] == "success", result["status"]
+    [png] = _saved(base, result, "6", "images")
+    [exr] = _saved(base, result, "7", "depth_files")
+    assert (png.name, exr.name) == ("trip_00001_.png", "trip_00001_.exr")
+    for written in (png, exr):
+        name = _upload(url, written)
+        loaded = _run(url, {
+            "1": {"class_type": "SDDRLoadDepth", "inputs": {"file": name, "values": "raw"}},
+            "2": {"class_type": "SDDRSaveDepth",
+                  "inputs": {"depth": ["1", 0], "filename_prefix": "sddr/back",
+                             "format": "npy", "scaling": "as is"}}})
+        assert loaded["status"]["status_str"] == "success", loaded["status"]
+        [back] = _saved(base, loaded, "2", "depth_files")
+        np.testing.assert_array_equal(np.load(back), read_depth(written))
+
+
+def test_load_depth_reads_a_file_again_when_its_content_changes(server):
+    """ComfyUI re-runs SDDR Load Depth (and what follows) for a file replaced under the same
+    name, and only then: its fingerprint is the file's content."""
+    url, base = server
+    ramp = np.arange(48 * 64, dtype=np.float32).reshape(48, 64)
+    graph = {"1": {"class_type": "SDDRLoadDepth", "inputs": {"file": "swap.npy",
+                                                             "values": "raw"}},
+             "2": {"class_type": "SDDRSaveDepth",
+                   "inputs": {"depth": ["1", 0], "filename_prefix": "sddr/swap",
+                              "format": "npy", "scaling": "as is"}}}
+    saved = []
+    for content in (ramp, ramp, ramp * 2):
+        np.save(base / "input" / "swap.npy", content)
+        result = _run(url, graph)
+        assert result["status"]["status_str"] == "success", result["status"]
+        saved.append(_saved(base, result, "2", "depth_files")[0])
+    assert saved[0] == saved[1]  # unchanged: cached, nothing written again
+    assert saved[2] != saved[0]
+    np.testing.assert_array_equal(np.load(saved[2]), ramp * 2)
+
+
+# ------------------------------------------------------------------------- the web UI
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WEB_DRIVER = """
+import asyncio, json, subprocess, sys, time, urllib.request
+import aiohttp
+
+url, chromium, port, profile, *workflows = sys.argv[1:]
+
+
+def get(path):
+    with urllib.request.urlopen(path, timeout=10) as response:
+        return json.load(response)
+
+
+async def drive():
+    browser = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
+                                "--window-size=1600,1000", url],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                pages = [p for p in get(f"http://127.0.0.1:{port}/json") if p["type"] == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                calls = 0
+
+                async def js(expression):
+                    nonlocal calls
+                    calls += 1
+                    await ws.send_json({"id": calls, "method": "Runtime.evaluate", "params": {
+                        "expression": expression, "awaitPromise": True, "returnByValue": True}})
+                    async for message in ws:
+                        answer = json.loads(message.data)
+                        if answer.get("id") == calls:
+                            return answer["result"].get("result", {}).get("value")
+
+                for _ in range(240):
+                    if await js("!!(window.app && app.graph && app.canvas)"):
+                        break
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(3)  # the start-up dialogs open after the app
+                for path in workflows:
+                    await js("document.querySelectorAll('.p-dialog-close-button')"
+                             ".forEach(b => b.click()); true")
+                    before = set(get(f"{url}/history"))
+                    await js(f"app.loadGraphData({open(path).read()}).then(() => true)")
+                    saved = await js("JSON.stringify(app.graph.serialize().nodes.map("
+                                     "n => [n.id, n.widgets_values]))")
+                    await js("app.queuePrompt(0).then(() => true)")
+                    for _ in range(600):
+                        await asyncio.sleep(0.5)
+                        queue = get(f"{url}/queue")
+                        if set(get(f"{url}/history")) - before and not (
+                                queue["queue_running"] or queue["queue_pending"]):
+                            break
+                    await asyncio.sleep(1)
+                    texts = await js("JSON.stringify(app.graph.nodes.map(n => [n.id, "
+                                     "(n.widgets || []).filter(w => w.name === "
+                                     "'$$node-text-preview').map(w => w.value)]))")
+                    print(json.dumps({"widgets": json.loads(saved), "texts": json.loads(texts),
+                                      "prompts": sorted(set(get(f"{url}/history")) - before)}),
+                          flush=True)
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+
+
+asyncio.run(drive())
+"""
+
+
+def _in_the_web_ui(url: str, folder: Path, workflows: list[dict]) -> list[dict]:
+    """Each workflow loaded into ComfyUI's web UI (headless Chromium) and run with its Run
+    button's call: the widget values it serialised, the texts on its nodes, its prompt ids."""
+    paths = []
+    for index, workflow in enumerate(workflows):
+        paths.append(folder / f"workflow{index}.json")
+        paths[-1].write_text(json.dumps(workflow))
+    done = subprocess.run([PYTHON, "-c", WEB_DRIVER, url, CHROMIUM, str(_free_port()),
+                           str(folder / "profile"), *map(str, paths)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to drive ComfyUI's web UI")
+def test_the_load_depth_example_runs_in_the_web_ui_and_load_image_shows_the_warning(
+        server, tmp_path):
+    """example_workflows/sddr_load_depth.json, on the demo's pair, as a user opens and runs
+    it; then the same workflow with Load Image, whose clipped inputs SDDR Refine Depth names
+    under itself."""
+    url, _ = server
+    example = json.loads((REPO / "example_workflows" / "sddr_load_depth.json").read_text())
+    for node in example["nodes"]:
+        if node["type"] == "SDDRLoadDepth":
+            node["widgets_values"][0] = "demo_" + node["widgets_values"][0]
+    with_load_image = json.loads(json.dumps(example))
+    for node in with_load_image["nodes"]:
+        if node["type"] == "SDDRLoadDepth":
+            node |= {"type": "LoadImage", "widgets_values": [node["widgets_values"][0], "image"],
+                     "outputs": [node["outputs"][0], {"name": "MASK", "type": "MASK",
+                                                      "links": [], "slot_index": 1}]}
+    runs = _in_the_web_ui(url, tmp_path, [example, with_load_image])
+    assert len(runs) == 2 and all(len(run["prompts"]) == 1 for run in runs)
+    assert runs[0]["widgets"] == [[node["id"], node["widgets_values"]]
+                                  for node in example["nodes"]]
+    refine = next(node["id"] for node in example["nodes"] if node["type"] == "SDDRRefineDepth")
+    texts = [dict(run["texts"])[refine] for run in runs]
+    assert texts[0] == []
+    assert texts[1] and texts[1][0].startswith("low_depth: frame 0 has 99.")
+    assert "at its maximum value 1" in texts[1][0] and "SDDR Load Depth" in texts[1][0]
+    for run in runs:
+        result = json.loads(_get(f"{url}/history/{run['prompts'][0]}"))[run["prompts"][0]]
+        assert result["status"]["status_str"] == "success", result["status"]

@@ -9,7 +9,7 @@ averaged over the scenes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,17 @@ class Validation:
 
     def __init__(self, entries: Sequence[Path]) -> None:
         self.entries: list[Entry] = [read_entry(path) for path in entries]
-        self.inputs = {"low": self._score(lambda e: resize_prediction(e.low, e.depth.shape)),
-                       "high": self._score(lambda e: resize_prediction(e.high, e.depth.shape))}
+        self.inputs = {"low": self.score(lambda e: resize_prediction(e.low, e.depth.shape)),
+                       "high": self.score(lambda e: resize_prediction(e.high, e.depth.shape))}
         """The inputs' scores (on the scene's grid), which no training changes."""
 
     def __call__(self, network: RefinementNetwork) -> dict[str, float]:
         """Mean metrics of `network`'s one-stage output (the network is left as it was)."""
         refiner = Refiner(network, device=next(network.parameters()).device, dtype="fp32")
-        return self._score(lambda e: refiner.refine(e.low, e.high, out_size=e.depth.shape))
+        return self.score(lambda e: refiner.refine(e.low, e.high, out_size=e.depth.shape))
 
-    def _score(self, output) -> dict[str, float]:
+    def score(self, output: Callable[[Entry], np.ndarray]) -> dict[str, float]:
+        """Mean metrics of `output(entry)` (a prediction on the entry's grid) over the entries."""
         scores = [evaluate(output(entry), entry.depth, entry.valid, space="disparity")
                   for entry in self.entries]
         return {key: float(np.nanmean([s[key] for s in scores])) for key in scores[0]}

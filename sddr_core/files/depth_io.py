@@ -253,6 +253,8 @@ def _check_plane(arr: np.ndarray, p: Path, action: str, expected: str) -> None:
 
 _DEPTH_READERS = {".png": _read_cv2, ".jpg": _read_cv2, ".jpeg": _read_cv2, ".tif": _read_cv2,
                   ".tiff": _read_cv2, ".exr": _read_exr, ".npy": _read_npy, ".pfm": _read_pfm}
+READ_EXTENSIONS = tuple(_DEPTH_READERS)
+"""File extensions `read_depth` reads (lower case, with the dot)."""
 
 
 # --------------------------------------------------------------------------------------- writing

@@ -32,6 +32,7 @@ from ..maps.inputs import (
 )
 from ..maps.normalise import BORDER_MARGIN, inlier_mask, network_inputs, padded_size, padding
 from ..maps.resample import resize_maps, scaled_size
+from ..maps.thin_structures import keep_thin_structures, thin_width
 from ..network.config import NetworkConfig
 from ..network.config import preset as preset_config
 from ..network.model import RefinementNetwork
@@ -55,11 +56,15 @@ class Refiner:
         dtype: str | torch.dtype = "auto",
         compile: bool = False,
         max_side: int = MAX_SIDE,
+        keep_thin: bool = True,
     ):
         if not (isinstance(max_side, int) and max_side >= MIN_MAX_SIDE):
             raise InputError(f"max_side must be an integer ≥ {MIN_MAX_SIDE}, got {max_side!r}")
         self.max_side = max_side
         """Longest side of the working resolution; larger inputs are resized down to it."""
+        self.keep_thin = keep_thin
+        """Restore the high input's contrast of structures too thin for the low input to see
+        (`maps.thin_structures`), which N_r alone erases."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.network = network.to(self.device)
@@ -99,6 +104,11 @@ class Refiner:
         low_resized = resize_maps(low_maps, size)
         refined = align_to(resize_maps(depth, size), low_resized,
                            inlier_mask(low_resized, low_maps))
+        if self.keep_thin:
+            high_resized = resize_maps(high_maps, size)
+            refined = keep_thin_structures(refined, high_resized,
+                                           thin_width(size, low_maps.shape[-2:]),
+                                           inlier_mask(high_resized, high_maps))
         return _like(_checked(refined, "the refined depth"), high)
 
     def _run_network(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

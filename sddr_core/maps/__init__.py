@@ -1,2 +1,3 @@
 """Operations on stacks of depth maps that every layer shares: input checks and layout,
-resampling, least-squares alignment, gradients, guided filtering."""
+clipped or quantised input detection, resampling, least-squares alignment, gradients, guided
+filtering."""

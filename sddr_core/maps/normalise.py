@@ -8,6 +8,8 @@ pixels outside it are clipped (docs/decisions.md).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -21,15 +23,27 @@ SAMPLE_PIXELS = 1 << 16
 quantiles of a 2048² map took a fifth of a `small` refine)."""
 
 
+def sample_stride(pixels: int, width: int) -> int:
+    """Step through a flattened map of `pixels` pixels, `width` per row, that samples about
+    SAMPLE_PIXELS of them and every column equally: a step sharing a factor with the width
+    would sample only some columns (1024² → every 16th), so a thin pole between them would be
+    missing from the quantiles (and clipped as if it were an outlier)."""
+    stride = max(1, pixels // SAMPLE_PIXELS)
+    while math.gcd(stride, width) != 1:
+        stride += 1
+    return stride
+
+
 def robust_range(
     maps: torch.Tensor, fraction: float = OUTLIER_FRACTION
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-map (low, high) of a B×H×W stack, as float64: the `fraction` and 1 − `fraction`
-    order statistics (of every pixel, or of an even subsample past SAMPLE_PIXELS), or the min
+    order statistics (of every pixel, or of an even subsample past SAMPLE_PIXELS that takes
+    every row and column alike, `sample_stride`), or the min
     and max where those coincide (a map that is mostly one value) or where the map has fewer
     than 1 / `fraction` pixels."""
     flat = maps.reshape(maps.shape[0], -1)
-    flat = flat[:, :: max(1, flat.shape[1] // SAMPLE_PIXELS)]
+    flat = flat[:, :: sample_stride(flat.shape[1], maps.shape[-1])]
     count = flat.shape[1]
     skip = int(fraction * (count - 1))
     low = flat.kthvalue(skip + 1, dim=1).values.double()
