@@ -103,8 +103,8 @@ class GridMesh:
 def grid_shape(width: int, height: int, step: int) -> tuple[int, int]:
     """(rows, columns) of vertices when every `step`-th pixel is kept, first pixel included."""
     _check_size(width, height)
-    if step < 1:
-        raise GeometryError(f"step: {step} must be 1 or more")
+    if not (isinstance(step, int | np.integer) and not isinstance(step, bool) and step >= 1):
+        raise GeometryError(f"step: {step!r} must be a whole number of pixels, 1 or more")
     return -(-height // step), -(-width // step)
 
 

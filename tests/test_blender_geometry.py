@@ -208,6 +208,14 @@ def test_distances_near_float32_limits_stay_finite_and_ordered():
     assert z.min() == pytest.approx(1e-30, rel=1e-6) and z.max() == pytest.approx(1e38, rel=1e-6)
 
 
+@pytest.mark.parametrize("step", [1.5, 2.0, math.nan, True, 0, -3])
+def test_a_step_that_is_not_a_whole_number_of_pixels_is_refused(step):
+    """1.5 and NaN once ended in numpy's TypeError and ValueError."""
+    k = Intrinsics.from_fov(32, 24, 60.0)
+    with pytest.raises(GeometryError, match="step: .* must be a whole number of pixels"):
+        grid_mesh(np.ones((24, 32), np.float32), k, step=step)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(GeometryError, match="near"):
         distances(np.eye(4), "DISPARITY", near=5.0, far=1.0)
