@@ -168,8 +168,17 @@ class Job:
 
 
 def refine_result(event: dict) -> RefineResult:
-    return RefineResult(Path(event["path"]), int(event["width"]), int(event["height"]),
-                        str(event["polarity"]))
+    """The worker's `done` event as a result; one that lacks a field or holds a wrong value (a
+    worker of another version) is a BackendError that shows the event."""
+    try:
+        result = RefineResult(Path(event["path"]), int(event["width"]), int(event["height"]),
+                              str(event["polarity"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise BackendError(f"the worker's result is malformed ({err!r}): "
+                           f"{json.dumps(event)[:200]}") from None
+    if result.width < 1 or result.height < 1:
+        raise BackendError(f"the worker's result has size {result.width}×{result.height}")
+    return result
 
 
 def _python(python: str) -> str:

@@ -103,8 +103,8 @@ class GridMesh:
 def grid_shape(width: int, height: int, step: int) -> tuple[int, int]:
     """(rows, columns) of vertices when every `step`-th pixel is kept, first pixel included."""
     _check_size(width, height)
-    if step < 1:
-        raise GeometryError(f"step: {step} must be 1 or more")
+    if not (isinstance(step, int | np.integer) and not isinstance(step, bool) and step >= 1):
+        raise GeometryError(f"step: {step!r} must be a whole number of pixels, 1 or more")
     return -(-height // step), -(-width // step)
 
 
@@ -133,26 +133,50 @@ def distances(depth: np.ndarray, kind: str = "DEPTH", *, scale: float = 1.0,
     settings are out of range.
     """
     depth = _check_depth(depth)
-    finite = np.isfinite(depth)
     if kind == "DEPTH":
-        if not scale > 0:
-            raise GeometryError(f"depth scale: {scale} must be positive")
-        z = depth * np.float32(scale)
-        return np.where(finite & (z > 0), z, np.nan).astype(np.float32)
+        if not 0 < scale < math.inf:
+            raise GeometryError(f"depth scale: {scale} must be a positive finite number")
+        z = depth.astype(np.float64) * scale
+        z[~(np.isfinite(depth) & (z > 0))] = np.nan
+        return _mesh_distances(z, too_far=f"depth scale {scale:g}",
+                               too_near=f"depth scale {scale:g}")
     if kind not in DEPTH_KINDS:
         raise GeometryError(f"depth kind: {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
-    if not 0 < near < far:
-        raise GeometryError(f"near {near} and far {far}: need 0 < near < far")
-    t = relative(depth)
-    if kind == "RELATIVE_DEPTH":
-        return (near + t * (far - near)).astype(np.float32)
-    return (1.0 / (1.0 / far + t * (1.0 / near - 1.0 / far))).astype(np.float32)
+    if not 0 < near < far < math.inf:
+        raise GeometryError(f"near {near} and far {far}: need 0 < near < far, both finite")
+    t = relative(depth).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # a near of 1e-320: refused below
+        if kind == "RELATIVE_DEPTH":
+            z = near + t * (far - near)
+        else:
+            z = 1.0 / (1.0 / far + t * (1.0 / near - 1.0 / far))
+    return _mesh_distances(z, too_far=f"far {far:g}", too_near=f"near {near:g}")
+
+
+def _mesh_distances(z: np.ndarray, too_far: str, too_near: str) -> np.ndarray:
+    """`z` (float64, NaN = no value) as float32, which is what a Blender mesh stores: a
+    distance beyond float32's range would become infinite, one below it 0 (a vertex at
+    infinity, or one dropped as having no depth), so either is refused naming the setting
+    that put it there (`too_far`, `too_near`)."""
+    limits = np.finfo(np.float32)
+    usable = ~np.isnan(z)
+    with np.errstate(over="ignore"):
+        out = z.astype(np.float32)
+    if (usable & ~np.isfinite(out)).any():
+        raise GeometryError(f"{too_far}: gives distances up to {np.nanmax(z):.3g}, beyond the "
+                            f"largest a mesh can hold ({float(limits.max):.3g}); choose a "
+                            "smaller value")
+    if (usable & (out < limits.smallest_normal)).any():
+        raise GeometryError(f"{too_near}: gives distances down to {np.nanmin(z):.3g}, below "
+                            f"the smallest a mesh can hold ({float(limits.smallest_normal):.3g}); "
+                            "choose a larger value")
+    return out
 
 
 def relative(depth: np.ndarray) -> np.ndarray:
     """`depth` scaled to [0, 1] between its robust low and high values (NaN stays NaN); a map
     with a single value is refused."""
-    depth = _check_depth(depth)
+    depth = _check_depth(depth).astype(np.float64)  # so a range near float32's max cannot overflow
     values = depth[np.isfinite(depth)]
     low, high = np.percentile(values, ROBUST_PERCENTILES)
     if not high > low:

@@ -365,7 +365,11 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
     def _finish(self, context, outcome: dict) -> set[str]:
         """Build the mesh from the refined depth; only then point the scene at it."""
         settings = context.scene.sddr
-        result = refine_result(outcome)
+        try:
+            result = refine_result(outcome)
+        except BackendError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
         kind = KIND_FOR_POLARITY.get(result.polarity, "DISPARITY")
         values = {name: getattr(settings, name) for name in MESH_SETTINGS}
         mesh_settings = SimpleNamespace(**{**values, "depth_kind": kind})

@@ -46,10 +46,16 @@ def check() -> None:
 
 def refine(args: argparse.Namespace) -> None:
     """Photo → refined depth file, with progress per network pass."""
-    from sddr_core import DepthPipeline, load_refiner
-    from sddr_core.files.depth_io import read_image, write_depth
-    from sddr_core.inference.windows import passes
+    from sddr_core import DepthPipeline, InputError, load_refiner
+    from sddr_core.files.atomic import refuse_overwriting_inputs
+    from sddr_core.files.depth_io import check_output, read_image, write_depth
+    from sddr_core.inference.windows import MAX_STEPS, STEPS, passes
 
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise InputError(f"--steps {args.steps}: choose 1..{MAX_STEPS} (two-stage steps S; the "
+                         f"paper uses {STEPS})")
+    check_output(args.output)
+    refuse_overwriting_inputs([args.output], {args.photo: "photo"})
     image = read_image(args.photo)
     pipeline = DepthPipeline(load_refiner(args.weights, device=args.device), args.predictor)
     total = passes(args.steps) if args.mode == "two-stage" else 1

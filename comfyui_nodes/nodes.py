@@ -286,6 +286,7 @@ class SDDRSaveDepth(io.ComfyNode):
         if format not in SAVE_FORMATS:
             raise SddrError(f"format {format!r}: choose from {', '.join(SAVE_FORMATS)}")
         maps = depth_maps.image_to_maps(depth, "depth")
+        _check_storable(maps, format)
         maps = depth_maps.scaled_for_saving(maps, scaling)
         finite = maps[torch.isfinite(maps)]
         if format == "png16" and finite.numel() and not 0 <= finite.min() <= finite.max() <= 1:
@@ -412,6 +413,20 @@ def _per_frame(image: torch.Tensor, per_frame: int,
             lambda rgb=rgb, progress=progress: run(rgb, progress),
             f"frame {index} of {frames} ({rgb.shape[0]}×{rgb.shape[1]})"))))
     return torch.stack(results)
+
+
+def _check_storable(maps: torch.Tensor, format: str) -> None:
+    """Refuse, before any file is written, a frame with no finite value, and NaN or infinite
+    values in a 16-bit PNG: cast to integers they would become 0, a depth, not a gap."""
+    for index, frame in enumerate(maps):
+        bad = int((~torch.isfinite(frame)).sum())
+        if bad == frame.numel():
+            raise InputError(f"depth: frame {index} has no finite value (all NaN or "
+                             "infinite): there is no depth to save")
+        if bad and format == "png16":
+            raise InputError(f"depth: frame {index} has {bad} NaN or infinite value(s), "
+                             "which a 16-bit PNG cannot store (they would become 0); save "
+                             "it as exr or npy, which keep them")
 
 
 def _out_of_memory_explained(work: Callable, what: str):

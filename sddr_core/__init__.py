@@ -8,6 +8,7 @@ The parts live in subpackages: `network` (N_r), `inference` (refiner and pipelin
 """
 
 from .errors import InputError, SddrError, WeightsError
+from .files import depth_io  # noqa: F401  (before the rest: it sets up OpenCV before cv2 loads)
 from .inference.pipeline import DepthPipeline
 from .inference.refiner import Refiner, build_refiner, load_refiner
 

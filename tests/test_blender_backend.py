@@ -129,12 +129,14 @@ def test_a_crashed_worker_is_reported_and_leaves_no_file(backend, tmp_path):
 
 
 @pytest.mark.parametrize("problem, message", [
+    ("steps", "--steps 60: choose 1..8"),
     ("photo", "cannot read photo|not an image|image"),
     ("weights", "missing.safetensors"),
     ("predictor", "not known; known predictors"),
 ])
 def test_sddr_errors_come_back_as_the_message(backend, tmp_path, problem, message):
-    bad = {"photo": {}, "weights": {"weights": str(tmp_path / "missing.safetensors")},
+    bad = {"photo": {}, "steps": {"mode": "two-stage", "steps": 60},
+           "weights": {"weights": str(tmp_path / "missing.safetensors")},
            "predictor": {"predictor": "no-such-model"}}[problem]
     if problem == "photo":
         (tmp_path / "notes.png").write_text("not a picture")
@@ -142,6 +144,36 @@ def test_sddr_errors_come_back_as_the_message(backend, tmp_path, problem, messag
     with pytest.raises(BackendError, match=message):
         _refine(backend, tmp_path / "out.exr", **bad).wait(timeout=120)
     assert not (tmp_path / "out.exr").exists()
+
+
+@pytest.mark.parametrize("link", ["same path", "hard link", "symbolic link"])
+def test_an_output_that_is_the_photo_is_refused_and_the_photo_kept(backend, tmp_path, link):
+    """`worker.py refine PHOTO PHOTO` once replaced the photo with the EXR's bytes."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(Path(backend["photo"]).read_bytes())
+    output = tmp_path / "result.png"
+    {"same path": lambda: None, "hard link": lambda: output.hardlink_to(photo),
+     "symbolic link": lambda: output.symlink_to(photo)}[link]()
+    target = photo if link == "same path" else output
+    with pytest.raises(BackendError, match=f"output '{target}' is the photo itself"):
+        _refine({**backend, "photo": str(photo)}, target).wait(timeout=120)
+    assert photo.read_bytes() == Path(backend["photo"]).read_bytes()
+    assert set(tmp_path.iterdir()) == {photo, target}  # no temporary file left either
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"event": "done"}, "malformed \\(KeyError\\('path'\\)\\)"),
+    ({"event": "done", "path": "d.exr", "width": "wide", "height": 2, "polarity": "disparity"},
+     "malformed .*invalid literal"),
+    ({"event": "done", "path": None, "width": 2, "height": 2, "polarity": "disparity"},
+     "malformed .*TypeError"),
+    ({"event": "done", "path": "d.exr", "width": 0, "height": 2, "polarity": "disparity"},
+     "has size 0×2"),
+])
+def test_a_malformed_done_event_is_a_backend_error(event, message):
+    """It was a raw KeyError/ValueError from inside the operator."""
+    with pytest.raises(BackendError, match=message):
+        refine_result(event)
 
 
 def test_a_python_without_sddr_is_named(tmp_path):

@@ -1,6 +1,7 @@
 """The add-on's mesh geometry (blender_addon/geometry.py), pure numpy: no Blender needed."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -175,6 +176,44 @@ def test_non_positive_and_nan_depth_become_nan():
 def test_unusable_depth_is_refused_naming_the_problem(depth, kind, message):
     with pytest.raises(GeometryError, match=message):
         distances(depth, kind)
+
+
+@pytest.mark.parametrize("kind, settings, message", [
+    ("DEPTH", {"scale": math.inf}, r"depth scale: inf must be a positive finite"),
+    ("DEPTH", {"scale": 1e39}, r"depth scale 1e\+39: gives distances up to .* beyond the "
+                               "largest a mesh can hold"),
+    ("DEPTH", {"scale": 1e-50}, r"depth scale 1e-50: .* below the smallest"),
+    ("RELATIVE_DEPTH", {"far": math.inf}, r"far inf: need 0 < near < far, both finite"),
+    ("DISPARITY", {"far": math.inf}, r"far inf: need 0 < near < far, both finite"),
+    ("DISPARITY", {"near": 1e-300, "far": 1e300}, r"far 1e\+300: .* beyond the largest"),
+    ("RELATIVE_DEPTH", {"near": 1e-300, "far": 1e300}, r"far 1e\+300: .* beyond the largest"),
+    ("DISPARITY", {"near": 1e-300, "far": 1.0}, r"near 1e-300: .* below the smallest"),
+    ("DISPARITY", {"near": 1e-320, "far": 1.0}, r"near .*e-32\d: .* below the smallest"),
+])
+def test_settings_whose_distances_a_mesh_cannot_hold_are_refused(kind, settings, message):
+    """These once returned inf or NaN distances (or 0, a vertex dropped as having no depth)."""
+    depth = np.random.default_rng(0).uniform(0.5, 4.0, (8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning on the way to the refusal
+        with pytest.raises(GeometryError, match=message):
+            distances(depth, kind, **settings)
+
+
+def test_distances_near_float32_limits_stay_finite_and_ordered():
+    extreme = np.array([[-3e38, -1e38], [1e38, 3e38]], dtype=np.float32)
+    t = relative(extreme)
+    assert np.isfinite(t).all() and (np.diff(t.ravel()) > 0).all()
+    z = distances(np.array([[1.0, 2.0], [3.0, 4.0]]), "DISPARITY", near=1e-30, far=1e38)
+    assert np.isfinite(z).all()
+    assert z.min() == pytest.approx(1e-30, rel=1e-6) and z.max() == pytest.approx(1e38, rel=1e-6)
+
+
+@pytest.mark.parametrize("step", [1.5, 2.0, math.nan, True, 0, -3])
+def test_a_step_that_is_not_a_whole_number_of_pixels_is_refused(step):
+    """1.5 and NaN once ended in numpy's TypeError and ValueError."""
+    k = Intrinsics.from_fov(32, 24, 60.0)
+    with pytest.raises(GeometryError, match="step: .* must be a whole number of pixels"):
+        grid_mesh(np.ones((24, 32), np.float32), k, step=step)
 
 
 def test_bad_settings_are_refused():

@@ -3,6 +3,7 @@ full disk or a truncated file never costs the previous checkpoint; wrong files a
 
 import dataclasses
 import errno
+import os
 import random
 import signal
 import subprocess
@@ -195,3 +196,71 @@ def test_a_weights_file_or_other_file_is_not_a_checkpoint(tmp_path):
     with pytest.raises(WeightsError, match="not an sddr training checkpoint"):
         load_checkpoint(weights, model)
     assert latest_checkpoint(tmp_path) is None
+
+
+def _rewritten(path: Path, metadata=None, tensors=None) -> None:
+    """Write `path` again with some of its metadata or tensors replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        saved = handle.metadata()
+        stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    save_file({**stored, **(tensors or {})}, str(path), metadata={**saved, **(metadata or {})})
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"structure": "{not json"}, "metadata's structure is not JSON"),
+    ({"structure": "[]"}, "metadata's structure is not a JSON object"),
+    ({"structure": '{"model": {"tensor": "model.nowhere"}}'}, "structure lacks"),
+    ({"step": "six"}, "metadata's step 'six' is not a whole number"),
+    ({"extra": "{"}, "metadata's extra is not JSON"),
+    ({"config": "{"}, "architecture config is not valid JSON"),
+])
+def test_bad_metadata_is_a_weights_error_naming_the_file(tmp_path, metadata, message):
+    """These once ended in a JSONDecodeError or ValueError traceback (resume and export)."""
+    model, optimizer, _, _ = _fresh_run(0)
+    first = save_checkpoint(tmp_path, 1, model, optimizer)
+    second = save_checkpoint(tmp_path, 2, model, optimizer)
+    _rewritten(second, metadata=metadata)
+    for load in (lambda: load_checkpoint(second, model, optimizer),
+                 lambda: checkpoint.load_weights(second)):
+        with pytest.raises(WeightsError, match=f"^'{second}': .*{message}"):
+            load()
+    assert latest_checkpoint(tmp_path) == first  # skipped, with a warning
+
+
+def test_metadata_that_does_not_describe_the_tensors_is_a_weights_error(tmp_path):
+    model, optimizer, _, _ = _fresh_run(0)
+    path = save_checkpoint(tmp_path, 1, model, optimizer)
+    _rewritten(path, metadata={"structure": '{"model": {"tensor": "model.nowhere"}, '
+                                            '"optimizer": {"value": null}, "ema": null, '
+                                            '"rng": {"value": null}}'})
+    with pytest.raises(WeightsError, match="does not describe its tensors"):
+        load_checkpoint(path, model, optimizer)
+
+
+def test_resuming_from_non_finite_weights_is_refused_naming_a_tensor(tmp_path):
+    model, optimizer, _, _ = _fresh_run(0)
+    path = save_checkpoint(tmp_path, 1, model, optimizer)
+    name = next(key for key in model.state_dict() if model.state_dict()[key].is_floating_point())
+    poisoned = model.state_dict()[name].clone().fill_(float("nan"))
+    _rewritten(path, tensors={f"model.{name}": poisoned})
+    fresh, fresh_optimizer, _, _ = _fresh_run(1)
+    before = {key: value.clone() for key, value in fresh.state_dict().items()}
+    with pytest.raises(WeightsError, match=f"1 tensor\\(s\\) holding NaN or infinity, e.g. "
+                                           f"'model.{name}'.*earlier checkpoint"):
+        load_checkpoint(path, fresh, fresh_optimizer)
+    assert all(torch.equal(before[key], value) for key, value in fresh.state_dict().items())
+
+
+def test_latest_skips_a_fifo_named_like_a_checkpoint_without_blocking(tmp_path, caplog):
+    """`safe_open` on a FIFO blocks until something writes into it: forever."""
+    model, optimizer, _, _ = _fresh_run(0)
+    first = save_checkpoint(tmp_path, 1, model, optimizer)
+    os.mkfifo(tmp_path / "step-000002.safetensors")
+    assert latest_checkpoint(tmp_path) == first
+    assert "step-000002.safetensors' is not a regular file" in caplog.text
+    for read in (checkpoint.load_weights, checkpoint.holds_ema, checkpoint.load_trained):
+        with pytest.raises(WeightsError, match="not a regular file"):  # export, --init
+            read(tmp_path / "step-000002.safetensors")

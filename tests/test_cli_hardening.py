@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from sddr_core.cli.main import main
+from sddr_core.errors import InputError
 from sddr_core.files import depth_io
 from sddr_core.files.depth_io import read_depth
 from sddr_core.inference.refiner import Refiner
@@ -140,13 +142,59 @@ def test_a_fifo_as_input_is_refused_without_blocking(weights, pair, tmp_path, ca
     assert "not a regular file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("hard_link", [False, True])
 @pytest.mark.parametrize("option", ["--low", "--high"])
-def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, option):
+def test_output_that_is_an_input_is_refused(weights, pair, tmp_path, capsys, option,
+                                            hard_link):
     target = Path(pair[0] if option == "--low" else pair[1])
     before = target.read_bytes()
-    assert run_pair(weights, pair, target) == 2
-    assert f"is the {option} input" in capsys.readouterr().err
+    out = target
+    if hard_link:  # another name of the same file: `-o` names it, not the input
+        out = tmp_path / f"link{target.suffix}"
+        out.hardlink_to(target)
+    assert run_pair(weights, pair, out) == 2
+    assert f"output '{out}' is the {option} input itself" in capsys.readouterr().err
     assert target.read_bytes() == before
+
+
+def _bomb_png(path: Path, side: int) -> None:
+    """A valid side×side 8-bit gray PNG of zeros: a few hundred kB that decode to side² bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    packer, row = zlib.compressobj(9), bytes(side + 1)  # filter byte 0, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side,
+                                                                           8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(weights, tmp_path, suffix):
+    """A 16000×16000 PNG of 250 kB: a raw allocation error after 78 s before the pixel budget
+    (PNG: checked from its header; JPEG: by OpenCV, with the budget sddr gives it). A real
+    `sddr` process, so OpenCV is loaded as it is for users."""
+    bomb = tmp_path / f"bomb{suffix}"
+    if suffix == ".png":
+        _bomb_png(bomb, 16000)
+    else:
+        cv2.imwrite(str(bomb), np.zeros((12000, 12000), np.uint8))
+    assert bomb.stat().st_size < 3_000_000
+    command = [sys.executable, "-m", "sddr_core.cli.main", "refine", "--low", str(bomb),
+               "--high", str(bomb), "-o", str(tmp_path / "out.png"), "--weights", weights]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "OPENCV_IO_MAX_IMAGE_PIXELS"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"sddr: error: cannot read depth map '{bomb}': it has more than 134,217,728 pixels, "
+        "the most sddr reads (it would exhaust memory); scale it down first")
+    assert time.monotonic() - started < 60
 
 
 # -------------------------------------------------------------------- failures while writing
@@ -242,6 +290,64 @@ def test_a_signal_just_after_the_temporary_file_is_created_leaves_nothing(tmp_pa
     monkeypatch.setattr(os, "close", interrupted)
     with pytest.raises(KeyboardInterrupt), atomic.atomic_output(tmp_path / "out.npy"):
         pass
+    assert files(tmp_path) == []
+
+
+def _user_namespaces_work() -> bool:
+    try:
+        return subprocess.run(["unshare", "--map-root-user", "--mount", "true"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _user_namespaces_work(),
+                    reason="needs `unshare` and user namespaces to mount a read-only folder")
+@pytest.mark.parametrize("output", ["out.png", "new/out.npy"])
+def test_a_read_only_file_system_names_the_output_not_a_temporary_file(
+        weights, pair, tmp_path, output):
+    """A real read-only mount (a tmpfs remounted ro, in a user and mount namespace, so it
+    fails even for root): the failed temporary file's removal once raised EROFS itself and
+    the user read about '.out.tmp-1a2b3c4d.png' instead of their output."""
+    low, high, _ = pair
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    out = folder / output
+    script = ('mount -t tmpfs none "$1" && mount -o remount,ro "$1" && shift && '
+              'exec "$@"')
+    command = ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(folder),
+               sys.executable, "-m", "sddr_core.cli.main", "refine", "--low", str(low),
+               "--high", str(high), "-o", str(out), "--weights", weights, "--device", "cpu"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == {
+        "out.png": f"sddr: error: cannot write output file '{out}': Read-only file system",
+        "new/out.npy": f"sddr: error: cannot create output folder '{out.parent}' for "
+                       f"'{out}': Read-only file system",
+    }[output]
+
+
+def test_a_failed_cleanup_does_not_hide_the_write_error(tmp_path, monkeypatch):
+    """The same read-only file system without namespaces: creating the temporary file and
+    removing it both fail with EROFS."""
+    from sddr_core.files import atomic
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    message = f"^cannot write output file '{tmp_path / 'o.npy'}': Read-only file system$"
+    with pytest.raises(InputError, match=message), atomic.atomic_output(tmp_path / "o.npy"):
+        pytest.fail("the block ran without a temporary file")
+
+
+def test_a_nul_in_the_output_name_is_an_input_error(tmp_path):
+    from sddr_core.files import atomic
+
+    with pytest.raises(InputError, match="its name holds a NUL character"), \
+            atomic.atomic_output(tmp_path / "sddr\0depth.png"):
+        pytest.fail("the block ran")
     assert files(tmp_path) == []
 
 

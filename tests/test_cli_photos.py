@@ -3,6 +3,9 @@ predictor (no download)."""
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -194,3 +197,41 @@ def test_bench_two_stage_reports_passes_and_ratio(weights, capsys):
     assert report["two_stage_seconds"] > 0 and report["one_stage_seconds"] > 0
     assert report["ratio_two_to_one"] == pytest.approx(
         report["two_stage_seconds"] / report["one_stage_seconds"])
+
+
+def test_a_truncated_photo_is_skipped_and_the_rest_of_the_folder_written(tmp_path):
+    """A real `sddr` process with a tiny Depth Anything from an offline cache: the truncated
+    PNG passes the up-front check (its first bytes are a PNG's) and once stopped the batch."""
+    pytest.importorskip("transformers")
+    from tests.test_blender_backend import PREDICTOR, make_backend_fixtures
+
+    backend = make_backend_fixtures(tmp_path)
+    good = Path(backend["photo"]).read_bytes()
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    for name, data in (("a.png", good), ("b.png", good[: len(good) // 2]), ("c.png", good)):
+        (folder / name).write_bytes(data)
+    environment = {**os.environ, "HF_HUB_CACHE": backend["hf_cache"], "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sddr_core.cli.main", "refine", str(folder), "-o", str(out),
+         "--weights", backend["weights"], "--predictor", PREDICTOR, "--device", "cpu"],
+        cwd=Path(__file__).resolve().parents[1], env=environment, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert f"sddr: error: skipped '{folder / 'b.png'}': cannot read image" in result.stderr
+    assert result.stderr.splitlines()[-1] == (f"sddr: error: 1 of 3 photos failed "
+                                              f"('{folder / 'b.png'}'); the others were written")
+
+
+def test_a_batch_whose_every_photo_fails_exits_2_naming_ten_of_them(weights, predictor, photos,
+                                                                     tmp_path, capsys):
+    good = (photos / "a.png").read_bytes()
+    for index in range(12):
+        (photos / f"t{index:02}.png").write_bytes(good[:100])
+    (photos / "a.png").write_bytes(good[:100])
+    (photos / "b.jpg").write_bytes((photos / "b.jpg").read_bytes()[:100])
+    assert refine(weights, str(photos), "-o", str(tmp_path / "out")) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("sddr: error: 14 of 14 photos failed ('")
+    assert last.count(".png'") + last.count(".jpg'") == 10 and last.endswith(" and 4 more)")

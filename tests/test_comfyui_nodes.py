@@ -346,6 +346,37 @@ def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, 
     assert not list((tmp_path / "output" / "sddr").glob(".*tmp*"))
 
 
+@pytest.mark.parametrize("fmt, holes, message", [
+    ("png16", "all", "frame 1 has no finite value"),
+    ("exr", "all", "frame 1 has no finite value"),
+    ("npy", "all", "frame 1 has no finite value"),
+    ("png16", "some", "frame 1 has 12 NaN or infinite value.*16-bit PNG cannot store"),
+])
+@pytest.mark.parametrize("scaling", ["as is", "per frame", "whole batch"])
+def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, holes, message,
+                                                         scaling):
+    """An all-NaN depth once became an all-zero PNG (NaN cast to 0 before any check)."""
+    depth = torch.rand(2, 24, 32, 3)
+    if holes == "all":
+        depth[1] = float("nan")
+    else:
+        depth[1, :3, :2] = float("nan")
+        depth[1, 5, :6] = float("inf")
+    with pytest.raises(InputError, match=message):
+        nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt, scaling)
+    assert not (tmp_path / "output" / "sddr").exists() or not any(
+        (tmp_path / "output" / "sddr").iterdir())  # not even frame 0: nothing is written
+
+
+@pytest.mark.parametrize("fmt", ["exr", "npy"])
+def test_save_depth_keeps_nan_holes_in_float_formats(comfy, tmp_path, fmt):
+    depth = torch.rand(1, 24, 32, 1).expand(-1, -1, -1, 3).clone()
+    depth[0, :3, :2] = float("nan")
+    nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt, "as is")
+    (written,) = (tmp_path / "output" / "sddr").glob(f"holes_*.{nodes.SAVE_FORMATS[fmt]}")
+    np.testing.assert_array_equal(read_depth(written), depth[0, ..., 0].numpy())
+
+
 def test_each_save_format_counts_on_its_own(comfy, tmp_path):
     depth = torch.rand(1, 24, 32, 3).mean(dim=-1, keepdim=True).expand(-1, -1, -1, 3)
     for fmt in ("png16", "exr", "png16", "npy"):

@@ -349,11 +349,16 @@ def test_cli_eval_negative_seed_is_refused(folder, tmp_path, capsys):
     assert "--seed" in capsys.readouterr().err
 
 
-def test_cli_eval_zero_resolution_is_refused(folder, tmp_path, capsys):
+@pytest.mark.parametrize("option, value", [("--low-resolution", "0"),
+                                           ("--low-resolution", "100000"),
+                                           ("--high-resolution", "16385")])
+def test_cli_eval_resolution_out_of_range_is_refused(folder, tmp_path, capsys, option, value):
+    """100000 once asked the allocator for 26 GiB (a raw traceback)."""
     out = tmp_path / "out"
     assert main(["eval", "--dataset", "folder", str(folder), "-o", str(out), "--methods", "low",
-                 "--no-figures", "--limit", "1", "--low-resolution", "0"]) == 2
-    assert "--low-resolution" in capsys.readouterr().err
+                 "--no-figures", "--limit", "1", option, value]) == 2
+    assert (f"sddr: error: {option} {value}: must be from 8 to 16384 pixels"
+            in capsys.readouterr().err)
 
 
 def test_cli_eval_missing_dataset_names_the_path(tmp_path, capsys):

@@ -130,6 +130,26 @@ def test_smoke_config_loads() -> None:
     ("schedule: {phase1_steps: 0, phase2_steps: 0}", "schedule.phase2_steps", "≥ 1"),
     ("checkpoint: {keep: 0}", "checkpoint.keep", "must be ≥ 1"),
     ("validation: {seed: 1999, scenes: 2}", "validation.seed", "outside the training seeds"),
+    # Values that once ended in a raw traceback or never ended: each has an upper bound.
+    ("seed: 1000000000000000000000000", "seed", "at most 4294967295"),
+    ("data: {seed: 4294967296}", "data.seed", "at most 4294967295"),
+    ("validation: {seed: 4294967296}", "validation.seed", "at most 4294967295"),
+    ("data: {degradation: {edge_blur: [0, 0]}}", "data.degradation.edge_blur", "> 0"),
+    ("data: {degradation: {edge_blur: [1, 1000]}}", "data.degradation.edge_blur", "at most 64"),
+    ("data: {degradation: {high_resolution: [768, 100000]}}",
+     "data.degradation.high_resolution", "at most 8192"),
+    ("losses: {options: {fusion_levels: [7]}}", "losses.options.fusion_levels",
+     "levels below 6, the network's Ω levels"),
+    ("losses: {options: {fusion_levels: [0, 6]}}", "losses.options.fusion_levels", "below 6"),
+    ("data: {scene_height: 50000}", "data.scene_height", "at most 4096"),
+    ("data: {scenes: 100000000}", "data.scenes", "at most 100000"),
+    ("data: {batch_size: 1000000000}", "data.batch_size", "at most 1024"),
+    ("data: {workers: 100000}", "data.workers", "at most 256"),
+    ("schedule: {label_steps: 50}", "schedule.label_steps", "at most 8"),
+    ("schedule: {label_scenes: 1000000000}", "schedule.label_scenes", "at most 100000"),
+    ("schedule: {phase2_steps: 100000000000}", "schedule.phase2_steps", "at most 10000000"),
+    ("losses: {options: {regions: 100000}}", "losses.options.regions", "at most 64"),
+    ("validation: {scenes: 1000000000}", "validation.scenes", "at most 100000"),
 ])
 def test_bad_value_names_its_key(text: str, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -151,6 +171,17 @@ def test_bad_file_fails_as_a_whole(text: str, words: str) -> None:
     with pytest.raises(InputError, match="^bad.yaml: ") as caught:
         parse_config(text, source="bad.yaml")
     assert words in str(caught.value)
+
+
+def test_an_alias_bomb_is_refused_with_a_short_message() -> None:
+    """308 bytes of YAML whose value prints as 351 MB: the error once repeated all of it."""
+    anchors = ['&a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefg", "bcdefgh", strict=True):
+        anchors.append(f"&{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    with pytest.raises(ConfigError) as caught:
+        parse_config("data: {folder: [" + ", ".join(anchors) + "]}\n", source="bomb.yaml")
+    assert str(caught.value).startswith("bomb.yaml: data.folder: expected a string, got [[")
+    assert len(str(caught.value)) < 1000
 
 
 def test_unreadable_file_names_the_path(tmp_path: Path) -> None:

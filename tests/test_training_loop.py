@@ -17,6 +17,7 @@ import yaml
 from safetensors import safe_open
 
 from sddr_core.files.depth_io import write_depth
+from tests.test_cli_hardening import _user_namespaces_work
 from training.checkpoint import latest_checkpoint, load_weights
 from training.config import parse_config
 
@@ -187,6 +188,99 @@ def test_a_bad_config_fails_before_anything_starts(tmp_path, cache):
     result = _run(_command(config, tmp_path / "run"), check=False)
     assert result.returncode == 2 and "optim.lr" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_out_that_is_a_file_is_one_error_line(tmp_path, cache):
+    """It was a FileExistsError traceback from mkdir."""
+    (tmp_path / "notes").write_text("mine")
+    result = _run(_command(_config(tmp_path, cache), tmp_path / "notes"), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (f"error: --out {tmp_path / 'notes'}: is a "
+                                                      "file; give a folder for the run")
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+@pytest.mark.skipif(not _user_namespaces_work(),
+                    reason="needs `unshare` and user namespaces to mount a read-only folder")
+@pytest.mark.parametrize("out, message", [
+    ("run", "cannot write output file '{out}/config.yaml': Read-only file system"),
+    ("new/run", "--out {out}: cannot create the run folder: Read-only file system"),
+])
+def test_out_in_a_read_only_folder_is_one_error_line(tmp_path, cache, out, message):
+    """A tmpfs remounted read-only in a user and mount namespace (so it fails for root too):
+    mkdir's OSError was a traceback, and a failed config write named a temporary file."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    script = ('mount -t tmpfs none "$1" && mkdir "$1/run" && mount -o remount,ro "$1" && '
+              'shift && exec "$@"')
+    command = ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(folder),
+               *_command(_config(tmp_path, cache), folder / out)]
+    result = _run(command, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: " + message.format(out=folder / out)
+
+
+def test_a_loss_that_is_no_longer_finite_is_one_error_line(tmp_path, cache):
+    """A learning rate of 1e30 makes step 1's loss NaN: the message was good but came with a
+    FloatingPointError traceback."""
+    result = _run(_command(_config(tmp_path, cache, optim__lr=1e30), tmp_path / "run"),
+                  check=False)
+    assert result.returncode == 2
+    assert "error: step 1: the loss is nan; lower optim.lr or check the data" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resuming_from_a_checkpoint_with_nan_weights_is_refused(tmp_path, cache, finished):
+    from safetensors.torch import save_file
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    last = latest_checkpoint(copy)
+    with safe_open(str(last), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    name = next(key for key in tensors if key.startswith("model.") and
+                tensors[key].is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, str(last), metadata=metadata)
+    result = _run(_command(_config(tmp_path, cache), copy, "--resume"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: '{last}' has 1 tensor(s) holding NaN or infinity" in result.stderr
+
+
+def test_a_truncated_only_checkpoint_is_named_and_sigterm_ends_the_run_cleanly(
+        tmp_path, cache, finished):
+    """--resume once restarted from step 0 without a word when its only checkpoint was
+    truncated; and training had no SIGTERM handler (a save in progress left its temporary
+    file, and the process ended without a message)."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    *earlier, last = sorted(copy.glob("step-*.safetensors"))
+    for path in earlier:
+        path.unlink()
+    last.write_bytes(last.read_bytes()[:-100])
+    starts = sum(r.get("event") == "start" for r in _log(copy))
+    process = subprocess.Popen(_command(_config(tmp_path, cache), copy, "--resume"), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stderr:  # the warning comes before the first step
+        seen.append(line)
+        if "starting from step 0" in line:
+            break
+    else:
+        pytest.fail("no warning before the run ended:\n" + "".join(seen))
+    warnings = "".join(seen)
+    assert f"skipping checkpoint '{last}' is not a readable safetensors file" in warnings
+    assert f"--resume: {copy} holds no complete checkpoint; starting from step 0" in warnings
+    deadline = time.monotonic() + 300
+    while sum(r.get("event") == "start" for r in _log(copy)) == starts:
+        assert process.poll() is None and time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM, rest
+    assert rest.strip().splitlines()[-1] == "terminated (SIGTERM); resume with --resume"
+    assert not list(copy.glob(".*tmp*")), "a temporary file was left"
 
 
 def test_bad_folder_samples_are_logged_counted_and_skipped(tmp_path, cache):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +133,27 @@ def test_failed_save_leaves_old_file_untouched(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
 
 
+def test_a_real_write_failure_is_an_input_error_naming_the_file(tmp_path):
+    """A file-size limit makes safetensors' own writer fail as a full disk does: it raised
+    SafetensorError, which is no OSError, so `export -o` on a full disk gave a traceback."""
+    script = ("import resource, sys\n"
+              "from sddr_core.network.model import RefinementNetwork\n"
+              "from sddr_core.files.weights import save_network\n"
+              "from tests.tiny import TINY\n"
+              "network = RefinementNetwork(TINY)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "try:\n"
+              "    save_network(network, sys.argv[1])\n"
+              "except Exception as e:\n"
+              "    print(type(e).__name__, e)\n")
+    out = tmp_path / "weights.safetensors"
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.startswith(f"InputError cannot write output file '{out}': "
+                                    "safetensors: "), result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_of_unsaveable_network_leaves_old_file_untouched(tmp_path):
     """safetensors refuses tensors that share memory: the real writer fails part-way."""
     path = tmp_path / "model.safetensors"
@@ -163,6 +188,13 @@ def test_missing_file(tmp_path):
 
 def test_folder(tmp_path):
     _assert_weights_error(tmp_path, str(tmp_path), "folder")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    """`safe_open` on a FIFO waits for a writer: forever."""
+    fifo = tmp_path / "weights.safetensors"
+    os.mkfifo(fifo)
+    _assert_weights_error(fifo, str(fifo), "not a regular file")
 
 
 def test_random_bytes(tmp_path):
@@ -252,6 +284,36 @@ def test_config_with_invalid_values(saved, tmp_path):
     path = _resave_with_config(saved[1], tmp_path / "invalid.safetensors",
                                _tiny_fields_with(stem_channels=[4, 8]))
     _assert_weights_error(path, str(path), "invalid")
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"depths": [1, 1, 1, 100000]}, "'depths': must be 4 integers from 0 to 64, got (1, 1, 1, "),
+    ({"embed_dims": [32, 64, 160, 1 << 20], "num_heads": [1, 1, 1, 1]},
+     "'embed_dims': must be 4 integers from 1 to 1024"),
+    ({"cross_attention_layers": 10**6}, "'cross_attention_layers': must be an integer from 0 "
+                                        "to 64"),
+    ({"mlp_ratio": 4096}, "'mlp_ratio': must be an integer from 1 to 16"),
+    ({"depths": [1] * 10**5}, "got (1, 1, 1, 1, 1, 1, ...)"),
+])
+def test_a_config_beyond_any_real_network_is_refused_at_once(saved, tmp_path, changes, words):
+    """A weights file's config is built before its tensors are compared: 100,000 blocks once
+    hung, a 16 TB network failed in the allocator."""
+    path = _resave_with_config(saved[1], tmp_path / "huge.safetensors",
+                               _tiny_fields_with(**changes))
+    error = _assert_weights_error(path, str(path), words)
+    assert len(str(error)) < 400
+
+
+def test_a_network_the_allocator_refuses_is_a_weights_error(saved, tmp_path, monkeypatch):
+    """Within the limits a network may still not fit this machine: the allocator's
+    RuntimeError (simulated; a real one needs that much memory) names the file."""
+    def refused(config):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: not "
+                           "enough memory: you tried to allocate 17592186044416 bytes.")
+
+    monkeypatch.setattr(weights_module, "RefinementNetwork", refused)
+    _assert_weights_error(saved[1], str(saved[1]), "asks for more memory than there is",
+                          "17592186044416 bytes")
 
 
 def _resave(good, path, tensors=None, **metadata):

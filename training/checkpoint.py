@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import random
 import re
@@ -34,6 +35,8 @@ from sddr_core.errors import WeightsError
 from sddr_core.files.atomic import atomic_output
 from sddr_core.files.weights import load_network, load_state
 from sddr_core.network import NetworkConfig, RefinementNetwork
+
+log = logging.getLogger("training")
 
 FORMAT = "sddr-training-checkpoint"
 FORMAT_VERSION = "1"
@@ -112,12 +115,14 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The checkpoint of the highest step in `run_dir` that is complete, or None.
 
     Temporary files are ignored; a truncated or corrupt file (its safetensors header does not
-    match its size, or its metadata is not a checkpoint's) is skipped for the one before it.
+    match its size, or its metadata is not a checkpoint's) is skipped for the one before it,
+    with a warning that names it and says why.
     """
     for _, path in sorted(_checkpoints(Path(run_dir)), reverse=True):
         try:
             _read_metadata(path)
-        except WeightsError:
+        except WeightsError as error:
+            log.warning("skipping checkpoint %s", error)
             continue
         return path
     return None
@@ -139,23 +144,32 @@ def load_checkpoint(
     another architecture than `model.config` (naming the fields that differ).
     """
     path = Path(path)
-    metadata = _read_metadata(path)
-    saved = NetworkConfig.from_json(metadata["config"])
-    if saved != model.config:
+    saved = _read_metadata(path)
+    if saved.config != model.config:
         raise WeightsError(f"'{path}' was saved for another architecture: "
-                           + config_difference(saved, model.config))
+                           + config_difference(saved.config, model.config))
     with safe_open(str(path), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    structure = json.loads(metadata["structure"])
-    model.load_state_dict(_decode(structure["model"], tensors))
-    if optimizer is not None:
-        optimizer.load_state_dict(_decode(structure["optimizer"], tensors))
-    if ema is not None:
-        if structure["ema"] is None:
-            raise WeightsError(f"'{path}' holds no EMA weights, but an EMA model was given")
-        ema.load_state_dict(_decode(structure["ema"], tensors))
-    restore_rng(_decode(structure["rng"], tensors), generators)
-    return Resumed(int(metadata["step"]), json.loads(metadata["extra"]), path)
+    not_finite = [key for key, tensor in tensors.items()
+                  if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if not_finite:
+        raise WeightsError(f"'{path}' has {len(not_finite)} tensor(s) holding NaN or infinity, "
+                           f"e.g. {not_finite[0]!r}: the run had diverged when it was saved; "
+                           "resume from an earlier checkpoint (move this one out of the folder)")
+    structure = saved.structure
+    if ema is not None and structure["ema"] is None:
+        raise WeightsError(f"'{path}' holds no EMA weights, but an EMA model was given")
+    try:
+        model.load_state_dict(_decode(structure["model"], tensors))
+        if optimizer is not None:
+            optimizer.load_state_dict(_decode(structure["optimizer"], tensors))
+        if ema is not None:
+            ema.load_state_dict(_decode(structure["ema"], tensors))
+        restore_rng(_decode(structure["rng"], tensors), generators)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"'{path}': its metadata does not describe its tensors ({error})"
+                           ) from None
+    return Resumed(saved.step, saved.extra, path)
 
 
 def load_weights(path: str | os.PathLike, which: Literal["model", "ema"] = "model"
@@ -169,16 +183,20 @@ def load_weights(path: str | os.PathLike, which: Literal["model", "ema"] = "mode
     keep, or weights that are not finite.
     """
     path = Path(path)
-    metadata = _read_metadata(path)
-    structure = json.loads(metadata["structure"])
+    saved = _read_metadata(path)
+    structure = saved.structure
     if structure[which] is None:
         raise WeightsError(f"'{path}' holds no EMA weights (its run kept none, optim.ema = 0); "
                            "take its model weights instead")
     with safe_open(str(path), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()  # noqa: SIM118 (safe_open is not a dict)
                    if key.startswith(f"{which}.")}
-    state = _decode(structure[which], tensors)
-    network = RefinementNetwork(NetworkConfig.from_json(metadata["config"]))
+    try:
+        state = _decode(structure[which], tensors)
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise WeightsError(f"'{path}': its metadata does not describe its tensors ({error})"
+                           ) from None
+    network = RefinementNetwork(saved.config)
     load_state(network, {key.removeprefix("module."): value for key, value in state.items()
                          if key != "n_averaged"}, path)
     return network.eval()
@@ -197,7 +215,7 @@ def load_trained(reference: str | os.PathLike) -> RefinementNetwork:
 def holds_ema(path: str | os.PathLike) -> bool:
     """Whether a checkpoint holds EMA weights (`WeightsError` if it is not a checkpoint)."""
     path = Path(path)
-    return json.loads(_read_metadata(path)["structure"])["ema"] is not None
+    return _read_metadata(path).structure["ema"] is not None
 
 
 def capture_rng(generators: Generators | None = None) -> dict[str, Any]:
@@ -317,8 +335,21 @@ def _prune(run_dir: Path, step: int, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def _read_metadata(path: Path) -> dict[str, str]:
-    """The metadata of a complete checkpoint file; `WeightsError` for anything else."""
+@dataclass(frozen=True)
+class _Metadata:
+    """A checkpoint's metadata, checked and parsed."""
+
+    step: int
+    config: NetworkConfig
+    structure: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def _read_metadata(path: Path) -> _Metadata:
+    """The metadata of a complete checkpoint file; `WeightsError` for anything else (a FIFO
+    named like a checkpoint is refused before it is opened: reading it would block)."""
+    if not path.is_file():
+        raise WeightsError(f"'{path}' is not a regular file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -331,7 +362,26 @@ def _read_metadata(path: Path) -> dict[str, str]:
         raise WeightsError(f"'{path}' has checkpoint format version "
                            f"{metadata.get('format_version')!r}; this version reads "
                            f"{FORMAT_VERSION!r}")
-    return metadata
+    step = metadata.get("step", "")
+    if not (step.isascii() and step.isdigit()):
+        raise WeightsError(f"'{path}': its metadata's step {step[:40]!r} is not a whole number")
+    try:
+        config = NetworkConfig.from_json(metadata.get("config", ""))
+    except WeightsError as error:
+        raise WeightsError(f"'{path}': {error}") from None
+    parsed = {}
+    for name in ("structure", "extra"):
+        try:
+            parsed[name] = json.loads(metadata.get(name, ""))
+        except json.JSONDecodeError as error:
+            raise WeightsError(f"'{path}': its metadata's {name} is not JSON ({error})"
+                               ) from None
+        if not isinstance(parsed[name], dict):
+            raise WeightsError(f"'{path}': its metadata's {name} is not a JSON object")
+    missing = {"model", "optimizer", "ema", "rng"} - set(parsed["structure"])
+    if missing:
+        raise WeightsError(f"'{path}': its metadata's structure lacks {sorted(missing)}")
+    return _Metadata(int(step), config, parsed["structure"], parsed["extra"])
 
 
 def config_difference(saved: NetworkConfig, current: NetworkConfig) -> str:

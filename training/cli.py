@@ -1,17 +1,20 @@
 """Command line of the training program: `python -m training train|export …`.
 
 Run from the repository root, in one process or under `torchrun` (each process runs the same
-command). Errors a user can fix (a bad config, a run folder in use, a bad checkpoint) print
-one line naming the problem and exit with status 2.
+command). Errors a user can fix (a bad config, a run folder in use, a bad checkpoint, a full
+disk, a loss that stopped being finite) print one line naming the problem and exit with
+status 2; Ctrl-C exits with 130 and SIGTERM with 143, both leaving the last checkpoint whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
+from sddr_core.cli.terminate import Terminated, sigterm_raises
 from sddr_core.errors import SddrError
 from training import export
 from training.ablation import ROWS as ABLATION_ROWS
@@ -56,13 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.run(args)
-    except SddrError as error:
+        with sigterm_raises():
+            return args.run(args)
+    except (SddrError, OSError) as error:  # OSError: the environment (a disk, a device)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM); resume with --resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -23,12 +23,33 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from sddr_core.errors import InputError
+from sddr_core.errors import InputError, shown
 from sddr_core.files.atomic import atomic_output
-from sddr_core.inference.windows import STEPS
+from sddr_core.inference.windows import MAX_STEPS, STEPS, passes
 from sddr_core.network import PRESETS, NetworkConfig
 from sddr_core.predictors.huggingface import PREDICTORS
 from training.losses import LossOptions, LossWeights
+
+MAX_SEED = 2**32 - 1
+"""Largest seed: what NumPy's legacy generator takes (torch takes 2⁶⁴ − 1 and overflowed on
+larger ones)."""
+MAX_SCENES = 100_000
+"""Most procedural scenes (and label scenes): 50 times the default, about 1 TB of cache at
+1024×1536."""
+MAX_SCENE_SIDE = 4096
+"""Largest scene side, and so crop: 4K; a 50000-row scene asked 27.9 GiB before failing."""
+MAX_RESOLUTION = 8192
+"""Largest simulated prediction (long side, pixels): twice the largest scene side."""
+MAX_BATCH = 1024
+"""Largest global batch: 64 times gpu.yaml's 16."""
+MAX_WORKERS = 256
+"""Most cache-building processes."""
+MAX_STEPS_PER_PHASE = 10_000_000
+"""Most optimiser steps per phase: a thousand times the paper's 10,000."""
+MAX_EDGE_BLUR = 64.0
+"""Largest σ of the simulated edge blur, in predictor pixels (the default range tops at 6)."""
+MAX_REGIONS = 64
+"""Most k-means regions N_g of L_grad (the paper shows 4; 100,000 never finished)."""
 
 
 class ConfigError(InputError):
@@ -48,7 +69,7 @@ class ConfigError(InputError):
 def _require(ok: bool, key: str, expected: str, value: object) -> None:
     """Raise a `ConfigError` for `key` unless `ok`."""
     if not ok:
-        raise ConfigError(key, f"must be {expected}, got {value!r}")
+        raise ConfigError(key, f"must be {expected}, got {shown(value)}")
 
 
 def _ordered_range(key: str, value: tuple[float, float], lowest: float = 0.0) -> None:
@@ -128,6 +149,11 @@ class DegradationConfig:
     def __post_init__(self) -> None:
         for name in ("low_resolution", "high_resolution", "noise_scale", "edge_blur"):
             _ordered_range(name, getattr(self, name), lowest=1 if "resolution" in name else 0)
+        for name in ("low_resolution", "high_resolution"):
+            _require(getattr(self, name)[1] <= MAX_RESOLUTION, name,
+                     f"at most {MAX_RESOLUTION} pixels", getattr(self, name))
+        _require(self.edge_blur[0] > 0 and self.edge_blur[1] <= MAX_EDGE_BLUR, "edge_blur",
+                 f"> 0 (a blur's σ) and at most {MAX_EDGE_BLUR:g}", self.edge_blur)
         _require(self.low_resolution[1] <= self.high_resolution[1], "low_resolution",
                  "no higher than high_resolution", self.low_resolution)
         _require(self.edge_shift >= 0, "edge_shift", "≥ 0", self.edge_shift)
@@ -175,12 +201,16 @@ class DataConfig:
     degradation: DegradationConfig = DegradationConfig()
 
     def __post_init__(self) -> None:
-        for name in ("scenes", "scene_height", "scene_width", "batch_size", "crop"):
-            _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
-        _require(self.workers >= 0, "workers", "≥ 0", self.workers)
+        limits = {"scenes": MAX_SCENES, "scene_height": MAX_SCENE_SIDE,
+                  "scene_width": MAX_SCENE_SIDE, "batch_size": MAX_BATCH, "crop": MAX_SCENE_SIDE}
+        for name, limit in limits.items():
+            _require(1 <= getattr(self, name) <= limit, name, f"≥ 1 and at most {limit}",
+                     getattr(self, name))
+        _require(0 <= self.workers <= MAX_WORKERS, "workers", f"≥ 0 and at most {MAX_WORKERS}",
+                 self.workers)
         _require(self.predictor == "simulated" or self.predictor in PREDICTORS, "predictor",
                  f"'simulated' or one of {sorted(PREDICTORS)}", self.predictor)
-        _require(self.seed >= 0, "seed", "≥ 0", self.seed)
+        _require(0 <= self.seed <= MAX_SEED, "seed", f"≥ 0 and at most {MAX_SEED}", self.seed)
         _require(self.crop <= min(self.scene_height, self.scene_width), "crop",
                  "no larger than the scenes' sides", self.crop)
         _require(0 <= self.inversion <= 1, "inversion", "a probability in [0, 1]", self.inversion)
@@ -230,9 +260,14 @@ class ScheduleConfig:
     would cost more than the training)."""
 
     def __post_init__(self) -> None:
-        for name in ("phase1_steps", "phase2_steps", "label_steps"):
-            _require(getattr(self, name) >= 0, name, "≥ 0", getattr(self, name))
-        _require(self.label_scenes >= 1, "label_scenes", "≥ 1", self.label_scenes)
+        for name in ("phase1_steps", "phase2_steps"):
+            _require(0 <= getattr(self, name) <= MAX_STEPS_PER_PHASE, name,
+                     f"≥ 0 and at most {MAX_STEPS_PER_PHASE}", getattr(self, name))
+        _require(0 <= self.label_steps <= MAX_STEPS, "label_steps",
+                 f"≥ 0 and at most {MAX_STEPS} (S = {MAX_STEPS} is {passes(MAX_STEPS)} network "
+                 "passes per scene)", self.label_steps)
+        _require(1 <= self.label_scenes <= MAX_SCENES, "label_scenes",
+                 f"≥ 1 and at most {MAX_SCENES}", self.label_scenes)
         _require(self.phase1_steps + self.phase2_steps >= 1, "phase2_steps",
                  "≥ 1 when phase1_steps is 0", self.phase2_steps)
         _require(self.label_refresh >= 1, "label_refresh", "≥ 1", self.label_refresh)
@@ -249,7 +284,8 @@ class LossesConfig:
         for name in ("grad", "fusion", "aux"):
             value = getattr(self.weights, name)
             _require(value >= 0, f"weights.{name}", "≥ 0", value)
-        _require(self.options.regions >= 1, "options.regions", "≥ 1", self.options.regions)
+        _require(1 <= self.options.regions <= MAX_REGIONS, "options.regions",
+                 f"≥ 1 and at most {MAX_REGIONS}", self.options.regions)
         levels = self.options.fusion_levels
         _require(len(levels) >= 1 and min(levels) >= 0 and len(set(levels)) == len(levels),
                  "options.fusion_levels", "a non-empty list of distinct levels ≥ 0", levels)
@@ -284,7 +320,8 @@ class ValidationConfig:
     def __post_init__(self) -> None:
         for name in ("every", "scenes"):
             _require(getattr(self, name) >= 1, name, "≥ 1", getattr(self, name))
-        _require(self.seed >= 0, "seed", "≥ 0", self.seed)
+        _require(self.scenes <= MAX_SCENES, "scenes", f"at most {MAX_SCENES}", self.scenes)
+        _require(0 <= self.seed <= MAX_SEED, "seed", f"≥ 0 and at most {MAX_SEED}", self.seed)
 
 
 @dataclass(frozen=True)
@@ -316,7 +353,7 @@ class TrainConfig:
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:
-        _require(self.seed >= 0, "seed", "≥ 0", self.seed)
+        _require(0 <= self.seed <= MAX_SEED, "seed", f"≥ 0 and at most {MAX_SEED}", self.seed)
         train = range(self.data.seed, self.data.seed + self.data.scenes)
         held_out = range(self.validation.seed, self.validation.seed + self.validation.scenes)
         _require(train.stop <= held_out.start or held_out.stop <= train.start, "validation.seed",
@@ -325,6 +362,10 @@ class TrainConfig:
         stride = PRESETS[self.model.preset].stride
         _require(self.data.crop % stride == 0, "data.crop", f"a multiple of {stride}, the "
                  "network's stride (so crops need no padding)", self.data.crop)
+        levels = self.model.architecture().omega_levels
+        _require(max(self.losses.options.fusion_levels) < levels, "losses.options.fusion_levels",
+                 f"levels below {levels}, the network's Ω levels (0 is the finest)",
+                 self.losses.options.fusion_levels)
 
 
 class _Loader(yaml.SafeLoader):
@@ -340,7 +381,7 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"duplicate key {shown(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -388,7 +429,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, list) and items[1:] == (...,):
             items = items[:1] * len(value)
         if not isinstance(value, list) or len(value) != len(items):
-            raise ConfigError(key, f"expected {expected}, got {value!r}")
+            raise ConfigError(key, f"expected {expected}, got {shown(value)}")
         return tuple(_convert(item_hint, item, f"{key}[{i}]")
                      for i, (item_hint, item) in enumerate(zip(items, value, strict=True)))
     ok = {
@@ -406,14 +447,15 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             return hint(value)
     else:
         raise TypeError(f"{key}: config fields of type {hint!r} are not supported")
-    raise ConfigError(key, f"expected {_describe(hint)}, got {value!r}")
+    raise ConfigError(key, f"expected {_describe(hint)}, got {shown(value)}")
 
 
 def _build(cls: type, data: Any, key: str) -> Any:
     """An instance of the dataclass `cls` from a mapping, its fields converted recursively."""
     names = [spec.name for spec in dataclasses.fields(cls)]
     if not isinstance(data, dict):
-        raise ConfigError(key, f"expected a mapping with keys {', '.join(names)}; got {data!r}")
+        raise ConfigError(key, f"expected a mapping with keys {', '.join(names)}; "
+                               f"got {shown(data)}")
     for name in data:
         if name not in names:
             raise ConfigError(_join(key, str(name)),

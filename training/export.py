@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from sddr_core.errors import InputError, WeightsError
+from sddr_core.files.atomic import refuse_overwriting_inputs
 from sddr_core.files.weights import save_network
 from sddr_core.maps.normalise import network_inputs
 from sddr_core.network import NetworkConfig, RefinementNetwork
@@ -98,9 +99,7 @@ def export_checkpoint(
     if output.is_dir():
         raise InputError(f"output (-o) '{output}' is a folder; give the weights file's path, "
                          f"e.g. '{output / 'sddr.safetensors'}'")
-    if output.exists() and checkpoint.exists() and output.samefile(checkpoint):
-        raise InputError(f"output (-o) '{output}' is the checkpoint itself; exporting onto it "
-                         "would destroy it")
+    refuse_overwriting_inputs([output], {checkpoint: "checkpoint"})
     if weights is None:
         weights = "ema" if holds_ema(checkpoint) else "model"
     network = load_weights(checkpoint, weights)

@@ -32,7 +32,7 @@ from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from sddr_core.cli.progress import ProgressBar
-from sddr_core.errors import InputError, WeightsError
+from sddr_core.errors import InputError, SddrError, WeightsError
 from sddr_core.maps.normalise import network_inputs
 from sddr_core.network import NetworkConfig, RefinementNetwork
 from training.checkpoint import (
@@ -57,6 +57,10 @@ from training.losses import total_loss
 from training.validation import Validation
 
 log = logging.getLogger("training")
+
+
+class Diverged(SddrError):
+    """The loss stopped being finite: too high a learning rate, or bad data."""
 
 
 @dataclasses.dataclass
@@ -134,6 +138,9 @@ class _Run:
         torch.manual_seed(config.seed)
         architecture = config.model.architecture()
         checkpoint = latest_checkpoint(run_dir) if resume else None
+        if resume and checkpoint is None:
+            log.warning("--resume: %s holds no complete checkpoint; starting from step 0",
+                        run_dir)
         self.model = RefinementNetwork(architecture)
         if init is not None and checkpoint is None:
             self.model.load_state_dict(_initial_weights(init, architecture).state_dict())
@@ -198,10 +205,16 @@ class _Run:
     def _check_folder(self, resume: bool) -> None:
         """A new run needs a folder without checkpoints; the config is recorded in it."""
         if self.process.writer:
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise InputError(f"--out {self.run_dir}: is a file; give a folder for the run")
             if not resume and latest_checkpoint(self.run_dir) is not None:
                 raise InputError(f"--out {self.run_dir}: already holds a training run; pass "
                                  "--resume to continue it, or choose a new folder")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"--out {self.run_dir}: cannot create the run folder: "
+                                 f"{error.strerror or error}") from None
             dump(self.config, self.run_dir / "config.yaml")
 
     def _data(self) -> tuple[list[Path], list[Path]]:
@@ -279,8 +292,8 @@ class _Run:
                                  weights=self.config.losses.weights,
                                  options=self.config.losses.options)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {self.step}: the loss is {loss.item()}; lower "
-                                     "optim.lr or check the data")
+            raise Diverged(f"step {self.step}: the loss is {loss.item()}; lower optim.lr or "
+                           "check the data")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

@@ -2,7 +2,9 @@
 
 Every failure prints `sddr: error: …` and exits with status 2 (130 after Ctrl-C, 143 after
 SIGTERM); arguments are checked before any model loads, and outputs are written atomically, so
-an interrupted run leaves no partial file.
+an interrupted run leaves no partial file. A batch of photos goes on past a photo that fails
+(a truncated file): it is reported and skipped, and the run exits with status 1 when some
+photos failed, 2 when all did.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, SddrError
+from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import (
     FORMATS,
     check_image,
@@ -30,26 +33,22 @@ from ..files.depth_io import (
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
-from ..inference.windows import STEPS, passes
+from ..inference.windows import MAX_STEPS, STEPS, passes
 from ..network.config import PRESETS
+from .terminate import Terminated, sigterm_raises
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-MAX_STEPS = 8
-"""Two-stage steps S the CLI accepts: 285 network passes; the paper uses 3 (30 passes), and at
-S = 8 a 4K photo's windows (549×309 px) are already down to a predictor's training resolution."""
 MAX_OUT_SIDE = 16384
 """Largest `--out-size` side: a 16384² float32 map is 1 GiB, and larger ones exhaust memory
 only after the whole refinement has run."""
 MAX_BENCH_SIDE = 8192
 """Largest `bench --size`: the sample scene and its predictions at 8192² take about 4 GiB."""
+FAILED_NAMED = 10
+"""Failed photos a batch's closing line names; the others are counted (each was reported as
+it failed)."""
 THREADS_PER_CPU = 4
 """`--threads` above this many per CPU only slow torch down; tens of thousands crash OpenMP."""
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: raised where the program stands, so temporary files are removed on the
-    way out (a BaseException, like KeyboardInterrupt, so no `except Exception` swallows it)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     python_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest: f"sddr: warning: {message}\n"
-    python_sigterm = _handle_sigterm()
     try:
-        return args.run(args)
+        with sigterm_raises():
+            return args.run(args)
     except SddrError as err:
         return _fail(str(err), 2)
     except OSError as err:  # the environment failed (a download, a device): no traceback
@@ -74,25 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("terminated (SIGTERM); no partial output was left", 128 + signal.SIGTERM)
     finally:
         warnings.formatwarning = python_format
-        if python_sigterm is not None:
-            signal.signal(signal.SIGTERM, python_sigterm)
 
 
 def _fail(message: str, status: int) -> int:
     print(f"sddr: error: {message}", file=sys.stderr)
     return status
-
-
-def _handle_sigterm():
-    """Turn SIGTERM into `Terminated`; returns the previous handler (None off the main thread,
-    where Python cannot install one)."""
-    def terminate(signum, frame):
-        raise Terminated
-
-    try:
-        return signal.signal(signal.SIGTERM, terminate)
-    except ValueError:
-        return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -255,10 +240,7 @@ def _refine(args) -> int:
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
     fmt = check_output(args.output, args.format)
-    for option, given in (("--low", args.low), ("--high", args.high)):
-        if _same_file(args.output, given):
-            raise InputError(f"-o '{args.output}' is the {option} input; the result would "
-                             "overwrite it, so write it to another file")
+    refuse_overwriting_inputs([args.output], {args.low: "--low input", args.high: "--high input"})
     low, high = read_depth(args.low), read_depth(args.high)
     refiner = _load(args)
     refined = refiner.refine(low, high, out_size=args.out_size)
@@ -284,19 +266,38 @@ def _refine_images(args) -> int:
     refiner = _load(args)
     pipeline = DepthPipeline(refiner, load_predictor(args.predictor, device=refiner.device))
     total = passes(args.steps) if args.mode == "two-stage" else 1
+    failed = []
     for index, (photo, depth_path, edges_path) in enumerate(jobs, start=1):
-        image = read_image(photo)
-        bar = ProgressBar(f"[{index}/{len(photos)}] {photo.name}", total=total, unit="pass")
+        label = f"[{index}/{len(photos)}] {photo.name}"
         try:
-            if edges_path is not None:
-                depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
-                print(f"wrote {write_depth(edges_path, edges, 'png16')}")
-            else:
-                depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
-        finally:
-            bar.close()
-        print(f"wrote {write_depth(depth_path, depth, fmt)}")
-    return 0
+            _refine_photo(pipeline, args, photo, depth_path, edges_path, fmt,
+                          ProgressBar(label, total=total, unit="pass"))
+        except SddrError as err:  # one bad photo (a truncated file) must not stop the batch
+            print(f"sddr: error: skipped '{photo}': {err}", file=sys.stderr)
+            failed.append(photo)
+    if not failed:
+        return 0
+    named = ", ".join(f"'{photo}'" for photo in failed[:FAILED_NAMED])
+    more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
+    summary = f"{len(failed)} of {len(photos)} photos failed ({named}{more})"
+    if len(failed) == len(photos):
+        return _fail(summary, 2)
+    return _fail(f"{summary}; the others were written", 1)
+
+
+def _refine_photo(pipeline, args, photo: Path, depth_path: Path, edges_path: Path | None,
+                  fmt: str, bar) -> None:
+    """Refine one photo of a batch and write its depth (and edge) file."""
+    try:
+        image = read_image(photo)
+        if edges_path is not None:
+            depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
+            print(f"wrote {write_depth(edges_path, edges, 'png16')}")
+        else:
+            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
+    finally:
+        bar.close()
+    print(f"wrote {write_depth(depth_path, depth, fmt)}")
 
 
 def image_paths(arguments: list[str]) -> list[Path]:
@@ -339,25 +340,8 @@ def output_paths(photos: list[Path], out: Path, fmt: str,
                                  f"'{target}'; refine them into different folders")
             owners[target] = photo
         jobs.append((photo, depth, edge))
-    inputs = {_identity(photo): photo for photo in photos}
-    for target in owners:
-        photo = inputs.get(_identity(target)) if target.exists() else None
-        if photo is not None:
-            raise InputError(f"output '{target}' is the photo '{photo}' itself; choose "
-                             "another output folder")
+    refuse_overwriting_inputs(owners, dict.fromkeys(photos, "photo"))
     return jobs
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    status = path.stat()
-    return status.st_dev, status.st_ino
-
-
-def _same_file(path: str, other: str) -> bool:
-    try:
-        return os.path.samefile(path, other)
-    except OSError:  # either one missing: they cannot be the same file
-        return False
 
 
 def _demo(args) -> int:

@@ -47,6 +47,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return methods
 
 
+MAX_RESOLUTION = 16384
+"""Largest inference resolution (long side) asked for: a 16384-px prediction is already 1 GiB
+of float32, and 100,000 px asked for 26 GiB before failing in the allocator."""
 PAPER_RATIO = 448 / 1920
 """Low resolution (= r̂) over the image's long side, as in the paper's main setting: LeReS
 (r̂ 448) on 1920-px Middlebury 2021 (MiDaS: 384 / 1920 = 0.2)."""
@@ -98,8 +101,9 @@ def evaluate_dataset(
     if not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed {seed!r}: must be a non-negative integer")
     for name, value in (("low", low_resolution), ("high", high_resolution)):
-        if value is not None and value < 8:
-            raise InputError(f"--{name}-resolution {value}: must be at least 8 pixels")
+        if value is not None and not 8 <= value <= MAX_RESOLUTION:
+            raise InputError(f"--{name}-resolution {value}: must be from 8 to {MAX_RESOLUTION} "
+                             "pixels (the prediction's long side)")
     needing = [m for m in methods if m in REFINER_METHODS]
     if needing and refiner is None:
         raise InputError(f"method {needing[0]!r} needs a refiner (--weights)")

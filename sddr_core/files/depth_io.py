@@ -24,10 +24,19 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must precede the first EXR use in cv2
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**27))  # must precede cv2's load
 import cv2
 
 from ..errors import InputError
 from .atomic import atomic_output
+
+MAX_PIXELS = int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])
+"""Largest image read: 2²⁷ (134 megapixels: a 102-megapixel camera's photos fit) unless the
+environment sets OPENCV_IO_MAX_IMAGE_PIXELS. A 16000×16000 PNG of 250 kB (a decompression
+bomb) once decoded into 768 MB and failed in the allocator 78 s later. PNG sizes are checked
+here from the header; OpenCV refuses other formats beyond it before decoding them, when this
+module set the budget before cv2 loaded (`sddr_core` imports it first; a host that loaded
+cv2 earlier keeps OpenCV's own budget, 2³⁰ pixels)."""
 
 FORMATS = ("png16", "png8", "npy", "pfm", "exr", "tiff")
 
@@ -36,6 +45,7 @@ _WRITE_EXTS = {".png": "png16", ".npy": "npy", ".pfm": "pfm", ".exr": "exr",
 _EXT_FORMATS = {"png16": {".png"}, "png8": {".png"}, "npy": {".npy"}, "pfm": {".pfm"},
                 "exr": {".exr"}, "tiff": {".tif", ".tiff"}}
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the chunk every complete PNG ends with
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # then IHDR: length, "IHDR", width, height (big-endian)
 
 
 def suffix_for_format(fmt: str) -> str:
@@ -151,9 +161,17 @@ def _decode(p: Path, data: bytes, flags: int, what: str) -> np.ndarray:
     # libpng may decode a truncated PNG partially without an error: demand its final chunk.
     if p.suffix.lower() == ".png" and _PNG_IEND not in data:
         raise InputError(f"cannot read {what} '{p}': truncated or corrupt PNG (no IEND chunk)")
+    too_large = (f"cannot read {what} '{p}': it has more than {MAX_PIXELS:,} pixels, the most "
+                 "sddr reads (it would exhaust memory); scale it down first")
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR":
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if width * height > MAX_PIXELS:
+            raise InputError(too_large)
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):  # OpenCV's own budget, for other formats
+            raise InputError(too_large) from None
         raise InputError(f"cannot read {what} '{p}': OpenCV cannot decode it ({e})") from e
     if img is None:
         raise InputError(f"cannot read {what} '{p}': corrupt, truncated or not an image")

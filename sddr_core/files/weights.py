@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import WeightsError
@@ -45,7 +45,10 @@ def save_network(
     }
     path = Path(path)
     with atomic_output(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        try:
+            save_file(state, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # its word for a failed write (a full disk), not an
+            raise OSError(f"safetensors: {err}") from err  # OSError: atomic_output names path
     return path
 
 
@@ -73,7 +76,11 @@ def load_network(reference: str | os.PathLike) -> RefinementNetwork:
         config = NetworkConfig.from_json(metadata["config"])
     except WeightsError as err:
         raise WeightsError(f"'{path}': {err}") from None
-    network = RefinementNetwork(config)
+    try:
+        network = RefinementNetwork(config)
+    except (RuntimeError, MemoryError) as err:  # the allocator's refusal
+        raise WeightsError(f"'{path}': its architecture config asks for more memory than "
+                           f"there is ({str(err)[:200]})") from None
     load_state(network, state, path)
     return network
 
@@ -129,6 +136,8 @@ def resolve_weights(reference: str | os.PathLike) -> Path:
         )
     if path.is_dir():
         raise WeightsError(f"weights '{text}' is a folder, not a .safetensors file")
+    if not path.is_file():  # a FIFO would block safe_open forever
+        raise WeightsError(f"weights '{text}' is not a regular file (a FIFO, socket or device)")
     return path
 
 

@@ -14,6 +14,10 @@ import numpy as np
 
 STEPS = 3
 """S of the paper's two-stage inference (1 + 4 + 9 + 16 = 30 network passes)."""
+MAX_STEPS = 8
+"""The largest S a user may ask for (the CLI, the add-on, training's labels): 285 network
+passes; at S = 8 a 4K photo's windows (549×309 px) are already down to a predictor's training
+resolution."""
 OVERLAP = 0.25
 """Fraction of a window's side shared with its neighbour (the code uses 0.2–0.25)."""
 

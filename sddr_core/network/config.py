@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ..errors import InputError, WeightsError
+from ..errors import InputError, WeightsError, shown
 
 UPSAMPLE_MODES = ("bilinear", "bicubic")
 
@@ -64,6 +64,11 @@ class NetworkConfig:
             raise InputError(f"network config field {field!r}: {reason}")
 
     @property
+    def omega_levels(self) -> int:
+        """How many fusion maps Ω the decoder gives (`NetworkOutput.omegas`), finest first."""
+        return len(self.stem_channels) + len(self.embed_dims) - 1
+
+    @property
     def stride(self) -> int:
         """Total down-sampling of the encoder; working sizes are padded to a multiple of it."""
         return 128
@@ -99,8 +104,18 @@ class NetworkConfig:
             raise WeightsError(f"invalid architecture config: {err}") from None
 
 
-def _is_int(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+LIMITS = {"stem_channels": 1024, "embed_dims": 1024, "num_heads": 64, "depths": 64,
+          "sr_ratios": 64, "mlp_ratio": 16, "cross_attention_layers": 64,
+          "cross_attention_heads": 64, "correction_filter_radius": 256}
+"""Largest value of each size field (of each entry, for tuples): twice the largest MiT
+(SegFormer b5: widths up to 512, 40 blocks in a stage, mlp ratio 4) and more than any preset.
+A weights file's config is read before its tensors, so without them a file asking for
+100,000 blocks or 16 TB of weights would hang or fail in the allocator."""
+
+
+def _is_int(value, minimum: int, maximum: int | None = None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+            and (maximum is None or value <= maximum))
 
 
 def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
@@ -110,9 +125,9 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
         value = getattr(config, name)
         minimum = 0 if name == "depths" else 1
         if not (isinstance(value, tuple) and len(value) == length
-                and all(_is_int(v, minimum) for v in value)):
-            kind = "integers ≥ 0" if minimum == 0 else "positive integers"
-            return name, f"must be {length} {kind}, got {value!r}"
+                and all(_is_int(v, minimum, LIMITS[name]) for v in value)):
+            return name, (f"must be {length} integers from {minimum} to {LIMITS[name]}, "
+                          f"got {shown(value)}")
     for dim, heads in zip(config.embed_dims, config.num_heads, strict=True):
         if dim % heads:
             return "num_heads", (f"each stage's heads must divide its width; {heads} heads do "
@@ -121,26 +136,33 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
     if deepest % 4:
         return "embed_dims", f"the last width must be a multiple of 4 (sine PE), got {deepest}"
     checks = [
-        ("mlp_ratio", _is_int(config.mlp_ratio, 1), "a positive integer"),
+        ("mlp_ratio", _is_int(config.mlp_ratio, 1, LIMITS["mlp_ratio"]),
+         f"an integer from 1 to {LIMITS['mlp_ratio']}"),
         ("drop_path", isinstance(config.drop_path, int | float)
          and not isinstance(config.drop_path, bool) and 0 <= config.drop_path < 1, "in [0, 1)"),
-        ("cross_attention_layers", _is_int(config.cross_attention_layers, 0), "an integer ≥ 0"),
-        ("cross_attention_heads", _is_int(config.cross_attention_heads, 1)
+        ("cross_attention_layers", _is_int(config.cross_attention_layers, 0,
+                                           LIMITS["cross_attention_layers"]),
+         f"an integer from 0 to {LIMITS['cross_attention_layers']}"),
+        ("cross_attention_heads", _is_int(config.cross_attention_heads, 1,
+                                          LIMITS["cross_attention_heads"])
          and deepest % config.cross_attention_heads == 0,
-         f"a positive integer that divides the last width {deepest}"),
+         f"an integer from 1 to {LIMITS['cross_attention_heads']} that divides the last width "
+         f"{deepest}"),
         ("level_embedding", isinstance(config.level_embedding, bool), "true or false"),
         ("residual", isinstance(config.residual, bool), "true or false"),
         ("upsample_mode", config.upsample_mode in UPSAMPLE_MODES, f"one of {UPSAMPLE_MODES}"),
-        ("correction_filter_radius", _is_int(config.correction_filter_radius, 0)
+        ("correction_filter_radius", _is_int(config.correction_filter_radius, 0,
+                                             LIMITS["correction_filter_radius"])
          and (config.residual or not config.correction_filter_radius),
-         "an integer ≥ 0, and 0 unless residual is true (it filters the correction)"),
+         f"an integer from 0 to {LIMITS['correction_filter_radius']}, and 0 unless residual "
+         "is true (it filters the correction)"),
         ("correction_filter_eps", isinstance(config.correction_filter_eps, int | float)
          and not isinstance(config.correction_filter_eps, bool)
          and config.correction_filter_eps > 0, "a number > 0"),
     ]
     for name, ok, expected in checks:
         if not ok:
-            return name, f"must be {expected}, got {getattr(config, name)!r}"
+            return name, f"must be {expected}, got {shown(getattr(config, name))}"
     return None
 
 
