@@ -35,6 +35,14 @@ def _ramp(depth: np.ndarray, width: int = 5) -> np.ndarray:
     return cv2.blur(depth, (width, width), borderType=cv2.BORDER_REFLECT)
 
 
+def _distorted(depth: np.ndarray, amount: float) -> np.ndarray:
+    """`depth` times 1 + amount·f, f smooth in [−1, 1] (one period across, half down): an error
+    without edges, as a network's low-frequency drift."""
+    rows, cols = np.mgrid[:depth.shape[0], :depth.shape[1]]
+    field = np.sin(2 * np.pi * cols / depth.shape[1]) * np.cos(np.pi * rows / depth.shape[0])
+    return depth * (1 + amount * field)
+
+
 def _slanted(size: int = 48) -> np.ndarray:
     """A plane whose depth grows 1.5 % per column: 10 % across a 7-px window, but no step."""
     return np.tile(1.0 + 0.015 * np.arange(size), (size, 1))
@@ -187,6 +195,51 @@ def test_missing_depth_does_not_fly():
     depth[:, :24] = np.nan
     flying = flying_pixels(depth, gt)
     assert flying[:, 24:].any() and not flying[:, :24].any()
+
+
+@pytest.mark.parametrize("amount", [0.02, 0.05, 0.1])
+def test_smooth_distortion_of_an_exact_step_does_not_fly(amount):
+    """A 15 % step (Middlebury's median is 16 %) with a smooth error of up to 10 %, i.e. up to
+    2/3 of the step: each side moves with its pixels, so nothing floats between them."""
+    gt = np.where(_box() == 1.0, 1.0, 1.15)
+    assert flying_pixel_rate(_distorted(gt, amount), gt) == 0.0
+
+
+def test_ramp_flies_in_a_distorted_map_too():
+    gt = np.where(_box() == 1.0, 1.0, 1.15)
+    ramp = flying_pixel_rate(_ramp(gt, 5), gt)
+    assert ramp > 0.4
+    assert flying_pixel_rate(_distorted(_ramp(gt, 5), 0.1), gt) == pytest.approx(ramp, abs=0.1)
+
+
+def test_nothing_floats_between_sides_merged_or_reversed():
+    """A prediction that lost the step (flat) or put the box behind the wall has no two sides
+    for a pixel to float between; REL, ORD and boundary F1 see that error. Noise on a flat map
+    separates the sides' medians by chance, rarely by more than 3 standard errors."""
+    noise = np.random.default_rng(0).uniform(0.99, 1.01, (48, 48))
+    assert not flying_pixels(np.full((48, 48), 1.5), _box()).any()
+    assert not flying_pixels((3.0 - _box()) * noise, _box()).any()
+    assert flying_pixels(1.5 * noise, _box()).sum() <= 0.02 * discontinuity_band(_box()).sum()
+
+
+def test_wide_ramp_floats():
+    """A ramp 15 px wide: each 7×7 window sees only a part of the step, but its pixels still
+    lie between what the window reaches on either side: a rubber sheet."""
+    gt = _box()
+    assert flying_pixel_rate(_ramp(gt, 15), gt) > 0.5
+
+
+def test_sides_leave_out_missing_depth():
+    """A 1 → 2 step between columns 3 and 4; column 3 at 1.4 floats when columns 0–2 hold the
+    near side at 1, but is the near side itself when it is all the depth there is."""
+    gt = np.tile(np.where(np.arange(8) < 4, 1.0, 2.0), (5, 1))
+    depth = np.tile([1.0, 1.0, 1.0, 1.4, 2.0, 2.0, 2.0, 2.0], (5, 1))
+    assert flying_pixels(depth, gt)[:, 3].all()
+    depth[:, :3] = np.nan
+    assert not flying_pixels(depth, gt).any()
+    depth[:, :4] = np.nan  # no near side at all: nothing floats
+    depth[:, 4] = 1.5
+    assert not flying_pixels(depth, gt).any()
 
 
 def test_slanted_plane_has_no_candidates():
