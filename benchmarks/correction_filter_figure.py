@@ -22,8 +22,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sddr_core.evaluation.aligned import aligned_depth  # noqa: E402
 from sddr_core.evaluation.baselines import resize_prediction  # noqa: E402
-from sddr_core.evaluation.metrics import aligned_depth  # noqa: E402
 from sddr_core.files.atomic import atomic_output  # noqa: E402
 from sddr_core.inference.refiner import Refiner  # noqa: E402
 from training.checkpoint import load_trained  # noqa: E402

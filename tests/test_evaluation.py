@@ -31,8 +31,10 @@ from tests.tiny import TINY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PAPER_ORDER = ("delta1", "rel", "ord", "d3r", "sqrel", "rmse", "log10", "delta2", "delta3")
-PAPER_TITLES = ("δ1", "REL", "ORD", "D³R", "SqRel", "RMSE", "log10", "δ2", "δ3")
+PAPER_ORDER = ("delta1", "rel", "ord", "d3r", "boundary_f1", "flying", "sqrel", "rmse", "log10",
+               "delta2", "delta3")
+PAPER_TITLES = ("δ1", "REL", "ORD", "D³R", "boundary", "flying", "SqRel", "RMSE", "log10", "δ2",
+                "δ3")
 FAST = {"low_resolution": 32, "high_resolution": 96}  # scenes are 64×96: low really is low
 FAST_CLI = ["--low-resolution", "32", "--high-resolution", "96"]
 

@@ -22,16 +22,19 @@ from ..files.atomic import atomic_output
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner
 from ..predictors.simulated import SimulatedPredictor
+from .aligned import aligned_depth
 from .baselines import guided_fusion, resize_prediction
 from .datasets import Sample
-from .metrics import METRIC_KEYS, aligned_depth, evaluate
+from .metrics import METRIC_KEYS, evaluate
 
 METHODS = ("low", "high", "guided", "sddr", "sddr-two-stage")
 REFINER_METHODS = ("sddr", "sddr-two-stage")
 COLUMNS = {"delta1": "δ1 ↑", "rel": "REL ↓", "ord": "ORD ↓", "d3r": "D³R ↓",
+           "boundary_f1": "boundary F1 ↑", "flying": "flying ↓",
            "sqrel": "SqRel ↓", "rmse": "RMSE ↓", "log10": "log10 ↓",
            "delta2": "δ2 ↑", "delta3": "δ3 ↑"}
-"""The paper's column order: main tables (δ1, REL, ORD, D³R), then Tables 7–9."""
+"""The paper's main columns (δ1, REL, ORD, D³R), the depth-edge metrics (boundary F1, flying-pixel
+rate), then the paper's Tables 7–9."""
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
