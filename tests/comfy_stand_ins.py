@@ -74,7 +74,8 @@ def _io_module() -> types.ModuleType:
     io = types.ModuleType("comfy_api.latest.io")
     io.ComfyNode, io.Schema, io.NodeOutput = ComfyNode, Schema, NodeOutput
     for name, io_type in (("Image", "IMAGE"), ("Mask", "MASK"), ("Int", "INT"),
-                          ("Float", "FLOAT"), ("String", "STRING"), ("Combo", "COMBO")):
+                          ("Float", "FLOAT"), ("String", "STRING"), ("Combo", "COMBO"),
+                          ("Boolean", "BOOLEAN")):
         setattr(io, name, _io_type(io_type))
     io.Custom = _io_type
     return io

@@ -2,13 +2,18 @@
 moves. Hand-built depth ramps with a colour edge; every figure here is constructed, not
 measured."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from sddr_core import DepthPipeline, Refiner
+from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
 from sddr_core.maps.edge_snap import SIDE_BAND, snap_edges
+from sddr_core.network.model import RefinementNetwork
+from tests.tiny import TINY, TINY_MAX_SIDE
 
 HEIGHT, WIDTH = 24, 64
 RAMP = (20, 30)
@@ -134,3 +139,27 @@ def test_tensors_stay_tensors_and_a_larger_photo_is_resized():
 def test_bad_inputs_name_the_argument(depth, image, options, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         snap_edges(depth, image, **options)
+
+
+# ------------------------------------------------------------------ wired into the pipeline
+
+def blurry_predictor(disparity: np.ndarray):
+    """A predictor that never sees finer than 48 px: its depth, up-sampled, has ramps."""
+    def predict(image, resolution):
+        scale = min(resolution, 48) / max(disparity.shape)
+        size = (round(disparity.shape[1] * scale), round(disparity.shape[0] * scale))
+        return cv2.resize(disparity, size, interpolation=cv2.INTER_AREA)
+    return predict
+
+
+@pytest.mark.parametrize("mode", ["one-stage", "two-stage"])
+def test_the_pipeline_snaps_by_default_and_the_switch_turns_it_off(mode):
+    refiner = Refiner(RefinementNetwork(TINY), device="cpu", max_side=TINY_MAX_SIDE)
+    rgb, depth = sample_scene(96, 144)
+    pipeline = DepthPipeline(refiner, blurry_predictor(1.0 / depth))
+    unsnapped = pipeline(rgb, mode=mode, steps=1, snap_edges=False)
+    snapped = pipeline(rgb, mode=mode, steps=1)
+    assert not np.array_equal(snapped, unsnapped)
+    assert np.array_equal(snapped, snap_edges(unsnapped, rgb))
+    with pytest.raises(InputError, match="snap_edges 'no'"):
+        pipeline(rgb, snap_edges="no")
