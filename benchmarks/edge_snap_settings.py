@@ -2,6 +2,7 @@
 snapping in docs/decisions.md).
 
     PYTHONPATH=. python benchmarks/edge_snap_settings.py [--weights default] [--json OUT]
+        [--radii 4,6,8,10] [--min-steps 0.02,0.05,0.1] [--colour-sigmas 0.05,0.1,0.2]
 
 Refines 16 procedural scenes one-stage (the sample scene, seeds 1-8, with its own photo; the
 training rooms, seeds 2,000,000-2,000,007, photographed as each primitive's colour times a
@@ -66,9 +67,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", default="default")
     parser.add_argument("--json", help="also write every score here")
+    parser.add_argument("--radii", type=_numbers(int), default=RADII)
+    parser.add_argument("--min-steps", type=_numbers(float), default=MIN_STEPS)
+    parser.add_argument("--colour-sigmas", type=_numbers(float), default=COLOUR_SIGMAS)
     args = parser.parse_args()
     refiner = load_refiner(args.weights, device="cpu")
-    grid = list(itertools.product(RADII, MIN_STEPS, COLOUR_SIGMAS))
+    grid = list(itertools.product(args.radii, args.min_steps, args.colour_sigmas))
     table: dict[str, list[dict[str, float]]] = {"unsnapped": []}
     table.update({str(setting): [] for setting in grid})
     start = time.perf_counter()
@@ -106,6 +110,11 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"means": means, "picked": pick, "scores": table}, file, indent=1)
+
+
+def _numbers(kind):
+    """An argparse type: comma-separated numbers, e.g. "10,12,16"."""
+    return lambda text: tuple(kind(item) for item in text.split(","))
 
 
 if __name__ == "__main__":
