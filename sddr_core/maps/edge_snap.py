@@ -13,7 +13,8 @@ downhill. It is on a ramp when
   rule is the same for depth and disparity, metric or relative, and both polarities);
 - its own value lies more than `SIDE_BAND` of that span from both ends;
 - the profile is no straight line: it leaves the chord between its ends by more than
-  `STRAIGHT` of its span (a slanted plane is straight; a ramp bends where it meets its sides).
+  `STRAIGHT` of its range, and so do its reciprocals where it is positive (a slanted plane is
+  straight in disparity, and in depth nearly so; a ramp bends where it meets its sides).
 
 Its two sides are the profile's pixels within `SIDE_BAND` of the uphill maximum and of the
 downhill minimum. The nearest pixel of each side gives that side's value and, with the next
@@ -40,9 +41,9 @@ from ..errors import InputError
 from .normalise import robust_range
 from .resample import resize_maps
 
-RADIUS = 6
+RADIUS = 10
 """Profile half-length r in pixels: a ramp up to about 2r px wide is seen from both sides."""
-MIN_STEP = 0.1
+MIN_STEP = 0.02
 """Smallest step snapped, as a fraction of the map's robust value range."""
 COLOUR_SIGMA = 0.1
 """Colour distance (RGB in [0, 1]) at which a pixel's likeness to a side falls to e^−½."""
@@ -137,12 +138,12 @@ def _snap(depth: torch.Tensor, guide: torch.Tensor, radius: int, min_step: float
     top = profile.masked_fill(~uphill, -torch.inf).amax(1)
     bottom = profile.masked_fill(~downhill, torch.inf).amin(1)
     span = top - bottom
-    first = inside.int().argmax(1, keepdim=True)  # the profile's ends inside the map
-    last = 2 * radius - inside.flip(1).int().argmax(1, keepdim=True)
-    along = (torch.arange(2 * radius + 1, device=depth.device) - first) / (last - first)
-    chord = torch.lerp(profile.gather(1, first), profile.gather(1, last), along)
-    bend = (profile - chord).abs().masked_fill(~inside, 0).amax(1)
-    ramp = ((span >= edge[b]) & (bend > STRAIGHT * span)
+    # straight in the map's values or, for positive maps, in their reciprocals: a plane is
+    # straight in disparity and nearly so in depth, unless seen at a grazing angle
+    bend = _bend(profile, inside)
+    positive = (profile > 0).all(1)
+    bend[positive] = torch.minimum(bend[positive], _bend(1 / profile[positive], inside[positive]))
+    ramp = ((span >= edge[b]) & (bend > STRAIGHT)
             & (centre > bottom + SIDE_BAND * span) & (centre < top - SIDE_BAND * span))
     # 3. Each side's nearest pixels, on the ramps: their values and colours  # [R,2r+1]
     profile, index, uphill, downhill = profile[ramp], index[ramp], uphill[ramp], downhill[ramp]
@@ -161,6 +162,19 @@ def _snap(depth: torch.Tensor, guide: torch.Tensor, radius: int, min_step: float
     snapped = depth.clone()
     snapped.view(-1)[index[:, radius]] = torch.where(to_near, near_value, far_value)
     return snapped
+
+
+def _bend(profile: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """How far each profile (K×(2r + 1), `inside` the map on a run of entries) strays from the
+    straight line between its ends inside the map, as a fraction of its range."""
+    first = inside.int().argmax(1, keepdim=True)
+    last = inside.shape[1] - 1 - inside.flip(1).int().argmax(1, keepdim=True)
+    along = (torch.arange(inside.shape[1], device=profile.device) - first) / (last - first)
+    chord = torch.lerp(profile.gather(1, first), profile.gather(1, last), along)
+    stray = (profile - chord).abs().masked_fill(~inside, 0).amax(1)
+    span = profile.masked_fill(~inside, -torch.inf).amax(1) - \
+        profile.masked_fill(~inside, torch.inf).amin(1)
+    return stray / span.clamp_min(torch.finfo(span.dtype).tiny)
 
 
 def _side(profile: torch.Tensor, index: torch.Tensor, side: torch.Tensor, distance: torch.Tensor,
