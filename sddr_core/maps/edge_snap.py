@@ -41,7 +41,7 @@ from ..errors import InputError
 from .normalise import robust_range
 from .resample import resize_maps
 
-RADIUS = 10
+RADIUS = 16
 """Profile half-length r in pixels: a ramp up to about 2r px wide is seen from both sides."""
 MIN_STEP = 0.02
 """Smallest step snapped, as a fraction of the map's robust value range."""
