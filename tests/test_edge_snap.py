@@ -33,7 +33,7 @@ def ramp_scene(colour_edge: int, height: int = HEIGHT, width: int = WIDTH):
 @pytest.mark.parametrize("colour_edge", [22, 25, 28])
 def test_ramp_pixels_go_to_the_side_the_photo_shows(colour_edge):
     depth, image = ramp_scene(colour_edge)
-    snapped = snap_edges(depth, image, radius=8)
+    snapped = snap_edges(depth, image, radius=12)
     band = SIDE_BAND * 1.0  # the step is 1.0
     assert np.all(snapped[:, :colour_edge] <= 1.0 + band)
     assert np.all(snapped[:, colour_edge:] >= 2.0 - band)
@@ -43,7 +43,7 @@ def test_ramp_pixels_go_to_the_side_the_photo_shows(colour_edge):
 
 def test_a_colourless_ramp_splits_at_its_middle():
     depth, image = ramp_scene(colour_edge=WIDTH)  # one colour everywhere
-    snapped = snap_edges(depth, image, radius=8)
+    snapped = snap_edges(depth, image, radius=12)
     floating = (snapped > 1.0 + SIDE_BAND) & (snapped < 2.0 - SIDE_BAND)
     assert not floating.any()
     assert np.all(snapped[:, :25] < 1.5) and np.all(snapped[:, 26:] > 1.5)
@@ -53,7 +53,7 @@ def test_a_colourless_ramp_splits_at_its_middle():
 def test_both_polarities_assign_the_same_sides(polarity):
     depth, image = ramp_scene(colour_edge=27)
     given = depth if polarity == "depth" else 1.0 / depth
-    snapped = snap_edges(given, image, radius=8)
+    snapped = snap_edges(given, image, radius=12)
     near = snapped > 1.5 if polarity == "depth" else snapped < 1 / 1.5
     assert np.array_equal(near, np.broadcast_to(np.arange(WIDTH) >= 27, near.shape))
 
@@ -117,11 +117,11 @@ def test_a_batch_is_snapped_map_by_map():
 def test_tensors_stay_tensors_and_a_larger_photo_is_resized():
     depth, image = ramp_scene(colour_edge=25)
     large = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)  # twice the depth's size
-    snapped = snap_edges(torch.from_numpy(depth), torch.from_numpy(large), radius=8)
+    snapped = snap_edges(torch.from_numpy(depth), torch.from_numpy(large), radius=12)
     assert isinstance(snapped, torch.Tensor) and snapped.shape == depth.shape
-    assert np.array_equal(snapped.numpy(), snap_edges(depth, image, radius=8))
-    as_float = snap_edges(depth, image.astype(np.float32) / 255, radius=8)
-    assert np.array_equal(as_float, snap_edges(depth, image, radius=8))
+    assert np.array_equal(snapped.numpy(), snap_edges(depth, image, radius=12))
+    as_float = snap_edges(depth, image.astype(np.float32) / 255, radius=12)
+    assert np.array_equal(as_float, snap_edges(depth, image, radius=12))
 
 
 @pytest.mark.parametrize(("depth", "image", "options", "message"), [

@@ -17,7 +17,8 @@ downhill. It is on a ramp when
   straight in disparity, and in depth nearly so; a ramp bends where it meets its sides).
 
 Its two sides are the profile's pixels within `SIDE_BAND` of the uphill maximum and of the
-downhill minimum. The nearest pixel of each side gives that side's value and, with the next
+downhill minimum, and their nearest pixels lie at most r apart (a wider bend is a smooth
+surface, not a ramp). The nearest pixel of each side gives that side's value and, with the next
 one, its colour. The ramp pixel takes the value of the side more alike in colour (a Gaussian
 of the RGB distance, `colour_sigma`), each side's likeness weighted by how close the pixel's
 value already is to it, so an edge with one colour on both sides splits at its middle. Values
@@ -42,7 +43,7 @@ from .normalise import robust_range
 from .resample import resize_maps
 
 RADIUS = 16
-"""Profile half-length r in pixels: a ramp up to about 2r px wide is seen from both sides."""
+"""Profile half-length r in pixels: ramps up to r px wide are snapped, seen from both sides."""
 MIN_STEP = 0.02
 """Smallest step snapped, as a fraction of the map's robust value range."""
 COLOUR_SIGMA = 0.1
@@ -56,6 +57,10 @@ ends is a surface (a slanted plane, a gradient), not a ramp between two sides.""
 SIDE_PIXELS = 2
 """Side pixels (nearest first) whose mean colour is the side's colour: less photo noise than
 one."""
+
+CHUNK_ELEMENTS = 1 << 23
+"""Profile entries (steep pixels × (2r + 1)) handled at once: bounds memory to a few hundred
+MB whatever the map's size."""
 
 DIRECTIONS = torch.tensor([(0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)])
 """(dy, dx) of the eight gradient directions, by angle atan2(dy, dx) in steps of 45°."""
@@ -113,7 +118,6 @@ def snap_edges(depth: DepthArray, image: DepthArray, *, radius: int = RADIUS,
 def _snap(depth: torch.Tensor, guide: torch.Tensor, radius: int, min_step: float,
           colour_sigma: float) -> torch.Tensor:
     """B×H×W depth snapped with the B×3×H×W guide (float, [0, 1], depth's size)."""
-    batch, height, width = depth.shape
     map_low, map_high = robust_range(depth)
     edge = (min_step * (map_high - map_low)).float()  # [B]
     # 1. Steep pixels: central differences, borders replicated  # [B,H,W]
@@ -123,8 +127,21 @@ def _snap(depth: torch.Tensor, guide: torch.Tensor, radius: int, min_step: float
     slope = torch.maximum(slope_x.abs(), slope_y.abs())
     steep = (slope >= (edge / (2 * radius + 1))[:, None, None]) & (slope > 0)
     where = steep.nonzero()  # [K,3]: b, y, x
-    b, y, x = where.unbind(1)
-    slope_x, slope_y = slope_x[b, y, x], slope_y[b, y, x]
+    snapped = depth.clone()
+    for chunk in where.split(max(1, CHUNK_ELEMENTS // (2 * radius + 1))):
+        b, y, x = chunk.unbind(1)
+        targets, values = _snap_steep(depth, guide, b, y, x, slope_x[b, y, x],
+                                      slope_y[b, y, x], edge[b], radius, colour_sigma)
+        snapped.view(-1)[targets] = values
+    return snapped
+
+
+def _snap_steep(depth: torch.Tensor, guide: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
+                x: torch.Tensor, slope_x: torch.Tensor, slope_y: torch.Tensor,
+                edge: torch.Tensor, radius: int, colour_sigma: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat indices, snapped values) of the ramp pixels among steep pixels (b, y, x)."""
+    height, width = depth.shape[-2:]
     # 2. The profile along the uphill direction  # [K,2r+1], k = −r..r
     sector = torch.round(torch.atan2(slope_y, slope_x) / (torch.pi / 4)).long() % 8
     direction = DIRECTIONS.to(depth.device)[sector]  # [K,2]
@@ -138,18 +155,26 @@ def _snap(depth: torch.Tensor, guide: torch.Tensor, radius: int, min_step: float
     top = profile.masked_fill(~uphill, -torch.inf).amax(1)
     bottom = profile.masked_fill(~downhill, torch.inf).amin(1)
     span = top - bottom
+    keep = ((span >= edge) & (centre > bottom + SIDE_BAND * span)
+            & (centre < top - SIDE_BAND * span)).nonzero()[:, 0]
+    profile, inside, index, uphill, downhill = (t[keep] for t in (profile, inside, index,
+                                                                   uphill, downhill))
+    centre, top, bottom, span = centre[keep], top[keep], bottom[keep], span[keep]
     # straight in the map's values or, for positive maps, in their reciprocals: a plane is
     # straight in disparity and nearly so in depth, unless seen at a grazing angle
     bend = _bend(profile, inside)
     positive = (profile > 0).all(1)
     bend[positive] = torch.minimum(bend[positive], _bend(1 / profile[positive], inside[positive]))
-    ramp = ((span >= edge[b]) & (bend > STRAIGHT)
-            & (centre > bottom + SIDE_BAND * span) & (centre < top - SIDE_BAND * span))
+    ramp = (bend > STRAIGHT).nonzero()[:, 0]
     # 3. Each side's nearest pixels, on the ramps: their values and colours  # [R,2r+1]
     profile, index, uphill, downhill = profile[ramp], index[ramp], uphill[ramp], downhill[ramp]
     centre, top, bottom, span = centre[ramp], top[ramp], bottom[ramp], span[ramp]
     near = uphill & (profile >= (top - SIDE_BAND * span)[:, None])
     far = downhill & (profile <= (bottom + SIDE_BAND * span)[:, None])
+    width = torch.where(near, k, 2 * radius).amin(1) - torch.where(far, k, -2 * radius).amax(1)
+    narrow = (width <= radius).nonzero()[:, 0]  # wider: a smooth bend, not a ramp
+    profile, index, near, far = profile[narrow], index[narrow], near[narrow], far[narrow]
+    centre, bottom, span = centre[narrow], bottom[narrow], span[narrow]
     colour = guide.permute(0, 2, 3, 1).reshape(-1, 3)
     centre_colour = colour[index[:, radius]]
     near_value, near_likeness = _side(profile, index, near, k, colour, centre_colour,
@@ -159,9 +184,7 @@ def _snap(depth: torch.Tensor, guide: torch.Tensor, radius: int, min_step: float
     # 4. The side more alike, weighted by closeness in value
     position = (centre - bottom) / span  # in (SIDE_BAND, 1 − SIDE_BAND): 1 = near
     to_near = near_likeness * position > far_likeness * (1 - position)
-    snapped = depth.clone()
-    snapped.view(-1)[index[:, radius]] = torch.where(to_near, near_value, far_value)
-    return snapped
+    return index[:, radius], torch.where(to_near, near_value, far_value)
 
 
 def _bend(profile: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
@@ -184,8 +207,12 @@ def _side(profile: torch.Tensor, index: torch.Tensor, side: torch.Tensor, distan
     nearest the centre along the profile (`distance` ≥ 1 on this side's half), and the
     likeness of the mean colour of its SIDE_PIXELS nearest pixels (fewer where the side has
     fewer; it has at least one, the end of the ramp's span)."""
-    order = torch.where(side, distance, torch.iinfo(torch.long).max // 2)
-    nearest = order.argsort(1)[:, :SIDE_PIXELS]  # [K,SIDE_PIXELS]
+    order = torch.where(side, distance, torch.iinfo(torch.long).max)
+    nearest = []
+    for _ in range(SIDE_PIXELS):  # argmin per pixel: cheaper than sorting the profile
+        nearest.append(order.argmin(1, keepdim=True))
+        order = order.scatter(1, nearest[-1], torch.iinfo(torch.long).max)
+    nearest = torch.cat(nearest, 1)  # [K,SIDE_PIXELS]
     chosen = side.gather(1, nearest)
     value = profile.gather(1, nearest[:, :1])[:, 0]
     pixels = colour[index.gather(1, nearest)]  # [K,SIDE_PIXELS,3]
