@@ -41,11 +41,14 @@ class RefineResult:
 
 
 def refine_command(python: str, photo: str, output: str, *, mode: str, steps: int,
-                   weights: str, predictor: str, device: str) -> list[str]:
-    """The worker's command line for one photo (a list: no shell, any characters in paths)."""
+                   weights: str, predictor: str, device: str,
+                   snap_edges: bool = True) -> list[str]:
+    """The worker's command line for one photo (a list: no shell, any characters in paths);
+    `snap_edges=False` keeps the refined edges as N_r leaves them."""
     return [_python(python), str(WORKER), "refine", photo, output, "--mode", mode,
             "--steps", str(steps), "--weights", weights or "default",
-            "--predictor", predictor, "--device", device]
+            "--predictor", predictor, "--device", device,
+            *([] if snap_edges else ["--no-snap-edges"])]
 
 
 def check_backend(python: str) -> dict:

@@ -289,7 +289,7 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         return Job(refine_command(
             bpy.path.abspath(prefs.python), str(photo), str(self._output), mode=settings.mode,
             steps=settings.steps, weights=prefs.weights, predictor=prefs.predictor,
-            device=prefs.device), online=bpy.app.online_access)
+            device=prefs.device, snap_edges=settings.snap_edges), online=bpy.app.online_access)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Background mode and scripts: run to the end in this call."""

@@ -34,6 +34,7 @@ class SDDR_PT_refine(_SubPanel):
         layout.prop(settings, "mode")
         if settings.mode == "two-stage":
             layout.prop(settings, "steps")
+        layout.prop(settings, "snap_edges")
         if progress.running:
             layout.progress(factor=progress.factor, type="BAR", text=progress.text)
             layout.label(text="Esc cancels", icon="INFO")

@@ -96,6 +96,11 @@ class SDDR_PG_scene(bpy.types.PropertyGroup):
             ("two-stage", "Two-Stage", "Coarse to fine windows: sharper, about 15-19× slower")]),
         "steps": IntProperty(name="Steps", default=3, min=1, max=8,
                              description="Coarse-to-fine steps of two-stage refinement"),
+        "snap_edges": BoolProperty(
+            name="Snap edges to photo", default=False,
+            description="Move the pixels of the refined depth's soft edges onto the nearer "
+                        "or farther side, as the photo's colours show, so no vertex floats "
+                        "between foreground and background"),
         **mesh_properties(),
     }
 

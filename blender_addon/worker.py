@@ -4,6 +4,7 @@ imported by Blender, so torch never loads inside Blender.
     python worker.py check
     python worker.py refine PHOTO OUTPUT.exr [--mode one-stage|two-stage] [--steps 3]
                      [--weights default] [--predictor NAME] [--device auto]
+                     [--no-snap-edges]
 
 It speaks one JSON object per line on stdout, which `backend.py` reads:
 ``{"event": "progress", "done": 3, "total": 30}``, ``{"event": "warning", "message": …}``,
@@ -60,7 +61,7 @@ def refine(args: argparse.Namespace) -> None:
     pipeline = DepthPipeline(load_refiner(args.weights, device=args.device), args.predictor)
     total = passes(args.steps) if args.mode == "two-stage" else 1
     emit("progress", done=0, total=total)
-    depth = pipeline(image, mode=args.mode, steps=args.steps,
+    depth = pipeline(image, mode=args.mode, steps=args.steps, snap_edges=args.snap_edges,
                      progress=lambda done, total, *_: emit("progress", done=done, total=total))
     path = write_depth(args.output, depth)
     emit("done", path=str(path), width=depth.shape[1], height=depth.shape[0],
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     job.add_argument("--weights", default="default")
     job.add_argument("--predictor", default="depth-anything-v2-small")
     job.add_argument("--device", default="auto")
+    job.add_argument("--no-snap-edges", dest="snap_edges", action="store_false")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _terminated)

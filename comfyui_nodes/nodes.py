@@ -15,6 +15,7 @@ from sddr_core import DepthPipeline, InputError, SddrError
 from sddr_core.files.depth_io import READ_EXTENSIONS, read_depth, write_depth
 from sddr_core.inference.coarse_to_fine import CoarseToFine
 from sddr_core.inference.windows import STEPS, passes
+from sddr_core.maps.edge_snap import snap_edges
 from sddr_core.maps.levels import damaged_levels
 
 from . import depth_maps, host, models
@@ -141,6 +142,10 @@ class SDDRRefineDepth(io.ComfyNode):
                                "decided once per batch (the bottom of a picture is usually "
                                "nearer). The output is near = bright (with normalisation "
                                "raw: low_depth's own polarity)."),
+                io.Image.Input("image", optional=True, tooltip="Optional: the photo the depth "
+                               "is of (one frame per depth frame, any size). When connected, "
+                               "the pixels of the refined depth's soft edges are snapped to "
+                               "the nearer or farther side, as the photo's colours show."),
             ],
             outputs=[
                 io.Image.Output(display_name="depth", tooltip="Refined depth, near = bright, "
@@ -155,7 +160,7 @@ class SDDRRefineDepth(io.ComfyNode):
     @classmethod
     def execute(cls, refiner: models.LoadedRefiner, low_depth: torch.Tensor,
                 high_depth: torch.Tensor, width: int, height: int, normalisation: str,
-                input_polarity: str) -> io.NodeOutput:
+                input_polarity: str, image: torch.Tensor | None = None) -> io.NodeOutput:
         low = depth_maps.image_to_maps(low_depth, "low_depth")
         high = depth_maps.image_to_maps(high_depth, "high_depth")
         depth_maps.check_maps(low, "low_depth")
@@ -177,6 +182,9 @@ class SDDRRefineDepth(io.ComfyNode):
             lambda: run.first_passes([(lo, hi, size) for lo, hi in zip(low, high, strict=True)]),
             f"refining {len(low)} frame(s) at {working[0]}×{working[1]}")
         depth = torch.stack([frame.cpu() for frame in refined])
+        if image is not None:
+            depth = snap_edges(depth, np.stack([depth_maps.image_to_rgb(image, index)
+                                                for index in range(len(image))]))
         return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation),
                              depth_maps.valid_mask(low, high, size),
                              ui={"text": [warning]} if warning else None)
@@ -204,6 +212,12 @@ class SDDRDepthFromImage(io.ComfyNode):
                                "fine: sharper, about 15-20× slower."),
                 _steps_input(),
                 _normalisation_input(),
+                io.Boolean.Input("snap_edges", default=False,
+                                 tooltip="Snap the pixels of the refined depth's soft edges "
+                                 "to the nearer or farther side, as the photo's colours "
+                                 "show: crisp silhouettes, no pixels floating between "
+                                 "foreground and background. Off: the edges as SDDR "
+                                 "refines them."),
             ],
             outputs=[io.Image.Output(display_name="depth", tooltip="Refined depth at the "
                                      "image's size, near = bright, float 0..1.")],
@@ -211,11 +225,13 @@ class SDDRDepthFromImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, refiner: models.LoadedRefiner, image: torch.Tensor, predictor: str,
-                mode: str, steps: int, normalisation: str) -> io.NodeOutput:
+                mode: str, steps: int, normalisation: str, snap_edges: bool = False
+                ) -> io.NodeOutput:
         pipeline, near_bright = _pipeline(refiner, predictor, image)
         per_frame = passes(steps) if mode == "two-stage" else 1
         depth = _per_frame(image, per_frame, lambda rgb, progress: pipeline(
-            rgb, mode=mode, steps=steps, progress=progress, cancel=host.interrupt_check))
+            rgb, mode=mode, steps=steps, progress=progress, cancel=host.interrupt_check,
+            snap_edges=snap_edges))
         return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation))
 
 

@@ -77,7 +77,8 @@ def _io_module() -> types.ModuleType:
     io.UploadType = types.SimpleNamespace(image="image_upload")
     io.Hidden = types.SimpleNamespace(unique_id="UNIQUE_ID")
     for name, io_type in (("Image", "IMAGE"), ("Mask", "MASK"), ("Int", "INT"),
-                          ("Float", "FLOAT"), ("String", "STRING"), ("Combo", "COMBO")):
+                          ("Float", "FLOAT"), ("String", "STRING"), ("Combo", "COMBO"),
+                          ("Boolean", "BOOLEAN")):
         setattr(io, name, _io_type(io_type))
     io.Custom = _io_type
     return io

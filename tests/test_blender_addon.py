@@ -506,6 +506,18 @@ def test_without_online_access_the_worker_stays_offline(refine_setup, tmp_path, 
     assert seen.read_text().strip() == "1"
 
 
+@pytest.mark.parametrize("snap", [True, False])
+def test_snap_edges_checkbox_reaches_the_worker(refine_setup, scene, tmp_path, snap):
+    assert not scene.sddr.snap_edges  # off by default (decision 152)
+    assert "snap_edges" in draw("SDDR_PT_refine")
+    arguments = tmp_path / "arguments"
+    refine_setup.python = _fake_python(tmp_path, f'echo "$@" > "{arguments}"; exit 3')
+    scene.sddr.snap_edges = snap
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        bpy.ops.sddr.estimate_and_refine()
+    assert ("--no-snap-edges" in arguments.read_text().split()) == (not snap)
+
+
 def _fake_python(tmp_path: Path, body: str) -> str:
     script = tmp_path / "python"
     script.write_text(f"#!/bin/sh\n{body}\n")

@@ -98,6 +98,19 @@ def test_refine_writes_the_depth_file_and_streams_progress(backend, tmp_path, mo
     assert {e["total"] for e in events if e["event"] == "progress"} == {passes}
 
 
+def test_snap_edges_is_on_unless_switched_off(backend, tmp_path):
+    from sddr_core.files.depth_io import read_depth
+
+    options = {"mode": "one-stage", "steps": 1, "weights": "w", "predictor": "p",
+               "device": "cpu"}
+    assert "--no-snap-edges" not in refine_command(sys.executable, "a.png", "a.exr", **options)
+    command = refine_command(sys.executable, "a.png", "a.exr", snap_edges=False, **options)
+    assert command[-1] == "--no-snap-edges"
+    output = tmp_path / "unsnapped.exr"
+    result = refine_result(_refine(backend, output, snap_edges=False).wait())
+    assert result.path == output and np.isfinite(read_depth(output)).all()
+
+
 def _first_pass(job: Job) -> None:
     """Wait until the worker has finished at least one network pass."""
     for event in iter(job.events.get, None):

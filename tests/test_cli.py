@@ -154,3 +154,17 @@ def test_bench_json_reports_time_flops_and_ratio(weights, capsys):
     ratio = report["achieved_gflops_per_second"] / report["matmul_gflops_per_second"]
     assert report["ratio_to_matmul"] == pytest.approx(ratio)
     assert report["peak_memory_mb"] > 0
+
+
+def test_bench_times_edge_snapping_when_asked(weights, capsys):
+    assert main(["bench", "--weights", weights, "--size", "128", "--repeats", "1",
+                 "--snap-edges"]) == 0
+    assert "edge snapping: median" in capsys.readouterr().out
+    assert main(["bench", "--weights", weights, "--size", "128", "--repeats", "1",
+                 "--json"]) == 0
+    assert "snap_seconds" not in json.loads(capsys.readouterr().out)
+    assert main(["bench", "--weights", weights, "--size", "128", "--repeats", "1",
+                 "--snap-edges", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["snap_seconds"] > 0
+    assert report["snap_ratio_to_refine"] == report["snap_seconds"] / report["median_seconds"]

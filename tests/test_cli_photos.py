@@ -235,3 +235,39 @@ def test_a_batch_whose_every_photo_fails_exits_2_naming_ten_of_them(weights, pre
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("sddr: error: 14 of 14 photos failed ('")
     assert last.count(".png'") + last.count(".jpg'") == 10 and last.endswith(" and 4 more)")
+
+
+def test_refine_snaps_edges_to_the_photo_when_asked(weights, predictor, photos, tmp_path):
+    from sddr_core.files.depth_io import read_image
+    from sddr_core.maps.edge_snap import snap_edges
+
+    photo = photos / "a.png"
+    for folder, option in (("snapped", ("--snap-edges",)), ("unsnapped", ())):
+        assert refine(weights, str(photo), "-o", str(tmp_path / folder), "--format", "npy",
+                      *option) == 0
+    snapped, unsnapped = (np.load(tmp_path / folder / "a.npy")
+                          for folder in ("snapped", "unsnapped"))
+    assert not np.array_equal(snapped, unsnapped)
+    assert np.array_equal(snapped, snap_edges(unsnapped, read_image(photo)))
+
+
+def test_pair_mode_snaps_to_a_given_image(weights, photos, tmp_path, capsys):
+    from sddr_core.files.depth_io import read_image
+    from sddr_core.maps.edge_snap import snap_edges
+
+    image = read_image(photos / "a.png")
+    gray = image.mean(axis=2).astype(np.float32)
+    np.save(tmp_path / "low.npy", cv2.resize(gray, (25, 18), interpolation=cv2.INTER_AREA))
+    np.save(tmp_path / "high.npy", cv2.resize(gray, (50, 36), interpolation=cv2.INTER_AREA))
+    pair = ["refine", "--low", str(tmp_path / "low.npy"), "--high", str(tmp_path / "high.npy"),
+            "--weights", weights, "--device", "cpu", "--out-size", "72x100"]
+    assert main([*pair, "-o", str(tmp_path / "plain.npy")]) == 0
+    assert main([*pair, "-o", str(tmp_path / "snapped.npy"), "--image",
+                 str(photos / "a.png")]) == 0
+    plain, snapped = np.load(tmp_path / "plain.npy"), np.load(tmp_path / "snapped.npy")
+    assert not np.array_equal(snapped, plain)
+    assert np.array_equal(snapped, snap_edges(plain, image))
+    assert main([*pair, "-o", str(tmp_path / "x.npy"), "--image", str(tmp_path)]) == 2
+    assert main(["refine", str(photos / "a.png"), "--image", str(photos / "a.png"), "-o",
+                 str(tmp_path / "y"), "--weights", weights]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -479,7 +479,7 @@ def test_saved_depth_loads_back_to_the_same_values(comfy, tmp_path):
 
 # ------------------------------------------------------------------------ example workflow
 
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "COMBO")
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "COMBO", "BOOLEAN")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "example_workflows").glob("*.json")),
@@ -510,3 +510,30 @@ def test_example_workflow_links_and_sddr_widgets_match_the_nodes(comfy, path):
             if item.io_type == "COMBO" and item.id not in ("weights", "file"):
                 assert value in item.options["options"], (node["type"], item.id)
     assert path.with_suffix(".jpg").is_file()
+
+
+def floating(depth: torch.Tensor) -> int:
+    """Pixels of a depth IMAGE more than 10 % of the frame's range from both its min and max
+    along the box's left edge (the photo's box: rows H/4..H/2, from column W/3)."""
+    frame = depth[0, ..., 0]
+    rows, column = slice(frame.shape[0] // 4 + 2, frame.shape[0] // 2 - 2), frame.shape[1] // 3
+    strip = frame[rows, column - 6: column + 6]
+    low, high = float(strip.min()), float(strip.max())
+    return int(((strip > low + 0.1 * (high - low)) & (strip < high - 0.1 * (high - low))).sum())
+
+
+def test_depth_from_image_snaps_edges_unless_switched_off(comfy, refiner, predictor):
+    image = photo(192, 288)
+    on, off = (nodes.SDDRDepthFromImage.execute(
+        refiner, image, "depth-anything-v2-small", "one-stage", 1, "per frame", snap).result[0]
+        for snap in (True, False))
+    assert floating(on) < floating(off)
+
+
+def test_refine_depth_snaps_to_a_connected_image(comfy, refiner):
+    low, high = scene(24, 36), scene(48, 72)
+    plain, _ = refine(refiner, low, high, width=144, height=96)
+    snapped, _ = refine(refiner, low, high, width=144, height=96, image=photo(96, 144))
+    assert floating(snapped) < floating(plain)
+    with pytest.raises(InputError, match="image holds 2 picture"):
+        refine(refiner, low, high, image=photo(96, 144, frames=2))

@@ -26,6 +26,7 @@ from sddr_core.evaluation.runner import (
     write_report,
 )
 from sddr_core.inference.refiner import Refiner
+from sddr_core.maps.edge_snap import snap_edges
 from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY
 
@@ -205,6 +206,31 @@ def test_both_sddr_rows_start_from_the_same_inputs(folder, monkeypatch):
     assert seen["sddr-two-stage"] is not None
     for one_stage, two_stage in zip(seen["sddr"], seen["sddr-two-stage"], strict=True):
         np.testing.assert_array_equal(one_stage, two_stage)
+
+
+@pytest.mark.parametrize("methods", [("sddr", "sddr-snapped", "sddr-two-stage",
+                                      "sddr-two-stage-snapped"),
+                                     ("sddr-two-stage-snapped", "sddr-snapped")])
+def test_snapped_rows_are_the_unsnapped_outputs_snapped_to_the_image(folder, monkeypatch,
+                                                                     methods):
+    """Each snapped row is its unsnapped row's depth through `snap_edges` with the sample's
+    image, whether or not the unsnapped row is asked for too."""
+    outputs = []
+    method_output = runner._method_output
+
+    def spy(method, *args):
+        outputs.append((method, method_output(method, *args)))
+        return outputs[-1][1]
+
+    monkeypatch.setattr(runner, "_method_output", spy)
+    sample = DepthFolder(folder)[0]
+    refiner = Refiner(RefinementNetwork(TINY), device="cpu")
+    result = evaluate_dataset([sample], methods, refiner=refiner, **FAST)
+    assert result["methods"] == list(methods)
+    made = dict(outputs)
+    for snapped, unsnapped in runner.SNAPPED.items():
+        np.testing.assert_array_equal(made[snapped], snap_edges(made[unsnapped], sample.image))
+        assert all(math.isfinite(v) for v in result["mean"][snapped].values())
 
 
 def test_default_resolutions_follow_the_papers_ratio(folder):

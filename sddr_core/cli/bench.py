@@ -18,6 +18,7 @@ import torch
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
 from ..inference.windows import STEPS, passes
+from ..maps.edge_snap import snap_edges
 from ..network.config import PRESETS
 from ..predictors.exact import MapPredictor
 from ..predictors.simulated import SimulatedPredictor
@@ -83,13 +84,15 @@ def network_pass(refiner: Refiner, height: int, width: int):
     return run
 
 
-def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
+def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5,
+              snap: bool = False) -> dict:
     """Median seconds per `refine` of a size×size pair (low at size/4) and of the network pass
-    alone, FLOPs and rates.
+    alone, FLOPs and rates; with `snap`, also of `snap_edges` on the refined depth with the
+    scene's photo, timed in turn with them.
 
     Peak memory on CUDA includes the reference matrices (2 × 8192² in the compute dtype).
     """
-    _, depth = sample_scene(size, size)
+    rgb, depth = sample_scene(size, size)
     predictor = SimulatedPredictor(depth)
     low, high = predictor.predict(None, max(8, size // 4)), predictor.predict(None, size)
     device, dtype = refiner.device, refiner.dtype
@@ -98,10 +101,12 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run_matmul, matmul_flops = matmul(device, dtype)
-    seconds, network_seconds, matmul_seconds = interleaved_medians(
-        [lambda: refiner.refine(low_t, high_t), network_pass(refiner, size, size), run_matmul],
-        device, repeats,
-    )
+    timed = [lambda: refiner.refine(low_t, high_t), network_pass(refiner, size, size), run_matmul]
+    if snap:
+        refined, photo = refiner.refine(low_t, high_t), torch.from_numpy(rgb).to(device)
+        timed.append(lambda: snap_edges(refined, photo))
+    seconds, network_seconds, matmul_seconds, *snap_seconds = interleaved_medians(
+        timed, device, repeats)
     memory = peak_memory_mb(device)
     flops = refiner.network.flops(*refiner.network_input_size(size, size))
     achieved = flops / seconds / 1e9
@@ -121,19 +126,22 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5) -> dict:
         "network_seconds": network_seconds,
         "network_ratio_to_matmul": network_achieved / reference,
         "peak_memory_mb": memory,
+        **({"snap_seconds": snap_seconds[0], "snap_ratio_to_refine": snap_seconds[0] / seconds}
+           if snap else {}),
     }
 
 
 def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
-                        steps: int = STEPS) -> dict:
+                        steps: int = STEPS, snap: bool = False) -> dict:
     """Median seconds of `DepthPipeline` one-stage and two-stage on a size×size photo, timed
-    in turn, with their network-pass counts and the ratio."""
+    in turn, with their network-pass counts and the ratio; edge snapping on with `snap`."""
     rgb, depth = sample_scene(size, size)
     pipeline = DepthPipeline(refiner, MapPredictor(1.0 / depth))
     if refiner.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(refiner.device)
     one_stage, two_stage = interleaved_medians(
-        [lambda: pipeline(rgb), lambda: pipeline(rgb, mode="two-stage", steps=steps)],
+        [lambda: pipeline(rgb, snap_edges=snap),
+         lambda: pipeline(rgb, mode="two-stage", steps=steps, snap_edges=snap)],
         refiner.device, repeats,
     )
     return {
@@ -146,6 +154,7 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
         "two_stage_passes": passes(steps),
         "two_stage_seconds": two_stage,
         "ratio_two_to_one": two_stage / one_stage,
+        "snap_edges": snap,
         "repeats": repeats,
         "peak_memory_mb": peak_memory_mb(refiner.device),
     }

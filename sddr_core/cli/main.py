@@ -34,6 +34,7 @@ from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
 from ..inference.windows import MAX_STEPS, STEPS, passes
+from ..maps.edge_snap import snap_edges
 from ..network.config import PRESETS
 from .terminate import Terminated, sigterm_raises
 
@@ -153,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="photos or folders of photos; writes OUTPUT/NAME.png per photo")
     refine.add_argument("--low", help="low-resolution depth prediction (pair mode)")
     refine.add_argument("--high", help="high-resolution depth prediction (pair mode)")
+    refine.add_argument("--image", metavar="PHOTO",
+                        help="pair mode: the photo the pair is of; the refined depth's edges "
+                             "are snapped to it")
     refine.add_argument("-o", "--output", required=True,
                         help="output folder (photos) or depth file (pair)")
     refine.add_argument("--format", choices=FORMATS,
@@ -171,6 +175,10 @@ def _parser() -> argparse.ArgumentParser:
                              "1+4+9+16 windows)")
     refine.add_argument("--edges", action="store_true",
                         help="two-stage: also write the edge map G_S as NAME-edges.png")
+    refine.add_argument("--snap-edges", action="store_true",
+                        help="photos: snap the pixels of depth ramps to the photo's nearer or "
+                             "farther side (off by default: slow, and it worsens D³R; "
+                             "docs/decisions.md 152). Pair mode snaps when --image is given")
     runtime_options(refine)
     refine.set_defaults(run=_refine)
 
@@ -223,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_int_in(1, 1000),
                        help="default: 15 (one-stage), 3 (two-stage)")
     bench.add_argument("--compile", action="store_true", help="torch.compile the network")
+    bench.add_argument("--snap-edges", action="store_true",
+                       help="one-stage: also time edge snapping of the refined depth; "
+                            "two-stage: time both modes with snapping on")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
     return parser
@@ -234,16 +245,24 @@ def _load(args) -> Refiner:
 
 def _refine(args) -> int:
     if args.images:
-        if args.low or args.high:
-            raise InputError("give photos (IMAGE…) or --low/--high, not both")
+        if args.low or args.high or args.image:
+            raise InputError("give photos (IMAGE…) or --low/--high (with --image), not both")
         return _refine_images(args)
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
     fmt = check_output(args.output, args.format)
-    refuse_overwriting_inputs([args.output], {args.low: "--low input", args.high: "--high input"})
+    if args.image:
+        check_image(args.image)
+    inputs = {args.low: "--low input", args.high: "--high input"}
+    if args.image:
+        inputs[args.image] = "--image photo"
+    refuse_overwriting_inputs([args.output], inputs)
     low, high = read_depth(args.low), read_depth(args.high)
+    photo = read_image(args.image) if args.image else None
     refiner = _load(args)
     refined = refiner.refine(low, high, out_size=args.out_size)
+    if photo is not None:
+        refined = snap_edges(refined, photo)
     path = write_depth(args.output, refined, fmt)
     print(f"wrote {path} ({refined.shape[0]}×{refined.shape[1]})")
     return 0
@@ -291,10 +310,12 @@ def _refine_photo(pipeline, args, photo: Path, depth_path: Path, edges_path: Pat
     try:
         image = read_image(photo)
         if edges_path is not None:
-            depth, edges = pipeline.depth_and_edges(image, args.steps, progress=bar)
+            depth, edges = pipeline(image, mode="two-stage", steps=args.steps, progress=bar,
+                                    return_edges=True, snap_edges=args.snap_edges)
             print(f"wrote {write_depth(edges_path, edges, 'png16')}")
         else:
-            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar)
+            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar,
+                             snap_edges=args.snap_edges)
     finally:
         bar.close()
     print(f"wrote {write_depth(depth_path, depth, fmt)}")
@@ -423,9 +444,10 @@ def _bench(args) -> int:
                                 compile=args.compile)
     if args.mode == "two-stage":
         report = benchmark_two_stage(refiner, size=args.size, repeats=args.repeats or 3,
-                                     steps=args.steps)
+                                     steps=args.steps, snap=args.snap_edges)
     else:
-        report = benchmark(refiner, size=args.size, repeats=args.repeats or 15)
+        report = benchmark(refiner, size=args.size, repeats=args.repeats or 15,
+                           snap=args.snap_edges)
     report["preset"] = args.weights or args.preset
     if args.json:
         print(json.dumps(report, indent=2))
@@ -439,6 +461,7 @@ def _bench(args) -> int:
         print(f"  two-stage: {report['two_stage_passes']} passes (S = {report['steps']}), "
               f"{report['two_stage_seconds']:.3f} s = {report['ratio_two_to_one']:.1f}× "
               f"one-stage; peak memory {report['peak_memory_mb']:.0f} MB")
+        print(f"  edge snapping {'on' if report['snap_edges'] else 'off'}")
         return 0
     print(f"{report['preset']} one-stage {args.size}×{args.size} on {report['device']} "
           f"({report['dtype']}, {report['threads']} threads): "
@@ -449,6 +472,9 @@ def _bench(args) -> int:
           f"{report['ratio_to_matmul']:.2f}")
     print(f"  peak memory {report['peak_memory_mb']:.0f} MB, "
           f"{report['parameters'] / 1e6:.2f} M parameters")
+    if "snap_seconds" in report:
+        print(f"  edge snapping: median {report['snap_seconds'] * 1e3:.1f} ms = "
+              f"{100 * report['snap_ratio_to_refine']:.1f} % of the refine")
     return 0
 
 

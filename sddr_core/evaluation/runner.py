@@ -21,14 +21,18 @@ from ..errors import InputError
 from ..files.atomic import atomic_output
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner
+from ..maps.edge_snap import snap_edges
 from ..predictors.simulated import SimulatedPredictor
 from .aligned import aligned_depth
 from .baselines import guided_fusion, resize_prediction
 from .datasets import Sample
 from .metrics import METRIC_KEYS, evaluate
 
-METHODS = ("low", "high", "guided", "sddr", "sddr-two-stage")
-REFINER_METHODS = ("sddr", "sddr-two-stage")
+METHODS = ("low", "high", "guided", "sddr", "sddr-two-stage", "sddr-snapped",
+           "sddr-two-stage-snapped")
+REFINER_METHODS = ("sddr", "sddr-two-stage", "sddr-snapped", "sddr-two-stage-snapped")
+SNAPPED = {"sddr-snapped": "sddr", "sddr-two-stage-snapped": "sddr-two-stage"}
+"""Methods that are another method's output with its edges snapped to the image."""
 COLUMNS = {"delta1": "δ1 ↑", "rel": "REL ↓", "ord": "ORD ↓", "d3r": "D³R ↓",
            "boundary_f1": "boundary F1 ↑", "flying": "flying ↓",
            "sqrel": "SqRel ↓", "rmse": "RMSE ↓", "log10": "log10 ↓",
@@ -124,8 +128,9 @@ def evaluate_dataset(
             space = model.polarity
             low = model.predict(sample.image, low_res)
             high = model.predict(sample.image, high_res)
-            outputs = {m: _method_output(m, low, high, sample, model, refiner)
-                       for m in methods}
+            outputs: dict[str, np.ndarray] = {}
+            for m in methods:
+                outputs[m] = _method_output(m, low, high, sample, model, refiner, outputs)
             scores = {m: evaluate(out, sample.depth, sample.valid, space=space,
                                   ord_variant=ord_variant, seed=seed)
                       for m, out in outputs.items()}
@@ -161,14 +166,22 @@ def _unusable(sample: Sample) -> str | None:
 
 
 def _method_output(method: str, low: np.ndarray, high: np.ndarray, sample: Sample,
-                   predictor: SimulatedPredictor, refiner: Refiner | None) -> np.ndarray:
+                   predictor: SimulatedPredictor, refiner: Refiner | None,
+                   done: dict[str, np.ndarray]) -> np.ndarray:
     """Depth at the ground truth's size, from the shared low/high pair. The two-stage refiner
     starts from that pair too (its step 0 is the `sddr` row) and only adds its own window
-    predictions, so the two rows differ by the windows alone."""
+    predictions, so the two rows differ by the windows alone. A snapped method snaps its
+    unsnapped method's output (taken from `done` when that ran already) to the sample's image,
+    so each pair of rows differs by the snapping alone."""
     size = sample.depth.shape
+    if method in SNAPPED:
+        base = SNAPPED[method]
+        unsnapped = done[base] if base in done else _method_output(
+            base, low, high, sample, predictor, refiner, done)
+        return snap_edges(unsnapped, sample.image)
     if method == "sddr-two-stage":
         return DepthPipeline(refiner, predictor)(sample.image, mode="two-stage",
-                                                 inputs=(low, high))
+                                                 inputs=(low, high), snap_edges=False)
     if method == "low":
         return resize_prediction(low, size)
     if method == "high":

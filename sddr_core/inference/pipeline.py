@@ -12,8 +12,10 @@ import os
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from ..errors import InputError
+from ..maps import edge_snap
 from ..predictors import DepthPredictor, as_rgb, load_predictor
 from .coarse_to_fine import Cancel, CoarseToFine, Progress
 from .refiner import Refiner, load_refiner
@@ -54,6 +56,7 @@ class DepthPipeline:
         cancel: Cancel | None = None,
         return_edges: bool = False,
         inputs: tuple[np.ndarray, np.ndarray] | None = None,
+        snap_edges: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
 
@@ -63,16 +66,24 @@ class DepthPipeline:
         between them and, if true, raises `Cancelled`. `return_edges=True` (two-stage) returns
         (depth, G_S) from the same run. `inputs`: the whole image's (low, high) predictions,
         used for the first pass instead of running the predictor (so a one-stage and a
-        two-stage run can start from the same inputs).
+        two-stage run can start from the same inputs). `snap_edges` puts the pixels of the
+        depth's ramps onto the nearer or farther side of their step, by the photo's colours
+        (`sddr_core.maps.edge_snap`; off by default, decision 152); G_S is the unsnapped
+        run's.
         """
         if mode not in MODES:
             raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")
         if return_edges and mode != "two-stage":
             raise InputError("return_edges needs mode='two-stage' (G_S comes from the "
                              "coarse-to-fine steps)")
+        if not isinstance(snap_edges, bool):
+            raise InputError(f"snap_edges {snap_edges!r}: must be True or False")
+        rgb = as_rgb(image)
         if mode == "one-stage":
-            return self._run(progress, cancel).one_stage(as_rgb(image), inputs=inputs)
-        depth, edges = self.depth_and_edges(image, steps, progress, cancel, inputs)
+            depth = self._run(progress, cancel).one_stage(rgb, inputs=inputs)
+            return self._snapped(depth, rgb) if snap_edges else depth
+        depth, edges = self.depth_and_edges(rgb, steps, progress, cancel, inputs)
+        depth = self._snapped(depth, rgb) if snap_edges else depth
         return (depth, edges) if return_edges else depth
 
     def edges(self, image: np.ndarray, steps: int = STEPS, progress: Progress | None = None,
@@ -85,10 +96,17 @@ class DepthPipeline:
                         cancel: Cancel | None = None,
                         inputs: tuple[np.ndarray, np.ndarray] | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
-        """(D_S, G_S) of a two-stage run with `steps` coarse-to-fine steps."""
+        """(D_S, G_S) of a two-stage run with `steps` coarse-to-fine steps, D_S unsnapped."""
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise InputError(f"steps {steps!r}: two-stage needs a whole number ≥ 1")
         return self._run(progress, cancel).two_stage(as_rgb(image), steps, inputs)
+
+    def _snapped(self, depth: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """`depth` snapped to the photo's edges, on the refiner's device."""
+        device = self.refiner.device
+        snapped = edge_snap.snap_edges(torch.from_numpy(depth).to(device),
+                                       torch.from_numpy(rgb).to(device))
+        return snapped.cpu().numpy()
 
     def _run(self, progress: Progress | None, cancel: Cancel | None) -> CoarseToFine:
         return CoarseToFine(self.refiner, self.predictor, progress, cancel)
