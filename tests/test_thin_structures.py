@@ -167,3 +167,14 @@ def test_a_plane_has_no_heights_up_to_its_edges(width):
     for maps in (slope, -slope):
         assert float(heights(maps, width)[:, width:-width, width:-width].abs().max()) < 1e-6
         assert float(heights(maps, width).max()) <= 0.1 * width / 20 + 1e-6
+
+
+def test_a_batch_gives_each_map_what_it_gives_alone():
+    high = np.stack([with_structure(64, 2, 30, vertical=True),
+                     with_structure(64, 1, 5, vertical=False) * 3 + 2])
+    refined = np.stack([plane(64), plane(64) * 3 + 2])
+    together = keep_thin_structures(torch.from_numpy(refined), torch.from_numpy(high), width=5)
+    for index in range(2):
+        alone = keep_thin_structures(torch.from_numpy(refined[index:index + 1]),
+                                     torch.from_numpy(high[index:index + 1]), width=5)
+        torch.testing.assert_close(together[index:index + 1], alone)

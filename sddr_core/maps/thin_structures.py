@@ -68,7 +68,11 @@ def _rises(maps: torch.Tensor, width: int, free_share: float) -> torch.Tensor:
     rows, cols = maps.shape[-2:]
     # Beyond the edges lies the map's minimum: a strip along an edge ends there, as the
     # image gives no evidence that it continues.
-    padded = F.pad(maps, (reach, reach, reach, reach), value=float(maps.amin()))
+    padded = F.pad(maps, (reach, reach, reach, reach))
+    floor = maps.amin(dim=(-2, -1), keepdim=True)  # each map's own, so batches change nothing
+    for edge in (np.s_[..., :reach, :], np.s_[..., -reach:, :], np.s_[..., :, :reach],
+                 np.s_[..., :, -reach:]):
+        padded[edge] = floor.expand_as(padded[edge])
     best = torch.zeros_like(maps)
     for dy, dx in DIRECTIONS:
         before = padded[..., reach - dy * reach:reach - dy * reach + rows,
