@@ -232,7 +232,7 @@ def test_missing_predictor_offline_is_reported_by_name(server):
         "4": {"class_type": "SDDRDepthFromImage",
               "inputs": {"refiner": ["3", 0], "image": ["1", 0],
                          "predictor": "depth-anything-v2-small", "mode": "one-stage",
-                         "steps": 3, "normalisation": "per frame"}},
+                         "steps": 3, "normalisation": "per frame", "snap_edges": False}},
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
     }
     result = _run(url, graph)
