@@ -80,7 +80,7 @@ def seed_table(reports: list[dict]) -> tuple[str, dict[str, dict[str, tuple[floa
     lines = ["| method | " + " | ".join(COLUMNS.values()) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{mean:.3f} ± {std:.3f}"
+        lines.append(f"| {m} | " + " | ".join(f"{mean:.4f} ± {std:.4f}"
                                               for mean, std in stats[m].values()) + " |")
     return "\n".join(lines) + "\n", stats
 
@@ -95,7 +95,7 @@ def separation(stats: dict[str, dict[str, tuple[float, float]]]) -> str:
             difference = stats[a][key][0] - stats[b][key][0]
             spread = max(stats[a][key][1], stats[b][key][1])
             verdict = "yes" if abs(difference) > spread else "**no**"
-            cells.append(f"{difference:+.3f} ({spread:.3f}) {verdict}")
+            cells.append(f"{difference:+.4f} ({spread:.4f}) {verdict}")
         lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
