@@ -251,10 +251,9 @@ def _refine(args) -> int:
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
     fmt = check_output(args.output, args.format)
-    if args.image:
-        check_image(args.image)
     inputs = {args.low: "--low input", args.high: "--high input"}
     if args.image:
+        check_image(args.image)
         inputs[args.image] = "--image photo"
     refuse_overwriting_inputs([args.output], inputs)
     low, high = read_depth(args.low), read_depth(args.high)

@@ -19,6 +19,8 @@ low-input pixel) takes the high input's shape in its outermost pixels.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -127,10 +129,10 @@ def keep_thin_structures(refined: torch.Tensor, high: torch.Tensor, width: int,
     plain = (rises <= FLAT) & (dips <= FLAT)
     scale, _ = fit_affine(high_units, refined_units, plain if mask is None else plain & mask,
                           nonnegative=True)
-    scale = scale[:, None, None]
+    rises, dips = rises * scale[:, None, None], dips * scale[:, None, None]
     length = max(LINE_LENGTH * width, MIN_LINE_PIXELS)
-    rises = torch.where(_long(scale * rises > MIN_HEIGHT, length), scale * rises, 0.0)
-    dips = torch.where(_long(scale * dips > MIN_HEIGHT, length), scale * dips, 0.0)
+    rises = torch.where(_long(rises > MIN_HEIGHT, length), rises, 0.0)
+    dips = torch.where(_long(dips > MIN_HEIGHT, length), dips, 0.0)
     if not bool((rises > 0).any() or (dips > 0).any()):
         return refined
     change = ((rises - heights(refined_units, width)).clamp_min_(0)
@@ -154,5 +156,4 @@ def _in_range_units(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def thin_width(size: tuple[int, int], low_size: tuple[int, int]) -> int:
     """The narrowest width (px of a `size` map) that a low input of `low_size` resolves:
     one of its pixels, rounded up, plus one."""
-    pixel = max(size[0] / low_size[0], size[1] / low_size[1])
-    return int(-(-pixel // 1)) + 1
+    return math.ceil(max(size[0] / low_size[0], size[1] / low_size[1])) + 1
