@@ -8,8 +8,6 @@ Every problem is an `InputError` naming the node input, since ComfyUI shows the 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -25,22 +23,32 @@ SAVE_SCALINGS = ("as is", "per frame", "whole batch")
 COLOUR_TOLERANCE = 0.02
 """Mean absolute difference between channels above which a 3-channel IMAGE is a colour
 picture, not a gray depth map (an 8-bit gray PNG through JPEG stays far below it)."""
-ASPECT_LIMIT = 0.1
-"""Relative aspect-ratio difference between the two depth inputs above which they cannot be
-one picture (predictors round sides to their patch size, a few percent at most)."""
 EDGE_CLIP = 0.005
 """Fraction of an edge map's pixels clipped at each end when it is scaled for display."""
 POLARITY_BAND = 0.2
 """Fraction of rows at the top and at the bottom that `auto` polarity compares."""
 
 
-def image_to_maps(image: torch.Tensor, name: str) -> torch.Tensor:
-    """B×H×W float32 maps (on the CPU) from a B×H×W×C depth IMAGE with 1 or 3 gray channels."""
+def check_image(image: torch.Tensor, name: str) -> None:
+    """Refuse what is no B×H×W×C IMAGE, or one with no frames (an empty batch from a
+    filtering or batch node), naming the input."""
     if not isinstance(image, torch.Tensor):
         raise InputError(f"{name}: expected an IMAGE tensor, got {type(image).__name__}")
     if image.ndim != 4:
         raise InputError(f"{name}: expected an IMAGE shaped batch×height×width×channels, "
                          f"got shape {tuple(image.shape)}")
+    if image.shape[0] == 0:
+        raise InputError(f"{name}: the IMAGE batch is empty (0 frames); connect a node that "
+                         "gives at least one frame")
+
+
+def image_to_maps(image: torch.Tensor, name: str) -> torch.Tensor:
+    """B×H×W float32 maps (on the CPU) from a B×H×W×C depth IMAGE with 1 or 3 gray channels.
+
+    Any value range is accepted (0..1, 16-bit counts, metres): channels are compared relative
+    to the values' magnitude, so large gray values are not taken for colour.
+    """
+    check_image(image, name)
     channels = image.shape[-1]
     if channels == 4:
         raise InputError(f"{name}: the depth IMAGE has 4 channels (colour + alpha); a depth map "
@@ -53,13 +61,22 @@ def image_to_maps(image: torch.Tensor, name: str) -> torch.Tensor:
         raise InputError(f"{name}: the depth IMAGE is {height}×{width}; at least "
                          f"{MIN_SIDE}×{MIN_SIDE} is needed")
     pixels = image.detach().to("cpu", torch.float32)
-    if channels == 3:
-        spread = (pixels - pixels.mean(dim=-1, keepdim=True)).abs().mean().item()
-        if spread > COLOUR_TOLERANCE:
-            raise InputError(f"{name}: this IMAGE is in colour, not a gray depth map (its "
-                             "channels differ). Is the photo connected here instead of a "
-                             "depth node's output?")
+    if channels == 3 and _channel_spread(pixels) > COLOUR_TOLERANCE:
+        raise InputError(f"{name}: this IMAGE is in colour, not a gray depth map (its "
+                         "channels differ). Is the photo connected here instead of a "
+                         "depth node's output?")
     return pixels[..., 0].clone()
+
+
+def _channel_spread(pixels: torch.Tensor) -> float:
+    """Mean difference of channels 1, 2 from channel 0 over the finite pixels, relative to
+    their largest magnitude (at least 1, the range of a 0..1 IMAGE): 0 for any gray map."""
+    finite = torch.isfinite(pixels).all(dim=-1)
+    if not bool(finite.any()):
+        return 0.0  # no value to compare: check_maps names the empty frame
+    values = pixels[finite]
+    scale = max(1.0, values.abs().max().item())
+    return (values - values[:, :1]).abs().mean().item() / scale
 
 
 def check_maps(maps: torch.Tensor, name: str) -> None:
@@ -73,20 +90,6 @@ def check_maps(maps: torch.Tensor, name: str) -> None:
         raise InputError(f"{name}: frame {constant} is constant (every pixel "
                          f"{finite[constant].flatten()[0].item():g}): a depth map needs "
                          "structure. Check the depth node that feeds it")
-
-
-def check_pair(low: torch.Tensor, high: torch.Tensor,
-               names: tuple[str, str] = ("low_depth", "high_depth")) -> None:
-    """Same number of frames, and the same picture (aspect ratio within ASPECT_LIMIT)."""
-    if low.shape[0] != high.shape[0]:
-        raise InputError(f"{names[0]} has {low.shape[0]} frame(s) but {names[1]} has "
-                         f"{high.shape[0]}: both must be depth of the same frames")
-    low_aspect = low.shape[-1] / low.shape[-2]
-    high_aspect = high.shape[-1] / high.shape[-2]
-    if abs(math.log(low_aspect / high_aspect)) > ASPECT_LIMIT:
-        raise InputError(f"{names[0]} is {low.shape[-2]}×{low.shape[-1]} and {names[1]} is "
-                         f"{high.shape[-2]}×{high.shape[-1]}: their shapes differ too much to "
-                         "be depth of the same picture")
 
 
 def is_near_bright(maps: torch.Tensor, polarity: str) -> bool:
@@ -144,9 +147,10 @@ def edges_to_image(edges: torch.Tensor) -> torch.Tensor:
 
 def image_to_rgb(image: torch.Tensor, index: int, name: str = "image"):
     """Frame `index` of a B×H×W×3 IMAGE as the H×W×3 uint8 array the core's predictors read."""
-    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+    check_image(image, name)
+    if image.shape[-1] not in (1, 3, 4):
         raise InputError(f"{name}: expected an IMAGE shaped batch×height×width×3, got "
-                         f"{tuple(getattr(image, 'shape', ()))}")
+                         f"{tuple(image.shape)}")
     frame = image[index, ..., :3].detach().to("cpu", torch.float32)
     if frame.shape[-1] == 1:
         frame = frame.expand(-1, -1, 3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -16,6 +17,7 @@ from sddr_core.files.depth_io import READ_EXTENSIONS, read_depth, write_depth
 from sddr_core.inference.coarse_to_fine import CoarseToFine
 from sddr_core.inference.windows import STEPS, passes
 from sddr_core.maps.edge_snap import snap_edges
+from sddr_core.maps.inputs import check_pair
 from sddr_core.maps.levels import damaged_levels
 
 from . import depth_maps, host, models
@@ -161,14 +163,21 @@ class SDDRRefineDepth(io.ComfyNode):
     def execute(cls, refiner: models.LoadedRefiner, low_depth: torch.Tensor,
                 high_depth: torch.Tensor, width: int, height: int, normalisation: str,
                 input_polarity: str, image: torch.Tensor | None = None) -> io.NodeOutput:
+        if image is not None:
+            depth_maps.check_image(image, "image")
         low = depth_maps.image_to_maps(low_depth, "low_depth")
         high = depth_maps.image_to_maps(high_depth, "high_depth")
         depth_maps.check_maps(low, "low_depth")
         depth_maps.check_maps(high, "high_depth")
-        depth_maps.check_pair(low, high)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_pair(low, high, ("low_depth", "high_depth"))
         damaged = [found for found in (damaged_levels(low, "low_depth"),
                                        damaged_levels(high, "high_depth")) if found]
-        warning = "\n".join([*damaged, LOAD_DEPTH_ADVICE]) if damaged else None
+        notes = [str(message.message) for message in caught]
+        if damaged:
+            notes += [*damaged, LOAD_DEPTH_ADVICE]
+        warning = "\n".join(notes) or None
         if warning:
             host.warn_user(cls.hidden.unique_id if cls.hidden else None, warning)
         near_bright = depth_maps.is_near_bright(low, input_polarity)
@@ -299,6 +308,9 @@ class SDDRSaveDepth(io.ComfyNode):
     @classmethod
     def execute(cls, depth: torch.Tensor, filename_prefix: str, format: str,
                 scaling: str) -> io.NodeOutput:
+        if "\0" in filename_prefix:
+            raise InputError("filename_prefix: contains a NUL character (\\0), which no file "
+                             "name may hold; remove it")
         if format not in SAVE_FORMATS:
             raise SddrError(f"format {format!r}: choose from {', '.join(SAVE_FORMATS)}")
         maps = depth_maps.image_to_maps(depth, "depth")
@@ -406,6 +418,7 @@ def _pipeline(refiner: models.LoadedRefiner, predictor: str, image: torch.Tensor
               ) -> tuple[DepthPipeline, bool]:
     """The core pipeline over this refiner and predictor, both placed by ComfyUI, and whether
     the predictor's output is near-bright (disparity)."""
+    depth_maps.check_image(image, "image")
     model, patchers = models.depth_predictor(predictor, refiner.refiner.device)
     working = refiner.refiner.network_input_size(*image.shape[1:3])
     models.place([refiner.patcher, *patchers], working[0] * working[1])
@@ -416,7 +429,7 @@ def _per_frame(image: torch.Tensor, per_frame: int,
                run: Callable[[np.ndarray, Callable[[int, int], None]], np.ndarray]
                ) -> torch.Tensor:
     """`run(rgb, progress)` on each frame, the progress bar counting network passes."""
-    frames = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 1
+    frames = image.shape[0]
     bar = host.progress_bar(frames * per_frame)
     results = []
     for index in range(frames):

@@ -49,6 +49,28 @@ def test_refine_out_size_and_explicit_format(weights, pair, tmp_path):
     assert refined.max() <= 255
 
 
+def test_refine_applies_the_cores_aspect_rule(weights, tmp_path, capsys):
+    """The pairs of tests/test_refiner.py's aspect tests: warned and refined, or refused."""
+    ys, xs = np.mgrid[0:80, 0:160].astype(np.float32)
+    depth = 2.0 + ys / 80 + xs / 160
+    paths = {}
+    for name, array in {"low": depth[::2, :112:2], "high": depth[:, :120],
+                        "wide": depth}.items():
+        paths[name] = str(tmp_path / f"{name}.npy")
+        write_depth(paths[name], np.ascontiguousarray(array))
+    out = tmp_path / "out.npy"
+    arguments = ["-o", str(out), "--weights", weights, "--device", "cpu"]
+    with pytest.warns(UserWarning, match="low is 40×56 and high is 80×120: their aspect "
+                      "ratios differ"):
+        assert main(["refine", "--low", paths["low"], "--high", paths["high"], *arguments]) == 0
+    assert read_depth(out).shape == (80, 120)
+    out.unlink()
+    assert main(["refine", "--low", paths["low"], "--high", paths["wide"], *arguments]) == 2
+    assert "sddr: error: low is 40×56 and high is 80×160: their aspect ratios differ " \
+        "(1.400 vs 2.000) by more than 10%" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_refine_missing_input_names_the_file(weights, pair, tmp_path, capsys):
     _, high, _ = pair
     missing = str(tmp_path / "nope.png")

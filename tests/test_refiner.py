@@ -159,7 +159,7 @@ def test_network_runs_at_padded_working_size(refiner, high_size, network_size):
         lambda module, args: seen.append(tuple(args[0].shape))
     )
     try:
-        low, high = _pair((high_size[0] // 3 + 8, high_size[1] // 3 + 8), high_size)
+        low, high = _pair((round(high_size[0] / 3), round(high_size[1] / 3)), high_size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # aspect ratio rounding of the small low
             out = refiner.refine(low, high)
@@ -393,13 +393,21 @@ def test_multichannel_depth_uses_channel_0(refiner, channels):
     np.testing.assert_allclose(out, refiner.refine(low, high), rtol=1e-5, atol=1e-6)
 
 
-def test_aspect_ratio_mismatch_warns(refiner):
-    low = _scene((61, 120))
-    high = _scene(HIGH_SIZE)
-    with pytest.warns(UserWarning, match="aspect ratio") as record:
+def test_aspect_ratio_a_few_percent_apart_warns_and_resizes(refiner):
+    """40×56 vs 80×120 (1.400 vs 1.500): the pair the CLI and the ComfyUI node tests use."""
+    low, high = _scene((40, 56)), _scene((80, 120))
+    with pytest.warns(UserWarning, match="low is 40×56 and high is 80×120: their aspect "
+                      r"ratios differ \(1.400 vs 1.500\); low is resized") as record:
         out = refiner.refine(low, high)
     assert record[0].filename == __file__
-    assert out.shape == HIGH_SIZE and np.isfinite(out).all()
+    assert out.shape == (80, 120) and np.isfinite(out).all()
+
+
+def test_aspect_ratio_far_apart_is_refused(refiner):
+    """40×56 vs 80×160 (1.400 vs 2.000): no predictor's rounding, another framing."""
+    with pytest.raises(InputError, match="low is 40×56 and high is 80×160: their aspect "
+                       r"ratios differ \(1.400 vs 2.000\) by more than 10%"):
+        refiner.refine(_scene((40, 56)), _scene((80, 160)))
 
 
 # ------------------------------------------------------------------------- device and dtype

@@ -18,6 +18,9 @@ from ..errors import InputError
 MIN_SIDE = 8
 ASPECT_TOLERANCE = 0.02
 """Relative aspect-ratio difference between low and high above which we warn."""
+ASPECT_LIMIT = 0.1
+"""Relative aspect-ratio difference between low and high above which the pair is refused:
+predictors round sides to their patch size, a few percent at most."""
 
 
 def as_depth_batch(depth, name: str, device: torch.device) -> torch.Tensor:
@@ -127,19 +130,35 @@ def nearest_fill(sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(filled.astype(np.float32)).to(sample.device)
 
 
-def check_pair(low: torch.Tensor, high: torch.Tensor) -> None:
-    """Batch sizes must match; a different aspect ratio is resized away with a warning."""
+def check_pair(low: torch.Tensor, high: torch.Tensor,
+               names: tuple[str, str] = ("low", "high")) -> None:
+    """The one rule for a low/high pair, used by `Refiner.refine`, the CLI and the ComfyUI
+    nodes alike (`names` are the caller's names for the two inputs).
+
+    B×H×W `low` and `high` must hold as many maps. Aspect ratios within ASPECT_TOLERANCE
+    pass silently (predictors round sides to their patch size); up to ASPECT_LIMIT, `low` is
+    resized to `high`'s aspect ratio with a warning; beyond it they cannot be depth of one
+    picture (a crop, a rotated frame, another picture) and the pair is refused.
+
+    Raises
+    ------
+    InputError
+        If the batch sizes differ or the aspect ratios differ by more than ASPECT_LIMIT.
+    """
     if low.shape[0] != high.shape[0]:
         raise InputError(
-            f"low and high hold different numbers of depth maps ({low.shape[0]} vs "
-            f"{high.shape[0]})"
+            f"{names[0]} has {low.shape[0]} depth map(s) but {names[1]} has {high.shape[0]}: "
+            "both must be depth of the same frames"
         )
     low_aspect = low.shape[-1] / low.shape[-2]
     high_aspect = high.shape[-1] / high.shape[-2]
-    if abs(math.log(low_aspect / high_aspect)) > ASPECT_TOLERANCE:
-        warnings.warn(
-            f"low is {low.shape[-2]}×{low.shape[-1]} and high is {high.shape[-2]}×"
-            f"{high.shape[-1]}: their aspect ratios differ ({low_aspect:.3f} vs "
-            f"{high_aspect:.3f}); low is resized to high's aspect ratio",
-            stacklevel=3,
-        )
+    difference = abs(math.log(low_aspect / high_aspect))
+    shapes = (f"{names[0]} is {low.shape[-2]}×{low.shape[-1]} and {names[1]} is "
+              f"{high.shape[-2]}×{high.shape[-1]}: their aspect ratios differ "
+              f"({low_aspect:.3f} vs {high_aspect:.3f})")
+    if difference > ASPECT_LIMIT:
+        raise InputError(f"{shapes} by more than {ASPECT_LIMIT:.0%}, too much to be depth of "
+                         "the same picture; give both inputs the same framing")
+    if difference > ASPECT_TOLERANCE:
+        warnings.warn(f"{shapes}; {names[0]} is resized to {names[1]}'s aspect ratio",
+                      stacklevel=3)
