@@ -244,17 +244,56 @@ def test_out_of_memory_halves_the_batch_then_explains(comfy, refiner, monkeypatc
 
 
 @pytest.mark.parametrize(("low", "high", "message"), [
-    (scene(40, 56, 2), scene(80, 112, 3), "low_depth has 2 frame.*high_depth has 3"),
+    (scene(40, 56, 2), scene(80, 112, 3), "low_depth has 2 depth map.*high_depth has 3"),
     (scene(40, 56), torch.cat([scene(80, 112), torch.ones(1, 80, 112, 1)], -1),
      "high_depth: .*4 channels"),
     (torch.rand(1, 40, 56, 3), scene(80, 112), "low_depth: .*colour"),
     (torch.full((1, 40, 56, 3), 0.5), scene(80, 112), "low_depth: frame 0 is constant"),
     (scene(40, 56), scene(80, 40), "low_depth is 40×56 and high_depth is 80×40"),
+    (scene(40, 56)[:0], scene(80, 112), "low_depth: the IMAGE batch is empty"),
+    (scene(40, 56), scene(80, 112)[:0], "high_depth: the IMAGE batch is empty"),
     (scene(40, 56), scene(80, 112)[0], "high_depth: expected an IMAGE"),
 ])
 def test_bad_depth_inputs_are_refused_naming_the_input(comfy, refiner, low, high, message):
     with pytest.raises(InputError, match=message):
         refine(refiner, low, high)
+
+
+def test_aspect_rule_is_the_cores_warned_pair_refined_refused_pair_named(comfy, refiner,
+                                                                         monkeypatch):
+    """The pairs of tests/test_refiner.py's aspect tests: a few percent apart is refined with
+    the core's warning shown on the node; far apart is refused with the core's message."""
+    monkeypatch.setattr(nodes.SDDRRefineDepth, "hidden", SimpleNamespace(unique_id="7"))
+    result = nodes.SDDRRefineDepth.execute(refiner, scene(40, 56), scene(80, 120), 0, 0,
+                                           "per frame", "auto")
+    assert result.result[0].shape == (1, 80, 120, 3)
+    [warning] = result.ui["text"]
+    assert warning.startswith("low_depth is 40×56 and high_depth is 80×120: their aspect")
+    assert warning.endswith("low_depth is resized to high_depth's aspect ratio")
+    with pytest.raises(InputError, match="low_depth is 40×56 and high_depth is 80×160: their "
+                       "aspect ratios differ .* by more than 10%"):
+        refine(refiner, scene(40, 56), scene(80, 160))
+
+
+def test_large_gray_depth_values_are_depth_not_colour(comfy, passthrough):
+    """Metric depth of 1e7 and more through Load Depth raw: equal channels are gray at any
+    magnitude (float32 rounding of a channel mean once took them for colour)."""
+    low, high = scene(40, 56) * 3e7 + 1e7, scene(80, 112) * 3e7 + 1e7
+    depth, _ = refine(passthrough, low, high, normalisation="raw")
+    assert float(depth.min()) == pytest.approx(1e7 + 0.1 * 3e7, rel=1e-4)
+    tinted = high.clone()
+    tinted[..., 1] *= 1.2
+    with pytest.raises(InputError, match="high_depth: this IMAGE is in colour"):
+        refine(passthrough, low, tinted)
+
+
+@pytest.mark.parametrize("node", ["SDDRDepthFromImage", "SDDRDepthEdges"])
+def test_an_empty_image_batch_is_refused_naming_image(comfy, refiner, predictor, node):
+    options = {"mode": "one-stage", "normalisation": "per frame"} \
+        if node == "SDDRDepthFromImage" else {}
+    with pytest.raises(InputError, match="image: the IMAGE batch is empty"):
+        getattr(nodes, node).execute(refiner, photo(64, 96)[:0], "depth-anything-v2-small",
+                                     steps=1, **options)
 
 
 def test_clipped_depth_is_refined_with_a_warning_on_the_node(comfy, refiner, monkeypatch):
@@ -356,7 +395,7 @@ def test_save_depth_writes_full_precision_files_with_a_counter(comfy, tmp_path, 
 def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, holes, message,
                                                          scaling):
     """An all-NaN depth once became an all-zero PNG (NaN cast to 0 before any check)."""
-    depth = torch.rand(2, 24, 32, 3)
+    depth = torch.rand(2, 24, 32, 1).expand(-1, -1, -1, 3).clone()  # gray
     if holes == "all":
         depth[1] = float("nan")
     else:
@@ -366,6 +405,12 @@ def test_save_depth_refuses_values_a_file_would_not_keep(comfy, tmp_path, fmt, h
         nodes.SDDRSaveDepth.execute(depth, "sddr/holes", fmt, scaling)
     assert not (tmp_path / "output" / "sddr").exists() or not any(
         (tmp_path / "output" / "sddr").iterdir())  # not even frame 0: nothing is written
+
+
+def test_save_depth_refuses_a_nul_in_the_prefix_naming_it(comfy, tmp_path):
+    with pytest.raises(InputError, match="filename_prefix: contains a NUL character"):
+        nodes.SDDRSaveDepth.execute(scene(8, 8), "sddr/a\0b", "png16", "as is")
+    assert not (tmp_path / "output").exists() or not any((tmp_path / "output").rglob("*.png"))
 
 
 @pytest.mark.parametrize("fmt", ["exr", "npy"])
