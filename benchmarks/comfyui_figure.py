@@ -1,6 +1,6 @@
-"""The figure of the nodes' outputs in docs/comfyui.md, web/docs/ and the example workflow's
-preview: sample scene, low and high depth inputs, SDDRRefineDepth's depth, SDDRDepthEdges'
-edges, each as ComfyUI shows the IMAGE (gray, near = bright).
+"""The figure of the nodes' outputs in docs/comfyui.md and web/docs/: sample scene, low and
+high depth inputs, SDDRRefineDepth's depth, SDDRDepthEdges' edges, each as ComfyUI shows
+the IMAGE (gray, near = bright).
 
 Run from the repository root (ComfyUI modules as in benchmarks/comfyui_refine.py):
     python -m benchmarks.comfyui_figure [--weights FILE]
@@ -31,8 +31,7 @@ from sddr_core.predictors.simulated import SimulatedPredictor
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = (REPO / "docs" / "img" / "comfyui-outputs.jpg",
-           REPO / "web" / "docs" / "comfyui-outputs.jpg",
-           REPO / "example_workflows" / "sddr_controlnet_depth.jpg")
+           REPO / "web" / "docs" / "comfyui-outputs.jpg")
 PANEL_WIDTH = 384
 
 

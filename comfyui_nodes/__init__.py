@@ -2,5 +2,6 @@
 
 `nodes` holds the six nodes and `comfy_entrypoint`; `host` every import from ComfyUI;
 `models` the model folders, devices and memory; `depth_maps` the IMAGE ↔ depth-map rules,
-which need no ComfyUI. Importing this package imports nothing from ComfyUI.
+which need no ComfyUI; `sample` the sample scene the example workflows load. Importing
+this package imports nothing from ComfyUI.
 """

@@ -22,6 +22,7 @@ from sddr_core.maps.levels import damaged_levels
 
 from . import depth_maps, host, models
 from .host import io
+from .sample import install_sample_scene
 
 CATEGORY = "image/depth/sddr"
 REFINER = io.Custom("SDDR_REFINER")
@@ -346,6 +347,7 @@ class SDDRExtension(host.ComfyExtension):
 
 
 async def comfy_entrypoint() -> SDDRExtension:
+    install_sample_scene(host.folder_paths().get_input_directory())
     return SDDRExtension()
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from sddr_core import InputError, SddrError, WeightsError
+from sddr_core.cli.demo import sample_inputs
 from sddr_core.files.depth_io import read_depth, write_depth
 from sddr_core.inference.windows import passes
 from sddr_core.maps.resample import resize_maps
@@ -108,8 +109,9 @@ def bottom_minus_top(image: torch.Tensor) -> float:
 
 # ------------------------------------------------------------------------------- schema
 
-def test_entrypoint_of_the_repository_root_lists_the_six_nodes(monkeypatch):
-    """The root __init__.py loaded as ComfyUI loads a custom-node folder."""
+def test_entrypoint_of_the_repository_root_lists_the_six_nodes(comfy, tmp_path, monkeypatch):
+    """The root __init__.py loaded as ComfyUI loads a custom-node folder; loading it puts the
+    sample scene into the input folder."""
     spec = importlib.util.spec_from_file_location(
         "sddr_pack_under_test", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
     pack = importlib.util.module_from_spec(spec)
@@ -119,6 +121,24 @@ def test_entrypoint_of_the_repository_root_lists_the_six_nodes(monkeypatch):
     extension = asyncio.run(pack.comfy_entrypoint())
     listed = asyncio.run(extension.get_node_list())
     assert tuple(node.define_schema().node_id for node in listed) == NODE_IDS
+    assert sorted(path.name for path in (tmp_path / "input").iterdir()) == \
+        ["sddr_sample_high.png", "sddr_sample_low.png", "sddr_sample_photo.png"]
+
+
+def test_sample_scene_is_sddr_demos_and_never_overwrites(tmp_path, caplog):
+    sample = importlib.import_module("comfyui_nodes.sample")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / sample.LOW).write_bytes(b"the user's own file")
+    written = sample.install_sample_scene(tmp_path / "in")
+    assert sorted(path.name for path in written) == [sample.HIGH, sample.PHOTO]
+    assert (tmp_path / "in" / sample.LOW).read_bytes() == b"the user's own file"
+    assert sample.install_sample_scene(tmp_path / "in") == []
+    demo = write_depth(tmp_path / "demo_high.png", sample_inputs()[2])  # as sddr demo does
+    np.testing.assert_array_equal(read_depth(tmp_path / "in" / sample.HIGH), read_depth(demo))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert sample.install_sample_scene(blocker / "input") == []
+    assert "could not write the sample scene" in caplog.text
 
 
 @pytest.mark.parametrize("node", nodes.NODES, ids=lambda node: node.__name__)

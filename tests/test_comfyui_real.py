@@ -8,11 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -21,16 +18,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from sddr_core import InputError
 from sddr_core.files.depth_io import read_depth
+from sddr_core.maps.inputs import check_pair
+from tests import comfyui_server
+from tests.comfyui_server import free_port as _free_port
+from tests.comfyui_server import get as _get
 
 REPO = Path(__file__).resolve().parent.parent
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
 NODE_IDS = ["SDDRLoadRefiner", "SDDRRefineDepth", "SDDRDepthFromImage", "SDDRDepthEdges",
             "SDDRSaveDepth", "SDDRLoadDepth"]
-STARTUP_S = 120
-RUN_S = 180
+RUN_S = comfyui_server.RUN_S
 HIGH_SIZE = (96, 128)
 
 pytestmark = pytest.mark.skipif(
@@ -70,17 +72,6 @@ def test_every_node_satisfies_the_real_comfy_api():
 
 # ----------------------------------------------------------------------------- the server
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read()
-
-
 def _write_depth_png(path: Path, height: int, width: int) -> None:
     """An 8-bit gray depth map: a floor nearer towards the bottom and a near box."""
     rows = np.linspace(30, 180, height)[:, None].repeat(width, axis=1)
@@ -109,57 +100,30 @@ def demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, weights, demo):
     """A ComfyUI server (CPU) whose base folder holds this repository as a custom node, the
-    tiny model in models/sddr, two 8-bit depth maps and the demo's 16-bit pair in input/."""
+    tiny model in models/sddr, 8-bit depth maps and the demo's 16-bit pair in input/."""
     base = tmp_path_factory.mktemp("comfyui")
-    for folder in ("custom_nodes", "models/sddr", "input", "output", "user"):
-        (base / folder).mkdir(parents=True)
-    (base / "custom_nodes" / "sddr").symlink_to(REPO, target_is_directory=True)
+    comfyui_server.prepare_base(base)
     shutil.copy(weights, base / "models" / "sddr" / "tiny.safetensors")
     _write_depth_png(base / "input" / "low.png", 48, 64)
     _write_depth_png(base / "input" / "high.png", *HIGH_SIZE)
+    _write_depth_png(base / "input" / "narrower.png", 96, 120)  # aspect 1.25 vs low's 1.33
+    _write_depth_png(base / "input" / "wide.png", 96, 192)  # aspect 2
     for name in ("low", "high"):
         shutil.copy(demo / f"{name}.png", base / "input" / f"demo_{name}.png")
-    port = _free_port()
-    log = (base / "server.log").open("w")
-    process = subprocess.Popen(
-        [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-         "--disable-auto-launch", "--base-directory", str(base)],
-        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"ComfyUI exited ({process.returncode}): "
-                        f"{(base / 'server.log').read_text()[-3000:]}")
-        try:
-            _get(f"{url}/system_stats")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"ComfyUI did not answer within {STARTUP_S} s")
-            time.sleep(0.5)
+    try:
+        process, url = comfyui_server.start(base, COMFYUI_DIR, PYTHON)
+    except comfyui_server.ServerError as error:
+        pytest.fail(str(error))
     yield url, base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    comfyui_server.stop(process)
 
 
-def _run(url: str, graph: dict, client_id: str | None = None) -> dict:
-    """POST an API-format graph to /prompt and poll /history until it finishes."""
-    body = json.dumps({"prompt": graph, "client_id": client_id or str(uuid.uuid4())}).encode()
-    request = urllib.request.Request(f"{url}/prompt", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        prompt_id = json.load(response)["prompt_id"]
-    deadline = time.monotonic() + RUN_S
-    while time.monotonic() < deadline:
-        history = json.loads(_get(f"{url}/history/{prompt_id}"))
-        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
-            return history[prompt_id]
-        time.sleep(0.25)
-    pytest.fail(f"prompt {prompt_id} did not finish within {RUN_S} s")
+def _run(url: str, graph: dict, client_id: str | None = None,
+         targets: list[str] | None = None) -> dict:
+    try:
+        return comfyui_server.run(url, graph, client_id, targets)
+    except comfyui_server.ServerError as error:
+        pytest.fail(str(error))
 
 
 def _graph(low: dict) -> dict:
@@ -198,8 +162,7 @@ def test_graph_refines_depth_to_the_high_input_size(server):
     result = _run(url, _graph({"class_type": "LoadImage", "inputs": {"image": "low.png"}}))
     assert result["status"]["status_str"] == "success", result["status"]
     saved = result["outputs"]["5"]["images"][0]
-    query = urllib.parse.urlencode({**saved, "type": "output"})
-    image = cv2.imdecode(np.frombuffer(_get(f"{url}/view?{query}"), np.uint8),
+    image = cv2.imdecode(np.frombuffer(comfyui_server.view(url, saved), np.uint8),
                          cv2.IMREAD_UNCHANGED)
     assert image.shape[:2] == HIGH_SIZE
     depth16 = result["outputs"]["6"]["images"][0]
@@ -404,6 +367,177 @@ def test_load_depth_reads_a_file_again_when_its_content_changes(server):
     np.testing.assert_array_equal(np.load(saved[2]), ramp * 2)
 
 
+# --------------------------------------------------------- one input rule, leftovers
+
+def test_the_aspect_rule_on_the_server_is_the_cores(server):
+    """The core's check_pair decides: a few percent apart is refined with its warning on the
+    node; far apart is refused with its message (the node names its inputs)."""
+    url, _ = server
+    graph = _graph({"class_type": "LoadImage", "inputs": {"image": "low.png"}})
+    graph["2"]["inputs"]["image"] = "narrower.png"
+    result = _run(url, graph)
+    assert result["status"]["status_str"] == "success", result["status"]
+    with pytest.warns(UserWarning) as caught:
+        check_pair(torch.zeros(1, 48, 64), torch.zeros(1, 96, 120), ("low_depth", "high_depth"))
+    assert result["outputs"]["4"]["text"] == [str(caught[0].message)]
+    graph["2"]["inputs"]["image"] = "wide.png"
+    result = _run(url, graph)
+    with pytest.raises(InputError) as refused:
+        check_pair(torch.zeros(1, 48, 64), torch.zeros(1, 96, 192), ("low_depth", "high_depth"))
+    assert _error(result, "SDDRRefineDepth") == str(refused.value)
+
+
+def _error(result: dict, node_type: str) -> str:
+    [error] = [message for kind, message in result["status"]["messages"]
+               if kind == "execution_error"]
+    assert error["node_type"] == node_type
+    return error["exception_message"].strip()
+
+
+def test_a_nul_in_the_save_prefix_is_refused_naming_it(server):
+    url, _ = server
+    graph = _graph({"class_type": "LoadImage", "inputs": {"image": "low.png"}})
+    graph["6"]["inputs"]["filename_prefix"] = "sddr/a\0b"
+    del graph["5"]
+    assert _error(_run(url, graph), "SDDRSaveDepth").startswith(
+        "filename_prefix: contains a NUL character")
+
+
+def test_gray_depth_of_1e7_and_more_is_refined_as_depth(server):
+    url, base = server
+    ys, xs = np.mgrid[0:96, 0:128].astype(np.float32)
+    metric = 1e7 + 3e7 * (ys / 96 + (np.hypot(xs - 64, ys - 48) < 20))
+    np.save(base / "input" / "metric_high.npy", metric)
+    np.save(base / "input" / "metric_low.npy", metric[::2, ::2].copy())
+    graph = _refine_graph("depth", "metric_low.npy", "metric_high.npy", "raw")
+    for loader in ("1", "2"):
+        graph[loader]["inputs"]["values"] = "raw"
+    result = _run(url, graph)
+    assert result["status"]["status_str"] == "success", result["status"]
+    [exr] = _saved(base, result, "5", "depth_files")
+    refined = read_depth(exr)
+    assert refined.shape == (96, 128) and refined.min() > 0.9e7 and refined.max() < 4.1e7
+
+
+EMPTY_BATCH = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import comfy.options
+comfy.options.enable_args_parsing(False)
+import torch
+from comfyui_nodes import nodes
+empty, depth = torch.zeros(0, 64, 64, 3), torch.rand(1, 64, 64, 1).expand(-1, -1, -1, 3)
+calls = {
+    "SDDRRefineDepth": lambda: nodes.SDDRRefineDepth.execute(
+        None, empty, depth, 0, 0, "per frame", "auto"),
+    "SDDRDepthFromImage": lambda: nodes.SDDRDepthFromImage.execute(
+        None, empty, "depth-anything-v2-small", "one-stage", 1, "per frame"),
+    "SDDRDepthEdges": lambda: nodes.SDDRDepthEdges.execute(
+        None, empty, "depth-anything-v2-small", 1),
+}
+for name, call in calls.items():
+    try:
+        call()
+    except Exception as error:
+        print(name, type(error).__name__, error)
+"""
+
+
+def test_an_empty_batch_is_refused_naming_the_input_under_the_real_comfy_api():
+    """No core node makes a 0-frame IMAGE, so the nodes are called in ComfyUI's own Python
+    with its comfy_api; the refusal comes before the refiner is used."""
+    done = subprocess.run([PYTHON, "-c", EMPTY_BATCH, COMFYUI_DIR, str(REPO)],
+                          cwd=COMFYUI_DIR, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()[-3:]
+    assert lines == [
+        "SDDRRefineDepth InputError low_depth: the IMAGE batch is empty (0 frames); connect "
+        "a node that gives at least one frame",
+        *(f"{node} InputError image: the IMAGE batch is empty (0 frames); connect a node that "
+          "gives at least one frame" for node in ("SDDRDepthFromImage", "SDDRDepthEdges"))]
+
+
+# ------------------------------------------------------------------- example workflows
+
+EXAMPLES = REPO / "example_workflows"
+API = {path.stem: json.loads(path.read_text()) for path in (EXAMPLES / "api").glob("*.json")}
+
+
+def test_loading_the_pack_puts_sddr_demos_sample_scene_into_the_input_folder(server, demo):
+    url, base = server
+    for name in ("low", "high"):
+        np.testing.assert_array_equal(read_depth(base / "input" / f"sddr_sample_{name}.png"),
+                                      read_depth(demo / f"{name}.png"))
+    np.testing.assert_array_equal(cv2.imread(str(base / "input" / "sddr_sample_photo.png")),
+                                  cv2.imread(str(demo / "image.png")))
+    info = json.loads(_get(f"{url}/object_info/SDDRLoadDepth"))["SDDRLoadDepth"]
+    assert {"sddr_sample_low.png", "sddr_sample_high.png"} <= set(
+        info["input"]["required"]["file"][0])
+
+
+def test_templates_are_listed_by_title_with_a_square_thumbnail(server):
+    """What the web UI's template browser fetches (frontend 1.27: the title is the file's
+    name, the thumbnail <name>.jpg beside it)."""
+    url, _ = server
+    listed = json.loads(_get(f"{url}/api/workflow_templates"))["sddr"]
+    assert sorted(listed) == sorted(API) == ["SDDR ControlNet Depth", "SDDR Depth From Image",
+                                             "SDDR Refine Depth"]
+    for name in listed:
+        quoted = urllib.parse.quote(name)
+        thumbnail = cv2.imdecode(np.frombuffer(
+            _get(f"{url}/api/workflow_templates/sddr/{quoted}.jpg"), np.uint8), cv2.IMREAD_COLOR)
+        assert thumbnail.shape[0] == thumbnail.shape[1] >= 256, name
+        assert json.loads(_get(f"{url}/api/workflow_templates/sddr/{quoted}.json"))["nodes"]
+
+
+def test_every_api_example_names_real_nodes_inputs_and_link_types(server):
+    """Checked against /object_info, as far as ComfyUI's own validation would: also for the
+    nodes that cannot run here (a checkpoint and a ControlNet model are not installed)."""
+    url, _ = server
+    info = json.loads(_get(f"{url}/object_info"))
+    for name, graph in API.items():
+        for node_id, node in graph.items():
+            spec = info[node["class_type"]]["input"]
+            known = spec["required"] | spec.get("optional", {})
+            assert set(spec["required"]) <= set(node["inputs"]) <= set(known), (name, node_id)
+            for key, value in node["inputs"].items():
+                if isinstance(value, list):  # a link: [source id, output slot]
+                    source = graph[value[0]]["class_type"]
+                    assert info[source]["output"][value[1]] == known[key][0], (name, key)
+
+
+def test_the_refine_depth_example_runs_as_shipped(server, demo):
+    """Nothing but this pack: the sample scene's pair, the bundled weights; the saved depth
+    is `sddr refine --low --high`'s (near = bright, scaled to 0..1)."""
+    url, base = server
+    result = _run(url, API["SDDR Refine Depth"])
+    assert result["status"]["status_str"] == "success", result["status"]
+    [png] = _saved(base, result, "5", "images")
+    saved = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    assert saved.dtype == np.uint16 and saved.shape == (512, 768)
+    assert abs(_correlation(saved.astype(np.float64), np.load(demo / "cli.npy"))) > 0.99
+    assert result["outputs"]["6"]["images"]
+
+
+def test_the_controlnet_examples_depth_runs_here(server):
+    """Its depth branch (preview and 16-bit save) runs; the diffusion half needs a
+    checkpoint and a ControlNet model, so only /object_info checks it here."""
+    url, base = server
+    result = _run(url, API["SDDR ControlNet Depth"], targets=["6", "7"])
+    assert result["status"]["status_str"] == "success", result["status"]
+    assert set(result["outputs"]) == {"6", "7"}
+    assert cv2.imread(str(_saved(base, result, "7", "images")[0]),
+                      cv2.IMREAD_UNCHANGED).shape == (512, 768)
+
+
+def test_the_depth_from_image_example_stops_only_for_the_predictor_download(server):
+    """Valid as shipped (the server accepts it and runs up to the predictor); offline, the
+    predictor's download is named."""
+    url, _ = server
+    message = _error(_run(url, API["SDDR Depth From Image"]), "SDDRDepthFromImage")
+    assert "predictor depth-anything-v2-small" in message and "sddr_predictors" in message
+
+
 # ------------------------------------------------------------------------- the web UI
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -411,7 +545,7 @@ WEB_DRIVER = """
 import asyncio, json, subprocess, sys, time, urllib.request
 import aiohttp
 
-url, chromium, port, profile, *workflows = sys.argv[1:]
+url, chromium, port, profile, plan = sys.argv[1:]
 
 
 def get(path):
@@ -452,13 +586,18 @@ async def drive():
                         break
                     await asyncio.sleep(0.5)
                 await asyncio.sleep(3)  # the start-up dialogs open after the app
-                for path in workflows:
+                for path, queue_it in json.load(open(plan)):
                     await js("document.querySelectorAll('.p-dialog-close-button')"
                              ".forEach(b => b.click()); true")
                     before = set(get(f"{url}/history"))
                     await js(f"app.loadGraphData({open(path).read()}).then(() => true)")
                     saved = await js("JSON.stringify(app.graph.serialize().nodes.map("
                                      "n => [n.id, n.widgets_values]))")
+                    api = await js("app.graphToPrompt().then(p => JSON.stringify(p.output))")
+                    if not queue_it:
+                        print(json.dumps({"widgets": json.loads(saved), "api": json.loads(api)}),
+                              flush=True)
+                        continue
                     await js("app.queuePrompt(0).then(() => true)")
                     for _ in range(600):
                         await asyncio.sleep(0.5)
@@ -470,7 +609,8 @@ async def drive():
                     texts = await js("JSON.stringify(app.graph.nodes.map(n => [n.id, "
                                      "(n.widgets || []).filter(w => w.name === "
                                      "'$$node-text-preview').map(w => w.value)]))")
-                    print(json.dumps({"widgets": json.loads(saved), "texts": json.loads(texts),
+                    print(json.dumps({"widgets": json.loads(saved), "api": json.loads(api),
+                                      "texts": json.loads(texts),
                                       "prompts": sorted(set(get(f"{url}/history")) - before)}),
                           flush=True)
     finally:
@@ -482,46 +622,59 @@ asyncio.run(drive())
 """
 
 
-def _in_the_web_ui(url: str, folder: Path, workflows: list[dict]) -> list[dict]:
-    """Each workflow loaded into ComfyUI's web UI (headless Chromium) and run with its Run
-    button's call: the widget values it serialised, the texts on its nodes, its prompt ids."""
-    paths = []
-    for index, workflow in enumerate(workflows):
-        paths.append(folder / f"workflow{index}.json")
-        paths[-1].write_text(json.dumps(workflow))
+def _in_the_web_ui(url: str, folder: Path, workflows: list[tuple[dict, bool]]) -> list[dict]:
+    """Each workflow loaded into ComfyUI's web UI (headless Chromium) and, where its flag is
+    set, run with its Run button's call: the widget values it serialised, the API-format
+    graph it makes, and for a run the texts on its nodes and its prompt ids."""
+    plan = []
+    for index, (workflow, queue_it) in enumerate(workflows):
+        path = folder / f"workflow{index}.json"
+        path.write_text(json.dumps(workflow))
+        plan.append((str(path), queue_it))
+    (folder / "plan.json").write_text(json.dumps(plan))
     done = subprocess.run([PYTHON, "-c", WEB_DRIVER, url, CHROMIUM, str(_free_port()),
-                           str(folder / "profile"), *map(str, paths)],
+                           str(folder / "profile"), str(folder / "plan.json")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
+def _graph_of(api: dict) -> dict:
+    """An API-format graph without the titles (`_meta`), which only label nodes."""
+    return {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]}
+            for node_id, node in api.items()}
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to drive ComfyUI's web UI")
-def test_the_load_depth_example_runs_in_the_web_ui_and_load_image_shows_the_warning(
-        server, tmp_path):
-    """example_workflows/sddr_load_depth.json, on the demo's pair, as a user opens and runs
-    it; then the same workflow with Load Image, whose clipped inputs SDDR Refine Depth names
-    under itself."""
+def test_examples_load_in_the_web_ui_as_their_api_files_and_refine_depth_runs(server, tmp_path):
+    """Every example_workflows/*.json loads in the web UI, serialises back to its own widget
+    values and makes exactly its example_workflows/api/ graph; SDDR Refine Depth (the one
+    needing nothing else) runs to success from the sample scene with no warning; with Load
+    Image in place of SDDR Load Depth the warning is drawn under SDDR Refine Depth."""
     url, _ = server
-    example = json.loads((REPO / "example_workflows" / "sddr_load_depth.json").read_text())
-    for node in example["nodes"]:
-        if node["type"] == "SDDRLoadDepth":
-            node["widgets_values"][0] = "demo_" + node["widgets_values"][0]
-    with_load_image = json.loads(json.dumps(example))
+    examples = {path.stem: json.loads(path.read_text()) for path in EXAMPLES.glob("*.json")}
+    with_load_image = json.loads(json.dumps(examples["SDDR Refine Depth"]))
     for node in with_load_image["nodes"]:
         if node["type"] == "SDDRLoadDepth":
             node |= {"type": "LoadImage", "widgets_values": [node["widgets_values"][0], "image"],
                      "outputs": [node["outputs"][0], {"name": "MASK", "type": "MASK",
                                                       "links": [], "slot_index": 1}]}
-    runs = _in_the_web_ui(url, tmp_path, [example, with_load_image])
-    assert len(runs) == 2 and all(len(run["prompts"]) == 1 for run in runs)
-    assert runs[0]["widgets"] == [[node["id"], node["widgets_values"]]
-                                  for node in example["nodes"]]
-    refine = next(node["id"] for node in example["nodes"] if node["type"] == "SDDRRefineDepth")
-    texts = [dict(run["texts"])[refine] for run in runs]
+    names = sorted(examples)
+    runs = _in_the_web_ui(url, tmp_path, [(examples[name], name == "SDDR Refine Depth")
+                                          for name in names] + [(with_load_image, True)])
+    assert len(runs) == len(names) + 1
+    for name, run in zip(names, runs, strict=False):
+        assert run["widgets"] == [[node["id"], node["widgets_values"]]
+                                  for node in examples[name]["nodes"]], name
+        assert _graph_of(run["api"]) == _graph_of(API[name]), name
+    ran = [run for run in runs if "prompts" in run]
+    assert len(ran) == 2 and all(len(run["prompts"]) == 1 for run in ran)
+    refine = next(node["id"] for node in examples["SDDR Refine Depth"]["nodes"]
+                  if node["type"] == "SDDRRefineDepth")
+    texts = [dict(run["texts"])[refine] for run in ran]
     assert texts[0] == []
     assert texts[1] and texts[1][0].startswith("low_depth: frame 0 has 99.")
     assert "at its maximum value 1" in texts[1][0] and "SDDR Load Depth" in texts[1][0]
-    for run in runs:
+    for run in ran:
         result = json.loads(_get(f"{url}/history/{run['prompts'][0]}"))[run["prompts"][0]]
         assert result["status"]["status_str"] == "success", result["status"]

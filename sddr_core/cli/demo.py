@@ -17,10 +17,7 @@ from .sample import sample_scene
 def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
     """Write image.png, low.png, high.png, refined.png (16-bit) and comparison.png."""
     out = Path(out_dir)
-    rgb, depth = sample_scene()
-    predictor = SimulatedPredictor(depth)
-    low = predictor.predict(rgb, predictor.training_resolution)
-    high = predictor.predict(rgb, max(depth.shape))
+    rgb, low, high = sample_inputs()
     refined = refiner.refine(low, high)
     height, width = high.shape
     low_up = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -33,6 +30,15 @@ def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
     panels = {"image": rgb, "low (bicubic up)": low_up, "high": high, "refined": refined}
     written.append(write_image(out / "comparison.png", side_by_side(panels)))
     return written
+
+
+def sample_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(photo H×W×3 uint8, low, high): the sample scene and its low- (r̂) and full-resolution
+    depth from the simulated predictor, as `sddr demo` writes them (no download needed)."""
+    rgb, depth = sample_scene()
+    predictor = SimulatedPredictor(depth)
+    return (rgb, predictor.predict(rgb, predictor.training_resolution),
+            predictor.predict(rgb, max(depth.shape)))
 
 
 def side_by_side(panels: dict[str, np.ndarray]) -> np.ndarray:
