@@ -1,8 +1,9 @@
 """Renders the pictures in docs/blender.md and the README: `sddr demo`'s sample scene
 (sddr_core/cli/sample.py, 768×512), refined as `sddr demo` refines it (its simulated predictor,
-the bundled weights; 16-bit PNG disparity, mapped onto the scene's 1.5-8 m), built into a mesh
-by the extension with its defaults (ramps snapped, cut, gaps closed), as before issue 24 (cut
-only), without cutting, and as a displaced plane (strength 0.25), each rendered by Cycles from
+the bundled weights; 16-bit PNG disparity, kind and distances from its sidecar), built into a
+mesh by the extension with its defaults (ramps snapped, cut, gaps closed), as before issue 24
+(cut only), without cutting, and as a displaced plane (its default strength, and strength 1,
+the default before issue 26), each rendered by Cycles from
 the added camera and from a camera moved 1.5 m to the right and turned back towards the scene;
 and the README's before/after (the first two, stacked).
 
@@ -29,11 +30,9 @@ from blender_mesh import install  # noqa: E402  (the same installation as the be
 ROOT = Path(__file__).resolve().parents[1]
 SIDEWAYS = 1.5
 """Metres the second camera moves to the right; it turns to face the scene's middle (5 m)."""
-PLANE_STRENGTH = 0.25
-"""The displaced plane's relief, a quarter of the true distances: at full strength its
-orthographic relief brings near objects at the plane's size up to the camera (docs/blender.md)."""
-NEAR, FAR = 1.5, 8.0
-"""The sample scene's nearest and farthest metres, onto which the refined disparity is mapped."""
+FOV = 60.0
+"""The field of view the pictures assume: the sample scene is drawn in image space, so its
+sidecar gives none (docs/decisions.md 182)."""
 SAMPLE = ("import sys; from sddr_core.cli.demo import run_demo; "
           "from sddr_core.inference.refiner import load_refiner; "
           "run_demo(load_refiner('default', device='cpu'), sys.argv[1])")
@@ -102,23 +101,25 @@ def main() -> None:
             settings = bpy.context.scene.sddr
             settings.image_path, settings.depth_path = (str(folder / "image.png"),
                                                         str(folder / "refined.png"))
-            settings.depth_kind, settings.near, settings.far = "DISPARITY", NEAR, FAR
-            settings.fov, settings.unlit = 60.0, True
+            assert settings.sidecar == "refined.png.sddr.json"  # kind, Near and Far from it
+            settings.fov, settings.unlit = FOV, True
             for name, value in overrides.items():
                 setattr(settings, name, value)
             assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
         return build
 
-    def plane():
-        mesh()()  # the same settings, then the plane instead of the mesh
-        bpy.data.objects.remove(bpy.context.active_object)
-        assert bpy.ops.sddr.build_displaced_plane(strength=PLANE_STRENGTH,
-                                                  subdivisions=384) == {"FINISHED"}
+    def plane(**strength):
+        def build():
+            mesh()()  # the same settings, then the plane instead of the mesh
+            bpy.data.objects.remove(bpy.context.active_object)
+            assert bpy.ops.sddr.build_displaced_plane(subdivisions=384,
+                                                      **strength) == {"FINISHED"}
+        return build
 
     output.mkdir(parents=True, exist_ok=True)
     pictures = {}
     for name, build in (*((name, mesh(**settings)) for name, settings in BUILDS.items()),
-                        ("displaced", plane)):
+                        ("displaced", plane()), ("displaced-full", plane(strength=1.0))):
         pictures[name] = both_views(build)
         save_png(output / f"blender-{name}.png", pictures[name])
         print(f"wrote {output / f'blender-{name}.png'}")

@@ -15,20 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .robust_range import robust_range
+
 DEPTH_KINDS = ("DEPTH", "RELATIVE_DEPTH", "DISPARITY")
 """How the values of a depth map turn into distances: DEPTH is distance × `scale`;
 RELATIVE_DEPTH (larger = farther) maps linearly onto near…far; DISPARITY (larger = nearer, what
 Depth Anything and so sddr give) maps its inverse onto near…far."""
 
-ROBUST_PERCENTILES = (0.1, 99.9)
-"""Relative maps are normalised between these percentiles, so a few extreme pixels (holes,
-reflections) cannot squash the scene (the same choice as sddr's network inputs)."""
 RAMP_REACH = 16
 """Pixels a ramp may extend on either side of a pixel on it: depth from a network spreads a
 one-pixel step over 10-20 px (sddr's refined maps about 12, docs/blender.md)."""
 RAMP_SHOULDER = 0.25
 """A ramp ends where its pixel-to-pixel change falls below this fraction of its steepest change:
 a flat or gently sloping side follows."""
+PLANE_REACH = 0.25
+"""At its default strength a displaced plane brings the scene's nearest part this fraction of
+the way from the plane to the camera (at most 4/3 its size in the camera's view)."""
 FLYING_FRACTION = 0.1
 """A pixel floats when it is more than this fraction of the step from both sides, the flying-
 pixel rule of sddr's evaluation (docs/metrics.md)."""
@@ -174,11 +176,11 @@ def _mesh_distances(z: np.ndarray, too_far: str, too_near: str) -> np.ndarray:
 
 
 def relative(depth: np.ndarray) -> np.ndarray:
-    """`depth` scaled to [0, 1] between its robust low and high values (NaN stays NaN); a map
-    with a single value is refused."""
+    """`depth` scaled to [0, 1] between its robust low and high values (`robust_range`, the
+    rule sddr normalises its network inputs with), clipped; NaN stays NaN. A map with a single
+    value is refused."""
     depth = _check_depth(depth).astype(np.float64)  # so a range near float32's max cannot overflow
-    values = depth[np.isfinite(depth)]
-    low, high = np.percentile(values, ROBUST_PERCENTILES)
+    low, high = _robust_range(depth)
     if not high > low:
         raise GeometryError("depth map is constant: a relative map needs at least two values")
     return np.clip((depth - low) / (high - low), 0.0, 1.0).astype(np.float32)
@@ -497,10 +499,24 @@ def _follow(log_z: np.ndarray, ys: np.ndarray, xs: np.ndarray, direction: np.nda
 def plane_distance(z: np.ndarray) -> float:
     """Where a displaced plane stands: the farthest robust distance of the scene, so the
     displacement (towards the camera) brings nearer parts forward."""
-    values = z[np.isfinite(z)]
-    if values.size == 0:
-        raise GeometryError("depth map has no usable value")
-    return float(np.percentile(values, ROBUST_PERCENTILES[1]))
+    return _robust_range(z)[1]
+
+
+def plane_strength(z: np.ndarray) -> float:
+    """A displaced plane's default strength for distances `z`: 1 (true relief) when the scene's
+    robust depth range is within PLANE_REACH of the plane's distance, else less, so that the
+    nearest part comes PLANE_REACH of the way to the camera: the relief keeps the plane's
+    footprint, so a part brought to distance d looks plane/d times its size, and at strength 1
+    the nearest one filled the camera's view (4.9× on `sddr demo`'s refined.png)."""
+    nearest, plane = _robust_range(z)
+    return min(1.0, PLANE_REACH * plane / (plane - nearest)) if plane > nearest else 1.0
+
+
+def _robust_range(z: np.ndarray) -> tuple[float, float]:
+    try:
+        return robust_range(z)
+    except ValueError as err:  # no finite value in the sample
+        raise GeometryError(f"depth map has no usable value ({err})") from None
 
 
 def _check_size(width: int, height: int) -> None:

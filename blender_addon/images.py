@@ -3,14 +3,20 @@
 Depth is always read as float with colourspace Non-Color (set right after loading, before the
 pixels are read: a 16-bit PNG otherwise comes back sRGB-linearised) and rows flipped, since
 Blender stores pixels bottom-up. PNG (8/16-bit), OpenEXR, TIFF and JPEG go through Blender's own
-loader, `.npy` through numpy (no pickles).
+loader, `.npy` through numpy (no pickles). The values are sddr's (`sddr_core.files.depth_io.
+read_depth`, pinned to this by tests/test_blender_addon.py): integer images give their codes
+(0..65535 for 16 bits, where Blender gives code/65535), and a sidecar (`depth_meaning`) maps
+them onto the values they stand for.
 """
 
 import os
+import struct
 from pathlib import Path
 
 import bpy
 import numpy as np
+
+from .depth_meaning import DepthMeaning, SidecarError, read_sidecar
 
 NUMPY_SUFFIXES = (".npy",)
 IMAGE_SUFFIXES = (".png", ".exr", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -31,8 +37,23 @@ def resolve(path: str, what: str) -> Path:
     return resolved
 
 
+def read_meaning(path: str) -> DepthMeaning | None:
+    """What the depth file's values mean, from its sidecar; None when it has none."""
+    try:
+        return read_sidecar(resolve(path, "depth file"))
+    except SidecarError as err:
+        raise DepthFileError(str(err)) from None
+
+
 def read_depth(path: str) -> np.ndarray:
-    """The depth map in `path` as float32 H×W (first channel of a colour file)."""
+    """The depth map in `path` as float32 H×W (first channel of a colour file), as the values
+    its sidecar says the stored numbers stand for, or as stored when it has none."""
+    stored = _read_stored(path)
+    meaning = read_meaning(path)
+    return stored if meaning is None else meaning.values(stored).astype(np.float32)
+
+
+def _read_stored(path: str) -> np.ndarray:
     file = resolve(path, "depth file")
     suffix = file.suffix.lower()
     if suffix in NUMPY_SUFFIXES:
@@ -41,7 +62,7 @@ def read_depth(path: str) -> np.ndarray:
         except (OSError, ValueError) as err:
             raise DepthFileError(f"depth file '{file}' is not a readable .npy array: "
                                  f"{err}") from None
-        if depth.ndim == 3 and depth.shape[-1] in (3, 4):
+        if depth.ndim == 3 and 1 <= depth.shape[-1] <= 4:  # sddr's rule: the first channel
             depth = depth[..., 0]
         if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
             raise DepthFileError(f"depth file '{file}' holds a {depth.dtype} array of shape "
@@ -54,9 +75,45 @@ def read_depth(path: str) -> np.ndarray:
     image = _load(file, "depth file")
     try:
         image.colorspace_settings.name = "Non-Color"
-        return pixels(image)[..., 0].copy()
+        values = pixels(image)[..., 0].copy()
     finally:
         bpy.data.images.remove(image)
+    try:
+        bits = integer_bits(file)
+    except (OSError, struct.error) as err:
+        raise DepthFileError(f"depth file '{file}' has an unreadable header: {err}") from None
+    return values if bits is None else np.round(values * (2**bits - 1)).astype(np.float32)
+
+
+def integer_bits(file: Path) -> int | None:
+    """Bits per sample of a PNG, JPEG or integer TIFF (whose samples Blender scales to 0..1),
+    from its header; None for float files (EXR, float TIFF), whose values Blender keeps."""
+    with open(file, "rb") as stream:
+        head = stream.read(26)
+        if head[:8] == b"\x89PNG\r\n\x1a\n":
+            return 8 if head[25] == 3 else head[24]  # a palette's colours have 8 bits
+        if head[:2] == b"\xff\xd8":
+            return 8
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None:
+            return None
+        tags = _tiff_tags(stream, order, struct.unpack(order + "I", head[4:8])[0])
+    return None if tags.get(339, 1) == 3 else tags.get(258)  # SampleFormat 3: IEEE float
+
+
+def _tiff_tags(stream, order: str, offset: int) -> dict[int, int]:
+    """First value of BitsPerSample (258) and SampleFormat (339) in a TIFF's first directory."""
+    stream.seek(offset)
+    (count,) = struct.unpack(order + "H", stream.read(2))
+    entries = [struct.unpack(order + "HHI4s", stream.read(12)) for _ in range(count)]
+    tags = {}
+    for tag, _, number, value in entries:
+        if tag in (258, 339):
+            if number > 2:  # more than fits in the entry: it holds their offset
+                stream.seek(struct.unpack(order + "I", value)[0])
+                value = stream.read(2)
+            tags[tag] = struct.unpack(order + "H", value[:2])[0]
+    return tags
 
 
 def load_photo(path: str) -> bpy.types.Image:

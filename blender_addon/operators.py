@@ -26,6 +26,7 @@ from .geometry import (
     distances,
     grid_mesh,
     plane_distance,
+    plane_strength,
     snap_ramps,
     step_for_vertex_count,
     vertex_count,
@@ -189,8 +190,10 @@ class SDDR_OT_build_displaced_plane(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     __annotations__ = {
         "strength": FloatProperty(name="Strength", default=1.0, soft_min=0.0, soft_max=10.0,
-                                  description="Displacement per unit of relief (1: true "
-                                              "distances)"),
+                                  description="Relief scale: 1 gives the true distances, in "
+                                              "scene units. Left unset, the depth range sets "
+                                              "it: the nearest part comes a quarter of the "
+                                              "way to the camera, so the view stays usable"),
         "subdivisions": IntProperty(name="Subdivisions", default=256, min=2, soft_max=2048,
                                     description="Vertices along the image's long side"),
     }
@@ -203,8 +206,14 @@ class SDDR_OT_build_displaced_plane(bpy.types.Operator):
         except PROBLEMS as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, displaced")
+        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, displaced "
+                              f"at strength {self.strength:.3g} (1: true distances)")
         return {"FINISHED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        self.layout.prop(self, "strength")
+        self.layout.prop(self, "subdivisions")
+        self.layout.label(text="Strength 1: true relief, in scene units (m)")
 
     def _build(self, context, settings) -> bpy.types.Object:
         depth, photo = load_inputs(settings.depth_path, settings.image_path)
@@ -213,6 +222,8 @@ class SDDR_OT_build_displaced_plane(bpy.types.Operator):
         z = distances(depth, settings.depth_kind, scale=settings.depth_scale,
                       near=settings.near, far=settings.far)
         plane = plane_distance(z)
+        if not self.properties.is_property_set("strength"):
+            self.strength = plane_strength(z)
         relief = np.nan_to_num(np.clip(plane - z, 0.0, None), nan=0.0)  # towards the camera
         step = max(1, math.ceil(max(width, height) / self.subdivisions))
         grid = grid_mesh(np.full_like(z, plane), k, step=step)

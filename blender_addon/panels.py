@@ -42,16 +42,46 @@ class SDDR_PT_refine(_SubPanel):
             layout.operator("sddr.estimate_and_refine", icon="PLAY")
 
 
+LABELS = {"depth_kind": "Depth Kind", "depth_scale": "Depth Scale", "near": "Near",
+          "far": "Far", "fov": "Field of View", "focal_length": "Focal Length",
+          "sensor_width": "Sensor Width"}
+
+
 class SDDR_PT_mesh(_SubPanel):
     bl_label = "Mesh"
 
     def draw(self, context: bpy.types.Context) -> None:
         settings = context.scene.sddr
+        draw_file_meaning(self.layout, settings)
         draw_mesh_settings(self.layout, settings)
+        self.layout.label(text="Distances in scene units (metres when Near/Far are metres)",
+                          icon="DRIVER_DISTANCE")
         draw_vertex_count(self.layout, settings, settings.depth_path)
         row = self.layout.row(align=True)
         row.operator("sddr.build_mesh", icon="MESH_GRID")
         row.operator("sddr.build_displaced_plane", icon="MOD_DISPLACE")
+
+
+def draw_file_meaning(layout, settings) -> None:
+    """Which of the settings in use the depth file's sidecar gave, and which are assumed."""
+    if settings.file_error:
+        layout.label(text=settings.file_error, icon="ERROR")
+        return
+    if not settings.depth_path:
+        return
+    in_use = ["depth_kind", *(("depth_scale",) if settings.depth_kind == "DEPTH"
+                              else ("near", "far")),
+              *(("fov",) if settings.camera_model == "FOV" else ("focal_length", "sensor_width"))]
+    given = settings.from_file.split(",")
+    assumed = [LABELS[name] for name in in_use if name not in given]
+    if not assumed:
+        layout.label(text=f"From {settings.sidecar}", icon="CHECKMARK")
+    elif settings.sidecar:
+        layout.label(text=f"Assumed, not in {settings.sidecar}: {', '.join(assumed)}",
+                     icon="QUESTION")
+    else:
+        layout.label(text=f"Assumed, the depth file has no sidecar: {', '.join(assumed)}",
+                     icon="QUESTION")
 
 
 class SDDR_PT_output(_SubPanel):

@@ -12,6 +12,9 @@ from bpy.props import (
     StringProperty,
 )
 
+from . import images
+from .depth_meaning import sidecar_path
+from .file_meaning import settings_from_meaning
 from .geometry import RAMP_REACH
 
 DEPTH_KIND_ITEMS = [
@@ -83,6 +86,27 @@ def mesh_properties(*, for_operator: bool = False) -> dict:
 MESH_SETTINGS = tuple(mesh_properties())
 
 
+def take_file_meaning(settings, context=None) -> None:
+    """`depth_path`'s update: set the mesh settings its sidecar gives and record which
+    (`from_file`), so the sidebar can call the rest assumed; a sidecar or depth file that cannot
+    be read is recorded in `file_error` (the build operators refuse it, naming it)."""
+    settings.sidecar = settings.from_file = settings.file_error = ""
+    if not settings.depth_path:
+        return
+    try:
+        meaning = images.read_meaning(settings.depth_path)
+        if meaning is None:
+            return
+        given = settings_from_meaning(meaning, images.read_depth(settings.depth_path))
+    except (images.DepthFileError, ValueError) as err:
+        settings.file_error = str(err)
+        return
+    for name, value in given.items():
+        setattr(settings, name, value)
+    settings.sidecar = sidecar_path(settings.depth_path).name
+    settings.from_file = ",".join(given)
+
+
 class SDDR_PG_scene(bpy.types.PropertyGroup):
     """Per-scene settings (`scene.sddr`)."""
 
@@ -90,7 +114,15 @@ class SDDR_PG_scene(bpy.types.PropertyGroup):
         "image_path": StringProperty(name="Image", subtype="FILE_PATH",
                                      description="The photo (texture, and input to refine)"),
         "depth_path": StringProperty(name="Depth", subtype="FILE_PATH",
-                                     description="Depth map (EXR, 16-bit PNG, TIFF, NPY)"),
+                                     description="Depth map (EXR, 16-bit PNG, TIFF, NPY); its "
+                                                 "sidecar (.sddr.json), if any, sets the "
+                                                 "kind, Near/Far and field of view",
+                                     update=take_file_meaning),
+        "sidecar": StringProperty(description="The sidecar the depth file's settings came "
+                                              "from; empty: none"),
+        "from_file": StringProperty(description="Comma-separated settings the sidecar gave"),
+        "file_error": StringProperty(description="Why the depth file or its sidecar cannot "
+                                                 "be read"),
         "mode": EnumProperty(name="Mode", default="one-stage", items=[
             ("one-stage", "One-Stage", "One refinement pass"),
             ("two-stage", "Two-Stage", "Coarse to fine windows: sharper, about 15-19× slower")]),

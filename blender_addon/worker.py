@@ -47,9 +47,11 @@ def check() -> None:
 
 def refine(args: argparse.Namespace) -> None:
     """Photo → refined depth file, with progress per network pass."""
+    import sddr_core
     from sddr_core import DepthPipeline, InputError, load_refiner
     from sddr_core.files.atomic import refuse_overwriting_inputs
-    from sddr_core.files.depth_io import check_output, read_image, write_depth
+    from sddr_core.files.depth_io import check_output, read_image
+    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
     from sddr_core.inference.windows import MAX_STEPS, STEPS, passes
 
     if not 1 <= args.steps <= MAX_STEPS:
@@ -63,9 +65,12 @@ def refine(args: argparse.Namespace) -> None:
     emit("progress", done=0, total=total)
     depth = pipeline(image, mode=args.mode, steps=args.steps, snap_edges=args.snap_edges,
                      progress=lambda done, total, *_: emit("progress", done=done, total=total))
-    path = write_depth(args.output, depth)
+    polarity = pipeline.predictor.polarity
+    path, _ = write_depth_with_meaning(
+        args.output, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
+        written_by=f"sddr {sddr_core.__version__} Blender worker ({args.predictor})")
     emit("done", path=str(path), width=depth.shape[1], height=depth.shape[0],
-         polarity=pipeline.predictor.polarity)
+         polarity=polarity)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -269,7 +270,7 @@ def test_16_bit_png_depth_reads_as_float_non_color(scene, tmp_path, files):
         cut_edges=False)
     bpy.ops.sddr.build_mesh()
     z = np.unique(camera_distances(bpy.context.active_object).round(5))
-    np.testing.assert_allclose(z, np.unique(levels) / 65535, atol=1e-5)  # not sRGB-curved
+    np.testing.assert_allclose(z, np.unique(levels), rtol=1e-6)  # codes, as sddr reads them
 
 
 def test_displaced_plane_is_a_live_modifier_driven_by_the_depth(scene, files):
@@ -288,6 +289,23 @@ def test_displaced_plane_is_a_live_modifier_driven_by_the_depth(scene, files):
     # the far side stays on the plane, the near side comes FAR − NEAR closer, times strength
     assert lifted.min() == pytest.approx(0.0, abs=0.01)
     assert lifted.max() == pytest.approx(0.5 * (FAR - NEAR), rel=0.01)
+
+
+def test_by_default_the_displaced_plane_keeps_the_camera_view_usable(scene, files):
+    """At strength 1 the near half (2 m) comes up to the camera 3× its size on the plane
+    (6 m); by default it comes a quarter of the way, so nothing looks over 4/3 its size."""
+    use(scene, files)
+    shown = {}
+    for strength in (None, 1.0):
+        options = {} if strength is None else {"strength": strength}
+        assert bpy.ops.sddr.build_displaced_plane(subdivisions=16, **options) == {"FINISHED"}
+        obj = bpy.context.active_object
+        evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+        z = -np.array([v.co.z for v in evaluated.vertices])
+        obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh_clear()
+        shown[strength] = z.max() / z.min()  # how much larger the nearest part looks
+    assert shown[1.0] == pytest.approx(FAR / NEAR, rel=0.01)
+    assert shown[None] == pytest.approx(4 / 3, rel=0.01)
 
 
 class Layout:
@@ -340,6 +358,121 @@ def test_sidebar_shows_the_settings_in_use_and_the_vertex_count_before_building(
     finally:
         progress.running = False
     assert {"sddr.add_camera", "sddr.export_gltf"} <= set(draw("SDDR_PT_output"))
+
+
+# ------------------------------------------------------- what a depth file's values mean
+
+def core_python() -> str:
+    """The project's Python with sddr (never this one: torch must stay out of Blender's)."""
+    python = Path(os.environ.get("SDDR_PYTHON", ROOT / ".venv" / "bin" / "python"))
+    if not python.is_file():
+        pytest.skip(f"no Python with sddr at {python} (set SDDR_PYTHON)")
+    return str(python)
+
+
+def run_in_sddr(code: str, folder: Path) -> None:
+    subprocess.run([core_python(), "-c", code, str(folder)], cwd=ROOT, check=True)
+
+
+DEMO = """if True:
+    import sys
+    from pathlib import Path
+    import numpy as np
+    from sddr_core.cli.main import main
+    from sddr_core.cli.sample import sample_scene
+    out = Path(sys.argv[1])
+    assert main(["demo", "-o", str(out), "--device", "cpu"]) == 0
+    np.save(out / "truth.npy", sample_scene()[1])
+"""
+"""`sddr demo` itself into the folder given, and the sample scene's true distances."""
+READERS = """if True:
+    import sys
+    from pathlib import Path
+    import cv2
+    import numpy as np
+    from sddr_core.files.depth_io import read_depth, write_depth
+    out = Path(sys.argv[1])
+    ramp = np.random.default_rng(0).uniform(0.5, 9.0, (24, 32)).astype(np.float32)
+    codes = (ramp * 1000).astype(np.uint16)
+    for name, fmt in (("float.png", None), ("eight.png", "png8"), ("float.exr", None),
+                      ("float.tiff", None), ("float.npy", None)):
+        write_depth(out / name, ramp, fmt)
+    write_depth(out / "codes.png", codes)
+    cv2.imwrite(str(out / "codes.tif"), codes)
+    cv2.imwrite(str(out / "rgb.png"), np.dstack([ramp * 20] * 3).astype(np.uint8))
+    np.save(out / "two.npy", np.dstack([ramp, -ramp]))
+    np.savez(out / "expected.npz", **{p.name: read_depth(p) for p in out.iterdir()})
+"""
+"""Depth files in every format sddr writes, and others (16-bit TIFF, 8-bit RGB PNG, 2-channel
+npy), with what sddr's reader gives for each."""
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    run_in_sddr(DEMO, folder)
+    return folder
+
+
+def test_demo_depth_fills_kind_and_distances_from_its_sidecar(scene, demo):
+    """The sidecar of `sddr demo`'s refined.png gives kind and distances (not the field of
+    view: the sample scene is drawn in image space); the mesh then puts the pixels at the
+    scene's true distances (median 2.9 % off, as sddr's own test finds), where the defaults
+    (Near 1, Far 10) put them far off."""
+    truth = np.load(demo / "truth.npy")
+    settings = scene.sddr
+    settings.image_path = str(demo / "image.png")
+    errors = {}
+    for sidecar in (False, True):
+        if not sidecar:
+            (demo / "refined.png.sddr.json").rename(demo / "hidden.json")
+        settings.depth_path = ""
+        settings.depth_path = str(demo / "refined.png")
+        if not sidecar:
+            (demo / "hidden.json").rename(demo / "refined.png.sddr.json")
+            assert (settings.depth_kind, settings.near, settings.far) == ("DISPARITY", 1, 10)
+        assert bpy.ops.sddr.build_mesh(density="STEP", step=1, cut_edges=False,
+                                       close_gaps=False) == {"FINISHED"}
+        z = camera_distances(bpy.context.active_object).reshape(truth.shape)
+        errors[sidecar] = float(np.median(np.abs(z - truth) / truth))
+    assert (settings.depth_kind, settings.sidecar) == ("DISPARITY", "refined.png.sddr.json")
+    assert 1.5 < settings.near < 2.0 and 8.0 < settings.far < 9.0
+    assert errors[True] < 0.05 and errors[False] > 0.2, errors
+    assert "Assumed, not in refined.png.sddr.json: Field of View" in draw("SDDR_PT_mesh")
+
+
+def test_without_a_sidecar_the_sidebar_says_what_is_assumed(scene, files):
+    use(scene, files)
+    assert scene.sddr.sidecar == "" and scene.sddr.file_error == ""
+    shown = draw("SDDR_PT_mesh")
+    assert ("Assumed, the depth file has no sidecar: Depth Kind, Depth Scale, Field of View"
+            in shown)
+    assert "Distances in scene units (metres when Near/Far are metres)" in shown
+
+
+def test_a_malformed_sidecar_is_shown_and_refused_naming_it(scene, files):
+    (files["depth"].parent / "step.exr.sddr.json").write_text(
+        '{"sddr_depth_meaning": 1, "kind": "height"}')
+    use(scene, files)
+    message = r"depth sidecar '.*step\.exr\.sddr\.json' is malformed: kind: 'height'"
+    assert any(re.match(message, text) for text in draw("SDDR_PT_mesh"))
+    before = data_counts()
+    for name in ("build_mesh", "build_displaced_plane"):
+        with pytest.raises(RuntimeError, match=message):
+            getattr(bpy.ops.sddr, name)()
+        assert data_counts() == before
+
+
+def test_the_add_on_reads_depth_files_as_sddr_does(tmp_path, addon):
+    """The same values, to the bit, from sddr's reader and the add-on's, for every format
+    sddr writes and for integer files whose codes Blender would scale to 0..1."""
+    run_in_sddr(READERS, tmp_path)
+    images = importlib.import_module(f"{addon}.images")
+    expected = np.load(tmp_path / "expected.npz")
+    assert len(expected.files) == 9
+    for name in expected.files:
+        np.testing.assert_array_equal(images.read_depth(str(tmp_path / name)), expected[name],
+                                      err_msg=name)
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,13 @@ from blender_addon.geometry import (
     grid_mesh,
     grid_shape,
     plane_distance,
+    plane_strength,
     relative,
     snap_ramps,
     step_for_vertex_count,
     vertex_count,
 )
+from blender_addon.robust_range import robust_range
 
 
 def step_scene(height: int = 24, width: int = 32, near: float = 2.0, far: float = 6.0):
@@ -236,9 +238,16 @@ def test_bad_settings_are_refused():
 
 def test_plane_stands_at_the_far_end_of_the_scene():
     z = step_scene()
-    assert plane_distance(z) == pytest.approx(float(np.percentile(z, 99.9)))
+    assert plane_distance(z) == robust_range(z)[1]  # sddr's rule, not np.percentile's
     with pytest.raises(GeometryError, match="no usable value"):
         plane_distance(np.full((2, 2), np.nan))
+
+
+def test_the_default_plane_strength_brings_the_nearest_part_a_quarter_of_the_way():
+    z = step_scene(near=2.0, far=6.0)
+    strength, (nearest, plane) = plane_strength(z), robust_range(z)
+    assert plane - strength * (plane - nearest) == pytest.approx(0.75 * plane)
+    assert plane_strength(step_scene(near=5.0, far=6.0)) == 1.0  # a shallow relief stays true
 
 
 # --------------------------------------------------------------- ramps, closing the cuts

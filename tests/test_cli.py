@@ -95,7 +95,7 @@ def test_failed_refine_leaves_earlier_output_intact(weights, pair, tmp_path, cap
     assert "constant" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == sorted(["low.npy", "high.pfm", "out.npy",
-                                                   "constant.npy"])
+                                                   "out.npy.sddr.json", "constant.npy"])
 
 
 def test_refine_unwritable_output_folder(weights, pair, tmp_path, capsys):
@@ -124,7 +124,8 @@ def test_demo_with_weights_writes_all_outputs(weights, tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "--weights", weights, "--device", "cpu"]) == 0
     names = sorted(os.listdir(out))
-    assert names == ["comparison.png", "high.png", "image.png", "low.png", "refined.png"]
+    assert names == ["comparison.png", "high.png", "high.png.sddr.json", "image.png", "low.png",
+                     "low.png.sddr.json", "refined.png", "refined.png.sddr.json"]
     refined, high = read_depth(out / "refined.png"), read_depth(out / "high.png")
     assert refined.shape == high.shape
     assert refined.max() > refined.min()

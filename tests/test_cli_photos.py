@@ -69,7 +69,8 @@ def refine(weights, *args):
 def test_refine_a_folder_of_photos(weights, predictor, photos, tmp_path, mode, capsys):
     out = tmp_path / "out"
     assert refine(weights, str(photos), "-o", str(out), "--mode", mode, "--steps", "1") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.png.sddr.json", "b.png",
+                                                     "b.png.sddr.json"]
     for name in ("a.png", "b.png"):
         depth = read_depth(out / name)
         assert depth.shape == (72, 100)
@@ -82,7 +83,7 @@ def test_refine_single_photo_with_format_and_edges(weights, predictor, photos, t
     out = tmp_path / "out"
     assert refine(weights, str(photos / "a.png"), "-o", str(out), "--mode", "two-stage",
                   "--steps", "1", "--edges", "--format", "npy") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a-edges.png", "a.npy"]
+    assert sorted(p.name for p in out.iterdir()) == ["a-edges.png", "a.npy", "a.npy.sddr.json"]
     assert np.load(out / "a.npy").dtype == np.float32
 
 
@@ -218,7 +219,8 @@ def test_a_truncated_photo_is_skipped_and_the_rest_of_the_folder_written(tmp_pat
         cwd=Path(__file__).resolve().parents[1], env=environment, capture_output=True,
         text=True, timeout=300)
     assert result.returncode == 1, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.png.sddr.json", "c.png",
+                                                     "c.png.sddr.json"]
     assert f"sddr: error: skipped '{folder / 'b.png'}': cannot read image" in result.stderr
     assert result.stderr.splitlines()[-1] == (f"sddr: error: 1 of 3 photos failed "
                                               f"('{folder / 'b.png'}'); the others were written")

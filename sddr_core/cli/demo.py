@@ -8,25 +8,33 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..files.depth_io import colorize_depth, write_depth, write_image
+from .. import __version__
+from ..files.depth_io import colorize_depth, write_image
+from ..files.sidecar import write_depth_with_meaning
 from ..inference.refiner import Refiner
 from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
 
 
 def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
-    """Write image.png, low.png, high.png, refined.png (16-bit) and comparison.png."""
+    """Write image.png, low.png, high.png, refined.png (16-bit, each with its sidecar) and
+    comparison.png.
+
+    The maps are the simulated predictor's disparity, 0 at the scene's farthest and 1 at its
+    nearest distance (refined.png is aligned to low.png), so the sidecars give those distances;
+    they give no field of view, since the sample scene is drawn in image space, not through a
+    camera (docs/decisions.md 182).
+    """
     out = Path(out_dir)
     rgb, low, high = sample_inputs()
     refined = refiner.refine(low, high)
     height, width = high.shape
     low_up = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
-    written = [
-        write_image(out / "image.png", rgb),
-        write_depth(out / "low.png", low),
-        write_depth(out / "high.png", high),
-        write_depth(out / "refined.png", refined),
-    ]
+    meaning = {"kind": "disparity", "units": "relative", "written_by": f"sddr demo {__version__}",
+               "distances": (float(depth.max()), float(depth.min()))}
+    written = [write_image(out / "image.png", rgb)]
+    for name, disparity in (("low", low), ("high", high), ("refined", refined)):
+        written += write_depth_with_meaning(out / f"{name}.png", disparity, **meaning)
     panels = {"image": rgb, "low (bicubic up)": low_up, "high": high, "refined": refined}
     written.append(write_image(out / "comparison.png", side_by_side(panels)))
     return written

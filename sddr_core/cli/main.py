@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import __version__
 from ..errors import InputError, SddrError
 from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import (
@@ -30,6 +31,7 @@ from ..files.depth_io import (
     suffix_for_format,
     write_depth,
 )
+from ..files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
@@ -262,7 +264,9 @@ def _refine(args) -> int:
     refined = refiner.refine(low, high, out_size=args.out_size)
     if photo is not None:
         refined = snap_edges(refined, photo)
-    path = write_depth(args.output, refined, fmt)
+    # the refined map is in the inputs' polarity and units, which sddr is not told
+    path, _ = write_depth_with_meaning(args.output, refined, fmt, kind=None, units=None,
+                                       written_by=f"sddr refine {__version__}")
     print(f"wrote {path} ({refined.shape[0]}×{refined.shape[1]})")
     return 0
 
@@ -317,7 +321,11 @@ def _refine_photo(pipeline, args, photo: Path, depth_path: Path, edges_path: Pat
                              snap_edges=args.snap_edges)
     finally:
         bar.close()
-    print(f"wrote {write_depth(depth_path, depth, fmt)}")
+    polarity = pipeline.predictor.polarity
+    path, _ = write_depth_with_meaning(
+        depth_path, depth, fmt, kind=polarity, units=PREDICTED_UNITS[polarity],
+        written_by=f"sddr refine {__version__} ({args.predictor})")
+    print(f"wrote {path}")
 
 
 def image_paths(arguments: list[str]) -> list[Path]:

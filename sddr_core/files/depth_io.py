@@ -316,11 +316,28 @@ def _prepare(arr: np.ndarray, fmt: str, p: Path) -> np.ndarray:
         raise InputError(f"cannot write depth map '{p}': it holds no finite value "
                          "(all NaN or infinite)")
     if fmt in ("png16", "png8"):
-        top, dtype = (65535, np.uint16) if fmt == "png16" else (255, np.uint8)
-        if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= top:
+        mapping = stored_range(arr, fmt)
+        dtype = np.uint16 if fmt == "png16" else np.uint8
+        if mapping is None:
             return arr.astype(dtype)
-        return np.round(_unit_range(arr)[0] * top).astype(dtype)
+        (_, top), (low, high) = mapping
+        return np.round(_unit_range(arr, low, high)[0] * top).astype(dtype)
     return np.asarray(arr, dtype=np.float32)
+
+
+def stored_range(depth: np.ndarray, format: str):
+    """How `write_depth` stores `depth` in `format`: ((0, top code), (value at 0, value at
+    top)) when it normalises the values onto a PNG's codes (min-max over the finite values),
+    or None when the file holds the values themselves (float formats, and integers that fit
+    the PNG). What a sidecar records (`sidecar.write_depth_with_meaning`)."""
+    if format not in ("png16", "png8"):
+        return None
+    arr = np.asarray(depth)
+    top = 65535 if format == "png16" else 255
+    if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= top:
+        return None
+    finite = arr[np.isfinite(arr)].astype(np.float64)
+    return (0, top), (float(finite.min()), float(finite.max()))
 
 
 def _unit_range(depth: np.ndarray, lo: float | None = None, hi: float | None = None):

@@ -3,45 +3,29 @@
 N_r is trained on maps scaled to [0, 1]. Plain min-max would let one extreme pixel (a hole, a
 reflection, a sky value far off the scale — real predictors make them) squash the rest of the
 map into a sliver of that range, so the range is taken between robust quantiles and the few
-pixels outside it are clipped (docs/decisions.md).
+pixels outside it are clipped (docs/decisions.md). The rule itself is in `robust_range`, which
+the Blender add-on shares; `robust_range` below applies it to batches of tensors.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
 from .resample import resize_maps
-
-OUTLIER_FRACTION = 0.001
-"""Fraction of pixels at each end of a map's value range that may be clipped as outliers."""
-SAMPLE_PIXELS = 1 << 16
-"""Larger maps take their quantiles from an even subsample of about this many pixels: the
-0.1% tail is still 65 pixels, and the cost stops growing with the map (exact
-quantiles of a 2048² map took a fifth of a `small` refine)."""
-
-
-def sample_stride(pixels: int, width: int) -> int:
-    """Step through a flattened map of `pixels` pixels, `width` per row, that samples about
-    SAMPLE_PIXELS of them and every column equally: a step sharing a factor with the width
-    would sample only some columns (1024² → every 16th), so a thin pole between them would be
-    missing from the quantiles (and clipped as if it were an outlier)."""
-    stride = max(1, pixels // SAMPLE_PIXELS)
-    while math.gcd(stride, width) != 1:
-        stride += 1
-    return stride
+from .robust_range import (  # noqa: F401  (SAMPLE_PIXELS: re-exported with the rule)
+    OUTLIER_FRACTION,
+    SAMPLE_PIXELS,
+    sample_stride,
+)
 
 
 def robust_range(
     maps: torch.Tensor, fraction: float = OUTLIER_FRACTION
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-map (low, high) of a B×H×W stack, as float64: the `fraction` and 1 − `fraction`
-    order statistics (of every pixel, or of an even subsample past SAMPLE_PIXELS that takes
-    every row and column alike, `sample_stride`), or the min
-    and max where those coincide (a map that is mostly one value) or where the map has fewer
-    than 1 / `fraction` pixels."""
+    """Per-map (low, high) of a B×H×W stack of finite maps, as float64 on their device: the
+    rule of `robust_range.robust_range` (order statistics of an even subsample, min and max
+    where they coincide) applied to every map at once; tests pin the two to the same values."""
     flat = maps.reshape(maps.shape[0], -1)
     flat = flat[:, :: sample_stride(flat.shape[1], maps.shape[-1])]
     count = flat.shape[1]
