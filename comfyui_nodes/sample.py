@@ -28,7 +28,7 @@ def install_sample_scene(folder: str | Path) -> list[Path]:
         return []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        rgb, low, high = sample_inputs()
+        rgb, low, high, _ = sample_inputs()
         writers = {PHOTO: lambda path: write_image(path, rgb),
                    LOW: lambda path: write_depth(path, low),
                    HIGH: lambda path: write_depth(path, high)}

@@ -26,7 +26,7 @@ def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
     camera (docs/decisions.md 182).
     """
     out = Path(out_dir)
-    rgb, low, high = sample_inputs()
+    rgb, low, high, depth = sample_inputs()
     refined = refiner.refine(low, high)
     height, width = high.shape
     low_up = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -40,13 +40,14 @@ def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
-def sample_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(photo H×W×3 uint8, low, high): the sample scene and its low- (r̂) and full-resolution
-    depth from the simulated predictor, as `sddr demo` writes them (no download needed)."""
+def sample_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(photo H×W×3 uint8, low, high, exact depth): the sample scene, its low- (r̂) and
+    full-resolution disparity from the simulated predictor, as `sddr demo` writes them (no
+    download needed), and the distances they were made from."""
     rgb, depth = sample_scene()
     predictor = SimulatedPredictor(depth)
     return (rgb, predictor.predict(rgb, predictor.training_resolution),
-            predictor.predict(rgb, max(depth.shape)))
+            predictor.predict(rgb, max(depth.shape)), depth)
 
 
 def side_by_side(panels: dict[str, np.ndarray]) -> np.ndarray:
