@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 
 from sddr_core.files.depth_io import read_depth
+from sddr_core.predictors import fetch_command
+from tests.test_predictors import save_tiny_predictor
 
 REPO = Path(__file__).resolve().parent.parent
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
@@ -109,12 +111,15 @@ def demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, weights, demo):
     """A ComfyUI server (CPU) whose base folder holds this repository as a custom node, the
-    tiny model in models/sddr, two 8-bit depth maps and the demo's 16-bit pair in input/."""
+    tiny model in models/sddr, a tiny random Depth Anything V2 Small in models/sddr_predictors,
+    two 8-bit depth maps and the demo's 16-bit pair in input/. Its Hugging Face Hub is a closed
+    local port: online mode, no network, as on a machine without one."""
     base = tmp_path_factory.mktemp("comfyui")
     for folder in ("custom_nodes", "models/sddr", "input", "output", "user"):
         (base / folder).mkdir(parents=True)
     (base / "custom_nodes" / "sddr").symlink_to(REPO, target_is_directory=True)
     shutil.copy(weights, base / "models" / "sddr" / "tiny.safetensors")
+    save_tiny_predictor(base / "models" / "sddr_predictors", "depth-anything-v2-small")
     _write_depth_png(base / "input" / "low.png", 48, 64)
     _write_depth_png(base / "input" / "high.png", *HIGH_SIZE)
     for name in ("low", "high"):
@@ -125,7 +130,9 @@ def server(tmp_path_factory, weights, demo):
         [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
          "--disable-auto-launch", "--base-directory", str(base)],
         cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        env={name: value for name, value in os.environ.items()
+             if name not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        | {"HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_S
     while True:
@@ -224,23 +231,48 @@ def test_bad_input_is_reported_by_name_and_the_server_keeps_running(server):
     assert json.loads(_get(f"{url}/system_stats"))["system"]
 
 
-def test_missing_predictor_offline_is_reported_by_name(server):
-    url, _ = server
-    graph = {
+def _depth_from_image(predictor: str) -> dict:
+    """high.png → SDDR Depth From Image (`predictor`) → SDDR Save Depth (npy, as is)."""
+    return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "high.png"}},
         "3": _graph({})["3"],
         "4": {"class_type": "SDDRDepthFromImage",
-              "inputs": {"refiner": ["3", 0], "image": ["1", 0],
-                         "predictor": "depth-anything-v2-small", "mode": "one-stage",
-                         "steps": 3, "normalisation": "per frame", "snap_edges": False}},
-        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+              "inputs": {"refiner": ["3", 0], "image": ["1", 0], "predictor": predictor,
+                         "mode": "one-stage", "steps": 3, "normalisation": "per frame",
+                         "snap_edges": False}},
+        "5": {"class_type": "SDDRSaveDepth",
+              "inputs": {"depth": ["4", 0], "filename_prefix": "sddr/predicted",
+                         "format": "npy", "scaling": "as is"}},
     }
-    result = _run(url, graph)
+
+
+def test_a_predictor_in_the_models_folder_runs_without_network(server):
+    url, base = server
+    result = _run(url, _depth_from_image("depth-anything-v2-small"))
+    assert result["status"]["status_str"] == "success", result["status"]
+    [saved] = _saved(base, result, "5", "depth_files")
+    depth = np.load(saved)
+    assert depth.shape == HIGH_SIZE and np.isfinite(depth).all()
+
+
+def test_a_missing_predictor_fails_at_once_saying_in_two_lines_what_to_fetch(server):
+    """Not in models/sddr_predictors, Hub unreachable: no retries (huggingface_hub's took
+    about 25 s), and the model, the folder and the command that fetches it."""
+    url, base = server
+    started = time.monotonic()
+    result = _run(url, _depth_from_image("depth-anything-v2-base"))
+    elapsed = time.monotonic() - started
     errors = [message for kind, message in result["status"]["messages"]
               if kind == "execution_error"]
     assert errors and errors[0]["node_type"] == "SDDRDepthFromImage"
-    assert "predictor depth-anything-v2-small" in errors[0]["exception_message"]
-    assert "sddr_predictors" in errors[0]["exception_message"]
+    what, how = errors[0]["exception_message"].splitlines()  # ComfyUI adds an empty line
+    assert what.startswith("predictor depth-anything-v2-base: depth-anything/Depth-Anything-"
+                           "V2-Base-hf (revision b1958afc")
+    assert "is not in models/sddr_predictors" in what and "cannot be reached" in what
+    folder = base / "models" / "sddr_predictors"
+    assert how.endswith(fetch_command("depth-anything-v2-base", cache_dir=folder))
+    assert elapsed < 10, elapsed
+    assert "Retrying in" not in (base / "server.log").read_text()
     assert json.loads(_get(f"{url}/system_stats"))["system"]
 
 
