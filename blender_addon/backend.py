@@ -26,6 +26,8 @@ POLL_INTERVAL = 0.05
 """Seconds between looks at a job run to the end in one call."""
 TERMINATE_GRACE = 5.0
 """Seconds a cancelled worker gets to clean up after SIGTERM before it is killed."""
+ONLINE_SETTING = "Allow Online Access (Edit › Preferences › System › Network)"
+"""Blender's switch for network use, which the worker obeys (`bpy.app.online_access`)."""
 
 
 class BackendError(RuntimeError):
@@ -51,13 +53,39 @@ def refine_command(python: str, photo: str, output: str, *, mode: str, steps: in
             *([] if snap_edges else ["--no-snap-edges"])]
 
 
-def check_backend(python: str) -> dict:
-    """Versions of sddr and torch in `python`, and the device it would use."""
-    job = Job([_python(python), str(WORKER), "check"])
+def check_backend(python: str, predictor: str, *, online: bool) -> str:
+    """One line on what `python` offers (sddr, torch, device) when it can run Estimate &
+    Refine with `predictor`; otherwise a BackendError naming each missing piece and its fix.
+
+    Weights that are not cached are missing only when `online` (Blender's *Allow Online
+    Access*) is off; otherwise the first refinement downloads them, and the line says so.
+    """
+    job = Job([_python(python), str(WORKER), "check", "--predictor", predictor], online=online)
     try:
-        return job.wait(timeout=CHECK_TIMEOUT)
+        report = job.wait(timeout=CHECK_TIMEOUT)
     finally:
         job.cancel()
+    problems = []
+    if report.get("install_extra"):
+        problems.append("the 'predictors' extra (transformers) is not installed: "
+                        f"{report['install_extra']}")
+    if not report.get("weights") and not online:
+        problems.append(offline_weights_message(predictor, report["fetch"]))
+    if problems:
+        raise BackendError(f"{report['python']} runs sddr {report['sddr']} but cannot run "
+                           f"Estimate & Refine: {'; '.join(problems)}")
+    weights = ("weights cached" if report.get("weights")
+               else "weights not cached yet: the first Estimate & Refine downloads them")
+    return (f"sddr {report['sddr']}, torch {report['torch']}, device {report['device']}, "
+            f"{predictor} {weights} ({report['python']})")
+
+
+def offline_weights_message(predictor: str, fetch: str) -> str:
+    """Why predictor weights missing from the cache cannot be fetched from Blender now, and
+    the two ways to get them."""
+    return (f"the weights of predictor {predictor} are not in the Hugging Face cache, and "
+            f"Blender's {ONLINE_SETTING} is off. Turn it on to download them once, or fetch "
+            f"them in a terminal: {fetch}")
 
 
 class Job:
@@ -66,6 +94,7 @@ class Job:
     def __init__(self, command: list[str], *, online: bool = True) -> None:
         """Start `command`; without `online` (Blender's "Allow Online Access" off) the worker
         is told to use only the Hugging Face cache."""
+        self.online = online
         environment = None if online else {**os.environ, "HF_HUB_OFFLINE": "1"}
         try:
             self.process = subprocess.Popen(
@@ -78,7 +107,7 @@ class Job:
         self.events: queue.Queue[dict] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=20)
         self.result: dict | None = None
-        self.error: str | None = None
+        self.error: dict | None = None
         self.cancelled = False
         self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
                          threading.Thread(target=self._read_stderr, daemon=True)]
@@ -95,7 +124,7 @@ class Job:
             except queue.Empty:
                 return found
             if event["event"] == "error":
-                self.error = str(event.get("message", ""))
+                self.error = event
             elif event["event"] in ("done", "check"):
                 self.result = event
             else:
@@ -126,7 +155,7 @@ class Job:
         if self.cancelled:
             raise BackendError("cancelled: the refinement was stopped, no depth file written")
         if self.error:
-            raise BackendError(self.error)
+            raise BackendError(self._explain(self.error))
         if code == 0 and self.result is not None:
             return self.result
         if code is not None and code < 0:
@@ -136,6 +165,14 @@ class Job:
         tail = " | ".join(line for line in self.stderr if line.strip())[-600:]
         raise BackendError(f"the sddr process {reason} before finishing"
                            + (f": {tail}" if tail else " (it printed nothing)"))
+
+    def _explain(self, error: dict) -> str:
+        """The worker's error message; missing predictor weights in a job that Blender kept
+        offline are explained by Blender's setting, not the worker's environment variable."""
+        message = str(error.get("message", ""))
+        if not self.online and error.get("fetch"):
+            return offline_weights_message(str(error["predictor"]), str(error["fetch"]))
+        return message
 
     def wait(self, timeout: float | None = None,
              on_event: Callable[[dict], None] | None = None) -> dict:

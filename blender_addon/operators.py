@@ -397,19 +397,21 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
 
 
 class SDDR_OT_check_backend(bpy.types.Operator):
-    """Run the external Python and report its sddr, torch and device"""
+    """Run the external Python and report its sddr, torch and device, or what Estimate &
+    Refine still needs there (the predictors extra, the predictor's weights)"""
 
     bl_idname = "sddr.check_backend"
     bl_label = "Check Backend"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        prefs = preferences(context)
         try:
-            report = check_backend(bpy.path.abspath(preferences(context).python))
+            summary = check_backend(bpy.path.abspath(prefs.python), prefs.predictor,
+                                    online=bpy.app.online_access)
         except BackendError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"sddr {report['sddr']}, torch {report['torch']}, "
-                              f"device {report['device']} ({report['python']})")
+        self.report({"INFO"}, summary)
         return {"FINISHED"}
 
 

@@ -1,7 +1,7 @@
 """The refinement worker: run by the *external* Python (the one with sddr and torch), never
 imported by Blender, so torch never loads inside Blender.
 
-    python worker.py check
+    python worker.py check [--predictor NAME]
     python worker.py refine PHOTO OUTPUT.exr [--mode one-stage|two-stage] [--steps 3]
                      [--weights default] [--predictor NAME] [--device auto]
                      [--no-snap-edges]
@@ -9,9 +9,11 @@ imported by Blender, so torch never loads inside Blender.
 It speaks one JSON object per line on stdout, which `backend.py` reads:
 ``{"event": "progress", "done": 3, "total": 30}``, ``{"event": "warning", "message": …}``,
 ``{"event": "done", "path": …, "width": …, "height": …, "polarity": "disparity"}``,
-``{"event": "check", "python": …, "sddr": …, "torch": …, "device": …}`` and
-``{"event": "error", "message": …}``. Exit status: 0 done, 2 error, 143 terminated (Blender's
-cancel), so the depth file exists only after a complete run (sddr writes it atomically).
+``{"event": "check", "python": …, "sddr": …, "torch": …, "device": …, "install_extra": …,
+"weights": …, "fetch": …}`` and ``{"event": "error", "message": …}`` (with ``"predictor"``
+and ``"fetch"``, the command that gets its weights, when they are missing). Exit status: 0
+done, 2 error, 143 terminated (Blender's cancel), so the depth file exists only after a
+complete run (sddr writes it atomically).
 """
 
 from __future__ import annotations
@@ -26,23 +28,45 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]  # the add-on's own modules (props.py, …) must not shadow installed ones
 
+INSTALL = ("python3 -m venv ~/sddr-venv && ~/sddr-venv/bin/pip install torch==2.13.0 "
+           "-e '/path/to/sddr[predictors]'")
+"""The install from a clone (README): sddr is not published on PyPI."""
+
 
 def emit(event: str, **fields: object) -> None:
     """One line of the protocol, flushed at once so Blender sees progress as it happens."""
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def check() -> None:
-    """What the backend offers: versions and the device `auto` picks."""
+def check(predictor: str) -> None:
+    """What the backend offers: versions, the device `auto` picks, the command that installs
+    the `predictors` extra when it is missing (else None), and `predictor`'s cached weights
+    (None when not cached) with the command that fetches them."""
     import torch
 
     import sddr_core
+    from sddr_core.predictors import cached_weights, fetch_command
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         device += f" ({torch.cuda.get_device_name(0)})"
+    try:
+        import transformers  # noqa: F401  (the one package of the extra)
+        install_extra = None
+    except ImportError:
+        install_extra = f"{sys.executable} -m pip install -e '{_checkout()}[predictors]'"
+    weights = cached_weights(predictor)
     emit("check", python=sys.executable, sddr=sddr_core.__version__, torch=torch.__version__,
-         device=device)
+         device=device, install_extra=install_extra, weights=str(weights) if weights else None,
+         fetch=fetch_command(predictor))
+
+
+def _checkout() -> str:
+    """The sddr clone this Python runs (an editable install), or a placeholder for it."""
+    import sddr_core
+
+    root = Path(sddr_core.__file__).resolve().parents[1]
+    return str(root) if (root / "pyproject.toml").is_file() else "/path/to/sddr"
 
 
 def refine(args: argparse.Namespace) -> None:
@@ -76,7 +100,9 @@ def refine(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="report sddr, torch and the device")
+    check_parser = commands.add_parser(
+        "check", help="report sddr, torch, the device, the predictors extra and the weights")
+    check_parser.add_argument("--predictor", default="depth-anything-v2-small")
     job = commands.add_parser("refine", help="refine a photo's depth into a file")
     job.add_argument("photo")
     job.add_argument("output")
@@ -92,12 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = lambda message, *_: emit("warning", message=str(message))
     try:
         import sddr_core
+        from sddr_core.predictors import MissingWeightsError
     except ImportError as err:
-        emit("error", message=f"this Python ({sys.executable}) cannot import sddr ({err}); "
-                              "install it there: pip install sddr (or pip install -e <checkout>)")
+        emit("error", message=f"this Python ({sys.executable}) cannot import sddr ({err}). "
+                              f"Install sddr from a clone of its repository: {INSTALL}, then "
+                              "choose ~/sddr-venv/bin/python as External Python")
         return 2
     try:
-        check() if args.command == "check" else refine(args)
+        check(args.predictor) if args.command == "check" else refine(args)
+    except MissingWeightsError as err:
+        emit("error", message=str(err), predictor=err.predictor, fetch=err.command)
+        return 2
     except sddr_core.SddrError as err:
         emit("error", message=str(err))
         return 2

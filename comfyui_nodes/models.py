@@ -3,8 +3,9 @@
 Refiner weights are `.safetensors` files in ComfyUI's `models/sddr` folder (and any folder that
 `extra_model_paths.yaml` adds under `sddr`), or the bundled default. Depth Anything V2 weights
 are downloaded once, at the core's pinned revision, into `models/sddr_predictors`, and read from
-there offline afterwards. The devices are ComfyUI's, and every model runs through ComfyUI's
-model management, so it shares the GPU with the rest of the graph.
+there offline afterwards (offline without them, the node says in two lines what to fetch). The
+devices are ComfyUI's, and every model runs through ComfyUI's model management, so it shares
+the GPU with the rest of the graph.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from sddr_core import InputError, Refiner, WeightsError, load_refiner
-from sddr_core.predictors import DepthPredictor, load_predictor
+from sddr_core.predictors import DepthPredictor, MissingWeightsError, load_predictor
 
 from . import host
 
@@ -110,7 +111,13 @@ def depth_predictor(name: str, device: torch.device) -> tuple[DepthPredictor, li
     if key not in _predictors:
         register_folders()
         cache = host.folder_paths().get_folder_paths(PREDICTORS_FOLDER)[0]
-        predictor = load_predictor(name, device=device, cache_dir=cache)
+        try:
+            predictor = load_predictor(name, device=device, cache_dir=cache)
+        except MissingWeightsError as err:
+            raise InputError(
+                f"predictor {name}: {err.repo} (revision {err.revision}) is not in "
+                f"models/{PREDICTORS_FOLDER} and cannot be downloaded: {err.reason}.\n"
+                f"Fetch it once, then run again: {err.command}") from None
         _predictors[key] = predictor, _patchers(predictor, device)
     return _predictors[key]
 
@@ -122,6 +129,12 @@ def place(models: list, pixels: int) -> None:
 
 
 def _patchers(predictor: DepthPredictor, device: torch.device) -> list:
-    """A patcher for a predictor that holds a torch network (`model`), else none."""
+    """A patcher for a predictor that holds a torch network (`model`), else none.
+
+    The network goes in a plain container: ComfyUI's patcher records where it put a model by
+    setting `model.device`, which transformers models make a read-only property.
+    """
     model = getattr(predictor, "model", None)
-    return [host.model_patcher(model, device)] if isinstance(model, torch.nn.Module) else []
+    if not isinstance(model, torch.nn.Module):
+        return []
+    return [host.model_patcher(torch.nn.ModuleDict({"predictor": model}), device)]

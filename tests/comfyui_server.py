@@ -42,15 +42,18 @@ def prepare_base(base: Path) -> None:
 
 
 def start(base: Path, comfyui_dir: str, python: str) -> tuple[subprocess.Popen, str]:
-    """Start ComfyUI (CPU, offline) on `base` and wait until it answers: (process, url).
-    Its log goes to base/server.log."""
+    """Start ComfyUI (CPU) on `base` and wait until it answers: (process, url). Its log goes
+    to base/server.log. Its Hugging Face Hub is a closed local port: online mode with no
+    network, as on a machine without one, whether or not this one has a network."""
     port = free_port()
     with (base / "server.log").open("w") as log:
         process = subprocess.Popen(
             [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
              "--disable-auto-launch", "--base-directory", str(base)],
             cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT,
-            env=os.environ | {"HF_HUB_OFFLINE": "1"})
+            env={name: value for name, value in os.environ.items()
+                 if name not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+            | {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_S
     while True:

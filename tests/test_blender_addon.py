@@ -616,6 +616,32 @@ def test_check_backend_reports_sddr_and_torch(refine_setup):
     assert bpy.ops.sddr.check_backend() == {"FINISHED"}
 
 
+def test_check_backend_names_uncached_weights_and_the_online_setting(refine_setup):
+    """Offline (*Allow Online Access* off, the bpy module's default), a predictor that is not
+    in the cache is not OK: the setting is named, with the command that fetches it."""
+    assert not bpy.app.online_access
+    refine_setup.predictor = "depth-anything-v2-base"
+    try:
+        with pytest.raises(RuntimeError, match="cannot run Estimate & Refine: the weights of "
+                           "predictor depth-anything-v2-base are not in the Hugging Face cache"
+                           ", and Blender's Allow Online Access .* is off.*hf download "
+                           "depth-anything/Depth-Anything-V2-Base-hf --revision"):
+            bpy.ops.sddr.check_backend()
+    finally:
+        refine_setup.predictor = "depth-anything-v2-small"
+
+
+def test_check_backend_names_a_missing_predictors_extra(refine_setup, tmp_path):
+    """The project's Python with `import transformers` failing, as without the extra."""
+    without = ("import runpy, sys; sys.modules['transformers'] = None; "
+               "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    refine_setup.python = _fake_python(tmp_path, f'exec "{refine_setup.python}" -c "{without}" '
+                                                 '"$@"')
+    with pytest.raises(RuntimeError, match=r"the 'predictors' extra \(transformers\) is not "
+                                           r"installed: .* -m pip install -e '.*\[predictors\]'"):
+        bpy.ops.sddr.check_backend()
+
+
 def test_estimate_and_refine_writes_depth_and_builds_the_mesh(refine_setup, scene):
     assert bpy.ops.sddr.estimate_and_refine() == {"FINISHED"}
     written = Path(scene.sddr.depth_path)
@@ -637,6 +663,20 @@ def test_without_online_access_the_worker_stays_offline(refine_setup, tmp_path, 
     with pytest.raises(RuntimeError, match="exited with status 3"):
         bpy.ops.sddr.estimate_and_refine()
     assert seen.read_text().strip() == "1"
+
+
+def test_without_online_access_missing_weights_name_the_setting(refine_setup, scene):
+    refine_setup.predictor = "depth-anything-v2-base"
+    try:
+        with pytest.raises(RuntimeError) as info:
+            bpy.ops.sddr.estimate_and_refine()
+    finally:
+        refine_setup.predictor = "depth-anything-v2-small"
+    message = str(info.value)
+    assert "Blender's Allow Online Access (Edit › Preferences › System › Network) is off. Turn "\
+           "it on to download them once" in message
+    assert "hf download depth-anything/Depth-Anything-V2-Base-hf" in message
+    assert "HF_HUB_OFFLINE" not in message
 
 
 @pytest.mark.parametrize("snap", [True, False])

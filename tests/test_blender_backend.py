@@ -27,24 +27,18 @@ def make_backend_fixtures(folder: str | os.PathLike) -> dict[str, str]:
     and a 64×48 photo, in `folder`; returns their paths (and the cache) by name."""
     import cv2
     import torch
-    import transformers
 
     from sddr_core.inference.refiner import Refiner
     from sddr_core.network.model import RefinementNetwork
-    from sddr_core.predictors.huggingface import PREDICTORS
-    from tests.test_predictors import _tiny_config
+    from tests.test_predictors import save_tiny_predictor
     from tests.tiny import TINY
 
     folder = Path(folder)
     torch.manual_seed(0)
     weights = folder / "tiny.safetensors"
     Refiner(RefinementNetwork(TINY), device="cpu").save(weights)
-    spec = PREDICTORS[PREDICTOR]
     cache = folder / "hub"
-    snapshot = (cache / f"models--{spec.repo.replace('/', '--')}" / "snapshots"
-                / spec.revision)
-    transformers.AutoModelForDepthEstimation.from_config(
-        _tiny_config(PREDICTOR)).save_pretrained(snapshot)
+    save_tiny_predictor(cache, PREDICTOR)
     photo = folder / "photo.png"
     cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
     return {"weights": str(weights), "hf_cache": str(cache), "photo": str(photo)}
@@ -69,15 +63,69 @@ def _refine(backend, output: Path, **options) -> Job:
     return Job(refine_command(sys.executable, backend["photo"], str(output), **settings))
 
 
-def test_check_reports_sddr_torch_and_device():
+@pytest.mark.parametrize("online", [True, False])
+def test_check_reports_sddr_torch_device_and_cached_weights(online):
     import torch
 
     import sddr_core
 
-    report = check_backend(sys.executable)
-    assert report["sddr"] == sddr_core.__version__ and report["torch"] == torch.__version__
-    assert report["device"].split()[0] in ("cpu", "cuda")
-    assert Path(report["python"]) == Path(sys.executable)
+    summary = check_backend(sys.executable, PREDICTOR, online=online)
+    assert summary.startswith(f"sddr {sddr_core.__version__}, torch {torch.__version__}, "
+                              "device c")  # cpu or cuda
+    assert summary.endswith(f"{PREDICTOR} weights cached ({sys.executable})")
+
+
+def test_check_without_cached_weights_offline_names_blenders_setting_and_the_command():
+    from sddr_core.predictors import fetch_command
+
+    with pytest.raises(BackendError, match="cannot run Estimate & Refine") as info:
+        check_backend(sys.executable, "depth-anything-v2-base", online=False)
+    message = str(info.value)
+    assert "Allow Online Access (Edit › Preferences › System › Network) is off" in message
+    assert message.endswith(fetch_command("depth-anything-v2-base"))
+    assert "HF_HUB_OFFLINE" not in message and "'predictors' extra" not in message
+
+
+def test_check_without_cached_weights_online_says_they_will_download():
+    summary = check_backend(sys.executable, "depth-anything-v2-base", online=True)
+    assert summary.endswith("depth-anything-v2-base weights not cached yet: the first "
+                            f"Estimate & Refine downloads them ({sys.executable})")
+
+
+def _python_without_transformers(tmp_path: Path) -> str:
+    """This Python, with `import transformers` failing as where the extra is not installed."""
+    script = tmp_path / "python"
+    script.write_text(f"""#!/bin/sh
+exec "{sys.executable}" -c 'import runpy, sys
+sys.modules["transformers"] = None
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")' "$@"
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_check_names_a_missing_predictors_extra_with_the_checkout_install(tmp_path):
+    import sddr_core
+
+    checkout = Path(sddr_core.__file__).resolve().parents[1]
+    with pytest.raises(BackendError, match="'predictors' extra \\(transformers\\) is not "
+                                          "installed") as info:
+        check_backend(_python_without_transformers(tmp_path), PREDICTOR, online=True)
+    assert f"-m pip install -e '{checkout}[predictors]'" in str(info.value)
+
+
+def test_refine_offline_without_weights_names_blenders_setting(backend, tmp_path):
+    job = Job(refine_command(sys.executable, backend["photo"], str(tmp_path / "out.exr"),
+                             mode="one-stage", steps=1, weights=backend["weights"],
+                             predictor="depth-anything-v2-base", device="cpu"), online=False)
+    with pytest.raises(BackendError) as info:
+        job.wait(timeout=120)
+    message = str(info.value)
+    assert message.startswith("the weights of predictor depth-anything-v2-base are not in "
+                              "the Hugging Face cache, and Blender's Allow Online Access")
+    assert "hf download depth-anything/Depth-Anything-V2-Base-hf --revision" in message
+    assert "HF_HUB_OFFLINE" not in message
 
 
 @pytest.mark.parametrize("mode, steps, passes", [("one-stage", 3, 1), ("two-stage", 1, 1 + 4)])
@@ -193,8 +241,10 @@ def test_a_python_without_sddr_is_named(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
                    check=True)
     bare = tmp_path / "bare" / "bin" / "python"
-    with pytest.raises(BackendError, match=f"this Python .*{bare}.* cannot import sddr"):
-        check_backend(str(bare))
+    with pytest.raises(BackendError, match=f"this Python .*{bare}.* cannot import sddr") as info:
+        check_backend(str(bare), PREDICTOR, online=True)
+    assert "pip install torch==2.13.0 -e '/path/to/sddr[predictors]'" in str(info.value)
+    assert "pip install sddr" not in str(info.value)
 
 
 @pytest.mark.parametrize("python, message", [
@@ -204,7 +254,7 @@ def test_a_python_without_sddr_is_named(tmp_path):
 ])
 def test_an_unusable_python_path_is_refused_before_starting(python, message):
     with pytest.raises(BackendError, match=message):
-        check_backend(python)
+        check_backend(python, PREDICTOR, online=True)
 
 
 def test_a_silent_crash_says_so(tmp_path):
@@ -212,4 +262,4 @@ def test_a_silent_crash_says_so(tmp_path):
     script.write_text("#!/bin/sh\nexit 3\n")
     script.chmod(0o755)
     with pytest.raises(BackendError, match="exited with status 3 .*printed nothing"):
-        check_backend(str(script))
+        check_backend(str(script), PREDICTOR, online=True)

@@ -23,7 +23,7 @@ from sddr_core.cli.demo import sample_inputs
 from sddr_core.files.depth_io import read_depth, write_depth
 from sddr_core.inference.windows import passes
 from sddr_core.maps.resample import resize_maps
-from sddr_core.predictors import load_predictor
+from sddr_core.predictors import fetch_command, load_predictor
 from tests import comfy_stand_ins
 
 if not comfy_stand_ins.install():
@@ -375,12 +375,17 @@ def test_depth_edges_are_a_zero_to_one_image_at_image_size(comfy, passthrough, p
     assert [float(frame.max()) for frame in edges] == [1.0, 1.0] and float(edges.min()) >= 0
 
 
-def test_missing_predictor_offline_names_the_predictor_and_folder(comfy, refiner, monkeypatch):
+def test_missing_predictor_offline_says_in_two_lines_what_to_fetch_where(comfy, refiner,
+                                                                       monkeypatch):
     hub = pytest.importorskip("huggingface_hub.constants")
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    with pytest.raises(InputError, match="depth-anything-v2-base.*sddr_predictors"):
+    with pytest.raises(InputError, match="depth-anything-v2-base.*sddr_predictors") as info:
         nodes.SDDRDepthFromImage.execute(refiner, photo(64, 96), "depth-anything-v2-base",
                                          "one-stage", 1, "per frame")
+    what, how = str(info.value).split("\n")
+    assert "Depth-Anything-V2-Base-hf" in what and "models/sddr_predictors" in what
+    folder = comfy.folder_paths.get_folder_paths(models.PREDICTORS_FOLDER)[0]
+    assert how.endswith(fetch_command("depth-anything-v2-base", cache_dir=folder))
 
 
 # ----------------------------------------------------------------------------- save depth

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -23,9 +24,11 @@ import torch
 from sddr_core import InputError
 from sddr_core.files.depth_io import read_depth
 from sddr_core.maps.inputs import check_pair
+from sddr_core.predictors import fetch_command
 from tests import comfyui_server
 from tests.comfyui_server import free_port as _free_port
 from tests.comfyui_server import get as _get
+from tests.test_predictors import save_tiny_predictor
 
 REPO = Path(__file__).resolve().parent.parent
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
@@ -100,10 +103,13 @@ def demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, weights, demo):
     """A ComfyUI server (CPU) whose base folder holds this repository as a custom node, the
-    tiny model in models/sddr, 8-bit depth maps and the demo's 16-bit pair in input/."""
+    tiny model in models/sddr, a tiny random Depth Anything V2 Small in models/sddr_predictors,
+    two 8-bit depth maps and the demo's 16-bit pair in input/. Its Hugging Face Hub is a closed
+    local port: online mode, no network, as on a machine without one."""
     base = tmp_path_factory.mktemp("comfyui")
     comfyui_server.prepare_base(base)
     shutil.copy(weights, base / "models" / "sddr" / "tiny.safetensors")
+    save_tiny_predictor(base / "models" / "sddr_predictors", "depth-anything-v2-small")
     _write_depth_png(base / "input" / "low.png", 48, 64)
     _write_depth_png(base / "input" / "high.png", *HIGH_SIZE)
     _write_depth_png(base / "input" / "narrower.png", 96, 120)  # aspect 1.25 vs low's 1.33
@@ -187,23 +193,48 @@ def test_bad_input_is_reported_by_name_and_the_server_keeps_running(server):
     assert json.loads(_get(f"{url}/system_stats"))["system"]
 
 
-def test_missing_predictor_offline_is_reported_by_name(server):
-    url, _ = server
-    graph = {
+def _depth_from_image(predictor: str) -> dict:
+    """high.png → SDDR Depth From Image (`predictor`) → SDDR Save Depth (npy, as is)."""
+    return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "high.png"}},
         "3": _graph({})["3"],
         "4": {"class_type": "SDDRDepthFromImage",
-              "inputs": {"refiner": ["3", 0], "image": ["1", 0],
-                         "predictor": "depth-anything-v2-small", "mode": "one-stage",
-                         "steps": 3, "normalisation": "per frame", "snap_edges": False}},
-        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}},
+              "inputs": {"refiner": ["3", 0], "image": ["1", 0], "predictor": predictor,
+                         "mode": "one-stage", "steps": 3, "normalisation": "per frame",
+                         "snap_edges": False}},
+        "5": {"class_type": "SDDRSaveDepth",
+              "inputs": {"depth": ["4", 0], "filename_prefix": "sddr/predicted",
+                         "format": "npy", "scaling": "as is"}},
     }
-    result = _run(url, graph)
+
+
+def test_a_predictor_in_the_models_folder_runs_without_network(server):
+    url, base = server
+    result = _run(url, _depth_from_image("depth-anything-v2-small"))
+    assert result["status"]["status_str"] == "success", result["status"]
+    [saved] = _saved(base, result, "5", "depth_files")
+    depth = np.load(saved)
+    assert depth.shape == HIGH_SIZE and np.isfinite(depth).all()
+
+
+def test_a_missing_predictor_fails_at_once_saying_in_two_lines_what_to_fetch(server):
+    """Not in models/sddr_predictors, Hub unreachable: no retries (huggingface_hub's took
+    about 25 s), and the model, the folder and the command that fetches it."""
+    url, base = server
+    started = time.monotonic()
+    result = _run(url, _depth_from_image("depth-anything-v2-base"))
+    elapsed = time.monotonic() - started
     errors = [message for kind, message in result["status"]["messages"]
               if kind == "execution_error"]
     assert errors and errors[0]["node_type"] == "SDDRDepthFromImage"
-    assert "predictor depth-anything-v2-small" in errors[0]["exception_message"]
-    assert "sddr_predictors" in errors[0]["exception_message"]
+    what, how = errors[0]["exception_message"].splitlines()  # ComfyUI adds an empty line
+    assert what.startswith("predictor depth-anything-v2-base: depth-anything/Depth-Anything-"
+                           "V2-Base-hf (revision b1958afc")
+    assert "is not in models/sddr_predictors" in what and "cannot be reached" in what
+    folder = base / "models" / "sddr_predictors"
+    assert how.endswith(fetch_command("depth-anything-v2-base", cache_dir=folder))
+    assert elapsed < 10, elapsed
+    assert "Retrying in" not in (base / "server.log").read_text()
     assert json.loads(_get(f"{url}/system_stats"))["system"]
 
 
@@ -422,6 +453,7 @@ def test_gray_depth_of_1e7_and_more_is_refined_as_depth(server):
 
 EMPTY_BATCH = """
 import sys
+import time
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import comfy.options
 comfy.options.enable_args_parsing(False)

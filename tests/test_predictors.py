@@ -4,10 +4,14 @@ random models (never a download), and loading by name from an offline cache."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import socket
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +23,15 @@ from sddr_core.errors import InputError, SddrError, WeightsError
 from sddr_core.maps.gradients import mean_gradient
 from sddr_core.predictors.huggingface import (
     GRADIENT_PRIOR,
+    INSTALL_EXTRA,
     PREDICTORS,
     CallablePredictor,
     DepthPredictor,
     HuggingFacePredictor,
+    MissingWeightsError,
     as_rgb,
+    cached_weights,
+    fetch_command,
     load_predictor,
 )
 from sddr_core.predictors.simulated import NoiseParameters, SimulatedPredictor
@@ -35,7 +43,8 @@ FAMILIES = ("depth-anything-v2-small", "dpt-large", "zoedepth-nyu-kitti")
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Nothing here may touch the network: any attempt fails the test (recorded, since the code
-    under test catches the errors it gets)."""
+    under test catches the errors it gets), unless the test takes the attempts and empties
+    them."""
     attempts = []
 
     def refuse(*args, **kwargs):
@@ -45,7 +54,7 @@ def no_network(monkeypatch):
     for owner, attribute in ((socket.socket, "connect"), (socket.socket, "connect_ex"),
                              (socket, "create_connection"), (socket, "getaddrinfo")):
         monkeypatch.setattr(owner, attribute, refuse)
-    yield
+    yield attempts
     assert attempts == [], "a test tried to use the network"
 
 
@@ -78,6 +87,23 @@ def _tiny_config(family: str):
         num_attractors=[2, 2, 2, 1], bin_configurations=bins, num_patch_transformer_layers=4,
         patch_transformer_hidden_size=128, patch_transformer_intermediate_size=16,
         patch_transformer_num_attention_heads=2)
+
+
+def save_tiny_predictor(cache, family: str) -> Path:
+    """A seeded tiny random `family` saved into the Hugging Face cache `cache` at its pinned
+    revision, as a download would leave it; its snapshot folder."""
+    transformers = pytest.importorskip("transformers")
+    snapshot = _snapshot_dir(cache, family, PREDICTORS[family].revision)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = transformers.AutoModelForDepthEstimation.from_config(_tiny_config(family))
+    model.save_pretrained(snapshot)
+    return snapshot
+
+
+def _snapshot_dir(cache, family: str, revision: str) -> Path:
+    repo = PREDICTORS[family].repo.replace("/", "--")
+    return Path(cache) / f"models--{repo}" / "snapshots" / revision
 
 
 @pytest.fixture(scope="module")
@@ -317,10 +343,11 @@ def test_unpinned_entry_needs_an_explicit_revision(monkeypatch):
         load_predictor("dpt-large", device="cpu")
 
 
-def test_missing_transformers_asks_for_the_extra(monkeypatch):
+def test_missing_transformers_asks_for_the_extra_from_a_checkout(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails
-    with pytest.raises(SddrError, match=r"pip install 'sddr\[predictors\]'"):
+    with pytest.raises(SddrError, match="needs the 'predictors' extra") as info:
         load_predictor("depth-anything-v2-small", device="cpu")
+    assert str(info.value).endswith(INSTALL_EXTRA) and "-e " in INSTALL_EXTRA
 
 
 @pytest.fixture
@@ -334,11 +361,6 @@ def hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     return cache
-
-
-def _snapshot_dir(cache, family: str, revision: str):
-    repo = PREDICTORS[family].repo.replace("/", "--")
-    return cache / f"models--{repo}" / "snapshots" / revision
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -359,13 +381,57 @@ def test_loads_from_the_offline_cache_at_the_pinned_revision(tiny_models, hf_cac
 
 def test_missing_weights_offline_say_how_to_get_them(hf_cache):
     revision = "f" * 40
-    with pytest.raises(InputError) as info:
+    started = time.monotonic()
+    with pytest.raises(MissingWeightsError) as info:
         load_predictor("depth-anything-v2-small", device="cpu", revision=revision)
-    message = str(info.value)
-    for fragment in ("not in the Hugging Face cache", str(hf_cache),
-                     f"hf download depth-anything/Depth-Anything-V2-Small-hf --revision "
-                     f"{revision} --include 'config.json' --include", "HF_HOME"):
-        assert fragment in message, message
+    error = info.value
+    assert isinstance(error, InputError)
+    assert (error.predictor, error.revision, error.cache) == (
+        "depth-anything-v2-small", revision, str(hf_cache))
+    assert error.reason == "offline mode is on (HF_HUB_OFFLINE=1)"
+    assert error.command == fetch_command("depth-anything-v2-small", revision=revision)
+    assert error.command.startswith(f"hf download depth-anything/Depth-Anything-V2-Small-hf "
+                                    f"--revision {revision} --include config.json --include")
+    for fragment in ("not in the Hugging Face cache", str(hf_cache), error.command, "HF_HOME"):
+        assert fragment in str(error), str(error)
+    assert "huggingface_hub" not in str(error) and "local_files_only" not in str(error)
+    assert time.monotonic() - started < 5  # no network, so no retries to wait through
+
+
+def test_an_unreachable_hub_is_asked_once_without_retries(hf_cache, monkeypatch, no_network):
+    """Online mode, no network: one request, not huggingface_hub's ~25 s of retries."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    started = time.monotonic()
+    with pytest.raises(MissingWeightsError, match="cannot be reached") as info:
+        load_predictor("depth-anything-v2-small", device="cpu")
+    assert time.monotonic() - started < 5  # the retries slept 1+2+4+8+8 s
+    assert no_network and len(set(map(repr, no_network))) == len(no_network), no_network
+    no_network.clear()  # each connection tried once: no retry
+    assert info.value.reason.startswith(f"{hf_constants.ENDPOINT} cannot be reached (")
+    assert "Retrying" not in str(info.value)
+
+
+def test_cached_weights_finds_only_a_snapshot_with_safetensors(hf_cache):
+    assert cached_weights("depth-anything-v2-small") is None
+    snapshot = save_tiny_predictor(hf_cache, "depth-anything-v2-small")
+    assert cached_weights("depth-anything-v2-small") == snapshot
+    assert cached_weights("depth-anything-v2-small", revision="a" * 40) is None
+    (snapshot / "model.safetensors").unlink()
+    assert cached_weights("depth-anything-v2-small") is None
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX shell quoting")
+def test_fetch_command_is_one_shell_line_into_the_cache_sddr_reads(tmp_path):
+    cache = tmp_path / "my models"
+    command = fetch_command("zoedepth-nyu-kitti", cache_dir=cache)
+    spec = PREDICTORS["zoedepth-nyu-kitti"]
+    assert shlex.split(command) == [
+        "hf", "download", spec.repo, "--revision", spec.revision, "--include", "config.json",
+        "--include", "preprocessor_config.json", "--include", "*.safetensors",
+        "--include", "*.safetensors.index.json", "--cache-dir", str(cache)]
+    assert "'*.safetensors'" in command  # quoted: the shell must not expand it
 
 
 def test_cache_dir_is_where_snapshots_are_read(tiny_models, hf_cache, tmp_path):
@@ -387,6 +453,7 @@ def test_a_repository_without_safetensors_is_refused(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")  # even if present: never read
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(tmp_path))
+    monkeypatch.setattr(predictors_module, "_hub_unavailable", lambda *a: None)  # online
     with pytest.raises(WeightsError, match="no safetensors weights.*revision="):
         load_predictor("dpt-large", device="cpu")
 

@@ -1,8 +1,8 @@
 """Hugging Face depth models (Depth Anything V2, DPT, ZoeDepth) as `DepthPredictor`s.
 
-Named models of `PREDICTORS` (`pip install 'sddr[predictors]'`) are fetched at pinned revisions
-and read from the local cache when offline; `load_predictor` also takes a predictor object or
-a plain callable. docs/predictors.md is the user guide.
+Named models of `PREDICTORS` (the `predictors` extra) are read from the local cache at pinned
+revisions, and downloaded only when missing and the Hub answers at once; `load_predictor` also
+takes a predictor object or a plain callable. docs/predictors.md is the user guide.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
+import shlex
+import subprocess
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, SddrError, WeightsError
-from ..files.hub import cache_first
 from ..maps.resample import resize_maps
 from ..runtime import resolve_device, resolve_dtype
 from .base import (
@@ -39,6 +40,8 @@ HALF = (0.5, 0.5, 0.5)
 DOWNLOAD_PATTERNS = ("config.json", "preprocessor_config.json", "*.safetensors",
                      "*.safetensors.index.json")
 """What a snapshot needs: never pickled weights (.bin, .pt), which can run code when loaded."""
+INSTALL_EXTRA = "pip install -e '/path/to/sddr[predictors]'"
+"""The extra from a clone of the repository (README, Install): sddr is not on PyPI."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,23 @@ def _border(side: int, multiple: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------- loading
 
+class MissingWeightsError(InputError):
+    """A named predictor's weights are not in the cache and cannot be downloaded now.
+
+    Its fields let a host say what to do in its own terms (ComfyUI's models folder, Blender's
+    online setting); `command` fetches the weights into `cache`.
+    """
+
+    def __init__(self, predictor: str, repo: str, revision: str, cache: str, reason: str,
+                 command: str) -> None:
+        self.predictor, self.repo, self.revision = predictor, repo, revision
+        self.cache, self.reason, self.command = cache, reason, command
+        super().__init__(
+            f"predictor {predictor}: the weights of {repo} at revision {revision} are not in "
+            f"the Hugging Face cache ({cache}) and cannot be downloaded: {reason}. Fetch them "
+            f"once: {command} (or point HF_HOME, or cache_dir, at a cache that holds them)")
+
+
 def load_predictor(
     name_or_predictor: str | DepthPredictor | Callable[[np.ndarray, int], np.ndarray],
     device: str | torch.device = "auto",
@@ -169,12 +189,64 @@ def load_predictor(
     Named models are read from the Hugging Face cache (`cache_dir`, default the HF_HOME one) at
     their pinned revision (or `revision`), downloaded once when missing, and loaded from
     safetensors only. A callable is wrapped in `CallablePredictor` with its defaults.
+
+    Raises
+    ------
+    MissingWeightsError
+        The weights are not cached, and offline mode is on or the Hub does not answer: raised
+        at once, without the Hub client's retries.
     """
     if isinstance(name_or_predictor, DepthPredictor):
         return name_or_predictor
     if callable(name_or_predictor):
         return CallablePredictor(name_or_predictor)
+    spec, revision = _named(name_or_predictor, revision)
     name = name_or_predictor
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    try:
+        from transformers import AutoModelForDepthEstimation
+    except ImportError:
+        raise SddrError(f"predictor {name} needs the 'predictors' extra (transformers): "
+                        f"{INSTALL_EXTRA}") from None
+    folder = _snapshot(name, spec.repo, revision, cache_dir)
+    spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise WeightsError(f"predictor {name}: could not load the model in '{folder}': "
+                           f"{err}") from None
+    return HuggingFacePredictor(model, spec, device, dtype, name=name)
+
+
+def cached_weights(name: str, cache_dir: str | Path | None = None,
+                   revision: str | None = None) -> Path | None:
+    """The cached snapshot of named predictor `name` at its pinned revision (or `revision`)
+    when it holds safetensors weights, else None; never touches the network."""
+    spec, revision = _named(name, revision)
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(spec.repo, revision=revision, cache_dir=cache_dir,
+                                        allow_patterns=list(DOWNLOAD_PATTERNS),
+                                        local_files_only=True))
+    except Exception:  # not cached (huggingface_hub raises several types)
+        return None
+    return folder if any(folder.glob("*.safetensors")) else None
+
+
+def fetch_command(name: str, cache_dir: str | Path | None = None,
+                  revision: str | None = None) -> str:
+    """The `hf download` command line that puts `name`'s weights into the cache sddr reads."""
+    spec, revision = _named(name, revision)
+    words = ["hf", "download", spec.repo, "--revision", revision,
+             *(word for pattern in DOWNLOAD_PATTERNS for word in ("--include", pattern)),
+             *(["--cache-dir", str(cache_dir)] if cache_dir else [])]
+    return subprocess.list2cmdline(words) if os.name == "nt" else shlex.join(words)
+
+
+def _named(name: str, revision: str | None) -> tuple[PredictorSpec, str]:
+    """The spec of a name in PREDICTORS and the revision to load, or an InputError."""
     if not isinstance(name, str):
         raise InputError(f"predictor: expected a name, a DepthPredictor or a callable, "
                          f"got {type(name).__name__}")
@@ -191,42 +263,27 @@ def load_predictor(
     if revision is None:
         raise InputError(f"no pinned revision known for {name} ({spec.repo}); pass "
                          "revision=... explicitly (a commit hash of that repository)")
-    device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
-    try:
-        from transformers import AutoModelForDepthEstimation
-    except ImportError:
-        raise SddrError(f"predictor {name} needs the 'predictors' extra: "
-                        "pip install 'sddr[predictors]'") from None
-    folder = _snapshot(name, spec.repo, revision, cache_dir)
-    spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
-    try:
-        model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise WeightsError(f"predictor {name}: could not load the model in '{folder}': "
-                           f"{err}") from None
-    return HuggingFacePredictor(model, spec, device, dtype, name=name)
+    return spec, revision
 
 
 def _snapshot(name: str, repo: str, revision: str, cache_dir: str | Path | None) -> Path:
-    """Local folder of repo@revision: the cached snapshot when it has weights, else a download."""
+    """Local folder of repo@revision: the cached snapshot when it has weights, else a download
+    (after one quick look at the Hub, so an offline machine fails at once)."""
     from huggingface_hub import constants, snapshot_download
 
-    fetch = partial(snapshot_download, repo, revision=revision, cache_dir=cache_dir,
-                    allow_patterns=list(DOWNLOAD_PATTERNS))
-    try:
-        folder = cache_first(fetch, usable=lambda path: any(path.glob("*.safetensors")))
-    except Exception as err:
-        command = " ".join([f"hf download {repo} --revision {revision}",
-                            *(f"--include '{p}'" for p in DOWNLOAD_PATTERNS),
-                            *([f"--cache-dir '{cache_dir}'"] if cache_dir else [])])
-        raise InputError(
-            f"predictor {name}: the weights of {repo} at revision {revision} are not in the "
-            f"Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and could not be "
-            f"downloaded ({type(err).__name__}: {err}). Get them once while online: "
-            f"`{command}` (or run sddr once online); set HF_HOME, or pass cache_dir, to the "
-            "cache that holds them"
-        ) from None
+    folder = cached_weights(name, cache_dir, revision)
+    if folder is not None:
+        return folder
+    reason = _hub_unavailable(repo, revision)
+    if reason is None:
+        try:
+            folder = Path(snapshot_download(repo, revision=revision, cache_dir=cache_dir,
+                                            allow_patterns=list(DOWNLOAD_PATTERNS)))
+        except Exception as err:
+            reason = f"the download failed ({type(err).__name__}: {err})"
+    if reason is not None:
+        raise MissingWeightsError(name, repo, revision, str(cache_dir or constants.HF_HUB_CACHE),
+                                  reason, fetch_command(name, cache_dir, revision)) from None
     if not any(folder.glob("*.safetensors")):
         raise WeightsError(
             f"predictor {name}: {repo} at revision {revision} has no safetensors weights, only "
@@ -234,6 +291,25 @@ def _snapshot(name: str, repo: str, revision: str, cache_dir: str | Path | None)
             "revision=... with a commit of that repository that has model.safetensors"
         )
     return folder
+
+
+def _hub_unavailable(repo: str, revision: str) -> str | None:
+    """Why nothing can be downloaded now (offline mode, or the Hub does not answer one request
+    without retries), or None. huggingface_hub's own listing retries a dead connection for
+    about 25 s, which is why this asks first."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode is on (HF_HUB_OFFLINE=1)"
+    url = hf_hub_url(repo, "config.json", revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except HfHubHTTPError:  # the Hub answered: the download reports what is wrong
+        return None
+    except Exception as err:  # no answer: DNS, refused, timeout, proxy, TLS
+        return f"{constants.ENDPOINT} cannot be reached ({err or type(err).__name__})"
+    return None
 
 
 def _with_processor_normalisation(spec: PredictorSpec, folder: Path) -> PredictorSpec:
