@@ -563,12 +563,17 @@ def test_the_controlnet_examples_depth_runs_here(server):
                       cv2.IMREAD_UNCHANGED).shape == (512, 768)
 
 
-def test_the_depth_from_image_example_stops_only_for_the_predictor_download(server):
-    """Valid as shipped (the server accepts it and runs up to the predictor); offline, the
-    predictor's download is named."""
-    url, _ = server
-    message = _error(_run(url, API["SDDR Depth From Image"]), "SDDRDepthFromImage")
-    assert "predictor depth-anything-v2-small" in message and "sddr_predictors" in message
+def test_the_depth_from_image_example_runs_as_shipped(server):
+    """With its predictor in models/sddr_predictors (here a tiny random Depth Anything V2
+    Small at the pinned revision: its depth means nothing), the example runs end to end: the
+    saved 16-bit depth has the photo's size, both previews are drawn."""
+    url, base = server
+    result = _run(url, API["SDDR Depth From Image"])
+    assert result["status"]["status_str"] == "success", result["status"]
+    [png] = _saved(base, result, "5", "images")
+    saved = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    assert saved.dtype == np.uint16 and saved.shape == (512, 768)
+    assert result["outputs"]["6"]["images"] and result["outputs"]["7"]["images"]
 
 
 # ------------------------------------------------------------------------- the web UI
