@@ -397,14 +397,15 @@ def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.n
     A refined or predicted depth map spreads a discontinuity over a ramp of several pixels;
     meshed as is, the ramp becomes a sheet between foreground and background, or, cut, a
     dark outline. Each pixel whose log depth changes per pixel by at least RAMP_SHOULDER of
-    log(1 + `cut_ratio`) and that lies within `reach` of a change larger than `cut_ratio` (one
-    a cut would remove) follows its depth gradient both ways while the depth keeps changing
-    steeply (`_follow`): the two ends are the ramp's sides. It is moved to the nearer side
-    when it is more than min(`cut_ratio`/2, FLYING_FRACTION of the step) from both (in log
-    depth), so that what stays still joins its side without a cut, even where a neighbour's
-    walk ended a little beyond. A slope that does not flatten within `reach`
-    either way is a surface, not a ramp, and is left as it is, as is every ramp whose steepest
-    change stays below `cut_ratio`. NaN stays NaN.
+    log(1 + `cut_ratio`) and that lies within `reach` of a step larger than `cut_ratio` (log
+    depth spanning more than that over its (2·`reach` + 1)² window) follows its depth gradient
+    both ways while the depth keeps changing steeply (`_follow`): the two ends are the ramp's
+    sides. When they differ by more than `cut_ratio` (a step a cut would remove, however gently
+    the ramp spreads it), the pixel is moved to the nearer side if it is more than
+    min(`cut_ratio`/2, FLYING_FRACTION of the step) from both (in log depth), so that what
+    stays still joins its side without a cut, even where a neighbour's walk ended a little
+    beyond. A slope that does not flatten within `reach` either way is a surface, not a ramp,
+    and is left as it is. NaN stays NaN.
     """
     if not cut_ratio > 0:
         raise GeometryError(f"cut ratio: {cut_ratio} must be positive")
@@ -424,12 +425,12 @@ def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.n
     towards_far = _DIRECTIONS[octant]  # [n, 2]: the way depth grows
     here = log_z[ys, xs]
     slope = np.hypot(gy, gx)
-    far, far_ended, far_peak = _follow(log_z, ys, xs, towards_far, here, slope, reach)
-    near, near_ended, near_peak = _follow(-log_z, ys, xs, -towards_far, -here, slope, reach)
+    far, far_ended = _follow(log_z, ys, xs, towards_far, here, slope, reach)
+    near, near_ended = _follow(-log_z, ys, xs, -towards_far, -here, slope, reach)
     near = -near
     step = far - near
     margin = np.minimum(steepness / 2, FLYING_FRACTION * step)
-    floats = (far_ended & near_ended & (np.maximum(far_peak, near_peak) > steepness)
+    floats = (far_ended & near_ended & (step > steepness)
               & (here - near > margin) & (far - here > margin))
     snapped = np.where(here - near < far - here, near, far)
     out = z.copy()
@@ -438,8 +439,8 @@ def snap_ramps(z: np.ndarray, cut_ratio: float, reach: int = RAMP_REACH) -> np.n
 
 
 def _ramp_candidates(log_z: np.ndarray, steepness: float, reach: int) -> np.ndarray:
-    """Pixels changing by at least RAMP_SHOULDER·steepness per pixel within `reach` (in both
-    axes) of a change larger than `steepness`."""
+    """Pixels changing by at least RAMP_SHOULDER·steepness per pixel to a neighbour (in either
+    axis) whose (2·reach + 1)² window spans more than `steepness` of log depth."""
     with np.errstate(invalid="ignore"):
         across = np.abs(np.diff(log_z, axis=1))
         down = np.abs(np.diff(log_z, axis=0))
@@ -451,19 +452,26 @@ def _ramp_candidates(log_z: np.ndarray, steepness: float, reach: int) -> np.ndar
         before[axis], after[axis] = slice(None, -1), slice(1, None)
         np.maximum(change[tuple(before)], diff, out=change[tuple(before)])
         np.maximum(change[tuple(after)], diff, out=change[tuple(after)])
-    steep = change > steepness
-    if not steep.any():
-        return steep
-    # steep pixels within a (2·reach + 1)² window, from an integral image
-    counts = np.pad(steep.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32), ((1, 0), (1, 0)))
-    height, width = steep.shape
-    top = np.clip(np.arange(height) - reach, 0, height)
-    bottom = np.clip(np.arange(height) + reach + 1, 0, height)
-    left = np.clip(np.arange(width) - reach, 0, width)
-    right = np.clip(np.arange(width) + reach + 1, 0, width)
-    window = (counts[bottom][:, right] - counts[top][:, right] - counts[bottom][:, left]
-              + counts[top][:, left])
-    return (window > 0) & (change >= RAMP_SHOULDER * steepness)
+    spread = _window(log_z, reach, np.fmax) - _window(log_z, reach, np.fmin)
+    with np.errstate(invalid="ignore"):
+        return (spread > steepness) & (change >= RAMP_SHOULDER * steepness)
+
+
+def _window(image: np.ndarray, reach: int, combine: np.ufunc) -> np.ndarray:
+    """`combine` (np.fmax or np.fmin: NaN skipped) of each pixel's (2·reach + 1)² window,
+    clipped at the borders; separable, by doubling: log2(reach) passes an axis, not reach."""
+    width = 2 * reach + 1
+    for axis in (0, 1):
+        lines = np.moveaxis(image, axis, 0)
+        # edge values repeated: a max or min over them is the clipped window's
+        run = np.concatenate([lines[:1].repeat(reach, 0), lines, lines[-1:].repeat(reach, 0)])
+        covered = 1  # run[i] combines the entries i … i + covered − 1
+        while 2 * covered <= width:
+            run = combine(run[:-covered], run[covered:])
+            covered *= 2
+        run = combine(run[:len(run) - (width - covered)], run[width - covered:])
+        image = np.moveaxis(run, 0, axis)
+    return image
 
 
 def _follow(log_z: np.ndarray, ys: np.ndarray, xs: np.ndarray, direction: np.ndarray,
@@ -472,7 +480,7 @@ def _follow(log_z: np.ndarray, ys: np.ndarray, xs: np.ndarray, direction: np.nda
     RAMP_SHOULDER of the steepest change seen (starting from `slope`, the pixel's own).
 
     Returns (log depth where the walk stopped, whether it stopped within `reach` (at the image's
-    edge or a pixel without depth too), the steepest change met).
+    edge or a pixel without depth too)).
     """
     height, width = log_z.shape
     end, peak = start.copy(), slope.copy()
@@ -493,7 +501,7 @@ def _follow(log_z: np.ndarray, ys: np.ndarray, xs: np.ndarray, direction: np.nda
         peak[walking] = np.maximum(peak[walking], change)
         if walking.size == 0:
             break
-    return end, ended, peak
+    return end, ended
 
 
 def plane_distance(z: np.ndarray) -> float:
