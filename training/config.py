@@ -275,7 +275,7 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class LossesConfig:
-    """The objective L_gt + λ1·L_grad + λ2·L_fusion, as `training.losses.total_loss` takes it."""
+    """The objective L_gt + λ1·L_grad + λ2·L_fusion, as `training.losses.loss_terms` takes it."""
 
     weights: LossWeights = LossWeights()
     options: LossOptions = LossOptions()

@@ -6,8 +6,7 @@ from .fusion import fusion_loss
 from .gradient import grad_loss
 from .ground_truth import gt_loss
 from .regions import edge_regions
-from .total import LossOptions, LossWeights, Term, combine, loss_terms, total_loss
+from .total import LossOptions, LossWeights, Term, combine, loss_terms
 
 __all__ = ["LossOptions", "LossWeights", "Term", "combine", "edge_regions", "fusion_loss",
-           "grad_loss", "gradient_shares", "gt_loss", "loss_terms", "output_gradient_norms",
-           "total_loss"]
+           "grad_loss", "gradient_shares", "gt_loss", "loss_terms", "output_gradient_norms"]

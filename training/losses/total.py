@@ -64,45 +64,9 @@ def loss_terms(
     weights: LossWeights = LossWeights(),
     options: LossOptions = LossOptions(),
 ) -> dict[str, Term]:
-    """Each term of L by name, kept apart so that each one's pull can be measured
-    (`training.losses.balance`).
+    """The objective of one batch term by term; `combine` sums them.
 
-    `gt_d0` is D0's L_gt (weight 1); `gt_half`, `gt_quarter` each deep-supervision output's
-    (weight `weights.aux`; absent when it is 0); `grad` L_grad (λ1) and `fusion` L_fusion
-    (λ2), only when `edges` is given. The arguments are `total_loss`'s.
-    """
-    terms = {"gt_d0": Term(1.0, gt_loss(output.depth, target, mask))}
-    if weights.aux:
-        terms |= {f"gt_{name}": Term(weights.aux, gt_loss(aux, target, mask))
-                  for name, aux in output.aux.items()}
-    if edges is not None:
-        terms["grad"] = Term(weights.grad, grad_loss(
-            output.depth, edges, mask, regions=options.regions, variant=options.grad_variant))
-        terms["fusion"] = Term(weights.fusion, fusion_loss(
-            output.omegas, edges, mask, levels=options.fusion_levels,
-            variant=options.fusion_variant))
-    return terms
-
-
-def combine(terms: dict[str, Term]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The weighted sum of `terms` and its parts for logging, detached: `gt` (every L_gt term,
-    weighted), `grad` and `fusion` (before λ1, λ2; absent in phase 1)."""
-    loss = sum(term.weighted for term in terms.values())
-    parts = {"gt": sum(term.weighted for name, term in terms.items() if name.startswith("gt_"))}
-    parts |= {name: terms[name].value for name in ("grad", "fusion") if name in terms}
-    return loss, {name: value.detach() for name, value in parts.items()}
-
-
-def total_loss(
-    output: NetworkOutput,
-    target: torch.Tensor,
-    edges: torch.Tensor | None,
-    mask: torch.Tensor | None = None,
-    *,
-    weights: LossWeights = LossWeights(),
-    options: LossOptions = LossOptions(),
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of one batch and its parts.
+    Kept apart so that each term's pull can be measured (`training.losses.balance`).
 
     Parameters
     ----------
@@ -121,9 +85,29 @@ def total_loss(
 
     Returns
     -------
-    (torch.Tensor, dict of str to torch.Tensor)
-        The scalar to back-propagate, and its parts for logging, detached: `gt` (D0's plus
-        `weights.aux` times each deep-supervision output's), `grad` and `fusion` (before λ1,
-        λ2; absent in phase 1).
+    dict of str to Term
+        `gt_d0`: D0's L_gt (weight 1); `gt_half`, `gt_quarter`: each deep-supervision
+        output's (weight `weights.aux`; absent when it is 0); `grad`: L_grad (λ1) and
+        `fusion`: L_fusion (λ2), only when `edges` is given.
     """
-    return combine(loss_terms(output, target, edges, mask, weights=weights, options=options))
+    terms = {"gt_d0": Term(1.0, gt_loss(output.depth, target, mask))}
+    if weights.aux:
+        terms |= {f"gt_{name}": Term(weights.aux, gt_loss(aux, target, mask))
+                  for name, aux in output.aux.items()}
+    if edges is not None:
+        terms["grad"] = Term(weights.grad, grad_loss(
+            output.depth, edges, mask, regions=options.regions, variant=options.grad_variant))
+        terms["fusion"] = Term(weights.fusion, fusion_loss(
+            output.omegas, edges, mask, levels=options.fusion_levels,
+            variant=options.fusion_variant))
+    return terms
+
+
+def combine(terms: dict[str, Term]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss to back-propagate, L = L_gt + λ1·L_grad + λ2·L_fusion, and its parts for
+    logging, detached: `gt` (every L_gt term, weighted), `grad` and `fusion` (before λ1, λ2;
+    absent in phase 1)."""
+    loss = sum(term.weighted for term in terms.values())
+    parts = {"gt": sum(term.weighted for name, term in terms.items() if name.startswith("gt_"))}
+    parts |= {name: terms[name].value for name in ("grad", "fusion") if name in terms}
+    return loss, {name: value.detach() for name, value in parts.items()}
