@@ -4,8 +4,10 @@ A term's loss value does not say how much of the update it makes: L_grad is ~1e-
 yet what the optimiser follows is the gradient. At the output it is the sum of the terms'
 gradients, so each term's gradient norm there, and its share of the terms' summed norms, say
 how much of the update each term asks for before the network's Jacobian carries it to the
-weights (the same Jacobian for every term on D0; Ω's and the deep-supervision outputs' reach
-the weights through other layers, so their shares are pulls, not weight updates).
+weights. That Jacobian is the same for every term on D0, but Ω and the deep-supervision
+outputs reach the weights through other layers: at λ2 = 27 L_fusion held 6 % of the pull at
+the output and 55 % of the weights' gradient (docs/decisions.md, 213), so a share at the
+output is a pull, not a share of the weight update.
 
 The gradient is taken at the output itself: the terms are computed again on detached copies
 of the output tensors and differentiated with respect to those (`torch.autograd.grad`). On
