@@ -1,12 +1,15 @@
-"""How hard each part of the phase-2 objective pulls on the weights of a trained model.
+"""How hard each term of the phase-2 objective pulls on the weights of a trained model, and on
+its output.
 
     PYTHONPATH=. python benchmarks/loss_gradients.py runs/cpu-short [--checkpoint step-001200]
         [--batches 6] [--set losses.options.grad_variant=code ...]
 
 Takes a run's config, cache, last label refresh and a checkpoint, draws the run's own phase-2
-batches (procedural scenes only), and prints the median L2 norm of the weights' gradient of
-each weighted part: L_gt (D0 and deep supervision, as trained), λ1·L_grad and λ2·L_fusion.
-A part whose gradient is orders of magnitude below L_gt's barely changes training.
+batches (procedural scenes only), and prints for each weighted term (`training.losses.
+loss_terms`: L_gt on D0 and on each deep-supervision output, λ1·L_grad, λ2·L_fusion) the median
+L2 norm of the weights' gradient, and its median share of the terms' summed norms there and at
+the network's output (what training logs, `training.losses.balance`). A term whose gradient is
+orders of magnitude below L_gt's barely changes training.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from training.config import load_config, override
 from training.data.batches import CropDataset, Schedule
 from training.data.cache import build_cache, cache_folder, procedural_sources
 from training.labels import label_crops, load_labels
-from training.losses import fusion_loss, grad_loss, total_loss
+from training.losses import gradient_shares, loss_terms, output_gradient_norms
 
 
 def main() -> None:
@@ -49,22 +52,9 @@ def main() -> None:
     refresh = int(label_folder.name.split("-")[1])
     labels = load_labels(label_folder, schedule.label_pool(refresh))
     first = schedule.phase1 + refresh * config.schedule.label_refresh
-    weights, options = config.losses.weights, config.losses.options
-
-    def gt(output, batch, edges):
-        return total_loss(output, batch["target"], None, batch["mask"], weights=weights)[0]
-
-    def grad(output, batch, edges):
-        return weights.grad * grad_loss(output.depth, edges, batch["mask"],
-                                        regions=options.regions, variant=options.grad_variant)
-
-    def fusion(output, batch, edges):
-        return weights.fusion * fusion_loss(output.omegas, edges, batch["mask"],
-                                            levels=options.fusion_levels,
-                                            variant=options.fusion_variant)
-
-    parts = {"gt": gt, "grad": grad, "fusion": fusion}
-    norms: dict[str, list[float]] = {name: [] for name in parts}
+    norms: dict[str, list[float]] = {}
+    weight_shares: dict[str, list[float]] = {}
+    output_shares: dict[str, list[float]] = {}
     crop, batch_size = config.data.crop, config.data.batch_size
     for step in range(first, first + args.batches):
         batch = default_collate([dataset[g] for g in range(step * batch_size,
@@ -72,15 +62,32 @@ def main() -> None:
         low, high = network_inputs(batch["low"][:, 0], batch["high"][:, 0], (crop, crop),
                                    model.config.stride)
         edges = label_crops(labels, batch, crop)
-        for name, part in parts.items():
+
+        def terms_of(output, batch=batch, edges=edges):
+            return loss_terms(output, batch["target"], edges, batch["mask"],
+                              weights=config.losses.weights, options=config.losses.options)
+
+        output = model(low, high, with_aux=True)
+        at_output = {name: float(norm) for name, norm in
+                     output_gradient_norms(output, terms_of).items()}
+        at_weights = {}
+        for name, term in terms_of(output).items():
             model.zero_grad()
-            part(model(low, high, with_aux=True), batch, edges).backward()
-            norms[name].append(float(torch.sqrt(sum(
-                (p.grad**2).sum() for p in model.parameters() if p.grad is not None))))
+            term.weighted.backward(retain_graph=True)
+            at_weights[name] = float(torch.sqrt(sum(
+                (p.grad**2).sum() for p in model.parameters() if p.grad is not None)))
+        for store, values in ((norms, at_weights), (weight_shares, gradient_shares(at_weights)),
+                              (output_shares, gradient_shares(at_output))):
+            for name, value in values.items():
+                store.setdefault(name, []).append(value)
     print(json.dumps({"checkpoint": str(path), "refresh": refresh, "batches": args.batches,
                       "options": str(config.losses.options),
                       **{f"{name}_gradient_norm_median": round(statistics.median(values), 6)
-                         for name, values in norms.items()}}))
+                         for name, values in norms.items()},
+                      **{f"{name}_weight_share_median": round(statistics.median(values), 6)
+                         for name, values in weight_shares.items()},
+                      **{f"{name}_output_share_median": round(statistics.median(values), 6)
+                         for name, values in output_shares.items()}}))
 
 
 if __name__ == "__main__":

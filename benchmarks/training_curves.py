@@ -1,5 +1,6 @@
-"""Training curves of a run: the loss parts per step and the validation metrics of the model
-against the low and high inputs, from the run's log.jsonl and config.yaml.
+"""Training curves of a run: the loss parts per step, each loss term's share of the gradient at
+the network's output (when the run logged it, `logging.shares_every`) and the validation
+metrics of the model against the low and high inputs, from the run's log.jsonl and config.yaml.
 
     python benchmarks/training_curves.py runs/cpu-short -o docs/img/training-curves.png
     python benchmarks/training_curves.py runs/default-resid --phase2 runs/grad100 -o curves.png
@@ -35,18 +36,20 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     schedule = _schedule(args.run)
-    steps, validations = _records(args.run)
+    steps, shares, validations = _records(args.run)
     if args.phase2 is None:
         phase2 = schedule["phase1_steps"] if schedule["phase2_steps"] else None
     else:
         phase2 = schedule["phase1_steps"]
-        later_steps, later_validations = _records(args.phase2, shift=phase2)
+        later_steps, later_shares, later_validations = _records(args.phase2, shift=phase2)
         steps = [r for r in steps if r["step"] <= phase2] + later_steps
+        shares = [r for r in shares if r["step"] <= phase2] + later_shares
         validations = [r for r in validations if r["step"] <= phase2] + [
             r for r in later_validations if r["step"] > phase2]
 
-    figure = plt.figure(figsize=(14, 6.5))
-    grid = figure.add_gridspec(2, len(METRICS))
+    rows = 3 if shares else 2
+    figure = plt.figure(figsize=(14, 3.25 * rows))
+    grid = figure.add_gridspec(rows, len(METRICS))
     loss_axis = figure.add_subplot(grid[0, :])
     for part in ("loss", "gt", "grad", "fusion"):
         points = [(r["step"], r[part]) for r in steps if part in r]
@@ -57,8 +60,10 @@ def main() -> None:
     loss_axis.set_xlabel("step")
     loss_axis.legend(fontsize=8)
     axes = [loss_axis]
+    if shares:
+        axes.append(_plot_shares(figure.add_subplot(grid[1, :]), shares))
     for column, (key, title) in enumerate(METRICS):
-        ax = figure.add_subplot(grid[1, column])
+        ax = figure.add_subplot(grid[rows - 1, column])
         axes.append(ax)
         for name, color in (("low", "tab:blue"), ("high", "tab:orange")):
             ax.axhline(validations[0]["validation"][name][key], color=color, ls="--",
@@ -87,17 +92,31 @@ def _schedule(run: Path) -> dict:
     return yaml.safe_load((run / "config.yaml").read_text())["schedule"]
 
 
-def _records(run: Path, shift: int = 0) -> tuple[list[dict], list[dict]]:
-    """The run's loss records and validation records, one per step (the last), by step."""
-    losses, validations = {}, {}
+def _plot_shares(ax, shares: list[dict]):
+    """Each term's share of the output gradient; L_gt's outputs summed."""
+    xs = [r["step"] for r in shares]
+    ground_truth = [sum(v for k, v in r["share"].items() if k.startswith("gt_")) for r in shares]
+    ax.plot(xs, ground_truth, lw=1, label="L_gt (D0 and deep supervision)")
+    for term, label in (("grad", "λ1·L_grad"), ("fusion", "λ2·L_fusion")):
+        points = [(r["step"], r["share"][term]) for r in shares if term in r["share"]]
+        if points:
+            ax.plot(*zip(*points, strict=True), lw=1, label=label)
+    ax.set_yscale("log")
+    ax.set_title("each term's share of the summed gradient norms at the output (log scale)")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def _records(run: Path, shift: int = 0) -> tuple[list[dict], list[dict], list[dict]]:
+    """The run's loss, share and validation records, one of each kind per step (the last)."""
+    kinds: dict[str, dict[int, dict]] = {"loss": {}, "share": {}, "validation": {}}
     for line in (run / "log.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if "loss" in record:
-            losses[record["step"]] = {**record, "step": record["step"] + shift}
-        elif "validation" in record:
-            validations[record["step"]] = {**record, "step": record["step"] + shift}
-    return ([losses[step] for step in sorted(losses)],
-            [validations[step] for step in sorted(validations)])
+        for kind, by_step in kinds.items():
+            if kind in record:
+                by_step[record["step"]] = {**record, "step": record["step"] + shift}
+    return tuple([by_step[step] for step in sorted(by_step)] for by_step in kinds.values())
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from training.data.cache import build_cache, procedural_sources
 from training.data.inputs import draw_predictor, make_predictions
 from training.data.scenes import render_scene
 from training.labels import make_labels
-from training.losses import total_loss
+from training.losses import combine, loss_terms
 
 
 def _rate(name: str, seconds: list[float], unit: str, per: int = 1, **extra) -> None:
@@ -95,7 +95,7 @@ def main() -> None:
         times = []
         for _ in range(args.steps + 1):
             start = time.perf_counter()
-            loss, _ = total_loss(model(low, high, with_aux=True), target, label)
+            loss, _ = combine(loss_terms(model(low, high, with_aux=True), target, label))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

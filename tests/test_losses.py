@@ -10,11 +10,12 @@ from tests.tiny import TINY
 from training.losses import (
     LossOptions,
     LossWeights,
+    combine,
     edge_regions,
     fusion_loss,
     grad_loss,
     gt_loss,
-    total_loss,
+    loss_terms,
 )
 from training.losses.ground_truth import normalise
 
@@ -269,33 +270,33 @@ def output_of(seed: int, size: int = 32) -> NetworkOutput:
 def test_total_is_the_weighted_sum_of_the_parts():
     output, target = output_of(20), scene(21, size=32)
     edges = sobel_magnitude(scene(22, size=32), value_range=1.0)
-    loss, parts = total_loss(output, target, edges)
+    loss, parts = combine(loss_terms(output, target, edges))
     gt = sum(gt_loss(d, target) for d in [output.depth, *output.aux.values()])
     torch.testing.assert_close(parts["gt"], gt.detach())
     torch.testing.assert_close(parts["grad"], grad_loss(output.depth, edges).detach())
     torch.testing.assert_close(parts["fusion"], fusion_loss(output.omegas, edges).detach())
     torch.testing.assert_close(loss, gt + 0.5 * parts["grad"] + 0.1 * parts["fusion"])
-    only_d0, parts = total_loss(output, target, None, weights=LossWeights(aux=0.0))
+    only_d0, parts = combine(loss_terms(output, target, None, weights=LossWeights(aux=0.0)))
     assert set(parts) == {"gt"}
     torch.testing.assert_close(only_d0, gt_loss(output.depth, target))
     code = LossOptions(grad_variant="code", fusion_variant="code", fusion_levels=(1,))
-    _, parts = total_loss(output, target, edges, options=code)
+    _, parts = combine(loss_terms(output, target, edges, options=code))
     torch.testing.assert_close(parts["grad"], grad_loss(output.depth, edges, variant="code"))
     torch.testing.assert_close(
         parts["fusion"], fusion_loss(output.omegas, edges, levels=(1,), variant="code"))
 
 
-def test_total_loss_is_computed_in_fp32_under_autocast():
+def test_the_objective_is_computed_in_fp32_under_autocast():
     output, target = output_of(29), scene(30, size=32)
     edges = sobel_magnitude(scene(31, size=32), value_range=1.0)
     low = NetworkOutput(output.depth.bfloat16(), [o.bfloat16() for o in output.omegas],
                         {k: v.bfloat16() for k, v in output.aux.items()})
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = total_loss(low, target, edges)
+        loss, _ = combine(loss_terms(low, target, edges))
     widened = NetworkOutput(low.depth.float(), [o.float() for o in low.omegas],
                             {k: v.float() for k, v in low.aux.items()})
     assert loss.dtype == torch.float32
-    torch.testing.assert_close(loss, total_loss(widened, target, edges)[0])
+    torch.testing.assert_close(loss, combine(loss_terms(widened, target, edges))[0])
 
 
 def test_losses_have_the_finite_difference_gradients():
@@ -313,13 +314,13 @@ def test_losses_have_the_finite_difference_gradients():
     # that moves the pixel a quantile interpolates differs; its gradient is pinned by hand above.
 
 
-def test_total_loss_trains_the_network_end_to_end():
+def test_the_objective_trains_the_network_end_to_end():
     torch.manual_seed(0)
     network = RefinementNetwork(TINY)
     low, high = torch.rand(2, 1, 128, 128), torch.rand(2, 1, 128, 128)
     output = network(low, high, with_aux=True)
     target = scene(26, size=128)
-    loss, parts = total_loss(output, target, sobel_magnitude(target, value_range=1.0))
+    loss, parts = combine(loss_terms(output, target, sobel_magnitude(target, value_range=1.0)))
     loss.backward()
     assert set(parts) == {"gt", "grad", "fusion"} and torch.isfinite(loss)
     assert all(p.grad is not None for p in network.decoder.parameters() if p.requires_grad)

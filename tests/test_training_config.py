@@ -53,7 +53,7 @@ losses:
   options: {regions: 6, fusion_levels: [0, 1, 2], grad_variant: code, fusion_variant: code}
 checkpoint: {every: 5, keep: 1}
 validation: {every: 6, scenes: 3, seed: 15}
-logging: {every: 2, tensorboard: false}
+logging: {every: 2, shares_every: 3, tensorboard: false}
 """
 
 
@@ -129,6 +129,7 @@ def test_smoke_config_loads() -> None:
     ("losses: {options: {fusion_levels: [1, 1]}}", "losses.options.fusion_levels", "distinct"),
     ("schedule: {phase1_steps: 0, phase2_steps: 0}", "schedule.phase2_steps", "≥ 1"),
     ("checkpoint: {keep: 0}", "checkpoint.keep", "must be ≥ 1"),
+    ("logging: {shares_every: -1}", "logging.shares_every", "must be ≥ 0 (0: never)"),
     ("validation: {seed: 1999, scenes: 2}", "validation.seed", "outside the training seeds"),
     # Values that once ended in a raw traceback or never ended: each has an upper bound.
     ("seed: 1000000000000000000000000", "seed", "at most 4294967295"),

@@ -40,7 +40,7 @@ schedule: {phase1_steps: 2, phase2_steps: 10, label_refresh: 4, label_steps: 1, 
 optim: {ema: 0.9}
 checkpoint: {every: 4, keep: 2}
 validation: {every: 100, scenes: 1, seed: 5000}
-logging: {every: 1, tensorboard: false}
+logging: {every: 1, shares_every: 2, tensorboard: false}
 """
 
 
@@ -111,6 +111,48 @@ def test_a_run_logs_both_phases_validation_and_checkpoints(finished):
         "step-000008.safetensors", "step-000012.safetensors"]
     saved = parse_config((finished / "config.yaml").read_text())
     assert saved.data.batch_size == 2 and saved.schedule.label_steps == 1
+
+
+def test_every_other_step_logs_each_loss_terms_share_of_the_output_gradient(finished):
+    records = [r for r in _log(finished) if "share" in r]
+    assert [r["step"] for r in records] == list(range(2, 13, 2))
+    ground_truth = {"gt_d0", "gt_half", "gt_quarter"}
+    assert set(records[0]["share"]) == ground_truth and records[0]["phase"] == 1
+    for record in records[1:]:
+        assert record["phase"] == 2 and set(record["share"]) == ground_truth | {"grad", "fusion"}
+    for record in records:
+        norms, shares = record["output_gradient"], record["share"]
+        assert sum(shares.values()) == pytest.approx(1.0)
+        assert all(shares[name] == pytest.approx(norms[name] / (sum(norms.values())
+                                                                - norms["sum"]))
+                   for name in shares)
+        assert 0 < norms["sum"] <= sum(norms.values()) - norms["sum"] + 1e-9
+        assert record["shares_seconds"] > 0
+
+
+def _first_phase2_norms(tmp_path: Path, cache: Path, **weights: float) -> dict[str, float]:
+    """The output-gradient norms of a tiny run's first phase-2 step (the same weights, batch
+    and labels whatever the loss weights: these only act from that step on)."""
+    changes = {f"losses__weights__{name}": value for name, value in weights.items()}
+    config = _config(tmp_path, cache, schedule__phase2_steps=1, logging__shares_every=3,
+                     **changes)
+    run = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
+    _run(_command(config, run))
+    (record,) = [r for r in _log(run) if "share" in r]
+    assert record["step"] == 3 and record["phase"] == 2
+    return record["output_gradient"] | {f"share_{k}": v for k, v in record["share"].items()}
+
+
+def test_logged_shares_follow_the_loss_weights(tmp_path, cache):
+    base = _first_phase2_norms(tmp_path, cache)
+    doubled = _first_phase2_norms(tmp_path, cache, grad=1.0)  # λ1 0.5 → 1
+    no_fusion = _first_phase2_norms(tmp_path, cache, fusion=0.0)
+    assert doubled["grad"] == pytest.approx(2 * base["grad"], rel=1e-4)
+    assert doubled["gt_d0"] == pytest.approx(base["gt_d0"], rel=1e-4)
+    assert doubled["share_grad"] > base["share_grad"]
+    assert no_fusion["fusion"] == 0.0 and no_fusion["share_fusion"] == 0.0
+    assert base["share_fusion"] > 0
+    assert no_fusion["share_grad"] > base["share_grad"]
 
 
 def test_a_run_killed_and_resumed_reaches_the_same_weights(tmp_path, cache, finished):

@@ -275,7 +275,7 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class LossesConfig:
-    """The objective L_gt + λ1·L_grad + λ2·L_fusion, as `training.losses.total_loss` takes it."""
+    """The objective L_gt + λ1·L_grad + λ2·L_fusion, as `training.losses.loss_terms` takes it."""
 
     weights: LossWeights = LossWeights()
     options: LossOptions = LossOptions()
@@ -330,11 +330,16 @@ class LoggingConfig:
 
     every: int = 50
     """Steps between two logged steps."""
+    shares_every: int = 50
+    """Steps between two measurements of each loss term's gradient norm at the network's
+    output and its share (`training.losses.balance`); 0: never. One measurement costs about
+    a fifth of a step (docs/training.md), so every 50 steps costs under 1 %."""
     tensorboard: bool = True
     """Also write TensorBoard events, when `torch.utils.tensorboard` imports."""
 
     def __post_init__(self) -> None:
         _require(self.every >= 1, "every", "≥ 1", self.every)
+        _require(self.shares_every >= 0, "shares_every", "≥ 0 (0: never)", self.shares_every)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from sddr_core.cli.progress import ProgressBar
 from sddr_core.errors import InputError, SddrError, WeightsError
 from sddr_core.maps.normalise import network_inputs
-from sddr_core.network import NetworkConfig, RefinementNetwork
+from sddr_core.network import NetworkConfig, NetworkOutput, RefinementNetwork
 from training.checkpoint import (
     checkpoint_steps,
     config_difference,
@@ -53,7 +54,13 @@ from training.data.cache import (
     real_predictor,
 )
 from training.labels import label_crops, label_folder, load_labels, make_labels, remove_older
-from training.losses import total_loss
+from training.losses import (
+    Term,
+    combine,
+    gradient_shares,
+    loss_terms,
+    output_gradient_norms,
+)
 from training.validation import Validation
 
 log = logging.getLogger("training")
@@ -175,7 +182,7 @@ class _Run:
         while self.step < total:
             self._ensure_labels()
             start = time.perf_counter()
-            parts, grad_norm = self._train_step()
+            parts, grad_norm, balance = self._train_step()
             window_seconds += time.perf_counter() - start
             self.step += 1
             window_steps += 1
@@ -191,6 +198,9 @@ class _Run:
                 if self.logger:
                     self.logger.write(record)
                 window_seconds, window_steps = 0.0, 0
+            if balance is not None and self.logger:
+                self.logger.write({"step": self.step, "phase": self.schedule.phase(self.step - 1),
+                                   **balance})
             if self.step % self.config.checkpoint.every == 0 or self.step == total:
                 last = self._checkpoint()
             if self.step % self.config.validation.every == 0 or self.step == total:
@@ -275,7 +285,9 @@ class _Run:
                 "refresh": refresh, "scenes": len(pool), "steps": self.config.schedule.label_steps,
                 "seconds": seconds, "scenes_per_second": len(pool) / seconds}})
 
-    def _train_step(self) -> tuple[dict[str, torch.Tensor], float]:
+    def _train_step(self) -> tuple[dict[str, torch.Tensor], float, dict[str, Any] | None]:
+        """One optimiser step: its loss parts, the weights' gradient norm, and on every
+        `logging.shares_every`-th step the record of `_balance` (else None)."""
         batch = self._batch()
         device = self.process.device
         low, high = network_inputs(batch["low"][:, 0].to(device), batch["high"][:, 0].to(device),
@@ -288,12 +300,16 @@ class _Run:
         output = dataclasses.replace(
             output, depth=output.depth.float(), omegas=[o.float() for o in output.omegas],
             aux={k: v.float() for k, v in output.aux.items()})
-        loss, parts = total_loss(output, target, edges, mask,
-                                 weights=self.config.losses.weights,
-                                 options=self.config.losses.options)
+        terms_of = functools.partial(loss_terms, target=target, edges=edges, mask=mask,
+                                     weights=self.config.losses.weights,
+                                     options=self.config.losses.options)
+        loss, parts = combine(terms_of(output))
         if not torch.isfinite(loss):
             raise Diverged(f"step {self.step}: the loss is {loss.item()}; lower optim.lr or "
                            "check the data")
+        every = self.config.logging.shares_every
+        balance = (self._balance(output, terms_of) if every and (self.step + 1) % every == 0
+                   else None)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -304,10 +320,18 @@ class _Run:
         self.scaler.update()
         if self.ema is not None:
             _update_ema(self.ema, self.model, self.config.optim.ema)
-        return {"loss": loss.detach(), **parts}, float(norm)
+        return {"loss": loss.detach(), **parts}, float(norm), balance
+
+    def _balance(self, output: NetworkOutput,
+                 terms_of: Callable[[NetworkOutput], dict[str, Term]]) -> dict[str, Any]:
+        """Each loss term's gradient norm at the output, its share, and what measuring cost."""
+        start = time.perf_counter()
+        norms = self._mean_over_processes(output_gradient_norms(output, terms_of))
+        return {"output_gradient": norms, "share": gradient_shares(norms),
+                "shares_seconds": time.perf_counter() - start}
 
     def _mean_over_processes(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The loss parts of the global batch (each process holds its shard's mean)."""
+        """Loss parts (or gradient norms) of the global batch: the mean of the processes'."""
         values = torch.stack(list(parts.values())).float()
         if self.process.world > 1:
             dist.all_reduce(values)

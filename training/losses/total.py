@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -43,7 +44,18 @@ class LossOptions:
     """"paper" (Eq. 9) or "code" (the released code's single-quantile FeatureMask loss)."""
 
 
-def total_loss(
+class Term(NamedTuple):
+    """One term of the objective: its weight and its unweighted value, attached to the graph."""
+
+    weight: float
+    value: torch.Tensor
+
+    @property
+    def weighted(self) -> torch.Tensor:
+        return self.weight * self.value
+
+
+def loss_terms(
     output: NetworkOutput,
     target: torch.Tensor,
     edges: torch.Tensor | None,
@@ -51,8 +63,10 @@ def total_loss(
     *,
     weights: LossWeights = LossWeights(),
     options: LossOptions = LossOptions(),
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of one batch and its parts.
+) -> dict[str, Term]:
+    """The objective of one batch term by term; `combine` sums them.
+
+    Kept apart so that each term's pull can be measured (`training.losses.balance`).
 
     Parameters
     ----------
@@ -71,19 +85,29 @@ def total_loss(
 
     Returns
     -------
-    (torch.Tensor, dict of str to torch.Tensor)
-        The scalar to back-propagate, and its parts for logging, detached: `gt` (D0's plus
-        `weights.aux` times each deep-supervision output's), `grad` and `fusion` (before λ1,
-        λ2; absent in phase 1).
+    dict of str to Term
+        `gt_d0`: D0's L_gt (weight 1); `gt_half`, `gt_quarter`: each deep-supervision
+        output's (weight `weights.aux`; absent when it is 0); `grad`: L_grad (λ1) and
+        `fusion`: L_fusion (λ2), only when `edges` is given.
     """
-    loss = gt_loss(output.depth, target, mask)
+    terms = {"gt_d0": Term(1.0, gt_loss(output.depth, target, mask))}
     if weights.aux:
-        loss = loss + weights.aux * sum(gt_loss(aux, target, mask) for aux in output.aux.values())
-    parts = {"gt": loss}
+        terms |= {f"gt_{name}": Term(weights.aux, gt_loss(aux, target, mask))
+                  for name, aux in output.aux.items()}
     if edges is not None:
-        parts["grad"] = grad_loss(output.depth, edges, mask, regions=options.regions,
-                                  variant=options.grad_variant)
-        parts["fusion"] = fusion_loss(output.omegas, edges, mask, levels=options.fusion_levels,
-                                      variant=options.fusion_variant)
-        loss = loss + weights.grad * parts["grad"] + weights.fusion * parts["fusion"]
+        terms["grad"] = Term(weights.grad, grad_loss(
+            output.depth, edges, mask, regions=options.regions, variant=options.grad_variant))
+        terms["fusion"] = Term(weights.fusion, fusion_loss(
+            output.omegas, edges, mask, levels=options.fusion_levels,
+            variant=options.fusion_variant))
+    return terms
+
+
+def combine(terms: dict[str, Term]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss to back-propagate, L = L_gt + λ1·L_grad + λ2·L_fusion, and its parts for
+    logging, detached: `gt` (every L_gt term, weighted), `grad` and `fusion` (before λ1, λ2;
+    absent in phase 1)."""
+    loss = sum(term.weighted for term in terms.values())
+    parts = {"gt": sum(term.weighted for name, term in terms.items() if name.startswith("gt_"))}
+    parts |= {name: terms[name].value for name in ("grad", "fusion") if name in terms}
     return loss, {name: value.detach() for name, value in parts.items()}
