@@ -42,11 +42,11 @@ from sddr_core.maps.gradients import sobel_magnitude
 from sddr_core.maps.resample import scaled_size
 from sddr_core.network import RefinementNetwork
 from sddr_core.predictors.simulated import normalised_disparity
+from sddr_core.scenes import render_scene
 from training.checkpoint import load_trained
 from training.config import TrainConfig
 from training.data.cache import Entry, build_cache, cache_folder, procedural_sources
 from training.data.degrade import smooth_field
-from training.data.scenes import render_scene
 from training.validation import Validation
 
 COLUMNS = ("rel", "delta1", "ord", "d3r", "boundary_f1", "flying")
