@@ -76,8 +76,8 @@ def random_clean_copies(sample: Sample, rng: np.random.Generator, p: float = 0.0
     that need no correction and leaves an error floor on them (`python -m training judge`'s
     no-harm check, issue 10): the target of a clean copy is its input. Only a sample valid
     everywhere becomes one (the target holds no depth where it is invalid); the others are
-    returned unchanged. In
-    phase 2 its pseudo-label G_S stays the one made from the scene's simulated predictions.
+    returned unchanged. In phase 2 its pseudo-label G_S stays the one made from the scene's
+    simulated predictions.
     """
     if not 0 <= p <= 1:
         raise ValueError(f"p must be a probability in [0, 1], got {p}")
