@@ -81,7 +81,7 @@ def test_without_fresh_only_the_validation_set_is_scored(files, tmp_path):
     result = _judge_command(str(weights), "--config", str(config), "--cache", str(tmp_path),
                             "--scenes", "1", "--one-stage-only", "--no-harm-size", "64x96")
     assert result.returncode == 0, result.stderr
-    assert "## validation: 1 scenes (seeds 5000–5000)" in result.stdout
+    assert "## validation: 1 scene (seeds 5000–5000)" in result.stdout
     assert "fresh" not in result.stdout
 
 

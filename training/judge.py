@@ -167,7 +167,8 @@ def report(judgements: Sequence[Judgement], config_name: str) -> str:
     lines = []
     for judgement in judgements:
         seeds = judgement.scenes.seeds
-        lines += [f"## {judgement.scenes.name}: {len(seeds)} scenes (seeds {seeds.start}–"
+        count = f"{len(seeds)} scene{'s' if len(seeds) > 1 else ''}"
+        lines += [f"## {judgement.scenes.name}: {count} (seeds {seeds.start}–"
                   f"{seeds.stop - 1}), {config_name}'s data settings", "",
                   "| | " + " | ".join(LABELS[key] for key in COLUMNS) + " |",
                   "|---|" + "---:|" * len(COLUMNS)]
