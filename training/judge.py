@@ -70,9 +70,9 @@ class SceneSet:
 
 FRESH = SceneSet("fresh held-out", 3_000_000, 16)
 """Issue 25's fresh held-out set. Its seeds meet no other range in use (training from 0,
-validation from 1,000,000, the selection scenes of decisions 134 and 154 from 2,000,000); the
-scenes are rendered from the seeds at the config's scene size, so the generator and the seeds
-are the set (decision 190)."""
+validation from 1,000,000, the selection scenes of decisions 134 and 154 from 2,000,000, the
+sample scene from 4,000,004); the scenes are rendered from the seeds at the config's scene
+size, so the generator and the seeds are the set (decision 190)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ def scene_sets(config: TrainConfig, *, scenes: int | None = None, fresh: bool = 
     if fresh:
         sets.append(FRESH)
     if scenes is not None:
-        largest = min(chosen.scenes for chosen in sets)
-        if not 1 <= scenes <= largest:
-            raise InputError(f"--scenes {scenes}: choose 1 to {largest}, the scenes of the "
+        most = min(chosen.scenes for chosen in sets)
+        if not 1 <= scenes <= most:
+            raise InputError(f"--scenes {scenes}: choose 1 to {most}, the scenes of the "
                              "smallest set judged")
         sets = [SceneSet(chosen.name, chosen.first_seed, scenes) for chosen in sets]
     training = range(config.data.seed, config.data.seed + config.data.scenes)
