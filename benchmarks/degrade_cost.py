@@ -14,9 +14,9 @@ import torch
 from sddr_core.maps.inputs import as_depth_batch
 from sddr_core.maps.normalise import normalise_maps
 from sddr_core.predictors.simulated import SimulatedPredictor
+from sddr_core.scenes import render_scene
 from training.config import DegradationConfig
 from training.data.degrade import degrade, holes_and_speckle, misplace_edges, scale_drift
-from training.data.scenes import render_scene
 
 SEEDS = 10
 

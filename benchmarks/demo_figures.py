@@ -4,7 +4,7 @@
 
 Runs `sddr demo` into a temporary folder and writes docs/img/demo.jpg (its comparison strip,
 1600 px wide) and docs/img/demo-zoom.jpg (the same 310 × 260 crop of each of the four panels at
-full size: the box, the ball and the poles).
+full size: a pole, a wire, the plant and two boxes).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sddr_core.files.depth_io import read_image, write_image
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "img"
 WIDTH = 1600
 """Width of docs/img/demo.jpg."""
-ZOOM = (120, 250, 260, 310)
+ZOOM = (0, 300, 260, 310)
 """(top, left, height, width) of the zoomed crop inside each panel."""
 PANELS = 4
 """image, low, high, refined: the strip's panels, side by side and equally wide."""

@@ -26,7 +26,7 @@ from sddr_core.evaluation.metrics import evaluate
 from sddr_core.evaluation.runner import PAPER_RATIO
 from sddr_core.maps.edge_snap import snap_edges
 from sddr_core.predictors.simulated import SimulatedPredictor
-from training.data.scenes import fractal_noise, render_scene
+from sddr_core.scenes import photograph, render_scene
 
 HEIGHT, WIDTH = 512, 768
 SAMPLE_SEEDS = range(1, 9)
@@ -41,14 +41,9 @@ TIE = 0.002
 
 
 def room_photo(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(photo uint8, depth) of a training room: each primitive its own random colour, times a
-    fractal texture, plus 1 % noise (the room renders no photo of its own)."""
+    """(photo uint8, depth) of a training room (`sddr_core.scenes.photograph`)."""
     scene = render_scene(seed, HEIGHT, WIDTH)
-    rng = np.random.default_rng(seed)
-    palette = rng.uniform(0.15, 0.95, (len(scene.kinds), 3))
-    texture = 0.75 + 0.25 * fractal_noise(rng, scene.depth.shape)[..., None]
-    colour = palette[scene.labels] * texture + rng.normal(0, 0.01, (*scene.depth.shape, 3))
-    return (np.clip(colour, 0, 1) * 255).astype(np.uint8), scene.depth
+    return photograph(scene, seed), scene.depth
 
 
 def scenes():

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from sddr_core.files.depth_io import write_image
-from training.data import primitives, scenes
+from sddr_core.scenes import primitives
+from sddr_core.scenes import rooms as scenes
 
 _KINDS = (primitives.Room, primitives.Box, primitives.Sphere, primitives.Cylinder,
           primitives.Disc, primitives.Heightfield)

@@ -30,10 +30,10 @@ import torch
 
 from sddr_core.maps.normalise import network_inputs
 from sddr_core.network import PRESETS, RefinementNetwork
+from sddr_core.scenes import render_scene
 from training.config import load_config
 from training.data.cache import build_cache, procedural_sources
 from training.data.inputs import draw_predictor, make_predictions
-from training.data.scenes import render_scene
 from training.labels import make_labels
 from training.losses import combine, loss_terms
 

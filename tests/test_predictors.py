@@ -18,7 +18,6 @@ import pytest
 import torch
 
 import sddr_core.predictors.huggingface as predictors_module
-from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError, SddrError, WeightsError
 from sddr_core.maps.gradients import mean_gradient
 from sddr_core.predictors.huggingface import (
@@ -35,6 +34,7 @@ from sddr_core.predictors.huggingface import (
     load_predictor,
 )
 from sddr_core.predictors.simulated import NoiseParameters, SimulatedPredictor
+from tests.analytic_scene import sample_scene
 
 FAMILIES = ("depth-anything-v2-small", "dpt-large", "zoedepth-nyu-kitti")
 """One registry entry per adapter family, each standing for its tiny random model below."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.primitives import Box, Cylinder, Disc, Heightfield, Room, Sphere
-from training.data.raycast import Camera, render
-from training.data.scenes import render_scene
+from sddr_core.scenes import render_scene
+from sddr_core.scenes.primitives import Box, Cylinder, Disc, Heightfield, Room, Sphere
+from sddr_core.scenes.raycast import Camera, render
 
 SIZE = 65  # odd: the centre pixel's ray is the optical axis
 

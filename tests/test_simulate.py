@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from sddr_core.cli.sample import sample_scene
 from sddr_core.errors import InputError
 from sddr_core.evaluation.diagnostics import edge_error, local_inconsistency
 from sddr_core.maps.alignment import align_to
@@ -19,6 +18,7 @@ from sddr_core.maps.resample import resize_maps
 from sddr_core.predictors import simulated
 from sddr_core.predictors.huggingface import GRADIENT_PRIOR, DepthPredictor
 from sddr_core.predictors.simulated import NoiseParameters, SimulatedPredictor, depth_edges
+from tests.analytic_scene import sample_scene
 
 RESOLUTIONS = (96, 192, 384, 768)
 

@@ -1,4 +1,5 @@
-"""`python -m training train|export`: train N_r (issue 9) and export its weights."""
+"""`python -m training train|export|ablate|judge`: train N_r (issue 9), export, ablate and judge
+its weights."""
 
 from training.cli import main
 

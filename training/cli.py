@@ -1,4 +1,4 @@
-"""Command line of the training program: `python -m training train|export …`.
+"""Command line of the training program: `python -m training train|export|ablate|judge …`.
 
 Run from the repository root, in one process or under `torchrun` (each process runs the same
 command). Errors a user can fix (a bad config, a run folder in use, a bad checkpoint, a full
@@ -13,11 +13,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sddr_core.cli.terminate import Terminated, sigterm_raises
 from sddr_core.errors import SddrError
 from training import export
 from training.ablation import ROWS as ABLATION_ROWS
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +59,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="override a base config value (repeatable)")
     ablate.set_defaults(run=_ablate)
 
+    judge = commands.add_parser(
+        "judge", help="score finished weights on held-out scenes: the figures that decide "
+                      "what ships (docs/training.md, 'Judging weights')")
+    judge.add_argument("weights", nargs="+", metavar="WEIGHTS",
+                       help="a weights file, 'default', hf://…, or a training checkpoint")
+    judge.add_argument("--config", default=str(DEFAULT_CONFIG),
+                       help="the config whose data settings make the scenes' inputs and whose "
+                            "validation seeds are the validation set (default: default.yaml)")
+    judge.add_argument("--cache", default="runs/held-out",
+                       help="folder of the scenes' cached entries")
+    judge.add_argument("--scenes", type=int, metavar="N",
+                       help="score only the first N scenes of each set")
+    judge.add_argument("--fresh", action="store_true",
+                       help="also score issue 25's fresh held-out set (final weights only)")
+    judge.add_argument("--one-stage-only", action="store_true",
+                       help="leave out the two-stage rows (minutes per scene on a CPU)")
+    judge.add_argument("--no-harm-size", default="480x640", metavar="HxW",
+                       help="size the no-harm checks render their scenes at")
+    judge.set_defaults(run=_judge)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -93,3 +116,29 @@ def _ablate(args: argparse.Namespace) -> int:
                           args.rows or tuple(ABLATION_ROWS), args.seeds)
     print(f"wrote {args.out}/ablation.md and ablation.json ({len(report['rows'])} rows)")
     return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.judge import judge, report, scene_sets
+
+    config = load_config(args.config)
+    size = _size(args.no_harm_size, "--no-harm-size")
+    judgements = [judge(args.weights, config, args.cache, scenes, size=size,
+                        two_stage=not args.one_stage_only)
+                  for scenes in scene_sets(config, scenes=args.scenes, fresh=args.fresh)]
+    print(report(judgements, args.config))
+    return 0
+
+
+def _size(text: str, name: str) -> tuple[int, int]:
+    """'480x640' → (480, 640); `InputError` naming `name` otherwise."""
+    from sddr_core.errors import InputError
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise InputError(f"{name} {text!r}: give HxW in pixels, e.g. 480x640")
+    height, width = (int(part) for part in parts)
+    if min(height, width) < 32 or max(height, width) > 8192:
+        raise InputError(f"{name} {text!r}: each side must be 32 to 8192 px")
+    return height, width

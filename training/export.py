@@ -38,8 +38,8 @@ from sddr_core.files.weights import save_network
 from sddr_core.maps.normalise import network_inputs
 from sddr_core.network import NetworkConfig, RefinementNetwork
 from sddr_core.predictors.simulated import SimulatedPredictor
+from sddr_core.scenes import render_scene
 from training.checkpoint import holds_ema, load_weights
-from training.data.scenes import render_scene
 
 Precision = Literal["auto", "fp16", "fp32"]
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}

@@ -22,8 +22,7 @@ def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
 
     The maps are the simulated predictor's disparity, 0 at the scene's farthest and 1 at its
     nearest distance (refined.png is aligned to low.png), so the sidecars give those distances;
-    they give no field of view, since the sample scene is drawn in image space, not through a
-    camera (docs/decisions.md 182).
+    they give no field of view (docs/decisions.md 182, 191).
     """
     out = Path(out_dir)
     rgb, low, high, depth = sample_inputs()

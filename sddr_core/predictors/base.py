@@ -22,8 +22,9 @@ from ..errors import InputError
 GRADIENT_PRIOR = 0.010
 """α of Eq. 11, the same for every predictor until one is measured on its own training data:
 `mean_gradient` ((|Sobel_x| + |Sobel_y|)/8 per pixel, as a fraction of the map's range) of a
-prediction at r̂. 0.0099 measured on `sample_scene()`, seeds 0–7, through `SimulatedPredictor`
-at r̂ = 384; docs/predictors.md explains why."""
+prediction at r̂. 0.0099 measured on the analytic scene (`tests/analytic_scene.py`, the sample
+scene before decision 191), seeds 0–7, through `SimulatedPredictor` at r̂ = 384;
+docs/predictors.md explains why."""
 MIN_RESOLUTION = 8
 POLARITIES = ("disparity", "depth")
 @runtime_checkable

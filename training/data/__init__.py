@@ -1,1 +1,2 @@
-"""Training data: procedural scenes with exact depth (`scenes.render_scene`)."""
+"""Training data: scenes with exact depth (procedural ones from `sddr_core.scenes`), their
+cached predictions, degradations and batches."""

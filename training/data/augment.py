@@ -73,10 +73,11 @@ def random_clean_copies(sample: Sample, rng: np.random.Generator, p: float = 0.0
     """With probability `p`, `sample` with both predictions replaced by its exact target.
 
     Every simulated pair disagrees somewhere, so without such samples N_r never sees inputs
-    that need no correction and leaves an error floor on them (benchmarks/no_harm.py, issue
-    10): the target of a clean copy is its input. Only a sample valid everywhere becomes one
-    (the target holds no depth where it is invalid); the others are returned unchanged. In
-    phase 2 its pseudo-label G_S stays the one made from the scene's simulated predictions.
+    that need no correction and leaves an error floor on them (`python -m training judge`'s
+    no-harm check, issue 10): the target of a clean copy is its input. Only a sample valid
+    everywhere becomes one (the target holds no depth where it is invalid); the others are
+    returned unchanged. In phase 2 its pseudo-label G_S stays the one made from the scene's
+    simulated predictions.
     """
     if not 0 <= p <= 1:
         raise ValueError(f"p must be a probability in [0, 1], got {p}")

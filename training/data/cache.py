@@ -38,9 +38,9 @@ from sddr_core.evaluation.datasets import DepthFolder
 from sddr_core.files.atomic import atomic_output
 from sddr_core.predictors.base import DepthPredictor
 from sddr_core.predictors.huggingface import load_predictor
+from sddr_core.scenes import render_scene
 from training.config import DataConfig
 from training.data.inputs import PredictorDraw, draw_predictor, make_predictions, on_grid
-from training.data.scenes import render_scene
 
 FORMAT_VERSION = 1
 log = logging.getLogger("training")

@@ -1,9 +1,10 @@
-"""Seeded procedural rooms with exact depth: the training scenes for N_r (method.md §5).
+"""Seeded procedural rooms with exact depth: N_r's training scenes (method.md §5), also the
+sample scene of `sddr demo` and the benchmarks' scenes.
 
 N_r sees depth only, so what a scene must carry is geometry: planar walls seen at a slant,
 sharp occlusion edges, rods and wires one to a few pixels wide, clusters of leaves with gaps,
 lattices, fractal floors and fine relief on walls. Each seed composes a different room from
-these and renders it by ray casting (`training.data.raycast.render`); the same seed gives a
+these and renders it by ray casting (`raycast.render`); the same seed gives a
 bit-identical scene at the same size.
 
 Every scene is a closed room, so every ray hits something: `valid` is all True here and is
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.data.primitives import (
+from sddr_core.scenes.primitives import (
     Box,
     Cylinder,
     Disc,
@@ -26,7 +27,7 @@ from training.data.primitives import (
     Room,
     Sphere,
 )
-from training.data.raycast import Camera, render
+from sddr_core.scenes.raycast import Camera, render
 
 _UP = np.array([0.0, 1.0, 0.0])
 

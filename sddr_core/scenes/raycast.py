@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.data.primitives import Primitive
+from sddr_core.scenes.primitives import Primitive
 
 _NEAR = 0.05  # metres: a bounding sphere reaching closer than this to the image plane is not culled
 
