@@ -5,7 +5,7 @@
 Runs `sddr demo` into a temporary folder, snaps its refined.png with its image.png (as
 `sddr refine --low low.png --high high.png --image image.png` does), and writes
 docs/img/edge-snap.png: the same crop of the photo, the refined depth and the snapped depth
-(one colour scale), enlarged 3× without smoothing, and prints row 400 across the brown box.
+(one colour scale), enlarged 3× without smoothing, and prints row 160 across the teal post's left edge.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sddr_core.files.depth_io import colorize_depth, read_depth, read_image, wri
 from sddr_core.maps.edge_snap import snap_edges
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "img"
-CROP = (330, 240, 120, 180)
-"""(top, left, height, width) of the crop: the brown box's left and top edges and a pole."""
-ROW, COLUMNS = 400, slice(305, 326)
+CROP = (150, 50, 120, 180)
+"""(top, left, height, width) of the crop: the red box, the grey box behind it and the teal post."""
+ROW, COLUMNS = 160, slice(111, 132)
 """The issue's row across the brown box (refined: a ramp over x = 311–321)."""
 ENLARGE = 3
 
