@@ -155,7 +155,8 @@ float between its sides).
 `low` is the low prediction up-sampled (bicubic), `high` the high prediction, `guided` GBDF's
 guided-filter fusion of the two. The simulator's one change for this benchmark (edge blur σ 4)
 was fixed from published facts before this page was first produced ([simulator.md](simulator.md),
-"Why σ 4"); nothing here was tuned to these numbers.
+"Why σ 4"); nothing here was tuned to these numbers. Since issue 25 two-stage's windows are
+predicted from the crop alone, in its own range (decision 203, fixed before the rerun).
 
 `sddr` is the refiner one-stage and `sddr-two-stage` coarse to fine ([two_stage.md](two_stage.md)),
 both with the weights named on the commands below (`default`: the bundled ones,

@@ -271,6 +271,40 @@ def test_region_prediction_is_the_scene_crop_seen_at_the_region_resolution():
     assert aligned_error(prediction, other) > 2.5 * aligned_error(prediction, crop)
 
 
+def test_a_window_is_predicted_from_the_crop_alone_in_its_own_range():
+    """A real predictor shown a crop knows nothing of the rest of the image: a scene changed
+    only outside the window (a much nearer object widening the global range) gives the same
+    window prediction, and that prediction spans the crop's own [0, 1]."""
+    region = (8, 8, 32, 48)
+    depth = _two_planes((48, 72))
+    nearer = depth.copy()
+    nearer[44:, 60:] = 0.5  # outside the window; disparity range 4× wider
+    first = SimulatedPredictor(depth, seed=5).predict(None, 48, region=region)
+    second = SimulatedPredictor(nearer, seed=5).predict(None, 48, region=region)
+    np.testing.assert_allclose(second, first, atol=1e-5)
+    quiet = replace(NoiseParameters(), scale_sigma=0.0, shift_sigma=0.0)
+    alone = SimulatedPredictor(nearer, noise=quiet).predict(None, 48, region=region)
+    assert alone.min() == pytest.approx(0.0, abs=0.02) and alone.max() == pytest.approx(1, abs=0.02)
+
+
+def test_a_window_predicted_below_its_native_size_blurs_more_image_pixels():
+    """σ is in the predictor's pixels: the window at half its native size (64 px long side)
+    smears its edge over about 4× the image pixels it does at twice its size (256 px)."""
+    depth = np.full((64, 160), 8.0, np.float32)
+    depth[:, 80:] = 2.0  # one vertical step inside the window
+    predictor = SimulatedPredictor(depth, noise=replace(NoiseParameters(), scale_sigma=0.0,
+                                                        shift_sigma=0.0))
+    region = (0, 16, 64, 128)
+
+    def edge_width(resolution: int) -> int:
+        prediction = predictor.predict(None, resolution, region=region)
+        row = resize_maps(torch.from_numpy(prediction)[None], (64, 128))[0, 32].numpy()
+        return int(((row > 0.1) & (row < 0.9)).sum())
+
+    coarse, fine = edge_width(64), edge_width(256)
+    assert coarse > 3 * fine > 0, (coarse, fine)
+
+
 @pytest.mark.parametrize("region", [
     (0, 0, 7, 20), (0, 0, 20, 7), (-1, 0, 10, 10), (0, -1, 10, 10), (31, 0, 10, 10),
     (0, 47, 10, 10), (0, 0, 10.0, 10), (0, 0, 10), (0, 0, 10, 10, 1), (True, 0, 10, 10),

@@ -47,7 +47,8 @@ data:
     scale_drift: 0.2
     holes: 0.05
 optim: {lr: 3e-4, weight_decay: 0.0, grad_clip: null, ema: 0.999, mixed_precision: false}
-schedule: {phase1_steps: 11, phase2_steps: 12, label_refresh: 4, label_steps: 2, label_scenes: 9}
+schedule: {phase1_steps: 11, phase2_steps: 12, label_refresh: 4, label_steps: 2, label_scenes: 9,
+           labels: ground_truth}
 losses:
   weights: {grad: 0.25, fusion: 0.0, aux: 0.0}
   options: {regions: 6, fusion_levels: [0, 1, 2], grad_variant: code, fusion_variant: code}
@@ -68,6 +69,7 @@ def test_full_file_sets_every_field_and_round_trips(tmp_path: Path) -> None:
     assert config.data.degradation.noise_scale == (1.0, 3.0)
     assert isinstance(config.data.degradation.noise_scale[0], float)
     assert config.losses.options.fusion_levels == (0, 1, 2)
+    assert config.schedule.labels == "ground_truth"
     dump(config, tmp_path / "run" / "config.yaml")
     assert load_config(tmp_path / "run" / "config.yaml") == config
     assert parse_config(FULL.replace("seed: 7", "")).seed == TrainConfig().seed
@@ -107,6 +109,7 @@ def test_smoke_config_loads() -> None:
     ("losses: {options: {grad_variant: papers}}", "losses.options.grad_variant",
      "expected one of ['paper', 'code']"),
     ("model: {preset: huge}", "model.preset", "must be one of ['base', 'small']"),
+    ("schedule: {labels: gt}", "schedule.labels", "expected one of ['self', 'ground_truth']"),
     ("optim: {lr: 0}", "optim.lr", "must be > 0"),
     ("optim: {ema: 1}", "optim.ema", "must be in [0, 1)"),
     ("optim: {grad_clip: -1}", "optim.grad_clip", "must be > 0 or null"),

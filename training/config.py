@@ -258,6 +258,10 @@ class ScheduleConfig:
     """Scenes given fresh labels at each refresh; phase 2 trains on these until the next one
     (a refresh costs about a second per scene on 2 cores: labelling every scene each time
     would cost more than the training)."""
+    labels: Literal["self", "ground_truth"] = "self"
+    """Where G_S comes from: "self", the current model's coarse-to-fine edges on the degraded
+    inputs (self-distillation, `training.labels`); "ground_truth", the ground truth's own
+    gradients (∇GT), the upper bound self-distillation is measured against."""
 
     def __post_init__(self) -> None:
         for name in ("phase1_steps", "phase2_steps"):

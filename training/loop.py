@@ -273,7 +273,8 @@ class _Run:
         predictor = (None if self.config.data.predictor == "simulated"
                      else real_predictor(self.config.data.predictor))
         make_labels(self.model, self.entries, pool, self.config.schedule.label_steps, folder,
-                    self.process.rank, self.process.world, progress, predictor)
+                    self.process.rank, self.process.world, progress, predictor,
+                    degradation=self.config.data.degradation, source=self.config.schedule.labels)
         if progress is not None:
             progress.close()
         self.process.barrier()

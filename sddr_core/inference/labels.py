@@ -34,7 +34,8 @@ class LabelSample:
 
     `low`, `high`: the whole image's predictions N_d(L) at r̂ and N_d(H) at Eq. 11's
     resolution (any sizes); `window_highs[s − 1][k]`: the prediction of window k of step s
-    (`windows.step_windows`) at its Eq. 11 resolution. What is not cached is predicted from
+    (`windows.step_windows`) at its Eq. 11 resolution (any size: training keeps them on the
+    window's grid, made as its whole-image inputs were). What is not cached is predicted from
     `image` (H×W×3 uint8) by the predictor given to `edge_labels`. `size`: (H, W) of the
     labels, by default the image's, else the high prediction's.
     """

@@ -5,6 +5,8 @@ SDDR models a predictor's output at inference resolution r as D ≈ D* + ε_cons
 64×64 patch, gets its own scale and shift) and ε_edge is edge blur (down-sampling to r, then
 Gaussians along D*'s edges). `SimulatedPredictor` applies exactly that to a ground-truth map, so
 everything downstream can be judged against a predictor whose errors are known and repeatable.
+A window of the scene (two-stage refinement's) is predicted as a real predictor run on the crop
+would predict it: from the crop alone, in its own range, with its own noise.
 `evaluation.diagnostics` measures the two properties it must have: edges sharpen and local
 consistency degrades as r rises. docs/simulator.md explains every parameter value.
 """
@@ -108,8 +110,11 @@ class SimulatedPredictor:
         `image` is the RGB the predictor would see; only its size is checked, since the noise
         depends on the scene's depth alone. The caller up-samples, as with a real predictor.
         With `region` = (top, left, height, width), it predicts that crop of the scene as a
-        predictor would that sees only the crop (`image` is then the crop): the same noise model
-        at the crop's own inference size, with draws seeded by the region too.
+        predictor run on the crop alone would (`image` is then the crop): the crop's disparity
+        normalised to its own [0, 1], so the edge threshold and ε_cons are relative to the range
+        the crop spans and nothing outside it shows; the noise model at the crop's own inference
+        size, so the blur's σ is in the predictor's pixels (wider on the image when the crop is
+        predicted below its native size); draws seeded by the region too.
         """
         if region is not None:
             region = self._check_region(region)
@@ -127,7 +132,7 @@ class SimulatedPredictor:
             truth, entropy = self.disparity, [self.seed, int(resolution)]
         else:
             top, left, height, width = region
-            truth = self.disparity[top: top + height, left: left + width]
+            truth = _own_range(self.disparity[top: top + height, left: left + width])
             entropy = [self.seed, int(resolution), *region]
         height, width = self.inference_size(resolution, region)
         shrinking = height * width < truth.size
@@ -156,6 +161,15 @@ class SimulatedPredictor:
             f"{MIN_REGION}×{MIN_REGION} px inside the {self.shape[0]}×{self.shape[1]} image, "
             f"got {region!r}"
         )
+
+
+def _own_range(crop: np.ndarray) -> np.ndarray:
+    """`crop` min-max normalised to [0, 1] (a constant crop: 0): what a relative-depth predictor
+    shown only the crop can know of its values (the rest of the image's range is unseen)."""
+    low, high = float(crop.min()), float(crop.max())
+    if high == low:
+        return np.zeros_like(crop)
+    return ((crop - low) / (high - low)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------- noise model

@@ -60,12 +60,20 @@ def make_predictions(depth: np.ndarray, valid: np.ndarray, draw: PredictorDraw,
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(low, high): float32 maps on `depth`'s grid, degraded independently and hole-filled."""
     predictor = draw.predictor(depth, valid)
-    maps = []
-    for resolution, ranges in ((draw.low_resolution, settings),
-                               (draw.high_resolution, settings.for_high_input())):
-        prediction = degrade(predictor.predict(None, resolution), rng, ranges)
-        maps.append(on_grid(prediction, depth.shape))
-    return maps[0], maps[1]
+    return (degraded_prediction(predictor, draw.low_resolution, rng, settings, depth.shape),
+            degraded_prediction(predictor, draw.high_resolution, rng,
+                                settings.for_high_input(), depth.shape))
+
+
+def degraded_prediction(predictor: SimulatedPredictor, resolution: int,
+                        rng: np.random.Generator, settings: DegradationConfig,
+                        shape: tuple[int, int],
+                        region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """One simulated prediction (of the whole scene, or of `region` as a predictor shown only
+    that crop) with `degrade`'s errors drawn from `settings`, hole-filled and resized to
+    `shape`: how every training input is made, the label windows' included."""
+    prediction = predictor.predict(None, resolution, region=region)
+    return on_grid(degrade(prediction, rng, settings), shape)
 
 
 def on_grid(prediction: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
