@@ -78,8 +78,8 @@ def test_ambiguous_or_empty_folders_are_refused(tmp_path, setup, message):
 
 def test_a_file_and_a_folder_are_not_a_pair(weights, tmp_path, capsys):
     low, high = write_pairs(tmp_path, ["a"])
-    assert refine_folders(weights, low / "a.npy", high, tmp_path / "out") == 2
-    assert "--low" in capsys.readouterr().err
+    assert refine_folders(weights, low / "a.npy", high, tmp_path / "out.npy") == 2
+    assert f"cannot read depth map '{high}': is a directory" in capsys.readouterr().err
 
 
 def test_engine_options_need_the_ray_engine(weights, tmp_path, capsys):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError, SddrError
 from ..files.atomic import remove_leftovers
+from ..inference.refiner import load_refiner
 from ..predictors.base import DepthPredictor
 from .job import Item, RefineSettings
 from .manifest import Manifest
@@ -83,8 +84,8 @@ def refine_on_ray(
     Raises
     ------
     SddrError
-        Ray is not installed, or the job as a whole failed (its workers cannot load the
-        models).
+        Ray is not installed, the weights do not load (`WeightsError`, before Ray starts), or
+        the job as a whole failed (its workers cannot load the predictor).
     """
     try:
         import ray
@@ -93,6 +94,7 @@ def refine_on_ray(
             from None
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise InputError(f"retries {retries!r}: must be a whole number ≥ 0")
+    load_refiner(settings.weights, device="cpu")  # bad weights fail here, not in each worker
     # 1. Skip what an earlier run finished
     items = [item.absolute() for item in items]
     manifest = Manifest(output, settings.key())
@@ -126,8 +128,8 @@ def refine_on_ray(
                 report.arrivals.append(time.perf_counter() - start)
             if progress is not None:
                 progress(report.skipped + len(answered), len(items), item.name)
-    except ray.exceptions.RayError as err:
-        raise SddrError(f"the Ray job failed: {err}") from None
+    except ray.exceptions.RayError as err:  # its message ends with the cause's last line
+        raise SddrError(f"the Ray job failed: {str(err).strip().splitlines()[-1]}") from None
     finally:
         if started:
             ray.shutdown()  # stops a Ray started here, with its workers
@@ -149,7 +151,7 @@ def _dataset(ray, todo: list[Item], settings: RefineSettings, predictor: DepthPr
     context = ray.data.DataContext.get_current()
     context.max_errored_blocks = -1  # only blocks whose worker died on every retry
     context.enable_progress_bars = False  # the caller draws one bar for the whole job
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its errors come back as rows
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0) if settings.device != "cpu" else 0
     pool = workers or int(gpus or resources.get("CPU", 1))

@@ -45,8 +45,8 @@ FAILED_NAMED = 10
 """Failed photos a batch's closing line names; the others are counted (each was reported as
 it failed)."""
 THREADS_PER_CPU = 4
-ENGINES = ("local", "ray")
 """`--threads` above this many per CPU only slow torch down; tens of thousands crash OpenMP."""
+ENGINES = ("local", "ray")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,11 +267,11 @@ def _refine(args) -> int:
         return _refine_images(args)
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
-    if Path(args.low).is_dir() or Path(args.high).is_dir():
+    if Path(args.low).is_dir() and Path(args.high).is_dir():
         return _refine_folders(args)
     if args.engine == "ray":
-        raise InputError("--engine ray spreads many inputs: give photos or folders, or "
-                         "--low/--high folders")
+        raise InputError("--engine ray spreads many inputs over a cluster: give photos, "
+                         "folders of photos, or --low/--high folders, not one pair")
     fmt = check_output(args.output, args.format)
     inputs = {args.low: "--low input", args.high: "--high input"}
     if args.image:
@@ -293,10 +293,6 @@ def _refine(args) -> int:
 
 def _refine_folders(args) -> int:
     """--low DIR --high DIR: each pair of files with the same name, into the folder -o."""
-    for option in ("low", "high"):
-        if not Path(getattr(args, option)).is_dir():
-            raise InputError(f"--{option} '{getattr(args, option)}' must be a folder too: give "
-                             "two files or two folders")
     if args.image:
         raise InputError("--image is for one --low/--high pair, not folders")
     fmt = args.format or "png16"
@@ -558,11 +554,10 @@ def _bench_throughput(args) -> int:
     for ray in report["ray"]:
         print(f"  Ray, {ray['workers']} worker{'s' * (ray['workers'] > 1)}: "
               f"{ray['steady_images_per_second']:.2f} images/s once running "
-              f"({ray['steady_item_seconds_per_worker']:.3f} s an item per worker); "
+              f"({ray['steady_item_seconds_per_worker']:.3f} s an item per worker, "
+              f"{ray['overhead_item_seconds'] * 1e3:+.1f} ms = "
+              f"{100 * ray['overhead_ratio']:+.1f} % beside the item's own time); "
               f"pool start {ray['startup_seconds']:.1f} s, job {ray['job_seconds']:.1f} s")
-    if "ray_overhead_item_seconds" in report:
-        print(f"  Ray overhead per item: {report['ray_overhead_item_seconds'] * 1e3:.1f} ms = "
-              f"{100 * report['ray_overhead_ratio']:.1f} % of a one-process item")
     return 0
 
 
