@@ -50,19 +50,20 @@ def test_folder_pairs_are_matched_by_name_and_each_refined(weights, tmp_path, ca
     assert "a.npy" in capsys.readouterr().out
 
 
-def test_a_file_without_partner_and_a_corrupt_pair_are_reported_and_the_rest_written(
+def test_a_file_without_partner_a_corrupt_pair_and_a_mismatched_one_are_reported(
         weights, tmp_path, capsys):
-    low, high = write_pairs(tmp_path, ["a", "b", "c"])
+    low, high = write_pairs(tmp_path, ["a", "b", "c", "d"])
     (low / "only-low.npy").write_bytes((low / "a.npy").read_bytes())
     (high / "b.npy").write_bytes(b"not a depth map")
+    write_depth(high / "c.npy", np.random.default_rng(1).random((90, 30), dtype=np.float32))
     assert refine_folders(weights, low, high, tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert f"skipped '{low / 'only-low.npy'}': no file named only-low.* in the --high" in err
-    assert "skipped 'b': " in err
-    assert err.splitlines()[-1] == (f"sddr: error: 2 of 4 inputs failed ('b', "
+    assert "skipped 'b': " in err and "skipped 'c': low is 10×14 and high is 90×30" in err
+    assert err.splitlines()[-1] == (f"sddr: error: 3 of 5 inputs failed ('b', 'c', "
                                     f"'{low / 'only-low.npy'}'); the others were written")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "a.png", "a.png.sddr.json", "c.png", "c.png.sddr.json"]
+        "a.png", "a.png.sddr.json", "d.png", "d.png.sddr.json"]
 
 
 @pytest.mark.parametrize(("setup", "message"), [
