@@ -288,9 +288,9 @@ def _named(name: str, revision: str | None) -> tuple[PredictorSpec, str]:
                          "predictions from the scene's ground-truth depth. Create it with "
                          "sddr_core.predictors.SimulatedPredictor(depth) and pass the object")
     if name not in PREDICTORS:
-        raise InputError(f"predictor {name!r} is not known and is no model folder; "
-                         f"known predictors: {', '.join(PREDICTORS)} (or pass a folder saved "
-                         "with save_pretrained, a DepthPredictor or a callable "
+        raise InputError(f"predictor {name!r} is not known; known predictors: "
+                         f"{', '.join(PREDICTORS)} (or pass a model folder saved with "
+                         "save_pretrained, a DepthPredictor or a callable "
                          "fn(image, resolution) -> depth)")
     spec = PREDICTORS[name]
     revision = revision or spec.revision
