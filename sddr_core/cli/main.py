@@ -2,9 +2,10 @@
 
 Every failure prints `sddr: error: …` and exits with status 2 (130 after Ctrl-C, 143 after
 SIGTERM); arguments are checked before any model loads, and outputs are written atomically, so
-an interrupted run leaves no partial file. A batch of photos goes on past a photo that fails
-(a truncated file): it is reported and skipped, and the run exits with status 1 when some
-photos failed, 2 when all did.
+an interrupted run leaves no partial file. A batch of photos (or of --low/--high folder
+pairs) goes on past an input that fails (a truncated file): it is reported and skipped, and the
+run exits with status 1 when some inputs failed, 2 when all did. `--engine ray` runs a batch on
+a Ray cluster (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -20,18 +21,11 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..batch.job import Item, RefineSettings, pair_items, photo_items
 from ..errors import InputError, SddrError
 from ..files.atomic import refuse_overwriting_inputs
-from ..files.depth_io import (
-    FORMATS,
-    check_image,
-    check_output,
-    read_depth,
-    read_image,
-    suffix_for_format,
-    write_depth,
-)
-from ..files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
+from ..files.depth_io import FORMATS, check_image, check_output, read_depth, read_image
+from ..files.sidecar import write_depth_with_meaning
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
@@ -52,6 +46,7 @@ FAILED_NAMED = 10
 it failed)."""
 THREADS_PER_CPU = 4
 """`--threads` above this many per CPU only slow torch down; tens of thousands crash OpenMP."""
+ENGINES = ("local", "ray")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,22 +149,25 @@ def _parser() -> argparse.ArgumentParser:
         "refine", help="depth of photos (IMAGE… with a predictor), or fuse a --low/--high pair")
     refine.add_argument("images", nargs="*", metavar="IMAGE",
                         help="photos or folders of photos; writes OUTPUT/NAME.png per photo")
-    refine.add_argument("--low", help="low-resolution depth prediction (pair mode)")
-    refine.add_argument("--high", help="high-resolution depth prediction (pair mode)")
+    refine.add_argument("--low", help="low-resolution depth prediction (pair mode), or a "
+                                      "folder of them matched by name with --high's")
+    refine.add_argument("--high", help="high-resolution depth prediction (pair mode), or a "
+                                       "folder of them")
     refine.add_argument("--image", metavar="PHOTO",
                         help="pair mode: the photo the pair is of; the refined depth's edges "
                              "are snapped to it")
     refine.add_argument("-o", "--output", required=True,
-                        help="output folder (photos) or depth file (pair)")
+                        help="output folder (photos, folder pairs) or depth file (pair)")
     refine.add_argument("--format", choices=FORMATS,
-                        help="output format (default: png16 for photos, else from the "
-                             "output's extension)")
+                        help="output format (default: png16 for photos and folder pairs, "
+                             "else from the output's extension)")
     refine.add_argument("--out-size", type=_out_size,
                         help="pair mode: output size HEIGHTxWIDTH (default: high's size; "
                              f"at most {MAX_OUT_SIDE} per side)")
     refine.add_argument("--predictor", default=DEFAULT_PREDICTOR,
-                        help=f"depth predictor for photos (default: {DEFAULT_PREDICTOR}; "
-                             "see `sddr info`)")
+                        help=f"depth predictor for photos: a name (default: {DEFAULT_PREDICTOR}; "
+                             "see `sddr info`) or a folder holding a transformers depth model "
+                             "saved with save_pretrained")
     refine.add_argument("--mode", choices=MODES, default="one-stage",
                         help="one-stage (fast) or two-stage (coarse to fine, sharper)")
     refine.add_argument("--steps", type=_steps, default=STEPS,
@@ -181,6 +179,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="photos: snap the pixels of depth ramps to the photo's nearer or "
                              "farther side (off by default: slow, and it worsens D³R; "
                              "docs/decisions.md 152). Pair mode snaps when --image is given")
+    refine.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: this process (default); ray: spread the inputs over a "
+                             "Ray cluster, skipping those a previous run finished "
+                             "(docs/scaling.md)")
+    refine.add_argument("--address",
+                        help="--engine ray: the cluster to join (HOST:PORT or ray://HOST:PORT; "
+                             "default: start a local Ray for the job)")
+    refine.add_argument("--workers", type=_int_in(1, 100_000),
+                        help="--engine ray: model-holding workers (default: one per GPU on a "
+                             "GPU cluster, else one per CPU)")
     runtime_options(refine)
     refine.set_defaults(run=_refine)
 
@@ -236,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--snap-edges", action="store_true",
                        help="one-stage: also time edge snapping of the refined depth; "
                             "two-stage: time both modes with snapping on")
+    bench.add_argument("--throughput", action="store_true",
+                       help="images per second over a folder of pairs, in one process and on "
+                            "a local Ray with 1 and 2 workers (needs the 'distributed' extra)")
+    bench.add_argument("--count", type=_int_in(2, 10_000), default=16,
+                       help="--throughput: pairs in the folder (default 16)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
     return parser
@@ -246,12 +259,19 @@ def _load(args) -> Refiner:
 
 
 def _refine(args) -> int:
+    if args.engine != "ray" and (args.address or args.workers):
+        raise InputError("--address and --workers are for --engine ray")
     if args.images:
         if args.low or args.high or args.image:
             raise InputError("give photos (IMAGE…) or --low/--high (with --image), not both")
         return _refine_images(args)
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
+    if Path(args.low).is_dir() and Path(args.high).is_dir():
+        return _refine_folders(args)
+    if args.engine == "ray":
+        raise InputError("--engine ray spreads many inputs over a cluster: give photos, "
+                         "folders of photos, or --low/--high folders, not one pair")
     fmt = check_output(args.output, args.format)
     inputs = {args.low: "--low input", args.high: "--high input"}
     if args.image:
@@ -271,61 +291,105 @@ def _refine(args) -> int:
     return 0
 
 
-def _refine_images(args) -> int:
-    from ..inference.pipeline import DepthPipeline
-    from ..predictors.huggingface import load_predictor
-    from .progress import ProgressBar
+def _refine_folders(args) -> int:
+    """--low DIR --high DIR: each pair of files with the same name, into the folder -o."""
+    if args.image:
+        raise InputError("--image is for one --low/--high pair, not folders")
+    fmt = args.format or "png16"
+    items, unmatched = pair_items(Path(args.low), Path(args.high), Path(args.output), fmt)
+    for name, reason in unmatched:
+        print(f"sddr: error: skipped '{name}': {reason}", file=sys.stderr)
+    settings = RefineSettings("pairs", weights=_weights(args.weights), device=args.device,
+                              dtype=args.dtype, format=fmt, out_size=args.out_size)
+    return _run_batch(args, items, settings, unmatched, "inputs")
 
+
+def _refine_images(args) -> int:
     if args.edges and args.mode != "two-stage":
         raise InputError("--edges needs --mode two-stage (G_S comes from the coarse-to-fine "
                          "steps)")
     if args.out_size:
         raise InputError("--out-size is for --low/--high pairs; a photo's depth keeps the "
                          "photo's size")
-    photos = image_paths(args.images)
     fmt = args.format or "png16"
-    jobs = output_paths(photos, Path(args.output), fmt, args.edges)
-    refiner = _load(args)
-    pipeline = DepthPipeline(refiner, load_predictor(args.predictor, device=refiner.device))
-    total = passes(args.steps) if args.mode == "two-stage" else 1
-    failed = []
-    for index, (photo, depth_path, edges_path) in enumerate(jobs, start=1):
-        label = f"[{index}/{len(photos)}] {photo.name}"
-        try:
-            _refine_photo(pipeline, args, photo, depth_path, edges_path, fmt,
-                          ProgressBar(label, total=total, unit="pass"))
-        except SddrError as err:  # one bad photo (a truncated file) must not stop the batch
-            print(f"sddr: error: skipped '{photo}': {err}", file=sys.stderr)
-            failed.append(photo)
+    items = photo_items(image_paths(args.images), Path(args.output), fmt, args.edges)
+    predictor = args.predictor
+    if Path(predictor).is_dir():  # a model folder: workers elsewhere need its full path
+        predictor = os.path.abspath(predictor)
+    settings = RefineSettings("photos", weights=_weights(args.weights), predictor=predictor,
+                              device=args.device, dtype=args.dtype, mode=args.mode,
+                              steps=args.steps, edges=args.edges, snap_edges=args.snap_edges,
+                              format=fmt)
+    return _run_batch(args, items, settings, [], "photos")
+
+
+def _weights(weights: str) -> str:
+    """A weights file's absolute path (a Ray worker runs in another folder); names as given."""
+    return os.path.abspath(weights) if Path(weights).is_file() else weights
+
+
+def _run_batch(args, items: list[Item], settings: RefineSettings,
+               unmatched: list[tuple[str, str]], what: str) -> int:
+    """Run a batch on the chosen engine; the closing line names up to FAILED_NAMED failures."""
+    if args.engine == "ray":
+        failed = _run_on_ray(args, items, settings)
+    else:
+        failed = _run_here(items, settings)
+    failed += [name for name, _ in unmatched]
+    total = len(items) + len(unmatched)
     if not failed:
         return 0
-    named = ", ".join(f"'{photo}'" for photo in failed[:FAILED_NAMED])
+    named = ", ".join(f"'{name}'" for name in failed[:FAILED_NAMED])
     more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
-    summary = f"{len(failed)} of {len(photos)} photos failed ({named}{more})"
-    if len(failed) == len(photos):
+    summary = f"{len(failed)} of {total} {what} failed ({named}{more})"
+    if len(failed) == total:
         return _fail(summary, 2)
     return _fail(f"{summary}; the others were written", 1)
 
 
-def _refine_photo(pipeline, args, photo: Path, depth_path: Path, edges_path: Path | None,
-                  fmt: str, bar) -> None:
-    """Refine one photo of a batch and write its depth (and edge) file."""
+def _run_here(items: list[Item], settings: RefineSettings) -> list[str]:
+    """Refine the items one after the other in this process; the names of those that failed
+    (each reported as it failed)."""
+    from ..batch.work import ItemRefiner
+    from .progress import ProgressBar
+
+    work = ItemRefiner(settings)
+    photos = settings.kind == "photos"
+    total = passes(settings.steps) if settings.mode == "two-stage" else 1
+    failed = []
+    for index, item in enumerate(items, start=1):
+        label = f"[{index}/{len(items)}] {Path(item.name).name}"
+        bar = ProgressBar(label, total=total, unit="pass") if photos else None
+        try:
+            for path in work(item, bar):
+                print(f"wrote {path}")
+        except SddrError as err:  # one bad input (a truncated file) must not stop the batch
+            print(f"sddr: error: skipped '{item.name}': {err}", file=sys.stderr)
+            failed.append(item.name)
+        finally:
+            if bar is not None:
+                bar.close()
+    return failed
+
+
+def _run_on_ray(args, items: list[Item], settings: RefineSettings) -> list[str]:
+    """Refine the items on Ray with one progress bar for the job; the names of those that
+    failed, each reported at the end."""
+    from ..batch.ray_engine import refine_on_ray
+    from .progress import ProgressBar
+
+    bar = ProgressBar("refine", total=len(items), unit="input")
     try:
-        image = read_image(photo)
-        if edges_path is not None:
-            depth, edges = pipeline(image, mode="two-stage", steps=args.steps, progress=bar,
-                                    return_edges=True, snap_edges=args.snap_edges)
-            print(f"wrote {write_depth(edges_path, edges, 'png16')}")
-        else:
-            depth = pipeline(image, mode=args.mode, steps=args.steps, progress=bar,
-                             snap_edges=args.snap_edges)
+        report = refine_on_ray(items, settings, args.output, address=args.address,
+                               workers=args.workers, progress=bar)
     finally:
         bar.close()
-    polarity = pipeline.predictor.polarity
-    path, _ = write_depth_with_meaning(
-        depth_path, depth, fmt, kind=polarity, units=PREDICTED_UNITS[polarity],
-        written_by=f"sddr refine {__version__} ({args.predictor})")
-    print(f"wrote {path}")
+    print(f"refined {report.refined}, skipped {report.skipped} finished by an earlier run "
+          f"(manifest in '{Path(args.output) / '.sddr-manifest'}'), failed "
+          f"{len(report.failed)}")
+    for name, reason in report.failed:
+        print(f"sddr: error: skipped '{name}': {reason}", file=sys.stderr)
+    return [name for name, _ in report.failed]
 
 
 def image_paths(arguments: list[str]) -> list[Path]:
@@ -346,30 +410,6 @@ def image_paths(arguments: list[str]) -> list[Path]:
     for photo in photos:
         check_image(photo)
     return photos
-
-
-def output_paths(photos: list[Path], out: Path, fmt: str,
-                 edges: bool) -> list[tuple[Path, Path, Path | None]]:
-    """(photo, depth file, edge file or None) per photo, each checked as `write_depth` would.
-    Two photos that would write the same file (`a.png` and `a.jpg`; `a.png`'s edges and
-    `a-edges.png`'s depth), or an output that is one of the photos, are refused rather than one
-    overwriting the other."""
-    owners: dict[Path, Path] = {}
-    jobs = []
-    for photo in photos:
-        depth = out / (photo.stem + suffix_for_format(fmt))
-        edge = out / f"{photo.stem}-edges.png" if edges else None
-        check_output(depth, fmt)
-        for target in (depth, edge):
-            if target is None:
-                continue
-            if target in owners:
-                raise InputError(f"photos '{owners[target]}' and '{photo}' would both write "
-                                 f"'{target}'; refine them into different folders")
-            owners[target] = photo
-        jobs.append((photo, depth, edge))
-    refuse_overwriting_inputs(owners, dict.fromkeys(photos, "photo"))
-    return jobs
 
 
 def _demo(args) -> int:
@@ -444,6 +484,8 @@ def _info(args) -> int:
 def _bench(args) -> int:
     from .bench import benchmark, benchmark_two_stage
 
+    if args.throughput:
+        return _bench_throughput(args)
     if args.weights:
         refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
     else:
@@ -482,6 +524,40 @@ def _bench(args) -> int:
     if "snap_seconds" in report:
         print(f"  edge snapping: median {report['snap_seconds'] * 1e3:.1f} ms = "
               f"{100 * report['snap_ratio_to_refine']:.1f} % of the refine")
+    return 0
+
+
+def _bench_throughput(args) -> int:
+    import importlib.util
+    import tempfile
+
+    from ..batch.ray_engine import INSTALL_EXTRA
+    from .throughput import benchmark_throughput
+
+    if importlib.util.find_spec("ray") is None:
+        raise SddrError(f"bench --throughput needs the 'distributed' extra (Ray): "
+                        f"{INSTALL_EXTRA}")
+    with tempfile.TemporaryDirectory(prefix="sddr-bench-") as folder:
+        weights = args.weights
+        if not weights:  # the workers load weights from a file: save the random preset
+            weights = str(build_refiner(args.preset).save(Path(folder) / "random.safetensors"))
+        report = benchmark_throughput(_weights(weights), size=args.size, count=args.count,
+                                      device=args.device, dtype=args.dtype)
+    report["preset"] = args.weights or args.preset
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['preset']} one-stage, {report['count']} pairs of {args.size}² on "
+          f"{report['device']} ({report['cpus']} CPUs):")
+    print(f"  one process: {report['one_process_images_per_second']:.2f} images/s "
+          f"({report['one_process_item_seconds']:.3f} s an item)")
+    for ray in report["ray"]:
+        print(f"  Ray, {ray['workers']} worker{'s' * (ray['workers'] > 1)}: "
+              f"{ray['steady_images_per_second']:.2f} images/s once running "
+              f"({ray['steady_item_seconds_per_worker']:.3f} s an item per worker, "
+              f"{ray['overhead_item_seconds'] * 1e3:+.1f} ms = "
+              f"{100 * ray['overhead_ratio']:+.1f} % beside the item's own time); "
+              f"pool start {ray['startup_seconds']:.1f} s, job {ray['job_seconds']:.1f} s")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping
@@ -113,3 +114,32 @@ def _create_temp(folder: Path, target: Path, claimed: list[Path]) -> Path:
             raise InputError(f"cannot write output file '{target}': {e.strerror or e}") from e
         os.close(fd)
         return tmp
+
+
+def remove_leftovers(targets: Iterable[str | os.PathLike]) -> int:
+    """Remove the temporary files `atomic_output` left beside `targets` when its process was
+    killed outright (SIGKILL, a lost node: no cleanup runs); the number removed.
+
+    Only hidden names of the form `_create_temp` makes for one of `targets` are touched; each
+    folder is listed once, so a job's thousands of outputs cost one listing per folder.
+    """
+    folders: dict[Path, set[tuple[str, str]]] = {}
+    for target in map(Path, targets):
+        folders.setdefault(target.parent, set()).add((target.stem, target.suffix))
+    removed = 0
+    for folder, names in folders.items():
+        try:
+            entries = os.listdir(folder)
+        except OSError:  # not created yet, or unreadable: nothing of ours is there
+            continue
+        for entry in entries:
+            match = _TEMPORARY.fullmatch(entry)
+            if match and (match["stem"], match["suffix"]) in names:
+                with contextlib.suppress(OSError):  # another cleaner got there first
+                    (folder / entry).unlink()
+                    removed += 1
+    return removed
+
+
+_TEMPORARY = re.compile(r"\.(?P<stem>.+)\.tmp-[0-9a-f]{8}(?P<suffix>(\.[^.]*)?)")
+"""The name `_create_temp` gives the temporary file of a target `stem` + `suffix`."""

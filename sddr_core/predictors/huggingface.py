@@ -2,7 +2,8 @@
 
 Named models of `PREDICTORS` (the `predictors` extra) are read from the local cache at pinned
 revisions, and downloaded only when missing and the Hub answers at once; `load_predictor` also
-takes a predictor object or a plain callable. docs/predictors.md is the user guide.
+takes a local model folder (`save_pretrained`), a predictor object or a plain callable.
+docs/predictors.md is the user guide.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ PREDICTORS: dict[str, PredictorSpec] = {
 }
 """Named predictors for `load_predictor`; docs/predictors.md gives sources and licences
 (and why Intel/dpt-hybrid-midas is not among them: its pinned commit has pickle weights only)."""
+FAMILIES = {"depth_anything": "depth-anything-v2-small", "dpt": "dpt-large",
+            "zoedepth": "zoedepth-nyu-kitti"}
+"""A local model folder's `model_type` (config.json) → the named predictor whose recipe (r̂,
+patch multiple, polarity, padding) it shares: a fine-tune keeps its base model's."""
 
 
 class HuggingFacePredictor:
@@ -200,8 +205,10 @@ def load_predictor(
         return name_or_predictor
     if callable(name_or_predictor):
         return CallablePredictor(name_or_predictor)
-    spec, revision = _named(name_or_predictor, revision)
     name = name_or_predictor
+    local = isinstance(name, str | os.PathLike) and Path(name).is_dir()
+    if not local:
+        spec, revision = _named(name, revision)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     try:
@@ -209,14 +216,40 @@ def load_predictor(
     except ImportError:
         raise SddrError(f"predictor {name} needs the 'predictors' extra (transformers): "
                         f"{INSTALL_EXTRA}") from None
-    folder = _snapshot(name, spec.repo, revision, cache_dir)
-    spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
+    if local:
+        folder = Path(name)
+        spec = _with_processor_normalisation(_folder_spec(folder), folder)
+    else:
+        folder = _snapshot(name, spec.repo, revision, cache_dir)
+        spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
     try:
         model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as err:
         raise WeightsError(f"predictor {name}: could not load the model in '{folder}': "
                            f"{err}") from None
-    return HuggingFacePredictor(model, spec, device, dtype, name=name)
+    return HuggingFacePredictor(model, spec, device, dtype, name=str(name))
+
+
+def _folder_spec(folder: Path) -> PredictorSpec:
+    """The spec of a local `save_pretrained` folder: its family's recipe (`FAMILIES`), depth
+    polarity for a metric Depth Anything, and only when it holds safetensors weights."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"predictor folder '{folder}': no readable config.json (a transformers "
+                         f"model saved with save_pretrained has one): {err}") from None
+    family = FAMILIES.get(config.get("model_type") if isinstance(config, dict) else None)
+    if family is None:
+        raise InputError(f"predictor folder '{folder}': model_type {config.get('model_type')!r} "
+                         f"is not one sddr can run; supported: {', '.join(FAMILIES)}")
+    if not any(folder.glob("*.safetensors")):
+        raise WeightsError(f"predictor folder '{folder}' has no .safetensors weights; sddr never "
+                           "loads pickled ones (save with save_pretrained(..., "
+                           "safe_serialization=True))")
+    spec = replace(PREDICTORS[family], repo=str(folder), revision=None)
+    if config.get("depth_estimation_type") == "metric":
+        spec = replace(spec, polarity="depth")
+    return spec
 
 
 def cached_weights(name: str, cache_dir: str | Path | None = None,
@@ -256,7 +289,8 @@ def _named(name: str, revision: str | None) -> tuple[PredictorSpec, str]:
                          "sddr_core.predictors.SimulatedPredictor(depth) and pass the object")
     if name not in PREDICTORS:
         raise InputError(f"predictor {name!r} is not known; known predictors: "
-                         f"{', '.join(PREDICTORS)} (or pass a DepthPredictor or a callable "
+                         f"{', '.join(PREDICTORS)} (or pass a model folder saved with "
+                         "save_pretrained, a DepthPredictor or a callable "
                          "fn(image, resolution) -> depth)")
     spec = PREDICTORS[name]
     revision = revision or spec.revision
