@@ -539,15 +539,22 @@ def test_every_api_example_names_real_nodes_inputs_and_link_types(server):
                     assert info[source]["output"][value[1]] == known[key][0], (name, key)
 
 
+def _saved_sample_depth(base: Path, result: dict) -> np.ndarray:
+    """The 16-bit depth an example's SDDR Save Depth (node 5) wrote of the sample scene, after
+    checking that the run succeeded."""
+    assert result["status"]["status_str"] == "success", result["status"]
+    [png] = _saved(base, result, "5", "images")
+    saved = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    assert saved.dtype == np.uint16 and saved.shape == (512, 768)
+    return saved
+
+
 def test_the_refine_depth_example_runs_as_shipped(server, demo):
     """Nothing but this pack: the sample scene's pair, the bundled weights; the saved depth
     is `sddr refine --low --high`'s (near = bright, scaled to 0..1)."""
     url, base = server
     result = _run(url, API["SDDR Refine Depth"])
-    assert result["status"]["status_str"] == "success", result["status"]
-    [png] = _saved(base, result, "5", "images")
-    saved = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
-    assert saved.dtype == np.uint16 and saved.shape == (512, 768)
+    saved = _saved_sample_depth(base, result)
     assert abs(_correlation(saved.astype(np.float64), np.load(demo / "cli.npy"))) > 0.99
     assert result["outputs"]["6"]["images"]
 
@@ -569,10 +576,7 @@ def test_the_depth_from_image_example_runs_as_shipped(server):
     saved 16-bit depth has the photo's size, both previews are drawn."""
     url, base = server
     result = _run(url, API["SDDR Depth From Image"])
-    assert result["status"]["status_str"] == "success", result["status"]
-    [png] = _saved(base, result, "5", "images")
-    saved = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
-    assert saved.dtype == np.uint16 and saved.shape == (512, 768)
+    _saved_sample_depth(base, result)
     assert result["outputs"]["6"]["images"] and result["outputs"]["7"]["images"]
 
 

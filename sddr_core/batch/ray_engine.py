@@ -174,9 +174,8 @@ class _Worker:
 
     def __init__(self, settings: RefineSettings, predictor: DepthPredictor | None,
                  manifest: Manifest) -> None:
-        import torch
-
         import ray
+        import torch
 
         from .work import ItemRefiner
 
