@@ -5,7 +5,7 @@
 Runs `sddr demo` into a temporary folder, snaps its refined.png with its image.png (as
 `sddr refine --low low.png --high high.png --image image.png` does), and writes
 docs/img/edge-snap.png: the same crop of the photo, the refined depth and the snapped depth
-(one colour scale), enlarged 3× without smoothing, and prints row 160 across the teal post.s
+(one colour scale), enlarged 3× without smoothing, and prints row 160 across the teal post's
 left edge.
 """
 
