@@ -1,0 +1,80 @@
+"""Clip mode's temporal state: what one frame's refinement hands to the next (issue 27).
+
+Per-frame refinement flickers for two reasons: each frame is put into its own low input's
+scale and shift, which jump from frame to frame, and each frame's errors are drawn afresh.
+`ClipState` answers both with O(1 frame) memory (decision 230):
+
+1. Alignment. Frame t's network output is fitted robustly to the previous output (its
+   least-squares affine fit, then refitted on the 80 % of pixels that fit best, so what moved
+   does not pull the fit), and that fit is blended with the frame's own fit to its low input
+   with weight `anchor`: the clip's scale and shift follow the inputs' slowly (a time constant
+   of about 1 / `anchor` frames) instead of jumping with each frame's.
+2. Gated blend. Where the aligned frame is within a few typical frame-to-frame changes of the
+   previous output, the previous output is blended in (weight up to `hold`); where it changed
+   more (a moving edge, a disocclusion) the gate closes and the frame's own value is kept, so
+   moving edges stay as sharp as per-frame refinement's.
+
+The state is two numbers and one map, so a host can refine a clip of any length in pieces and
+pass the state on: the pieces join as if the clip had been refined in one go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..maps.alignment import align_to, fit_affine
+
+ANCHOR = 0.1
+"""Weight of each frame's own low input in the clip's scale and shift."""
+HOLD = 0.7
+"""Largest weight of the previous output at a pixel that did not change."""
+GATE = 3.0
+"""A pixel's change, in units of the frame's typical change, at which the blend fades out."""
+KEEP = 0.8
+"""Fraction of pixels (the best-fitting) the robust fit to the previous output refits on."""
+
+
+@dataclass
+class ClipState:
+    """The previous refined frame (H×W, in the clip's units) and the settings; starts empty.
+
+    One `ClipState` per clip; a new clip (a cut) takes a new one.
+    """
+
+    anchor: float = ANCHOR
+    hold: float = HOLD
+    gate: float = GATE
+    previous: torch.Tensor | None = field(default=None, repr=False)
+    frames: int = 0
+
+    def align(self, depth: torch.Tensor, low: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`depth` (1×H×W network output) in the clip's units: on the first frame its fit to
+        `low` over `mask`, then mostly its robust fit to the previous output."""
+        own = align_to(depth, low, mask)
+        if self.previous is None or self.previous.shape != depth.shape[-2:]:
+            return own
+        chained = _robust_align(depth, self.previous[None])
+        return self.anchor * own + (1 - self.anchor) * chained
+
+    def blend(self, aligned: torch.Tensor) -> torch.Tensor:
+        """`aligned` (1×H×W) with the previous output blended in where nothing changed;
+        becomes the new previous output."""
+        if self.previous is not None and self.previous.shape == aligned.shape[-2:]:
+            change = (aligned[0] - self.previous).abs()
+            typical = change.median().clamp_min(torch.finfo(change.dtype).tiny)
+            weight = self.hold * torch.exp(-(change / (self.gate * typical)) ** 2)
+            aligned = (weight * self.previous + (1 - weight) * aligned[0])[None]
+        self.previous = aligned[0].detach().clone()
+        self.frames += 1
+        return aligned
+
+
+def _robust_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least-squares fit of `source` onto `target`, refitted on the `KEEP` best pixels."""
+    scale, shift = fit_affine(source, target)
+    residual = (source * scale.view(-1, 1, 1) + shift.view(-1, 1, 1) - target).abs()
+    cut = torch.quantile(residual.flatten(1)[:, :: max(1, residual[0].numel() // 65536)],
+                         KEEP, dim=1)
+    return align_to(source, target, residual <= cut.view(-1, 1, 1))
