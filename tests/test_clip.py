@@ -1,4 +1,5 @@
-"""Clip mode: `Refiner.refine(..., clip=True)`, `Refiner.refine_clip` and `ClipState`."""
+"""Clip mode: `Refiner.refine(..., clip=True)`, `Refiner.refine_clip`, `ClipState` and
+`DepthPipeline(frames, clip=True)` / `DepthPipeline.frames`."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from sddr_core import InputError, Refiner, load_refiner
+from sddr_core import DepthPipeline, InputError, Refiner, load_refiner
 from sddr_core.inference.clip import ClipState
+from sddr_core.inference.coarse_to_fine import Cancelled
 from sddr_core.network.model import RefinementNetwork
 from tests.tiny import TINY, TINY_MAX_SIDE
 
@@ -165,3 +167,46 @@ def test_bad_clip_inputs_are_refused_with_their_names(tiny):
                                                       np.stack([truth] * 2))]))
     with pytest.raises(InputError, match="low of frame 0"):
         list(tiny.refine_clip([(np.full((4, 4, 4, 4), 1.0), truth)]))
+
+
+def _brightness_predictor(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Disparity from the image's brightness, at `resolution` on the long side."""
+    tensor = torch.from_numpy(image.mean(axis=2).astype(np.float32) / 255 + 0.1)[None, None]
+    scale = resolution / max(image.shape[:2])
+    return torch.nn.functional.interpolate(tensor, scale_factor=scale, mode="area")[0, 0].numpy()
+
+
+def _frames(count: int) -> np.ndarray:
+    return np.stack([np.repeat((_room(box_left=0.2 + 0.02 * i)[..., None] * 255), 3, axis=2)
+                     for i in range(count)]).astype(np.uint8)
+
+
+def test_pipeline_refines_a_frame_batch_as_a_clip_with_progress_per_frame(tiny):
+    pipeline = DepthPipeline(tiny, _brightness_predictor)
+    calls = []
+    depth = pipeline(_frames(3), clip=True, progress=lambda done, total: calls.append(
+        (done, total)))
+    assert depth.shape == (3, *SIZE)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    first = next(pipeline.frames(_frames(1)))
+    np.testing.assert_allclose(depth[0], first, rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_clip_cancel_keeps_the_frames_already_yielded(tiny):
+    pipeline = DepthPipeline(tiny, _brightness_predictor)
+    done = []
+    with pytest.raises(Cancelled, match="after 2 frames"):
+        for depth in pipeline.frames(iter(_frames(4)), cancel=lambda: len(done) == 2):
+            done.append(depth)
+    assert len(done) == 2 and all(d.shape == SIZE for d in done)
+
+
+def test_pipeline_clip_refuses_frames_of_another_size_and_other_modes(tiny):
+    pipeline = DepthPipeline(tiny, _brightness_predictor)
+    frames = [_frames(1)[0], _frames(1)[0][:64]]
+    with pytest.raises(InputError, match="frame 1: 64×128"):
+        list(pipeline.frames(frames))
+    with pytest.raises(InputError, match="B×H×W×3"):
+        pipeline(_frames(1)[0], clip=True)
+    with pytest.raises(InputError, match="one-stage"):
+        pipeline(_frames(2), clip=True, mode="two-stage")

@@ -8,13 +8,14 @@ scale and shift, which jump from frame to frame, and each frame's errors are dra
    least-squares affine fit, then refitted on the 80 % of pixels that fit best, so what moved
    does not pull the fit), and that fit is blended with the frame's own fit to its low input
    with weight `anchor`: the clip's scale and shift follow the inputs' slowly (a time constant
-   of about 1 / `anchor` frames) instead of jumping with each frame's.
+   of about 1 / `anchor` = 20 frames) instead of jumping with each frame's.
 2. Gated blend. Where the aligned frame is within a few typical frame-to-frame changes of the
-   previous output, the previous output is blended in (weight up to `hold`); where it changed
-   more (a moving edge, a disocclusion) the gate closes and the frame's own value is kept, so
-   moving edges stay as sharp as per-frame refinement's.
+   previous output and neither frame has an edge within a pixel, the previous output is
+   blended in (weight up to `hold`); where it changed more (a moving edge, a disocclusion)
+   or an edge is near, the gate closes and the frame's own value is kept, so edges are not
+   dragged along behind their motion.
 
-The state is two numbers and one map, so a host can refine a clip of any length in pieces and
+The state is the previous output and a frame count, so a host can refine a clip of any length in pieces and
 pass the state on: the pieces join as if the clip had been refined in one go.
 """
 
@@ -26,12 +27,15 @@ import torch
 
 from ..maps.alignment import align_to, fit_affine
 
-ANCHOR = 0.1
+ANCHOR = 0.05
 """Weight of each frame's own low input in the clip's scale and shift."""
-HOLD = 0.7
+HOLD = 0.85
 """Largest weight of the previous output at a pixel that did not change."""
 GATE = 3.0
 """A pixel's change, in units of the frame's typical change, at which the blend fades out."""
+DETAIL = 1.5
+"""A pixel's 3×3 range (previous or current frame), in units of the frame's typical range, at
+which the blend fades out: edges and their neighbours are not blended, moving or not."""
 KEEP = 0.8
 """Fraction of pixels (the best-fitting) the robust fit to the previous output refits on."""
 
@@ -46,6 +50,7 @@ class ClipState:
     anchor: float = ANCHOR
     hold: float = HOLD
     gate: float = GATE
+    detail: float = DETAIL
     previous: torch.Tensor | None = field(default=None, repr=False)
     frames: int = 0
 
@@ -63,12 +68,26 @@ class ClipState:
         becomes the new previous output."""
         if self.previous is not None and self.previous.shape == aligned.shape[-2:]:
             change = (aligned[0] - self.previous).abs()
-            typical = change.median().clamp_min(torch.finfo(change.dtype).tiny)
-            weight = self.hold * torch.exp(-(change / (self.gate * typical)) ** 2)
+            detail = torch.maximum(_local_range(aligned[0]), _local_range(self.previous))
+            weight = self.hold * _gate(change, self.gate) * _gate(detail, self.detail)
             aligned = (weight * self.previous + (1 - weight) * aligned[0])[None]
         self.previous = aligned[0].detach().clone()
         self.frames += 1
         return aligned
+
+
+def _gate(values: torch.Tensor, gate: float) -> torch.Tensor:
+    """1 where `values` are small against their median, fading to 0 at `gate` medians."""
+    typical = values.median().clamp_min(torch.finfo(values.dtype).tiny)
+    return torch.exp(-(values / (gate * typical)) ** 2)
+
+
+def _local_range(depth: torch.Tensor) -> torch.Tensor:
+    """Max − min over each pixel's 3×3 neighbourhood (H×W): large at and beside edges."""
+    maps = depth[None, None]
+    highest = torch.nn.functional.max_pool2d(maps, 3, stride=1, padding=1)
+    lowest = -torch.nn.functional.max_pool2d(-maps, 3, stride=1, padding=1)
+    return (highest - lowest)[0, 0]
 
 
 def _robust_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
