@@ -13,7 +13,8 @@ median seconds per frame), and scores the inputs and both refinements:
 per-frame REL, ORD, D³R and boundary F1 (means over frames), TAE (moving boxes masked out)
 and the temporal std on static pixels. Also times both refinements per frame. Writes
 `video.json` (every clip) and `video.md` (means per motion and overall) under `--out`.
-With `--cost-size`, only times both refinements on a static clip of that size.
+With `--cost-size`, only times both refinements on a static clip of that size; with
+`--figure PATH`, only draws frames and a row over time (docs/img/video-clip.png).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ import numpy as np
 
 from sddr_core.evaluation.baselines import resize_prediction
 from sddr_core.evaluation.metrics import evaluate
-from sddr_core.evaluation.temporal import static_temporal_std, temporal_alignment_error
+from sddr_core.evaluation.temporal import (
+    aligned_clip_depth,
+    static_temporal_std,
+    temporal_alignment_error,
+)
 from sddr_core.files.atomic import atomic_output
 from sddr_core.inference.clip import ClipState
 from sddr_core.inference.refiner import load_refiner
@@ -85,6 +90,41 @@ def cost(refiner, size: tuple[int, int], frames: int, low_resolution: int) -> di
     return {"size": size, **{m: float(np.median(t)) for m, t in seconds.items()}}
 
 
+def figure(refiner, path: Path, seed: int, frames: int, size: tuple[int, int],
+           low_resolution: int) -> None:
+    """Frames 0, middle and last of an `objects` clip (high input, per-frame, clip, all
+    clip-aligned to the truth in disparity) and each one's middle row over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clip = render_clip(seed, frames, *size, motion="objects")
+    pairs = list(clip_predictions(clip.depth, seed, low_resolution, max(size)))
+    refined, _ = refine_both(refiner, pairs, size)
+    shown = {"exact": 1 / clip.depth,
+             "high input": np.stack([resize_prediction(high, size) for _, high in pairs]),
+             **refined}
+    disparity = {name: 1 / aligned_clip_depth(maps, clip.depth) for name, maps in shown.items()}
+    low, high = np.percentile(disparity["exact"], [1, 99])
+    picked = (0, frames // 2, frames - 1)
+    fig, axes = plt.subplots(len(shown), len(picked) + 1, figsize=(13, 2.3 * len(shown)))
+    for row, (name, maps) in zip(axes, disparity.items(), strict=True):
+        for axis, index in zip(row, picked, strict=False):
+            axis.imshow(maps[index], cmap="turbo", vmin=low, vmax=high)
+            axis.set_title(f"{name}, frame {index}", fontsize=9)
+        row[-1].imshow(maps[:, size[0] // 2], cmap="turbo", vmin=low, vmax=high,
+                       aspect="auto", interpolation="nearest")
+        row[-1].set_title(f"{name}: middle row (x) over time (y)", fontsize=9)
+        for axis in row:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    fig.tight_layout()
+    with atomic_output(path) as target:
+        fig.savefig(target, dpi=80)
+    plt.close(fig)
+
+
 def table(results: list[dict]) -> str:
     keys = (*PER_FRAME, "tae", "static_std")
     lines = []
@@ -114,6 +154,8 @@ def main() -> None:
     parser.add_argument("--motions", nargs="+", default=list(MOTIONS), choices=list(MOTIONS))
     parser.add_argument("--cost-size", help="only time both refinements at this height×width "
                         "(e.g. 720x1280), on a static clip of --frames frames")
+    parser.add_argument("--figure", type=Path, help="only draw frames and a row over time of "
+                        "the first seed's objects clip to this image")
     parser.add_argument("--out", type=Path, default=Path("benchmark-output/video"))
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
@@ -123,6 +165,9 @@ def main() -> None:
     if args.cost_size:
         size = tuple(int(v) for v in args.cost_size.split("x"))
         print(json.dumps(cost(refiner, size, args.frames, args.low_resolution)))
+        return
+    if args.figure:
+        figure(refiner, args.figure, args.seeds[0], args.frames, size, args.low_resolution)
         return
     results = []
     for motion in args.motions:

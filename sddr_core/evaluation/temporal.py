@@ -67,9 +67,12 @@ def temporal_alignment_error(predictions: np.ndarray, depth: np.ndarray,
     Examples
     --------
     >>> from sddr_core.scenes.sequence import render_clip
-    >>> clip = render_clip(1, frames=2, height=24, width=32, motion="dolly")
-    >>> round(temporal_alignment_error(1 / clip.depth, clip.depth, clip.cameras), 3) < 1
-    True
+    >>> clip = render_clip(1, frames=3, height=24, width=32, motion="static")
+    >>> round(temporal_alignment_error(1 / clip.depth, clip.depth, clip.cameras), 6)
+    0.0
+    >>> jittered = np.array([1.0, 1.1, 1.0])[:, None, None] / clip.depth
+    >>> round(temporal_alignment_error(jittered, clip.depth, clip.cameras), 1)
+    9.3
     """
     predictions, depth = _checked_clip(predictions, depth)
     if len(cameras) != len(depth):
