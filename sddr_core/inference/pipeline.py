@@ -9,7 +9,7 @@ pipeline over it are separate objects, so nothing below imports the pipeline.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sized
 
 import numpy as np
 import torch
@@ -17,7 +17,8 @@ import torch
 from ..errors import InputError
 from ..maps import edge_snap
 from ..predictors import DepthPredictor, as_rgb, load_predictor
-from .coarse_to_fine import Cancel, CoarseToFine, Progress
+from .clip import ClipState
+from .coarse_to_fine import Cancel, Cancelled, CoarseToFine, Progress
 from .refiner import Refiner, load_refiner
 from .windows import STEPS
 
@@ -57,6 +58,7 @@ class DepthPipeline:
         return_edges: bool = False,
         inputs: tuple[np.ndarray, np.ndarray] | None = None,
         snap_edges: bool = False,
+        clip: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
 
@@ -69,8 +71,20 @@ class DepthPipeline:
         two-stage run can start from the same inputs). `snap_edges` puts the pixels of the
         depth's ramps onto the nearer or farther side of their step, by the photo's colours
         (`sddr_core.maps.edge_snap`; off by default, decision 152); G_S is the unsnapped
-        run's.
+        run's. `clip=True` takes B×H×W×3 frames of one clip and returns their B×H×W depth
+        refined as a clip (one-stage only; see `frames`).
         """
+        if not isinstance(clip, bool):
+            raise InputError(f"clip {clip!r}: must be True or False")
+        if clip:
+            if mode != "one-stage" or return_edges or inputs is not None:
+                raise InputError("clip=True runs one-stage on the frames' own predictions: "
+                                 "leave mode, return_edges and inputs at their defaults")
+            if not (isinstance(image, np.ndarray) and image.ndim == 4):
+                raise InputError(f"image: clip=True needs B×H×W×3 frames, got "
+                                 f"{getattr(image, 'shape', type(image).__name__)}")
+            return np.stack(list(self.frames(image, progress=progress, cancel=cancel,
+                                             snap_edges=snap_edges)))
         if mode not in MODES:
             raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")
         if return_edges and mode != "two-stage":
@@ -85,6 +99,36 @@ class DepthPipeline:
         depth, edges = self.depth_and_edges(rgb, steps, progress, cancel, inputs)
         depth = self._snapped(depth, rgb) if snap_edges else depth
         return (depth, edges) if return_edges else depth
+
+    def frames(self, frames: Iterable[np.ndarray], *, state: ClipState | None = None,
+               progress: Progress | None = None, cancel: Cancel | None = None,
+               snap_edges: bool = False) -> Iterator[np.ndarray]:
+        """Refined depth (H×W) of each RGB frame of one clip, in order, one at a time.
+
+        One-stage per frame, with the refiner's clip mode (`Refiner.refine_clip`) joining
+        the frames; memory holds one frame and the `state`, whatever the clip's length. Pass
+        a `state` to continue a clip refined in pieces. `progress(done, total)` is called
+        after each frame, total being len(frames), or 0 for an iterator of unknown length;
+        `cancel()` is polled before each frame and, if true, raises `Cancelled` (the frames
+        yielded so far are complete). Frames must all have the first one's size.
+        """
+        total = len(frames) if isinstance(frames, Sized) else 0
+        state = ClipState() if state is None else state
+        run = self._run(None, None)
+        size = None
+        for index, frame in enumerate(frames):
+            if cancel is not None and cancel():
+                raise Cancelled(f"clip refinement cancelled after {index} frames")
+            rgb = as_rgb(frame, f"frame {index}")
+            size = size or rgb.shape[:2]
+            if rgb.shape[:2] != size:
+                raise InputError(f"frame {index}: {rgb.shape[0]}×{rgb.shape[1]}, but the "
+                                 f"clip's frames are {size[0]}×{size[1]}")
+            (depth,) = self.refiner.refine_clip([run.whole_image_inputs(rgb)], size,
+                                                state=state)
+            yield self._snapped(depth, rgb) if snap_edges else depth
+            if progress is not None:
+                progress(index + 1, total)
 
     def edges(self, image: np.ndarray, steps: int = STEPS, progress: Progress | None = None,
               cancel: Cancel | None = None) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..network.config import NetworkConfig
 from ..network.config import preset as preset_config
 from ..network.model import RefinementNetwork
 from ..runtime import resolve_device, resolve_dtype
+from .clip import ClipState
 
 DepthArray = np.ndarray | torch.Tensor
 
@@ -87,7 +88,8 @@ class Refiner:
         return padded_size(self.working_size(height, width), self.config.stride, BORDER_MARGIN)
 
     def refine(
-        self, low: DepthArray, high: DepthArray, out_size: tuple[int, int] | None = None
+        self, low: DepthArray, high: DepthArray, out_size: tuple[int, int] | None = None,
+        *, clip: bool = False,
     ) -> DepthArray:
         """Fuse a low-res and a high-res depth prediction of the same image into one.
 
@@ -95,21 +97,73 @@ class Refiner:
         sizes; depth or disparity, as long as both use the same. Returns float32 depth at
         `out_size` (height, width), by default the high input's size, in the low input's
         polarity and value range; numpy in → numpy out, a tensor in → a tensor on its device.
+        `clip=True` refines the B maps as the frames of one clip, in order (`refine_clip`);
+        the result is then in the first frame's low input's units, drifting slowly with the
+        later frames'.
         """
+        if not isinstance(clip, bool):
+            raise InputError(f"clip {clip!r}: must be True or False")
         low_maps = as_depth_batch(low, "low", self.device)
         high_maps = as_depth_batch(high, "high", self.device)
         check_pair(low_maps, high_maps)
         size = _check_out_size(out_size) or tuple(high_maps.shape[-2:])
-        depth = _checked(self._run_network(low_maps, high_maps), "N_r's output")
+        if clip:
+            frames = zip(low_maps, high_maps, strict=True)
+            refined = torch.stack(list(self.refine_clip(frames, size)))
+        else:
+            refined = self._refine_maps(low_maps, high_maps, size)
+        return _like(refined, high)
+
+    def refine_clip(
+        self, frames: Iterable[tuple[DepthArray, DepthArray]],
+        out_size: tuple[int, int] | None = None, *, state: ClipState | None = None,
+    ) -> Iterator[DepthArray]:
+        """Refine a clip's (low, high) frames in order, yielding each refined frame.
+
+        Each frame is as in `refine` (H×W maps in → an H×W map out, numpy or tensor as given).
+        Memory holds one frame and the `state` (`inference.clip`), whatever the clip's length.
+        Pass a `state` to continue a clip refined in pieces (it is updated in place); frames
+        of another size than the previous one start a new clip. Each frame's result is what
+        `refine(..., clip=True)` gives for it; stop iterating to stop.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> refiner = build_refiner(max_side=64)
+        >>> ramp = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+        >>> [d.shape for d in refiner.refine_clip([(ramp, ramp), (ramp, ramp + 0.1)])]
+        [(64, 64), (64, 64)]
+        """
+        state = ClipState() if state is None else state
+        for index, (low, high) in enumerate(frames):
+            low_maps = as_depth_batch(low, f"low of frame {index}", self.device)
+            high_maps = as_depth_batch(high, f"high of frame {index}", self.device)
+            check_pair(low_maps, high_maps)
+            if low_maps.shape[0] != 1:
+                raise InputError(f"frame {index}: expected one H×W map per frame, got "
+                                 f"{low_maps.shape[0]}")
+            size = _check_out_size(out_size) or tuple(high_maps.shape[-2:])
+            yield _like(self._refine_maps(low_maps, high_maps, size, state), high)
+
+    def _refine_maps(self, low_maps: torch.Tensor, high_maps: torch.Tensor,
+                     size: tuple[int, int], state: ClipState | None = None) -> torch.Tensor:
+        """B×H×W refined maps at `size`; with a `state`, one frame of a clip (B = 1)."""
+        depth = resize_maps(_checked(self._run_network(low_maps, high_maps), "N_r's output"),
+                            size)
         low_resized = resize_maps(low_maps, size)
-        refined = align_to(resize_maps(depth, size), low_resized,
-                           inlier_mask(low_resized, low_maps))
+        mask = inlier_mask(low_resized, low_maps)
+        if state is None:
+            refined = align_to(depth, low_resized, mask)
+        else:
+            refined = state.align(depth, low_resized, mask)
         if self.keep_thin:
             high_resized = resize_maps(high_maps, size)
             refined = keep_thin_structures(refined, high_resized,
                                            thin_width(size, low_maps.shape[-2:]),
                                            inlier_mask(high_resized, high_maps))
-        return _like(_checked(refined, "the refined depth"), high)
+        if state is not None:
+            refined = state.blend(refined)
+        return _checked(refined, "the refined depth")
 
     def _run_network(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """D0 at the working size of the high input, in the network's [0, 1] units."""
