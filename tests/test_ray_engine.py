@@ -102,9 +102,16 @@ def _one_thread(argv: list[str]) -> int:
 
 
 def _sddr(*argv: str) -> subprocess.Popen:
-    """`sddr …` as its own process (its own Ray driver), output captured."""
+    """`sddr …` as its own process (its own Ray driver), output captured, with Ctrl-C's
+    default disposition as a terminal gives it: a child inherits an ignored SIGINT, and in the
+    whole suite something before this file leaves it ignored in pytest's process."""
     return subprocess.Popen([sys.executable, "-m", "sddr_core.cli.main", *argv], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _manifest_lines(out: Path) -> list[str]:
