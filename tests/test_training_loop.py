@@ -460,32 +460,34 @@ def test_init_may_switch_the_correction_filter_on(tmp_path, cache, finished):
     assert trained.config.correction_filter_radius == 4
 
 
-def test_ablate_trains_rows_from_one_checkpoint_and_tables_them(tmp_path, cache, finished):
-    """Two rows from the finished run's checkpoint, scored on a generated folder dataset for
-    two seeds, sharing one scene cache; a second call trains nothing again."""
+def test_ablate_trains_phase1_and_rows_per_seed_and_tables_them(tmp_path, cache):
+    """Phase 1 and two rows for each of two training seeds, scored on a generated folder
+    dataset for two simulator seeds, sharing one scene cache; a second call trains nothing."""
     _folder_dataset(tmp_path / "eval", ("a", "b"))
-    config = _config(tmp_path, cache, schedule__phase2_steps=2, schedule__label_refresh=2,
-                     data__cache=None)
-    command = [sys.executable, "-m", "training", "ablate", "--config", str(config),
-               "--init", str(latest_checkpoint(finished)), "--out", str(tmp_path / "ablate"),
-               "--rows", "S=0", "L_gt", "--dataset", "folder", "--data", str(tmp_path / "eval"),
-               "--seeds", "0", "1"]
-    _run(command)
-    report = json.loads((tmp_path / "ablate" / "ablation.json").read_text())
-    assert list(report["rows"]) == ["phase 1", "S=0", "L_gt"]
-    for row in report["rows"].values():
-        for metric in ("delta1", "rel", "ord", "d3r"):
-            assert np.isfinite(row[metric]["mean"]) and row[metric]["std"] >= 0
-    assert report["rows"]["phase 1"] != report["rows"]["S=0"]  # phase 2 changed the weights
-    s0 = _log(tmp_path / "ablate" / "S=0")
-    assert [r["labels"]["steps"] for r in s0 if "labels" in r] == [0]
-    gt_only = [r for r in _log(tmp_path / "ablate" / "L_gt") if "loss" in r]
-    assert all(r["phase"] == 2 and r["loss"] == pytest.approx(r["gt"]) for r in gt_only)
-    table = (tmp_path / "ablate" / "ablation.md").read_text()
-    assert "| S=0 |" in table and "±" in table
+    config = _config(tmp_path, cache, schedule__phase1_steps=2, schedule__phase2_steps=2,
+                     schedule__label_refresh=2, data__cache=None)
     ablate = tmp_path / "ablate"
-    assert (ablate / "cache").is_dir() and not list(ablate.glob("*/cache"))
-    final = latest_checkpoint(tmp_path / "ablate" / "S=0")
+    command = [sys.executable, "-m", "training", "ablate", "--config", str(config),
+               "--out", str(ablate), "--rows", "S=0", "L_gt", "--dataset", "folder",
+               "--data", str(tmp_path / "eval"), "--train-seeds", "0", "1", "--seeds", "0", "1"]
+    _run(command)
+    report = json.loads((ablate / "ablation.json").read_text())
+    assert list(report["rows"]) == ["no phase 2", "S=0", "L_gt"]
+    for row in report["rows"].values():
+        assert set(row["per_seed"]) == {"0", "1"}
+        for metric in ("delta1", "rel", "ord", "d3r", "boundary_f1"):
+            assert np.isfinite(row[metric]["mean"]) and row[metric]["std"] >= 0
+    rows = report["rows"]
+    assert rows["no phase 2"]["per_seed"]["0"] != rows["S=0"]["per_seed"]["0"]  # phase 2 trained
+    assert rows["S=0"]["per_seed"]["0"] != rows["S=0"]["per_seed"]["1"]  # the seeds differ
+    s0 = _log(ablate / "seed-0" / "S=0")
+    assert [r["labels"]["steps"] for r in s0 if "labels" in r] == [0]
+    gt_only = [r for r in _log(ablate / "seed-1" / "L_gt") if "loss" in r]
+    assert all(r["phase"] == 2 and r["loss"] == pytest.approx(r["gt"]) for r in gt_only)
+    table = (ablate / "ablation.md").read_text()
+    assert "| S=0 |" in table and "±" in table and "boundary F1" in table
+    assert (ablate / "cache").is_dir() and not list(ablate.glob("seed-*/**/cache"))
+    final = latest_checkpoint(ablate / "seed-1" / "S=0")
     stamp = final.stat().st_mtime_ns
     _run(command)
     assert final.stat().st_mtime_ns == stamp

@@ -42,19 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_arguments(commands)
 
     ablate = commands.add_parser(
-        "ablate", help="the paper's Table 4: phase 2 varied from one phase-1 checkpoint")
+        "ablate", help="the paper's Table 4: phase 1, then phase 2 varied, per training seed")
     ablate.add_argument("--config", required=True,
-                        help="base config; its phase2_steps is every row's budget")
-    ablate.add_argument("--init", required=True, metavar="PHASE1",
-                        help="the shared phase-1 checkpoint (or weights file)")
-    ablate.add_argument("--out", required=True, help="folder of the rows' runs and the table")
+                        help="base config: its phase1_steps is phase 1's budget and its "
+                             "phase2_steps every row's")
+    ablate.add_argument("--out", required=True, help="folder of the runs and the table")
     ablate.add_argument("--rows", nargs="+", default=None, choices=ABLATION_ROWS,
                         metavar="ROW", help=f"rows (default: all): {', '.join(ABLATION_ROWS)}")
     ablate.add_argument("--dataset", default="middlebury2006",
                         help="evaluation dataset kind, as `sddr eval --dataset`")
     ablate.add_argument("--data", required=True, help="evaluation dataset root")
+    ablate.add_argument("--train-seeds", nargs="+", type=int, default=[0, 1],
+                        help="training seeds: each trains phase 1 and every row "
+                             "(mean ± std over them)")
     ablate.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                        help="simulator seeds of the evaluation (mean ± std over them)")
+                        help="simulator seeds of the evaluation (averaged)")
     ablate.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a base config value (repeatable)")
     ablate.set_defaults(run=_ablate)
@@ -112,8 +114,8 @@ def _ablate(args: argparse.Namespace) -> int:
 
     config = override(load_config(args.config), args.overrides)
     dataset = open_dataset(args.dataset, args.data)
-    report = run_ablation(config, args.init, args.out, dataset,
-                          args.rows or tuple(ABLATION_ROWS), args.seeds)
+    report = run_ablation(config, args.out, dataset, args.rows or tuple(ABLATION_ROWS),
+                          args.train_seeds, args.seeds)
     print(f"wrote {args.out}/ablation.md and ablation.json ({len(report['rows'])} rows)")
     return 0
 
