@@ -286,6 +286,24 @@ def test_total_is_the_weighted_sum_of_the_parts():
         parts["fusion"], fusion_loss(output.omegas, edges, levels=(1,), variant="code"))
 
 
+def test_gt_trim_option_reaches_every_output_and_zero_keeps_the_edge_residuals():
+    """A step blurred into an 8-px ramp on an eighth of the image: its residuals are the
+    largest, so trimming 20 % leaves the scale-invariant term blind to it."""
+    target = torch.zeros(1, 32, 64)
+    target[:, :, 40:] = 1.0
+    ramp = target.clone()
+    ramp[:, :, 36:44] = torch.linspace(0, 1, 8)
+    assert gt_loss(ramp, target, trim=0.2, gradient_weight=0) < 1e-6
+    assert gt_loss(ramp, target, trim=0.0, gradient_weight=0) > 0.01
+    output, edges = output_of(31), sobel_magnitude(scene(32, size=32), value_range=1.0)
+    target = scene(33, size=32)
+    _, parts = combine(loss_terms(output, target, edges, options=LossOptions(gt_trim=0.0)))
+    untrimmed = sum(gt_loss(d, target, trim=0.0) for d in [output.depth, *output.aux.values()])
+    torch.testing.assert_close(parts["gt"], untrimmed.detach())
+    _, trimmed = combine(loss_terms(output, target, edges))
+    assert trimmed["gt"] < parts["gt"]
+
+
 def test_the_objective_is_computed_in_fp32_under_autocast():
     output, target = output_of(29), scene(30, size=32)
     edges = sobel_magnitude(scene(31, size=32), value_range=1.0)

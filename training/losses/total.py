@@ -13,7 +13,7 @@ from .fusion import LEVELS, fusion_loss
 from .fusion import Variant as FusionVariant
 from .gradient import Variant as GradVariant
 from .gradient import grad_loss
-from .ground_truth import gt_loss
+from .ground_truth import TRIM, gt_loss
 from .regions import REGIONS
 
 
@@ -32,8 +32,11 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class LossOptions:
-    """The open choices of L_grad and L_fusion (docs/decisions.md, "Training losses")."""
+    """The open choices of L_gt, L_grad and L_fusion (docs/decisions.md, "Training losses")."""
 
+    gt_trim: float = TRIM
+    """Share of each image's largest L_gt residuals left out (MiDaS's 0.2, made for noisy
+    ground truth; on exact procedural depth they are the edges, decision 236)."""
     regions: int = REGIONS
     """N_g, the k-means regions of L_grad."""
     fusion_levels: tuple[int, ...] = LEVELS
@@ -90,9 +93,10 @@ def loss_terms(
         output's (weight `weights.aux`; absent when it is 0); `grad`: L_grad (λ1) and
         `fusion`: L_fusion (λ2), only when `edges` is given.
     """
-    terms = {"gt_d0": Term(1.0, gt_loss(output.depth, target, mask))}
+    trim = options.gt_trim
+    terms = {"gt_d0": Term(1.0, gt_loss(output.depth, target, mask, trim=trim))}
     if weights.aux:
-        terms |= {f"gt_{name}": Term(weights.aux, gt_loss(aux, target, mask))
+        terms |= {f"gt_{name}": Term(weights.aux, gt_loss(aux, target, mask, trim=trim))
                   for name, aux in output.aux.items()}
     if edges is not None:
         terms["grad"] = Term(weights.grad, grad_loss(
