@@ -89,6 +89,10 @@ class ModelConfig:
     """Train through N_r's correction filter of this radius (decision 134; needs a residual
     preset); 0: off, as every preset."""
 
+    full_resolution_head: int = 0
+    """Channels of N_r's full-resolution head (decision 237; needs a residual preset); 0:
+    none, as every preset."""
+
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
         _require(self.drop_path is None or 0 <= self.drop_path < 1, "drop_path",
@@ -98,10 +102,16 @@ class ModelConfig:
                  and (radius == 0 or PRESETS[self.preset].residual),
                  "correction_filter_radius", "an integer ≥ 0, and 0 unless the preset is "
                  "residual", radius)
+        head = self.full_resolution_head
+        _require(isinstance(head, int) and not isinstance(head, bool) and 0 <= head <= 64
+                 and (head == 0 or PRESETS[self.preset].residual),
+                 "full_resolution_head", "an integer from 0 to 64, and 0 unless the preset is "
+                 "residual", head)
 
     def architecture(self) -> NetworkConfig:
-        """The preset with this config's changes."""
-        changes = {"correction_filter_radius": self.correction_filter_radius}
+        """The preset with this config's changes (checked by `NetworkConfig`)."""
+        changes = {"correction_filter_radius": self.correction_filter_radius,
+                   "full_resolution_head": self.full_resolution_head}
         if self.drop_path is not None:
             changes["drop_path"] = self.drop_path
         return dataclasses.replace(PRESETS[self.preset], **changes)

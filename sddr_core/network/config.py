@@ -53,6 +53,11 @@ class NetworkConfig:
     """With `residual`: smooth the correction with a guided filter of this radius (px at the
     working resolution), the high input as guide, so it follows the high input's edges instead
     of redrawing them from the 1/2-resolution decoder (decision 134). 0: off (the paper's)."""
+    full_resolution_head: int = 0
+    """With `residual`: channels of a small convolutional head at full resolution that sees
+    D0 and the high input pixel by pixel and adds its own correction (decision 237), so edges
+    can be placed and sharpened finer than the 1/2-resolution decoder draws them. 0: none
+    (the paper's and every network saved before it)."""
     correction_filter_eps: float = 1e-3
     """The guided filter's ε, in units of the normalised ([0, 1]) high input squared: guide
     steps well above √ε keep the correction two-sided."""
@@ -106,7 +111,8 @@ class NetworkConfig:
 
 LIMITS = {"stem_channels": 1024, "embed_dims": 1024, "num_heads": 64, "depths": 64,
           "sr_ratios": 64, "mlp_ratio": 16, "cross_attention_layers": 64,
-          "cross_attention_heads": 64, "correction_filter_radius": 256}
+          "cross_attention_heads": 64, "correction_filter_radius": 256,
+          "full_resolution_head": 64}
 """Largest value of each size field (of each entry, for tuples): twice the largest MiT
 (SegFormer b5: widths up to 512, 40 blocks in a stage, mlp ratio 4) and more than any preset.
 A weights file's config is read before its tensors, so without them a file asking for
@@ -156,6 +162,11 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
          and (config.residual or not config.correction_filter_radius),
          f"an integer from 0 to {LIMITS['correction_filter_radius']}, and 0 unless residual "
          "is true (it filters the correction)"),
+        ("full_resolution_head", _is_int(config.full_resolution_head, 0,
+                                         LIMITS["full_resolution_head"])
+         and (config.residual or not config.full_resolution_head),
+         f"an integer from 0 to {LIMITS['full_resolution_head']}, and 0 unless residual is "
+         "true (it corrects D0 = high + correction)"),
         ("correction_filter_eps", isinstance(config.correction_filter_eps, int | float)
          and not isinstance(config.correction_filter_eps, bool)
          and config.correction_filter_eps > 0, "a number > 0"),

@@ -67,6 +67,35 @@ class SubPixelOutput(nn.Module):
             return F.pixel_shuffle(self.conv(self.norm(x)), 2)
 
 
+class FullResolutionHead(nn.Module):
+    """A correction of D0 from D0 and the high input at full resolution: three 3×3 convs
+    with dilations 1, 2, 4 (a 15-px field, wider than the simulated predictors' ~4-px edge
+    blur), so a ramp's exact pixels are seen, which the 1/2-resolution decoder cannot.
+
+    The last conv starts at zero, so a network gains the head without changing its output
+    (training starts from, and can be initialised with, weights trained without it). fp32, as
+    D0 itself.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.convs = nn.ModuleList([
+            nn.Conv2d(2, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
+            nn.Conv2d(channels, 1, 3, padding=4, dilation=4),
+        ])
+        nn.init.zeros_(self.convs[-1].weight)
+        nn.init.zeros_(self.convs[-1].bias)
+
+    def forward(self, depth: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        context, depth = full_precision(depth)
+        with context:
+            x = torch.cat([depth, high.float()], dim=1)
+            for conv in self.convs[:-1]:
+                x = F.leaky_relu(conv(x), 0.2)
+            return depth + self.convs[-1](x)
+
+
 class OmegaHead(nn.Module):
     """Predicts the regional soft mask Ω ∈ [0, 1] of one decoder level."""
 

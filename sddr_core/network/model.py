@@ -18,7 +18,7 @@ from ..maps.alignment import fit_affine
 from ..maps.guided_filter import guided_filter
 from .config import NetworkConfig
 from .cross_attention import CrossResolutionAttention
-from .decoder import FusionDecoder
+from .decoder import FullResolutionHead, FusionDecoder
 from .encoder import SharedEncoder
 from .precision import full_precision
 
@@ -46,6 +46,8 @@ class RefinementNetwork(nn.Module):
         self.decoder = FusionDecoder(
             list(config.stem_channels) + list(config.embed_dims), config.upsample_mode
         )
+        self.full_resolution_head = (FullResolutionHead(config.full_resolution_head)
+                                     if config.full_resolution_head else None)
         self.apply(_init_weights)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor, with_aux: bool = False):
@@ -68,6 +70,8 @@ class RefinementNetwork(nn.Module):
         depth, omegas, aux = self.decoder(low_features, high_features, with_aux)
         if self.config.residual:
             depth = high + depth
+            if self.full_resolution_head is not None:
+                depth = self.full_resolution_head(depth, high)
             if self.config.correction_filter_radius:
                 depth = self._filtered(depth, high)
             aux = {name: F.avg_pool2d(high, high.shape[-1] // correction.shape[-1]) + correction
