@@ -6,9 +6,11 @@ the labels of the current refresh, TensorBoard events and, unless `data.cache` s
 the cache of scenes and predictions. Only rank 0 writes logs and checkpoints; every rank
 labels its share of each pool.
 
-Exactness on resume rests on three things: the checkpoint holds every RNG state with the
-weights and AdamW's moments (`training.checkpoint`); which crop each sample is depends on its
-number alone (`training.data.batches`); and the labels of the current refresh are on disk.
+Exactness on resume rests on three things: the checkpoint holds the weights and AdamW's
+moments (`training.checkpoint`); which crop each sample is depends on its number alone
+(`training.data.batches`), and stochastic depth's draws on the step and rank alone
+(`_seed_step`); and the labels of the current refresh are on disk. None of the three depends
+on the number of processes, so a run may resume on another number (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -64,6 +67,9 @@ from training.losses import (
 from training.validation import Validation
 
 log = logging.getLogger("training")
+
+_DROP_PATH = 6
+"""Stream tag of `_seed_step`'s seeds, apart from `training.data`'s and `training.labels`'."""
 
 
 class Diverged(SddrError):
@@ -206,6 +212,7 @@ class _Run:
             if self.step % self.config.validation.every == 0 or self.step == total:
                 self._validate()
         bar.close()
+        self.process.barrier()  # the other ranks then see rank 0's last checkpoint
         if self.logger:
             self.logger.close()
         return last or latest_checkpoint(self.run_dir)
@@ -296,6 +303,7 @@ class _Run:
         target, mask = batch["target"].to(device), batch["mask"].to(device)
         edges = (label_crops(self.labels, batch, self.config.data.crop).to(device)
                  if self.schedule.phase(self.step) == 2 else None)
+        _seed_step(self.config.seed, self.step, self.process.rank)
         with self.autocast:
             output = self.wrapped(low, high, with_aux=True)
         output = dataclasses.replace(
@@ -383,6 +391,17 @@ def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
         raise WeightsError(f"--init {reference}: another architecture than model.preset "
                            f"gives: {config_difference(given, architecture)}")
     return network
+
+
+def _seed_step(seed: int, step: int, rank: int) -> None:
+    """Seed the global torch RNG, which stochastic depth draws from, for one rank's step.
+
+    Seeded once, every rank drew the same masks for its samples, and a checkpoint (rank 0's
+    RNG state) could not resume another number of processes as itself: seeded by (seed, step,
+    rank), each rank draws its own masks and a step's draws need no saved state (decision 271).
+    """
+    state = np.random.SeedSequence([seed, _DROP_PATH, step, rank]).generate_state(1, np.uint64)
+    torch.manual_seed(int(state[0]))
 
 
 def _frozen_copy(model: RefinementNetwork) -> RefinementNetwork:
