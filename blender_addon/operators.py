@@ -198,7 +198,23 @@ def draw_vertex_count(layout, settings, depth_path: str) -> None:
     layout.label(text=f"Vertices: {count:,} of {size[0]}×{size[1]} px", icon="MESH_GRID")
 
 
-class SDDR_OT_build_mesh(bpy.types.Operator):
+class _MeshBuilder:
+    """`execute` of the operators that build from the mesh settings (the sidebar's values,
+    changed in the redo panel): `_build` returns the object and a summary to report."""
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene_settings = context.scene.sddr
+        take_scene_settings(self, scene_settings)
+        try:
+            obj, summary = self._build(context, scene_settings)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, {summary}")
+        return {"FINISHED"}
+
+
+class SDDR_OT_build_mesh(_MeshBuilder, bpy.types.Operator):
     """Build a mesh whose vertices are the depth map's pixels unprojected through the camera,
     with depth ramps snapped to their sides and faces across discontinuities cut and closed"""
 
@@ -207,18 +223,10 @@ class SDDR_OT_build_mesh(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     __annotations__ = mesh_properties(for_operator=True)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        scene_settings = context.scene.sddr
-        take_scene_settings(self, scene_settings)
-        try:
-            obj = build_depth_mesh(context, self, scene_settings.depth_path,
-                                   scene_settings.image_path)
-        except PROBLEMS as err:
-            self.report({"ERROR"}, str(err))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, "
-                              f"{len(obj.data.polygons):,} faces")
-        return {"FINISHED"}
+    def _build(self, context, scene_settings) -> tuple[bpy.types.Object, str]:
+        obj = build_depth_mesh(context, self, scene_settings.depth_path,
+                               scene_settings.image_path)
+        return obj, f"{len(obj.data.polygons):,} faces"
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_mesh_settings(self.layout, self)
@@ -257,7 +265,7 @@ def draw_mesh_settings(layout, settings, *, animated: bool = False) -> None:
 ANIMATED_NOTE = "Animated: cut per frame; ramps not snapped, cuts not closed"
 
 
-class SDDR_OT_build_animated_mesh(bpy.types.Operator):
+class SDDR_OT_build_animated_mesh(_MeshBuilder, bpy.types.Operator):
     """Build a mesh that follows numbered depth frames, read as an image sequence by a
     Geometry Nodes modifier: each frame's depth along the first frame's camera rays, cut per
     frame"""
@@ -267,20 +275,12 @@ class SDDR_OT_build_animated_mesh(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     __annotations__ = mesh_properties(for_operator=True)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        scene_settings = context.scene.sddr
-        take_scene_settings(self, scene_settings)
-        try:
-            depth = frames_at(scene_settings.depth_frames, "depth frames")
-            photos = (frames_at(scene_settings.photo_frames, "photo frames")
-                      if scene_settings.photo_frames else None)
-            obj = build_animated_mesh(context, self, depth, photos)
-        except PROBLEMS as err:
-            self.report({"ERROR"}, str(err))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, frames "
-                              f"{depth.first}…{depth.last}")
-        return {"FINISHED"}
+    def _build(self, context, scene_settings) -> tuple[bpy.types.Object, str]:
+        depth = frames_at(scene_settings.depth_frames, "depth frames")
+        photos = (frames_at(scene_settings.photo_frames, "photo frames")
+                  if scene_settings.photo_frames else None)
+        obj = build_animated_mesh(context, self, depth, photos)
+        return obj, f"frames {depth.first}…{depth.last}"
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_mesh_settings(self.layout, self, animated=True)
@@ -487,9 +487,8 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         except BackendError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        kind = KIND_FOR_POLARITY.get(result.polarity, "DISPARITY")
-        values = {name: getattr(settings, name) for name in MESH_SETTINGS}
-        mesh_settings = SimpleNamespace(**{**values, "depth_kind": kind})
+        mesh_settings = refined_settings(settings, result.polarity)
+        kind = mesh_settings.depth_kind
         try:
             obj = build_depth_mesh(context, mesh_settings, str(result.path),
                                    settings.image_path)
@@ -533,17 +532,22 @@ class SDDR_OT_refine_frames(SDDR_OT_estimate_and_refine):
             if len(written) != len(self._photos):
                 raise BackendError(f"the worker wrote {len(written)} depth frames for "
                                    f"{len(self._photos)} photo frames")
-            kind = KIND_FOR_POLARITY.get(result.polarity, "DISPARITY")
-            values = {name: getattr(settings, name) for name in MESH_SETTINGS}
-            obj = build_animated_mesh(context, SimpleNamespace(**{**values, "depth_kind": kind}),
-                                      written, self._photos)
+            mesh_settings = refined_settings(settings, result.polarity)
+            obj = build_animated_mesh(context, mesh_settings, written, self._photos)
         except PROBLEMS as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        settings.depth_frames, settings.depth_kind = str(result.path), kind
+        settings.depth_frames, settings.depth_kind = str(result.path), mesh_settings.depth_kind
         self.report({"INFO"}, f"Refined {len(written)} frames into {result.path.parent}; "
                               f"{obj.name}: {len(obj.data.vertices):,} vertices")
         return {"FINISHED"}
+
+
+def refined_settings(settings, polarity: str) -> SimpleNamespace:
+    """The scene's mesh settings with the depth kind of the worker's predictor."""
+    values = {name: getattr(settings, name) for name in MESH_SETTINGS}
+    return SimpleNamespace(**{**values, "depth_kind": KIND_FOR_POLARITY.get(polarity,
+                                                                              "DISPARITY")})
 
 
 def depth_folder(prefs) -> Path:

@@ -737,10 +737,12 @@ class ModalRun:
     """Drives the operator's interactive path (invoke's start, then modal on timer and Esc
     events) as Blender's event loop would; headless there is no event loop to do it."""
 
-    def __init__(self, addon: str, context) -> None:
-        operator = sys.modules[f"{addon}.operators"].SDDR_OT_estimate_and_refine
+    def __init__(self, addon: str, context, operator: str = "SDDR_OT_estimate_and_refine"
+                 ) -> None:
+        operator = getattr(sys.modules[f"{addon}.operators"], operator)
         for name in ("_start", "_begin", "modal", "_show", "_end", "_finish"):
             setattr(self, name, getattr(operator, name).__get__(self))
+        self.UNIT, self.CANCELLED = operator.UNIT, operator.CANCELLED
         self.reports: list[tuple[set, str]] = []
         self.context = context
         self._job = self._start(context)  # what invoke does, but for the modal handler

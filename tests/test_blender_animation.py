@@ -12,6 +12,7 @@ sidecar saying so), so the truth at each frame is known.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 
 from blender_addon.depth_meaning import DepthMeaning, sidecar_path
 from tests.test_blender_addon import (
+    ModalRun,
     addon,
     backend,
     bpy,
@@ -208,6 +210,28 @@ def test_bad_sequences_are_refused_naming_the_file_and_leave_nothing(scene, tmp_
     assert len(bpy.data.node_groups) == 0
 
 
+def test_pixels_without_depth_drop_their_vertices_on_their_frame_only(scene, tmp_path):
+    folder = exr_frames(tmp_path / "exr")
+    holed = box_depth(2)
+    holed[0:5, 0:6] = 0.0  # no depth (metric 0), as the still mesh reads it
+    holed[25:, 35:] = np.nan
+    save_image(folder / "depth_0002.exr", holed, depth=True)
+    obj = build(scene, folder, depth_kind="DEPTH", cut_edges=False)
+    z, faces = evaluated_distances(obj, 2)
+    assert np.isnan(z[0:5, 0:6]).all() and np.isnan(z[25:, 35:]).all()
+    assert np.isfinite(z).sum() == WIDTH * HEIGHT - 30 - 25
+    assert faces == (WIDTH - 1) * (HEIGHT - 1) - 5 * 6 - 5 * 5  # quads touching the holes
+    assert np.isfinite(evaluated_distances(obj, 3)[0]).all()
+
+
+def test_undo_removes_the_animated_mesh(scene, tmp_path):
+    scene.sddr.depth_frames, scene.sddr.depth_kind = str(exr_frames(tmp_path / "exr")), "DEPTH"
+    assert bpy.ops.sddr.build_animated_mesh("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert len(bpy.data.objects) == 1
+    bpy.ops.ed.undo()
+    assert len(bpy.data.objects) == 0
+
+
 def test_no_depth_frames_set_is_refused():
     with pytest.raises(RuntimeError, match="no depth frames set"):
         bpy.ops.sddr.build_animated_mesh()
@@ -251,3 +275,43 @@ def test_refine_frames_refines_the_photos_as_a_clip_and_builds_the_animated_mesh
     for frame in (1, 3):
         z, faces = evaluated_distances(obj, frame, 64, 48)
         assert np.isfinite(z).all() and faces > 0
+
+
+def _photo_clip(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for frame in range(1, count + 1):
+        save_image(folder / f"frame_{frame:02d}.png", rng.uniform(0, 1, (48, 64, 3)),
+                   depth=False)
+    return folder
+
+
+def test_interactive_refine_frames_shows_progress_per_frame(refine_setup, scene, addon,
+                                                           tmp_path):
+    scene.sddr.photo_frames = str(_photo_clip(tmp_path / "clip", 5))
+    run, texts = ModalRun(addon, bpy.context, "SDDR_OT_refine_frames"), []
+    while (result := run.send("TIMER")) == {"PASS_THROUGH"}:
+        texts.append(bpy.context.window_manager.sddr.text)
+        time.sleep(0.02)
+    assert result == {"FINISHED"}, run.reports
+    shown = [t for t in dict.fromkeys(texts) if "frame" in t]
+    assert shown[-1] == "SDDR: refining, frame 5/5" and len(shown) >= 2
+    assert bpy.context.active_object.modifiers["SDDR Depth Frames"]
+
+
+def test_esc_stops_refine_frames_and_keeps_the_frames_done(refine_setup, scene, addon,
+                                                          tmp_path):
+    scene.sddr.photo_frames = str(_photo_clip(tmp_path / "clip", 40))
+    before = data_counts()
+    run = ModalRun(addon, bpy.context, "SDDR_OT_refine_frames")
+    while "frame 1/" not in bpy.context.window_manager.sddr.text:
+        assert run.send("TIMER") == {"PASS_THROUGH"}, run.reports
+        time.sleep(0.02)
+    assert run.send("ESC") == {"CANCELLED"}
+    assert run._job.cancelled and run._job.process.returncode == 143
+    assert any("the depth frames refined so far are complete" in m for _, m in run.reports)
+    assert data_counts() == before
+    written = sorted(p.name for p in (Path(refine_setup.output_folder) / "clip.clip").iterdir()
+                     if p.suffix == ".png")
+    assert 1 <= len(written) < 40
+    assert written == [f"frame_{f:02d}.png" for f in range(1, len(written) + 1)]
