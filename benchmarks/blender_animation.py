@@ -20,7 +20,8 @@ normalised to its own range, with a sidecar. Run from the repository root:
 
 The picture: clip `objects` of seed 2 (docs/video.md), refined in clip mode with the bundled
 weights from its simulated inputs, built with the defaults, and rendered by Cycles at four
-frames from a camera moved 0.6 m to the right and turned back to the scene.
+frames from the added camera (top) and from one moved 0.6 m to the right and turned back to
+the scene (bottom).
 """
 
 import argparse
@@ -72,7 +73,7 @@ pairs = clip_predictions(clip.depth, 2, 96, 256)
 for index, depth in enumerate(refiner.refine_clip(pairs, (192, 256))):
     write_depth_with_meaning(folder / f"objects_{index + 1:03d}.png", depth, kind="disparity",
                              units="relative", written_by="benchmark (clip mode)")
-fx = float(clip.cameras[0].K[0][0])
+fx = float(clip.cameras[0].intrinsics[0][0])
 print(json.dumps({"fov": float(np.degrees(2 * np.arctan(256 / (2 * fx)))),
                   "near_far": [float(v) for v in robust_range(clip.depth[0])]}))
 """
@@ -182,26 +183,34 @@ def picture(path: Path, frames: int) -> None:
     obj = bpy.context.active_object
     obj.data.materials.append(bpy.data.materials.new("grey"))
     assert bpy.ops.sddr.add_camera() == {"FINISHED"}
-    camera = scene.camera
-    camera.location.x += 0.6
-    camera.rotation_euler.z += math.atan2(0.6, 4.0)  # back towards the room's middle
+    added = scene.camera
+    side = bpy.data.objects.new("side", added.data)
+    side.location.x, side.rotation_euler = 0.6, added.rotation_euler
+    side.rotation_euler.z += math.atan2(0.6, 4.0)  # back towards the room's middle
+    scene.collection.objects.link(side)
     sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    sun.data.energy = 2.0
     sun.rotation_euler = (math.radians(50), 0, math.radians(30))
     scene.collection.objects.link(sun)
     scene.render.engine, scene.cycles.samples = "CYCLES", 8
     scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"
     shown = [1, frames // 3, 2 * frames // 3, frames]
-    tiles = []
-    for frame in shown:
-        scene.frame_set(frame)
-        scene.render.filepath = str(folder / f"render_{frame}.png")
-        bpy.ops.render.render(write_still=True)
-        image = bpy.data.images.load(scene.render.filepath)
-        pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
-        image.pixels.foreach_get(pixels)
-        tiles.append(pixels.reshape(image.size[1], image.size[0], 4))
-        bpy.data.images.remove(image)
-    strip = np.concatenate(tiles, axis=1)  # bottom-up rows, as Blender stores them
+    rows = []
+    for camera in (side, added):  # bottom row first: Blender's rows run bottom-up
+        scene.camera = camera
+        tiles = []
+        for frame in shown:
+            scene.frame_set(frame)
+            scene.render.filepath = str(folder / f"render_{camera.name}_{frame}.png")
+            bpy.ops.render.render(write_still=True)
+            image = bpy.data.images.load(scene.render.filepath)
+            pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+            image.pixels.foreach_get(pixels)
+            tiles.append(pixels.reshape(image.size[1], image.size[0], 4))
+            bpy.data.images.remove(image)
+        rows.append(np.concatenate(tiles, axis=1))
+    strip = np.concatenate(rows, axis=0)
     out = bpy.data.images.new("strip", strip.shape[1], strip.shape[0])
     out.pixels.foreach_set(strip.ravel())
     out.filepath_raw, out.file_format = str(path), "PNG"
