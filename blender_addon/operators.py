@@ -388,25 +388,11 @@ class SDDR_OT_add_camera(bpy.types.Operator):
 
 # ------------------------------------------------------------------------------ refinement
 
-class SDDR_OT_estimate_and_refine(bpy.types.Operator):
-    """Estimate the photo's depth and refine it with sddr in the external Python (Esc cancels),
-    then build the mesh"""
-
-    bl_idname = "sddr.estimate_and_refine"
-    bl_label = "Estimate & Refine"
-    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
-    UNIT = "pass"
-    """What one progress step is, in the progress text."""
-    CANCELLED = "Refinement cancelled; no depth file written"
-
-    def _start(self, context) -> Job:
-        settings, prefs = context.scene.sddr, preferences(context)
-        photo = images.resolve(settings.image_path, "image file")
-        self._output = depth_folder(prefs) / f"{photo.stem}.{settings.mode}.exr"
-        return Job(refine_command(
-            bpy.path.abspath(prefs.python), str(photo), str(self._output), mode=settings.mode,
-            steps=settings.steps, weights=prefs.weights, predictor=prefs.predictor,
-            device=prefs.device, snap_edges=settings.snap_edges), online=bpy.app.online_access)
+class _WorkerRun:
+    """An operator that runs the worker: to the end in one call (`execute`: background mode
+    and scripts), or polled from a timer (`invoke`, `modal`) with progress and Esc. Each
+    operator starts its job (`_start`) and uses the outcome (`_finish`); `UNIT` names one
+    progress step, `CANCELLED` is the message after Esc."""
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Background mode and scripts: run to the end in this call."""
@@ -479,6 +465,26 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         if context.workspace is not None:
             context.workspace.status_text_set(None)
 
+
+class SDDR_OT_estimate_and_refine(_WorkerRun, bpy.types.Operator):
+    """Estimate the photo's depth and refine it with sddr in the external Python (Esc cancels),
+    then build the mesh"""
+
+    bl_idname = "sddr.estimate_and_refine"
+    bl_label = "Estimate & Refine"
+    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
+    UNIT = "pass"
+    CANCELLED = "Refinement cancelled; no depth file written"
+
+    def _start(self, context) -> Job:
+        settings, prefs = context.scene.sddr, preferences(context)
+        photo = images.resolve(settings.image_path, "image file")
+        self._output = depth_folder(prefs) / f"{photo.stem}.{settings.mode}.exr"
+        return Job(refine_command(
+            bpy.path.abspath(prefs.python), str(photo), str(self._output), mode=settings.mode,
+            steps=settings.steps, weights=prefs.weights, predictor=prefs.predictor,
+            device=prefs.device, snap_edges=settings.snap_edges), online=bpy.app.online_access)
+
     def _finish(self, context, outcome: dict) -> set[str]:
         """Build the mesh from the refined depth; only then point the scene at it."""
         settings = context.scene.sddr
@@ -501,12 +507,13 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class SDDR_OT_refine_frames(SDDR_OT_estimate_and_refine):
+class SDDR_OT_refine_frames(_WorkerRun, bpy.types.Operator):
     """Estimate and refine the depth of numbered photo frames as one clip in the external
     Python (Esc cancels; the frames refined so far stay), then build the animated mesh"""
 
     bl_idname = "sddr.refine_frames"
     bl_label = "Refine Frames"
+    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
     UNIT = "frame"
     CANCELLED = ("Refinement cancelled; the depth frames refined so far are complete, in the "
                  "Depth Folder")

@@ -126,7 +126,7 @@ def data_counts() -> dict[str, int]:
 
 def test_extension_registers_operators_settings_panel_and_preferences(addon, scene):
     for name in ("estimate_and_refine", "build_mesh", "build_displaced_plane", "add_camera",
-                 "export_gltf", "check_backend"):
+                 "export_gltf", "check_backend", "build_animated_mesh", "refine_frames"):
         assert hasattr(bpy.ops.sddr, name), name
     for name in ("image_path", "depth_path", "step", "cut_edges", "cut_ratio", "fov"):
         assert hasattr(scene.sddr, name), name
