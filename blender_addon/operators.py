@@ -131,8 +131,8 @@ def build_animated_mesh(context, settings, depth_frames: FrameSequence,
                                  "they must have the same frame numbers")
             images.check_sizes(photo_frames, "photo frames", (width, height), "the depth frames")
         first = str(depth_frames.files[0])
-        settings = with_file_meaning(settings, first)
         values = images.read_depth(first)
+        settings = with_file_meaning(settings, first, values)
         distances(values, settings.depth_kind, scale=settings.depth_scale, near=settings.near,
                   far=settings.far)  # refuses settings whose distances a mesh cannot hold
         mapping = distance_map(values, settings.depth_kind, scale=settings.depth_scale,
@@ -159,13 +159,13 @@ def build_animated_mesh(context, settings, depth_frames: FrameSequence,
         return obj
 
 
-def with_file_meaning(settings, path: str) -> SimpleNamespace:
-    """The mesh settings with what the depth file's sidecar says in place of the scene's (as
-    choosing the file as Depth does for a still)."""
+def with_file_meaning(settings, path: str, depth: np.ndarray) -> SimpleNamespace:
+    """The mesh settings with what the sidecar of the depth file `path` (whose values are
+    `depth`) says in place of the scene's, as choosing the file as Depth does for a still."""
     values = {name: getattr(settings, name) for name in MESH_SETTINGS}
     meaning = images.read_meaning(path)
     if meaning is not None:
-        values.update(settings_from_meaning(meaning, images.read_depth(path)))
+        values.update(settings_from_meaning(meaning, depth))
     return SimpleNamespace(**values)
 
 
