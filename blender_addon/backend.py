@@ -53,6 +53,15 @@ def refine_command(python: str, photo: str, output: str, *, mode: str, steps: in
             *([] if snap_edges else ["--no-snap-edges"])]
 
 
+def frames_command(python: str, photos: list[str], folder: str, *, weights: str,
+                   predictor: str, device: str, snap_edges: bool = True) -> list[str]:
+    """The worker's command line for numbered photo frames refined as one clip into `folder`
+    (one-stage; the frames in order)."""
+    return [_python(python), str(WORKER), "frames", folder, *photos,
+            "--weights", weights or "default", "--predictor", predictor, "--device", device,
+            *([] if snap_edges else ["--no-snap-edges"])]
+
+
 def check_backend(python: str, predictor: str, *, online: bool) -> str:
     """One line on what `python` offers (sddr, torch, device) when it can run Estimate &
     Refine with `predictor`; otherwise a BackendError naming each missing piece and its fix.

@@ -126,10 +126,40 @@ def step_for_vertex_count(width: int, height: int, target: int) -> int:
     return step
 
 
-def distances(depth: np.ndarray, kind: str = "DEPTH", *, scale: float = 1.0,
-              near: float = 1.0, far: float = 10.0) -> np.ndarray:
-    """Distance along the view axis for each pixel of `depth` (H×W), as `kind` reads it
-    (see DEPTH_KINDS); pixels without a usable value are NaN.
+@dataclass(frozen=True)
+class DistanceMap:
+    """How a depth map's values become distances along the view axis, in three steps that a
+    node tree can run per pixel as well as numpy: ``t = (value − low)/(high − low)``, clamped to
+    [0, 1] when `clamp`; ``r = offset + gain·t``; the distance is ``1/r`` when `inverse`, else
+    ``r``. Fixed by one map (an animation's first frame), it gives every frame the same units."""
+
+    low: float
+    high: float
+    clamp: bool
+    offset: float
+    gain: float
+    inverse: bool
+
+    def apply(self, depth: np.ndarray) -> np.ndarray:
+        """Distances (float64) of `depth`; NaN stays NaN."""
+        t = (depth.astype(np.float64) - self.low) / (self.high - self.low)
+        if self.clamp:  # float32, as the relative map itself is
+            t = np.clip(t, 0.0, 1.0).astype(np.float32).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = self.offset + t * self.gain
+            return 1.0 / r if self.inverse else r
+
+    def t_of_samples(self, offset: float, gain: float) -> tuple[float, float]:
+        """(t₀, t₁) such that t = t₀ + t₁·sample (before clamping), for a frame whose values
+        are ``offset + gain·sample``: how a node tree reads t straight from a texture."""
+        span = self.high - self.low
+        return (offset - self.low) / span, gain / span
+
+
+def distance_map(depth: np.ndarray, kind: str = "DEPTH", *, scale: float = 1.0,
+                 near: float = 1.0, far: float = 10.0) -> DistanceMap:
+    """The map `distances` applies to `depth` (H×W) for `kind` (see DEPTH_KINDS): metric depth
+    times `scale`, or the robust range of a relative map onto `near`…`far`.
 
     Raises GeometryError when the map has no finite value, a relative map is constant, or the
     settings are out of range.
@@ -138,20 +168,31 @@ def distances(depth: np.ndarray, kind: str = "DEPTH", *, scale: float = 1.0,
     if kind == "DEPTH":
         if not 0 < scale < math.inf:
             raise GeometryError(f"depth scale: {scale} must be a positive finite number")
-        z = depth.astype(np.float64) * scale
-        z[~(np.isfinite(depth) & (z > 0))] = np.nan
-        return _mesh_distances(z, too_far=f"depth scale {scale:g}",
-                               too_near=f"depth scale {scale:g}")
+        return DistanceMap(0.0, 1.0, False, 0.0, scale, False)
     if kind not in DEPTH_KINDS:
         raise GeometryError(f"depth kind: {kind!r} is not one of {', '.join(DEPTH_KINDS)}")
     if not 0 < near < far < math.inf:
         raise GeometryError(f"near {near} and far {far}: need 0 < near < far, both finite")
-    t = relative(depth).astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):  # a near of 1e-320: refused below
-        if kind == "RELATIVE_DEPTH":
-            z = near + t * (far - near)
-        else:
-            z = 1.0 / (1.0 / far + t * (1.0 / near - 1.0 / far))
+    low, high = _relative_range(depth)
+    if kind == "RELATIVE_DEPTH":
+        return DistanceMap(low, high, True, near, far - near, False)
+    return DistanceMap(low, high, True, 1.0 / far, 1.0 / near - 1.0 / far, True)
+
+
+def distances(depth: np.ndarray, kind: str = "DEPTH", *, scale: float = 1.0,
+              near: float = 1.0, far: float = 10.0) -> np.ndarray:
+    """Distance along the view axis for each pixel of `depth` (H×W), as `kind` reads it
+    (see DEPTH_KINDS, `distance_map`); pixels without a usable value are NaN.
+
+    Raises GeometryError when the map has no finite value, a relative map is constant, or the
+    settings are out of range.
+    """
+    depth = _check_depth(depth)
+    z = distance_map(depth, kind, scale=scale, near=near, far=far).apply(depth)
+    if kind == "DEPTH":
+        z[~(np.isfinite(depth) & (z > 0))] = np.nan
+        return _mesh_distances(z, too_far=f"depth scale {scale:g}",
+                               too_near=f"depth scale {scale:g}")
     return _mesh_distances(z, too_far=f"far {far:g}", too_near=f"near {near:g}")
 
 
@@ -180,10 +221,15 @@ def relative(depth: np.ndarray) -> np.ndarray:
     rule sddr normalises its network inputs with), clipped; NaN stays NaN. A map with a single
     value is refused."""
     depth = _check_depth(depth).astype(np.float64)  # so a range near float32's max cannot overflow
+    low, high = _relative_range(depth)
+    return np.clip((depth - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _relative_range(depth: np.ndarray) -> tuple[float, float]:
     low, high = _robust_range(depth)
     if not high > low:
         raise GeometryError("depth map is constant: a relative map needs at least two values")
-    return np.clip((depth - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    return low, high
 
 
 def grid_mesh(z: np.ndarray, intrinsics: Intrinsics, *, step: int = 1,

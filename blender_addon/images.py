@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 
 from .depth_meaning import DepthMeaning, SidecarError, read_sidecar
+from .sequence import FrameSequence
 
 NUMPY_SUFFIXES = (".npy",)
 IMAGE_SUFFIXES = (".png", ".exr", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -78,11 +79,15 @@ def _read_stored(path: str) -> np.ndarray:
         values = pixels(image)[..., 0].copy()
     finally:
         bpy.data.images.remove(image)
+    bits = _bits(file)
+    return values if bits is None else np.round(values * (2**bits - 1)).astype(np.float32)
+
+
+def _bits(file: Path) -> int | None:
     try:
-        bits = integer_bits(file)
+        return integer_bits(file)
     except (OSError, struct.error) as err:
         raise DepthFileError(f"depth file '{file}' has an unreadable header: {err}") from None
-    return values if bits is None else np.round(values * (2**bits - 1)).astype(np.float32)
 
 
 def integer_bits(file: Path) -> int | None:
@@ -143,6 +148,43 @@ def float_image(name: str, values: np.ndarray) -> bpy.types.Image:
     image.pixels.foreach_set(rgba.ravel())
     image.pack()
     return image
+
+
+def sample_values(path: str) -> tuple[float, float]:
+    """(offset, gain) such that `read_depth`'s value = offset + gain·sample, where sample is what
+    Blender's image texture gives for the file read as Non-Color: code/(2^bits − 1) for an
+    integer file, the stored value for a float one."""
+    file = resolve(path, "depth file")
+    bits = _bits(file)
+    top = 1.0 if bits is None else float(2**bits - 1)
+    meaning = read_meaning(path)
+    low, high = (0.0, top) if meaning is None else meaning.values(np.array([0.0, top]))
+    return float(low), float(high - low)
+
+
+def load_sequence(frames: FrameSequence, what: str, *, data: bool) -> bpy.types.Image:
+    """`frames` as one Blender image sequence; `data` (depth) reads them as Non-Color."""
+    image = _load(frames.files[0], what)
+    image.source = "SEQUENCE"
+    if data:
+        image.colorspace_settings.name = "Non-Color"
+    return image
+
+
+def check_sizes(frames: FrameSequence, what: str,
+                size: tuple[int, int] | None = None, against: str = "") -> tuple[int, int]:
+    """The frames' common (width, height): `size` (what `against` names) when given, else the
+    first frame's. DepthFileError names the first file of another size or one not readable."""
+    against = against or f"the first, '{frames.files[0].name}',"
+    for file in frames.files:
+        found = image_size(str(file))
+        if found is None:
+            raise DepthFileError(f"{what}: '{file}' is not a readable image")
+        size = size or found
+        if found != size:
+            raise DepthFileError(f"{what}: '{file}' is {found[0]}×{found[1]} but {against} is "
+                                 f"{size[0]}×{size[1]}: every frame must have the same size")
+    return size
 
 
 def image_size(path: str) -> tuple[int, int] | None:

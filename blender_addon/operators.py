@@ -17,12 +17,21 @@ import numpy as np
 from bpy.props import FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from . import images
-from .backend import BackendError, Job, check_backend, refine_command, refine_result
+from . import animation, images
+from .backend import (
+    BackendError,
+    Job,
+    check_backend,
+    frames_command,
+    refine_command,
+    refine_result,
+)
 from .camera import camera_data, match_render
+from .file_meaning import settings_from_meaning
 from .geometry import (
     GeometryError,
     Intrinsics,
+    distance_map,
     distances,
     grid_mesh,
     plane_distance,
@@ -36,6 +45,7 @@ from .meshes import write_mesh
 from .prefs import preferences
 from .props import MESH_SETTINGS, mesh_properties
 from .rollback import rollback_on_error
+from .sequence import FrameError, FrameSequence, find_frames
 
 CAMERA_ROTATION = (math.pi / 2, 0.0, 0.0)
 """Camera and meshes share this rotation: camera space (−Z forward, +Y up) becomes world +Y
@@ -43,7 +53,7 @@ forward, +Z up, so the scene stands upright in Blender's Z-up world."""
 INTRINSICS_KEY = "sddr_intrinsics"
 """Custom property on built objects: [width, height, fx, fy, cx, cy], read by add_camera."""
 KIND_FOR_POLARITY = {"disparity": "DISPARITY", "depth": "DEPTH"}
-PROBLEMS = (GeometryError, images.DepthFileError, BackendError)
+PROBLEMS = (GeometryError, images.DepthFileError, BackendError, FrameError)
 
 
 # ------------------------------------------------------------------------------- building
@@ -107,6 +117,65 @@ def build_depth_mesh(context, settings, depth_path: str, image_path: str) -> bpy
         return add_object(context, name, write_mesh(name, grid), k, photo, settings.unlit)
 
 
+def build_animated_mesh(context, settings, depth_frames: FrameSequence,
+                        photo_frames: FrameSequence | None) -> bpy.types.Object:
+    """The mesh that follows the depth frames (`animation`), textured with the photo frames
+    when given; camera, units and the sidecar's settings from the first frame. Sets the
+    scene's frame range to the frames'."""
+    with rollback_on_error():
+        width, height = images.check_sizes(depth_frames, "depth frames")
+        if photo_frames is not None:
+            if (photo_frames.first, photo_frames.last) != (depth_frames.first, depth_frames.last):
+                raise FrameError(f"photo frames {photo_frames.first}…{photo_frames.last} and "
+                                 f"depth frames {depth_frames.first}…{depth_frames.last}: "
+                                 "they must have the same frame numbers")
+            images.check_sizes(photo_frames, "photo frames", (width, height), "the depth frames")
+        first = str(depth_frames.files[0])
+        values = images.read_depth(first)
+        settings = with_file_meaning(settings, first, values)
+        distances(values, settings.depth_kind, scale=settings.depth_scale, near=settings.near,
+                  far=settings.far)  # refuses settings whose distances a mesh cannot hold
+        mapping = distance_map(values, settings.depth_kind, scale=settings.depth_scale,
+                               near=settings.near, far=settings.far)
+        t_per_frame = {depth_frames.first + index: mapping.t_of_samples(
+            *images.sample_values(str(file))) for index, file in enumerate(depth_frames.files)}
+        k = intrinsics(settings, width, height)
+        grid = grid_mesh(np.ones((height, width), np.float32), k,
+                         step=mesh_step(settings, width, height))
+        name = f"SDDR {depth_frames.files[0].stem} frames"
+        mesh = write_mesh(name, grid)
+        animation.add_grid_attributes(mesh, grid)
+        photo = None if photo_frames is None else images.load_sequence(
+            photo_frames, "photo frames", data=False)
+        obj = add_object(context, name, mesh, k, photo, settings.unlit)
+        if photo_frames is not None:
+            animation.play_photo_frames(obj, photo_frames)
+        animation.depth_frames_modifier(
+            obj, images.load_sequence(depth_frames, "depth frames", data=True), mapping,
+            t_per_frame, cut_edges=settings.cut_edges, cut_ratio=settings.cut_ratio)
+        scene = context.scene
+        scene.frame_start, scene.frame_end = depth_frames.first, depth_frames.last
+        scene.frame_set(depth_frames.first)
+        return obj
+
+
+def with_file_meaning(settings, path: str, depth: np.ndarray) -> SimpleNamespace:
+    """The mesh settings with what the sidecar of the depth file `path` (whose values are
+    `depth`) says in place of the scene's, as choosing the file as Depth does for a still."""
+    values = {name: getattr(settings, name) for name in MESH_SETTINGS}
+    meaning = images.read_meaning(path)
+    if meaning is not None:
+        values.update(settings_from_meaning(meaning, depth))
+    return SimpleNamespace(**values)
+
+
+def frames_at(path: str, what: str) -> FrameSequence:
+    """The numbered frames a (blend-relative) folder or file setting points at."""
+    if not path:
+        raise FrameError(f"no {what} set")
+    return find_frames(bpy.path.abspath(path), images.IMAGE_SUFFIXES, what)
+
+
 def take_scene_settings(operator: bpy.types.Operator, scene_settings) -> None:
     """Fill the operator's mesh settings the caller did not set from the scene, so the redo
     panel starts from the sidebar's values."""
@@ -129,7 +198,23 @@ def draw_vertex_count(layout, settings, depth_path: str) -> None:
     layout.label(text=f"Vertices: {count:,} of {size[0]}×{size[1]} px", icon="MESH_GRID")
 
 
-class SDDR_OT_build_mesh(bpy.types.Operator):
+class _MeshBuilder:
+    """`execute` of the operators that build from the mesh settings (the sidebar's values,
+    changed in the redo panel): `_build` returns the object and a summary to report."""
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene_settings = context.scene.sddr
+        take_scene_settings(self, scene_settings)
+        try:
+            obj, summary = self._build(context, scene_settings)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, {summary}")
+        return {"FINISHED"}
+
+
+class SDDR_OT_build_mesh(_MeshBuilder, bpy.types.Operator):
     """Build a mesh whose vertices are the depth map's pixels unprojected through the camera,
     with depth ramps snapped to their sides and faces across discontinuities cut and closed"""
 
@@ -138,26 +223,19 @@ class SDDR_OT_build_mesh(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     __annotations__ = mesh_properties(for_operator=True)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        scene_settings = context.scene.sddr
-        take_scene_settings(self, scene_settings)
-        try:
-            obj = build_depth_mesh(context, self, scene_settings.depth_path,
-                                   scene_settings.image_path)
-        except PROBLEMS as err:
-            self.report({"ERROR"}, str(err))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"{obj.name}: {len(obj.data.vertices):,} vertices, "
-                              f"{len(obj.data.polygons):,} faces")
-        return {"FINISHED"}
+    def _build(self, context, scene_settings) -> tuple[bpy.types.Object, str]:
+        obj = build_depth_mesh(context, self, scene_settings.depth_path,
+                               scene_settings.image_path)
+        return obj, f"{len(obj.data.polygons):,} faces"
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_mesh_settings(self.layout, self)
         draw_vertex_count(self.layout, self, context.scene.sddr.depth_path)
 
 
-def draw_mesh_settings(layout, settings) -> None:
-    """The mesh settings, for the sidebar and the redo panel alike."""
+def draw_mesh_settings(layout, settings, *, animated: bool = False) -> None:
+    """The mesh settings, for the sidebar and the redo panels alike; an animated mesh has no
+    ramp snapping or gap closing."""
     for switch, value, when, otherwise in (
             ("depth_kind", "DEPTH", ("depth_scale",), ("near", "far")),
             ("camera_model", "FOV", ("fov",), ("focal_length", "sensor_width")),
@@ -171,14 +249,41 @@ def draw_mesh_settings(layout, settings) -> None:
     sub = row.row()
     sub.active = settings.cut_edges
     sub.prop(settings, "cut_ratio")
-    row = layout.row()
-    row.active = settings.cut_edges
-    row.prop(settings, "snap_ramps")
-    sub = row.row()
-    sub.active = settings.cut_edges and settings.snap_ramps
-    sub.prop(settings, "ramp_reach")
-    layout.prop(settings, "close_gaps")
+    if animated:
+        layout.label(text=ANIMATED_NOTE, icon="INFO")
+    else:
+        row = layout.row()
+        row.active = settings.cut_edges
+        row.prop(settings, "snap_ramps")
+        sub = row.row()
+        sub.active = settings.cut_edges and settings.snap_ramps
+        sub.prop(settings, "ramp_reach")
+        layout.prop(settings, "close_gaps")
     layout.prop(settings, "unlit")
+
+
+ANIMATED_NOTE = "Animated: cut per frame; ramps not snapped, cuts not closed"
+
+
+class SDDR_OT_build_animated_mesh(_MeshBuilder, bpy.types.Operator):
+    """Build a mesh that follows numbered depth frames, read as an image sequence by a
+    Geometry Nodes modifier: each frame's depth along the first frame's camera rays, cut per
+    frame"""
+
+    bl_idname = "sddr.build_animated_mesh"
+    bl_label = "Build Animated Mesh"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = mesh_properties(for_operator=True)
+
+    def _build(self, context, scene_settings) -> tuple[bpy.types.Object, str]:
+        depth = frames_at(scene_settings.depth_frames, "depth frames")
+        photos = (frames_at(scene_settings.photo_frames, "photo frames")
+                  if scene_settings.photo_frames else None)
+        obj = build_animated_mesh(context, self, depth, photos)
+        return obj, f"frames {depth.first}…{depth.last}"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_mesh_settings(self.layout, self, animated=True)
 
 
 class SDDR_OT_build_displaced_plane(bpy.types.Operator):
@@ -283,24 +388,11 @@ class SDDR_OT_add_camera(bpy.types.Operator):
 
 # ------------------------------------------------------------------------------ refinement
 
-class SDDR_OT_estimate_and_refine(bpy.types.Operator):
-    """Estimate the photo's depth and refine it with sddr in the external Python (Esc cancels),
-    then build the mesh"""
-
-    bl_idname = "sddr.estimate_and_refine"
-    bl_label = "Estimate & Refine"
-    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
-
-    def _start(self, context) -> Job:
-        settings, prefs = context.scene.sddr, preferences(context)
-        photo = images.resolve(settings.image_path, "image file")
-        folder = Path(bpy.path.abspath(prefs.output_folder)) if prefs.output_folder else Path(
-            bpy.utils.extension_path_user(__package__, path="depth", create=True))
-        self._output = folder / f"{photo.stem}.{settings.mode}.exr"
-        return Job(refine_command(
-            bpy.path.abspath(prefs.python), str(photo), str(self._output), mode=settings.mode,
-            steps=settings.steps, weights=prefs.weights, predictor=prefs.predictor,
-            device=prefs.device, snap_edges=settings.snap_edges), online=bpy.app.online_access)
+class _WorkerRun:
+    """An operator that runs the worker: to the end in one call (`execute`: background mode
+    and scripts), or polled from a timer (`invoke`, `modal`) with progress and Esc. Each
+    operator starts its job (`_start`) and uses the outcome (`_finish`); `UNIT` names one
+    progress step, `CANCELLED` is the message after Esc."""
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Background mode and scripts: run to the end in this call."""
@@ -334,7 +426,7 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         if event.type == "ESC":
             self._job.cancel()
             self._end(context)
-            self.report({"WARNING"}, "Refinement cancelled; no depth file written")
+            self.report({"WARNING"}, self.CANCELLED)
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
@@ -356,7 +448,7 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
             self.report({"WARNING"}, f"sddr: {event['message']}")
             return
         done, total = int(event["done"]), max(1, int(event["total"]))
-        text = f"SDDR: refining, pass {done}/{total}"
+        text = f"SDDR: refining, {self.UNIT} {done}/{total}"
         wm = context.window_manager
         wm.progress_update(done / total)
         wm.sddr.factor, wm.sddr.text = done / total, text
@@ -373,6 +465,26 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         if context.workspace is not None:
             context.workspace.status_text_set(None)
 
+
+class SDDR_OT_estimate_and_refine(_WorkerRun, bpy.types.Operator):
+    """Estimate the photo's depth and refine it with sddr in the external Python (Esc cancels),
+    then build the mesh"""
+
+    bl_idname = "sddr.estimate_and_refine"
+    bl_label = "Estimate & Refine"
+    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
+    UNIT = "pass"
+    CANCELLED = "Refinement cancelled; no depth file written"
+
+    def _start(self, context) -> Job:
+        settings, prefs = context.scene.sddr, preferences(context)
+        photo = images.resolve(settings.image_path, "image file")
+        self._output = depth_folder(prefs) / f"{photo.stem}.{settings.mode}.exr"
+        return Job(refine_command(
+            bpy.path.abspath(prefs.python), str(photo), str(self._output), mode=settings.mode,
+            steps=settings.steps, weights=prefs.weights, predictor=prefs.predictor,
+            device=prefs.device, snap_edges=settings.snap_edges), online=bpy.app.online_access)
+
     def _finish(self, context, outcome: dict) -> set[str]:
         """Build the mesh from the refined depth; only then point the scene at it."""
         settings = context.scene.sddr
@@ -381,9 +493,8 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         except BackendError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        kind = KIND_FOR_POLARITY.get(result.polarity, "DISPARITY")
-        values = {name: getattr(settings, name) for name in MESH_SETTINGS}
-        mesh_settings = SimpleNamespace(**{**values, "depth_kind": kind})
+        mesh_settings = refined_settings(settings, result.polarity)
+        kind = mesh_settings.depth_kind
         try:
             obj = build_depth_mesh(context, mesh_settings, str(result.path),
                                    settings.image_path)
@@ -394,6 +505,63 @@ class SDDR_OT_estimate_and_refine(bpy.types.Operator):
         self.report({"INFO"}, f"Refined depth: {result.path}; {obj.name}: "
                               f"{len(obj.data.vertices):,} vertices")
         return {"FINISHED"}
+
+
+class SDDR_OT_refine_frames(_WorkerRun, bpy.types.Operator):
+    """Estimate and refine the depth of numbered photo frames as one clip in the external
+    Python (Esc cancels; the frames refined so far stay), then build the animated mesh"""
+
+    bl_idname = "sddr.refine_frames"
+    bl_label = "Refine Frames"
+    bl_options = {"UNDO"}  # no REGISTER: a redo panel would run the refinement again
+    UNIT = "frame"
+    CANCELLED = ("Refinement cancelled; the depth frames refined so far are complete, in the "
+                 "Depth Folder")
+
+    def _start(self, context) -> Job:
+        settings, prefs = context.scene.sddr, preferences(context)
+        self._photos = frames_at(settings.photo_frames, "photo frames")
+        images.check_sizes(self._photos, "photo frames")
+        folder = depth_folder(prefs) / f"{self._photos.files[0].parent.name}.clip"
+        return Job(frames_command(
+            bpy.path.abspath(prefs.python), [str(f) for f in self._photos.files], str(folder),
+            weights=prefs.weights, predictor=prefs.predictor, device=prefs.device,
+            snap_edges=settings.snap_edges), online=bpy.app.online_access)
+
+    def _finish(self, context, outcome: dict) -> set[str]:
+        """Build the animated mesh from the frames the worker wrote, then point the scene at
+        them."""
+        settings = context.scene.sddr
+        try:
+            result = refine_result(outcome)
+            written = FrameSequence(tuple(Path(f) for f in outcome.get("files", ())),
+                                    self._photos.first)
+            if len(written) != len(self._photos):
+                raise BackendError(f"the worker wrote {len(written)} depth frames for "
+                                   f"{len(self._photos)} photo frames")
+            mesh_settings = refined_settings(settings, result.polarity)
+            obj = build_animated_mesh(context, mesh_settings, written, self._photos)
+        except PROBLEMS as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        settings.depth_frames, settings.depth_kind = str(result.path), mesh_settings.depth_kind
+        self.report({"INFO"}, f"Refined {len(written)} frames into {result.path.parent}; "
+                              f"{obj.name}: {len(obj.data.vertices):,} vertices")
+        return {"FINISHED"}
+
+
+def refined_settings(settings, polarity: str) -> SimpleNamespace:
+    """The scene's mesh settings with the depth kind of the worker's predictor."""
+    values = {name: getattr(settings, name) for name in MESH_SETTINGS}
+    return SimpleNamespace(**{**values, "depth_kind": KIND_FOR_POLARITY.get(polarity,
+                                                                              "DISPARITY")})
+
+
+def depth_folder(prefs) -> Path:
+    """Where refined depth goes: the preferences' Depth Folder, or the add-on's user folder."""
+    if prefs.output_folder:
+        return Path(bpy.path.abspath(prefs.output_folder))
+    return Path(bpy.utils.extension_path_user(__package__, path="depth", create=True))
 
 
 class SDDR_OT_check_backend(bpy.types.Operator):
@@ -491,5 +659,6 @@ def only_selected(context, obj: bpy.types.Object):
             other.select_set(True)
 
 
-CLASSES = (SDDR_OT_build_mesh, SDDR_OT_build_displaced_plane, SDDR_OT_add_camera,
-           SDDR_OT_estimate_and_refine, SDDR_OT_check_backend, SDDR_OT_export_gltf)
+CLASSES = (SDDR_OT_build_mesh, SDDR_OT_build_displaced_plane, SDDR_OT_build_animated_mesh,
+           SDDR_OT_add_camera, SDDR_OT_estimate_and_refine, SDDR_OT_refine_frames,
+           SDDR_OT_check_backend, SDDR_OT_export_gltf)

@@ -3,7 +3,7 @@ Panels only draw; the operators change data."""
 
 import bpy
 
-from .operators import draw_mesh_settings, draw_vertex_count
+from .operators import ANIMATED_NOTE, draw_mesh_settings, draw_vertex_count
 
 
 class SDDR_PT_main(bpy.types.Panel):
@@ -35,11 +35,16 @@ class SDDR_PT_refine(_SubPanel):
         if settings.mode == "two-stage":
             layout.prop(settings, "steps")
         layout.prop(settings, "snap_edges")
-        if progress.running:
-            layout.progress(factor=progress.factor, type="BAR", text=progress.text)
-            layout.label(text="Esc cancels", icon="INFO")
-        else:
+        if not draw_progress(layout, progress):
             layout.operator("sddr.estimate_and_refine", icon="PLAY")
+
+
+def draw_progress(layout, progress) -> bool:
+    """The running refinement's bar, if one runs."""
+    if progress.running:
+        layout.progress(factor=progress.factor, type="BAR", text=progress.text)
+        layout.label(text="Esc cancels", icon="INFO")
+    return progress.running
 
 
 LABELS = {"depth_kind": "Depth Kind", "depth_scale": "Depth Scale", "near": "Near",
@@ -84,6 +89,23 @@ def draw_file_meaning(layout, settings) -> None:
                      icon="QUESTION")
 
 
+class SDDR_PT_animation(_SubPanel):
+    bl_label = "Animation"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        settings, progress = context.scene.sddr, context.window_manager.sddr
+        layout = self.layout
+        layout.prop(settings, "photo_frames")
+        if not draw_progress(layout, progress):
+            layout.operator("sddr.refine_frames", icon="SEQUENCE")
+        layout.prop(settings, "depth_frames")
+        layout.label(text=ANIMATED_NOTE, icon="INFO")
+        layout.label(text="Mesh settings: the Mesh panel's; camera from the first frame",
+                     icon="MESH_GRID")
+        layout.operator("sddr.build_animated_mesh", icon="MOD_DISPLACE")
+
+
 class SDDR_PT_output(_SubPanel):
     bl_label = "Camera & Export"
 
@@ -93,4 +115,4 @@ class SDDR_PT_output(_SubPanel):
         row.operator("sddr.export_gltf", icon="EXPORT")
 
 
-CLASSES = (SDDR_PT_main, SDDR_PT_refine, SDDR_PT_mesh, SDDR_PT_output)
+CLASSES = (SDDR_PT_main, SDDR_PT_refine, SDDR_PT_mesh, SDDR_PT_animation, SDDR_PT_output)

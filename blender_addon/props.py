@@ -123,6 +123,15 @@ class SDDR_PG_scene(bpy.types.PropertyGroup):
         "from_file": StringProperty(description="Comma-separated settings the sidecar gave"),
         "file_error": StringProperty(description="Why the depth file or its sidecar cannot "
                                                  "be read"),
+        "photo_frames": StringProperty(
+            name="Photo Frames", subtype="FILE_PATH",
+            description="Numbered photo frames (a folder, or one of them: shot_0001.png, …): "
+                        "the input of Refine Frames and the animated mesh's texture"),
+        "depth_frames": StringProperty(
+            name="Depth Frames", subtype="FILE_PATH",
+            description="Numbered depth frames (a folder, or one of them) for Build Animated "
+                        "Mesh; the first frame's sidecar, if any, sets the kind, Near/Far and "
+                        "field of view"),
         "mode": EnumProperty(name="Mode", default="one-stage", items=[
             ("one-stage", "One-Stage", "One refinement pass"),
             ("two-stage", "Two-Stage", "Coarse to fine windows: sharper, about 15-19× slower")]),

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import bpy
 
-COLLECTIONS = ("objects", "meshes", "materials", "images", "textures", "cameras")
+COLLECTIONS = ("objects", "meshes", "materials", "images", "textures", "cameras", "node_groups",
+               "actions")
 
 
 @contextlib.contextmanager

@@ -5,15 +5,18 @@ imported by Blender, so torch never loads inside Blender.
     python worker.py refine PHOTO OUTPUT.exr [--mode one-stage|two-stage] [--steps 3]
                      [--weights default] [--predictor NAME] [--device auto]
                      [--no-snap-edges]
+    python worker.py frames FOLDER PHOTO... [--weights default] [--predictor NAME]
+                     [--device auto] [--no-snap-edges]
 
 It speaks one JSON object per line on stdout, which `backend.py` reads:
 ``{"event": "progress", "done": 3, "total": 30}``, ``{"event": "warning", "message": …}``,
-``{"event": "done", "path": …, "width": …, "height": …, "polarity": "disparity"}``,
+``{"event": "done", "path": …, "width": …, "height": …, "polarity": "disparity"}`` (for
+frames also ``"files"``, every depth frame written, `path` being the first),
 ``{"event": "check", "python": …, "sddr": …, "torch": …, "device": …, "install_extra": …,
 "weights": …, "fetch": …}`` and ``{"event": "error", "message": …}`` (with ``"predictor"``
 and ``"fetch"``, the command that gets its weights, when they are missing). Exit status: 0
 done, 2 error, 143 terminated (Blender's cancel), so the depth file exists only after a
-complete run (sddr writes it atomically).
+complete run (sddr writes it atomically); of frames, those written before the end are complete.
 """
 
 from __future__ import annotations
@@ -97,6 +100,52 @@ def refine(args: argparse.Namespace) -> None:
          polarity=polarity)
 
 
+def frames(args: argparse.Namespace) -> None:
+    """Numbered photo frames → one refined depth frame each, the frames refined as one clip
+    (`DepthPipeline.frames`), written as `FOLDER/<photo's name>.png` (16-bit, with sidecar) as
+    each is done, with progress per frame."""
+    import sddr_core
+    from sddr_core import DepthPipeline, InputError, load_refiner
+    from sddr_core.files.atomic import refuse_overwriting_inputs
+    from sddr_core.files.depth_io import read_image
+    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
+
+    folder = Path(args.folder)
+    outputs = [folder / f"{Path(photo).stem}.png" for photo in args.photos]
+    refuse_overwriting_inputs(outputs, {photo: "photo frame" for photo in args.photos})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot make depth folder '{folder}': {err.strerror or err}") from None
+    pipeline = DepthPipeline(load_refiner(args.weights, device=args.device), args.predictor)
+    polarity = pipeline.predictor.polarity
+    emit("progress", done=0, total=len(outputs))
+    depths = pipeline.frames(_same_size(args.photos, read_image), snap_edges=args.snap_edges)
+    for done, (depth, output) in enumerate(zip(depths, outputs, strict=True), start=1):
+        write_depth_with_meaning(
+            output, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
+            written_by=f"sddr {sddr_core.__version__} Blender worker ({args.predictor}, clip)")
+        emit("progress", done=done, total=len(outputs))
+    emit("done", path=str(outputs[0]), files=[str(output) for output in outputs],
+         width=depth.shape[1], height=depth.shape[0], polarity=polarity)
+
+
+def _same_size(photos: list[str], read):
+    """The photos read one at a time; InputError naming the first whose size differs from the
+    first photo's."""
+    from sddr_core import InputError
+
+    size = None
+    for photo in photos:
+        image = read(photo)
+        size = size or image.shape[:2]
+        if image.shape[:2] != size:
+            raise InputError(f"photo frame '{photo}' is {image.shape[1]}×{image.shape[0]} but "
+                             f"'{photos[0]}' is {size[1]}×{size[0]}: every frame must have "
+                             "the same size")
+        yield image
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     job.add_argument("--predictor", default="depth-anything-v2-small")
     job.add_argument("--device", default="auto")
     job.add_argument("--no-snap-edges", dest="snap_edges", action="store_false")
+    clip = commands.add_parser("frames", help="refine numbered photo frames as one clip")
+    clip.add_argument("folder")
+    clip.add_argument("photos", nargs="+")
+    clip.add_argument("--weights", default="default")
+    clip.add_argument("--predictor", default="depth-anything-v2-small")
+    clip.add_argument("--device", default="auto")
+    clip.add_argument("--no-snap-edges", dest="snap_edges", action="store_false")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _terminated)
@@ -125,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                               "choose ~/sddr-venv/bin/python as External Python")
         return 2
     try:
-        check(args.predictor) if args.command == "check" else refine(args)
+        {"check": lambda: check(args.predictor), "refine": lambda: refine(args),
+         "frames": lambda: frames(args)}[args.command]()
     except MissingWeightsError as err:
         emit("error", message=str(err), predictor=err.predictor, fetch=err.command)
         return 2

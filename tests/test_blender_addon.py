@@ -126,7 +126,7 @@ def data_counts() -> dict[str, int]:
 
 def test_extension_registers_operators_settings_panel_and_preferences(addon, scene):
     for name in ("estimate_and_refine", "build_mesh", "build_displaced_plane", "add_camera",
-                 "export_gltf", "check_backend"):
+                 "export_gltf", "check_backend", "build_animated_mesh", "refine_frames"):
         assert hasattr(bpy.ops.sddr, name), name
     for name in ("image_path", "depth_path", "step", "cut_edges", "cut_ratio", "fov"):
         assert hasattr(scene.sddr, name), name
@@ -737,10 +737,12 @@ class ModalRun:
     """Drives the operator's interactive path (invoke's start, then modal on timer and Esc
     events) as Blender's event loop would; headless there is no event loop to do it."""
 
-    def __init__(self, addon: str, context) -> None:
-        operator = sys.modules[f"{addon}.operators"].SDDR_OT_estimate_and_refine
+    def __init__(self, addon: str, context, operator: str = "SDDR_OT_estimate_and_refine"
+                 ) -> None:
+        operator = getattr(sys.modules[f"{addon}.operators"], operator)
         for name in ("_start", "_begin", "modal", "_show", "_end", "_finish"):
             setattr(self, name, getattr(operator, name).__get__(self))
+        self.UNIT, self.CANCELLED = operator.UNIT, operator.CANCELLED
         self.reports: list[tuple[set, str]] = []
         self.context = context
         self._job = self._start(context)  # what invoke does, but for the modal handler

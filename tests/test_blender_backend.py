@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_addon.backend import BackendError, Job, check_backend, refine_command, refine_result
+from blender_addon.backend import (
+    BackendError,
+    Job,
+    check_backend,
+    frames_command,
+    refine_command,
+    refine_result,
+)
 
 PREDICTOR = "depth-anything-v2-small"
 
@@ -157,6 +164,75 @@ def test_snap_edges_is_on_unless_switched_off(backend, tmp_path):
     output = tmp_path / "unsnapped.exr"
     result = refine_result(_refine(backend, output, snap_edges=False).wait())
     assert result.path == output and np.isfinite(read_depth(output)).all()
+
+
+def _photo_frames(folder: Path, count: int, size=(48, 64)) -> list[str]:
+    """A camera panning over one random picture, one frame per pixel."""
+    import cv2
+
+    folder.mkdir()
+    picture = np.random.default_rng(1).integers(0, 256, (size[0], size[1] + count, 3), np.uint8)
+    for frame in range(count):
+        cv2.imwrite(str(folder / f"f_{frame + 1:03d}.png"), picture[:, frame:frame + size[1]])
+    return [str(folder / f"f_{frame + 1:03d}.png") for frame in range(count)]
+
+
+def _frames(backend, photos: list[str], folder: Path) -> Job:
+    return Job(frames_command(sys.executable, photos, str(folder), weights=backend["weights"],
+                              predictor=PREDICTOR, device="cpu"))
+
+
+def test_frames_are_refined_as_one_clip_with_progress_per_frame(backend, tmp_path):
+    """The depth frames are the clip mode's (`DepthPipeline.frames`), not per-frame
+    refinement's, to the 16-bit PNG's precision, each with a sidecar."""
+    from sddr_core import DepthPipeline, load_refiner
+    from sddr_core.files.depth_io import read_depth, read_image
+    from sddr_core.files.depth_meaning import read_sidecar
+    from sddr_core.predictors import load_predictor
+
+    photos = _photo_frames(tmp_path / "photos", 4)
+    events = []
+    outcome = _frames(backend, photos, tmp_path / "depth").wait(on_event=events.append)
+    files = [tmp_path / "depth" / f"f_{frame:03d}.png" for frame in range(1, 5)]
+    assert outcome["files"] == [str(f) for f in files]
+    assert refine_result(outcome).path == files[0]
+    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [
+        (done, 4) for done in range(5)]
+    pipeline = DepthPipeline(load_refiner(backend["weights"], device="cpu"),
+                             load_predictor(PREDICTOR, device="cpu",
+                                            cache_dir=backend["hf_cache"]))
+    images = [read_image(p) for p in photos]
+    clip = list(pipeline.frames(images, snap_edges=True))  # the worker's default
+    for file, expected in zip(files, clip, strict=True):
+        meaning = read_sidecar(file)
+        depth = meaning.values(read_depth(file))
+        assert meaning.kind == "disparity"
+        assert np.abs(depth - expected).max() <= np.ptp(expected) / 65535
+    alone = pipeline(images[-1], snap_edges=True)  # per-frame refinement of the last frame
+    assert np.abs(clip[-1] - alone).max() > np.ptp(alone) / 100  # the clip mode's own result
+
+
+def test_cancelled_frames_leave_the_frames_before_complete(backend, tmp_path):
+    from sddr_core.files.depth_io import read_depth
+
+    photos = _photo_frames(tmp_path / "photos", 40)
+    job = _frames(backend, photos, tmp_path / "depth")
+    _first_pass(job)
+    job.cancel()
+    assert job.process.returncode == 143
+    written = sorted((tmp_path / "depth").iterdir())
+    names = [p.name for p in written if not p.name.endswith(".sddr.json")]
+    assert 1 <= len(names) < 40 and names == [f"f_{f:03d}.png" for f in range(1, len(names) + 1)]
+    assert all(read_depth(p).shape == (48, 64) for p in written if p.suffix == ".png")
+    assert all(p.name.startswith("f_") for p in written)  # no temporary file left
+
+
+def test_a_frame_of_another_size_is_refused_naming_it(backend, tmp_path):
+    photos = _photo_frames(tmp_path / "photos", 3)
+    photos.append(_photo_frames(tmp_path / "other", 1, size=(40, 64))[0])
+    with pytest.raises(BackendError, match=r"photo frame '.*other/f_001.png' is 64×40 but "
+                                           r"'.*photos/f_001.png' is 64×48"):
+        _frames(backend, photos, tmp_path / "depth").wait()
 
 
 def _first_pass(job: Job) -> None:
