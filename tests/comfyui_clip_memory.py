@@ -41,6 +41,9 @@ def main(node: str, frames: int, comfyui_dir: str | None) -> None:
         import comfy.options
 
         comfy.options.enable_args_parsing(False)
+        from comfy.cli_args import args
+
+        args.cpu = True  # as the test server runs: --cpu
     else:
         from tests import comfy_stand_ins
 
