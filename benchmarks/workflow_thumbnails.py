@@ -34,7 +34,8 @@ TARGETS = {"SDDR ControlNet Depth": ["6", "7"]}
 """Output nodes run where not all of a workflow can run here."""
 SHOWN = {"SDDR Refine Depth": ("6", "refined depth"),
          "SDDR ControlNet Depth": ("6", "depth for ControlNet"),
-         "SDDR Depth From Image": ("6", "depth")}
+         "SDDR Depth From Image": ("6", "depth"),
+         "SDDR Video Depth": ("5", "depth, first frame")}
 """Each workflow's preview node whose picture is the thumbnail's main panel."""
 
 
@@ -67,14 +68,27 @@ def read_rgb(data: bytes) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def first_frame(path: Path) -> np.ndarray:
+    """The first frame of a video file, RGB."""
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    if not ok:
+        raise ValueError(f"{path}: no frame could be read")
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
 def thumbnail(url: str, base: Path, name: str, graph: dict) -> np.ndarray:
     """The run's main preview over the pictures the workflow loads (or a note saying what
     it needs, when it stops for a missing model)."""
     result = comfyui_server.run(url, graph, targets=TARGETS.get(name))
     inputs = [(node["inputs"].get("file") or node["inputs"]["image"], node["_meta"]["title"])
-              for node in graph.values() if node["class_type"] in ("SDDRLoadDepth", "LoadImage")]
-    pictures = [(read_rgb((base / "input" / file).read_bytes()),
-                 title.replace("SDDR Load Depth: ", "").replace("Load Image", "photo"))
+              for node in graph.values()
+              if node["class_type"] in ("SDDRLoadDepth", "LoadImage", "LoadVideo")]
+    pictures = [(first_frame(base / "input" / file) if title == "Load Video"
+                 else read_rgb((base / "input" / file).read_bytes()),
+                 title.replace("SDDR Load Depth: ", "").replace("Load Image", "photo")
+                 .replace("Load Video", "video, first frame"))
                 for file, title in inputs]
     if result["status"]["status_str"] != "success":
         photo = fitted(*pictures[0], SIDE)

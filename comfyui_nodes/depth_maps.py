@@ -8,12 +8,14 @@ Every problem is an `InputError` naming the node input, since ComfyUI shows the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
 from sddr_core import InputError
 from sddr_core.maps.inputs import MIN_SIDE, first_constant_map
-from sddr_core.maps.normalise import normalise_maps
+from sddr_core.maps.normalise import normalise_maps, robust_range
 from sddr_core.maps.resample import resize_maps
 
 POLARITIES = ("auto", "near-bright", "far-bright")
@@ -43,7 +45,14 @@ def check_image(image: torch.Tensor, name: str) -> None:
 
 
 def image_to_maps(image: torch.Tensor, name: str) -> torch.Tensor:
-    """B×H×W float32 maps (on the CPU) from a B×H×W×C depth IMAGE with 1 or 3 gray channels.
+    """B×H×W float32 maps (on the CPU), a copy of channel 0 of a depth IMAGE (`gray_view`)."""
+    return gray_view(image, name).clone()
+
+
+def gray_view(image: torch.Tensor, name: str) -> torch.Tensor:
+    """Channel 0 of a B×H×W×C depth IMAGE with 1 or 3 gray channels, as B×H×W float32 on the
+    CPU: a view of the IMAGE where it already is one (clip mode reads it frame by frame, so
+    no copy of the batch is made).
 
     Any value range is accepted (0..1, 16-bit counts, metres): channels are compared relative
     to the values' magnitude, so large gray values are not taken for colour.
@@ -65,31 +74,34 @@ def image_to_maps(image: torch.Tensor, name: str) -> torch.Tensor:
         raise InputError(f"{name}: this IMAGE is in colour, not a gray depth map (its "
                          "channels differ). Is the photo connected here instead of a "
                          "depth node's output?")
-    return pixels[..., 0].clone()
+    return pixels[..., 0]
 
 
 def _channel_spread(pixels: torch.Tensor) -> float:
     """Mean difference of channels 1, 2 from channel 0 over the finite pixels, relative to
-    their largest magnitude (at least 1, the range of a 0..1 IMAGE): 0 for any gray map."""
-    finite = torch.isfinite(pixels).all(dim=-1)
-    if not bool(finite.any()):
-        return 0.0  # no value to compare: check_maps names the empty frame
-    values = pixels[finite]
-    scale = max(1.0, values.abs().max().item())
-    return (values - values[:, :1]).abs().mean().item() / scale
+    their largest magnitude (at least 1, the range of a 0..1 IMAGE): 0 for any gray map.
+    Summed frame by frame, so a long batch is never copied whole."""
+    total, count, scale = 0.0, 0, 1.0
+    for frame in pixels:
+        values = frame[torch.isfinite(frame).all(dim=-1)]
+        if values.numel():
+            total += (values - values[:, :1]).abs().sum().item()
+            count += values.numel()
+            scale = max(scale, values.abs().max().item())
+    return total / count / scale if count else 0.0  # no value: check_maps names the frame
 
 
 def check_maps(maps: torch.Tensor, name: str) -> None:
-    """Refuse a batch holding a map with no finite value or a constant map, naming the frame."""
+    """Refuse a batch holding a map with no finite value or a constant map, naming the frame
+    (checked frame by frame: no copy of the batch)."""
     for index, frame in enumerate(maps):
         if not bool(torch.isfinite(frame).any()):
             raise InputError(f"{name}: frame {index} has no finite depth values (all NaN/inf)")
-    finite = torch.where(torch.isfinite(maps), maps, maps.nan_to_num(0.0, 0.0, 0.0))
-    constant = first_constant_map(finite)
-    if constant is not None:
-        raise InputError(f"{name}: frame {constant} is constant (every pixel "
-                         f"{finite[constant].flatten()[0].item():g}): a depth map needs "
-                         "structure. Check the depth node that feeds it")
+        filled = frame.nan_to_num(0.0, 0.0, 0.0)
+        if first_constant_map(filled[None]) is not None:
+            raise InputError(f"{name}: frame {index} is constant (every pixel "
+                             f"{filled.flatten()[0].item():g}): a depth map needs "
+                             "structure. Check the depth node that feeds it")
 
 
 def is_near_bright(maps: torch.Tensor, polarity: str) -> bool:
@@ -105,36 +117,63 @@ def is_near_bright(maps: torch.Tensor, polarity: str) -> bool:
     if polarity != "auto":
         return polarity == "near-bright"
     band = max(1, round(POLARITY_BAND * maps.shape[-2]))
-    scaled = normalise_maps(torch.nan_to_num(maps))
-    return bool((scaled[:, -band:].mean() - scaled[:, :band].mean()) >= 0)
+    difference = 0.0
+    for frame in maps:  # the frames' mean difference, without a scaled copy of the batch
+        scaled = normalise_maps(torch.nan_to_num(frame)[None])[0]
+        difference += (scaled[-band:].mean() - scaled[:band].mean()).item()
+    return difference >= 0
 
 
 def to_image(maps: torch.Tensor, near_bright: bool, normalisation: str) -> torch.Tensor:
     """A B×H×W×3 float32 depth IMAGE in [0, 1], near = bright, from B×H×W maps; or, for
-    `raw`, the maps' own values (their units and polarity).
+    `raw`, the maps' own values (their units and polarity). See `normalise_image`."""
+    return normalise_image(gray_image(maps, len(maps), tuple(maps.shape[-2:])), near_bright,
+                           normalisation)
+
+
+def gray_image(frames: Iterable, count: int, size: tuple[int, int]) -> torch.Tensor:
+    """A B×H×W×3 float32 IMAGE of `count` H×W maps (numpy or torch) taken from `frames` one
+    at a time, each written into its three channels as it comes: the output is the only
+    buffer the batch needs, so clip mode can fill it from a lazy sequence of refined frames."""
+    image = torch.empty(count, *size, 3)
+    for index, frame in zip(range(count), frames, strict=True):
+        image[index] = torch.as_tensor(frame).to("cpu", torch.float32)[..., None]
+    return image
+
+
+def normalise_image(image: torch.Tensor, near_bright: bool, normalisation: str
+                    ) -> torch.Tensor:
+    """`image` (a B×H×W×3 gray IMAGE of depth) scaled in place to [0, 1], near = bright, and
+    returned; for `raw` left as it is.
 
     Each frame is scaled between its robust range (the core's rule: 0.1 %/99.9 % values), or
     the whole batch between the batch's, which keeps a video's brightness from flickering.
+    The range is taken from a sample and the scaling done frame by frame, so no copy of the
+    batch is made.
     """
     if normalisation not in NORMALISATIONS:
         raise InputError(f"normalisation {normalisation!r}: choose from "
                          f"{', '.join(NORMALISATIONS)}")
-    maps = maps.to("cpu", torch.float32)
     if normalisation == "raw":
-        return maps[..., None].expand(-1, -1, -1, 3).contiguous()
-    if normalisation == "whole batch":
-        scaled = normalise_maps(maps.reshape(1, -1, maps.shape[-1])).reshape(maps.shape)
-    else:
-        scaled = normalise_maps(maps)
-    if not near_bright:
-        scaled = 1.0 - scaled
-    return scaled[..., None].expand(-1, -1, -1, 3).contiguous()
+        return image
+    gray = image[..., 0]
+    whole = normalisation == "whole batch"
+    lows, highs = robust_range(gray.reshape(1, -1, gray.shape[-1]) if whole else gray)
+    for index, frame in enumerate(image):
+        low, high = (lows[0], highs[0]) if whole else (lows[index], highs[index])
+        scaled = ((frame[..., 0].double().clamp(low, high) - low) / (high - low)).float()
+        frame.copy_((scaled if near_bright else 1.0 - scaled)[..., None].expand_as(frame))
+    return image
 
 
 def valid_mask(low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """B×H×W MASK at `size`: 1 where both inputs had a finite value, 0 where it was filled in."""
-    finite = [resize_maps(torch.isfinite(maps).float(), size) for maps in (low, high)]
-    return ((finite[0] >= 1.0) & (finite[1] >= 1.0)).float()
+    mask = torch.empty(len(low), *size)
+    for index in range(len(low)):  # frame by frame: no copy of the batch
+        finite = [resize_maps(torch.isfinite(maps[index:index + 1]).float(), size)
+                  for maps in (low, high)]
+        mask[index] = ((finite[0] >= 1.0) & (finite[1] >= 1.0)).float()[0]
+    return mask
 
 
 def edges_to_image(edges: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -149,6 +149,7 @@ class SDDRRefineDepth(io.ComfyNode):
                                "is of (one frame per depth frame, any size). When connected, "
                                "the pixels of the refined depth's soft edges are snapped to "
                                "the nearer or farther side, as the photo's colours show."),
+                _clip_input("the frames' low and high depth"),
             ],
             outputs=[
                 io.Image.Output(display_name="depth", tooltip="Refined depth, near = bright, "
@@ -163,11 +164,15 @@ class SDDRRefineDepth(io.ComfyNode):
     @classmethod
     def execute(cls, refiner: models.LoadedRefiner, low_depth: torch.Tensor,
                 high_depth: torch.Tensor, width: int, height: int, normalisation: str,
-                input_polarity: str, image: torch.Tensor | None = None) -> io.NodeOutput:
+                input_polarity: str, image: torch.Tensor | None = None, clip: bool = False
+                ) -> io.NodeOutput:
+        low = depth_maps.gray_view(low_depth, "low_depth")
+        high = depth_maps.gray_view(high_depth, "high_depth")
         if image is not None:
             depth_maps.check_image(image, "image")
-        low = depth_maps.image_to_maps(low_depth, "low_depth")
-        high = depth_maps.image_to_maps(high_depth, "high_depth")
+            if clip and len(image) != len(low):
+                raise InputError(f"image: {len(image)} frame(s), but low_depth has {len(low)}; "
+                                 "clip mode snaps each depth frame to its own photo frame")
         depth_maps.check_maps(low, "low_depth")
         depth_maps.check_maps(high, "high_depth")
         with warnings.catch_warnings(record=True) as caught:
@@ -184,18 +189,25 @@ class SDDRRefineDepth(io.ComfyNode):
         near_bright = depth_maps.is_near_bright(low, input_polarity)
         size = output_size(high.shape[-2:], width, height)
         working = refiner.refiner.network_input_size(*high.shape[-2:])
-        models.place([refiner.patcher], len(low) * working[0] * working[1])  # one batch
+        frames_at_once = 1 if clip else len(low)
+        models.place([refiner.patcher], frames_at_once * working[0] * working[1])
         bar = host.progress_bar(len(low))
-        run = CoarseToFine(refiner.refiner, progress=lambda done, _: bar.update_absolute(done),
-                           cancel=host.interrupt_check)
-        refined = _out_of_memory_explained(
-            lambda: run.first_passes([(lo, hi, size) for lo, hi in zip(low, high, strict=True)]),
-            f"refining {len(low)} frame(s) at {working[0]}×{working[1]}")
-        depth = torch.stack([frame.cpu() for frame in refined])
-        if image is not None:
-            depth = snap_edges(depth, np.stack([depth_maps.image_to_rgb(image, index)
-                                                for index in range(len(image))]))
-        return io.NodeOutput(depth_maps.to_image(depth, near_bright, normalisation),
+        what = f"refining {frames_at_once} frame(s) at {working[0]}×{working[1]}"
+        if clip:
+            depth = _out_of_memory_explained(lambda: depth_maps.gray_image(
+                _refined_clip(refiner, low, high, size, image, bar), len(low), size), what)
+        else:
+            run = CoarseToFine(refiner.refiner,
+                               progress=lambda done, _: bar.update_absolute(done),
+                               cancel=host.interrupt_check)
+            refined = _out_of_memory_explained(lambda: run.first_passes(
+                [(lo, hi, size) for lo, hi in zip(low, high, strict=True)]), what)
+            depth = torch.stack([frame.cpu() for frame in refined])
+            if image is not None:
+                depth = snap_edges(depth, np.stack([depth_maps.image_to_rgb(image, index)
+                                                    for index in range(len(image))]))
+            depth = depth_maps.gray_image(depth, len(depth), size)
+        return io.NodeOutput(depth_maps.normalise_image(depth, near_bright, normalisation),
                              depth_maps.valid_mask(low, high, size),
                              ui={"text": [warning]} if warning else None)
 
@@ -228,6 +240,7 @@ class SDDRDepthFromImage(io.ComfyNode):
                                  "show: crisp silhouettes, no pixels floating between "
                                  "foreground and background. Off: the edges as SDDR "
                                  "refines them."),
+                _clip_input("the video frames"),
             ],
             outputs=[io.Image.Output(display_name="depth", tooltip="Refined depth at the "
                                      "image's size, near = bright, float 0..1.")],
@@ -235,9 +248,23 @@ class SDDRDepthFromImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, refiner: models.LoadedRefiner, image: torch.Tensor, predictor: str,
-                mode: str, steps: int, normalisation: str, snap_edges: bool = False
-                ) -> io.NodeOutput:
+                mode: str, steps: int, normalisation: str, snap_edges: bool = False,
+                clip: bool = False) -> io.NodeOutput:
+        if clip and mode != "one-stage":
+            raise InputError(f"mode {mode}: clip mode refines one-stage only (two-stage's "
+                             "windows would each need their own clip state); set mode to "
+                             "one-stage, or turn clip off")
         pipeline, near_bright = _pipeline(refiner, predictor, image)
+        if clip:
+            bar = host.progress_bar(len(image))
+            frames = pipeline.frames(
+                (depth_maps.image_to_rgb(image, index) for index in range(len(image))),
+                progress=lambda done, _: bar.update_absolute(done),
+                cancel=host.interrupt_check, snap_edges=snap_edges)
+            depth = _out_of_memory_explained(
+                lambda: depth_maps.gray_image(frames, len(image), tuple(image.shape[1:3])),
+                f"refining the clip's frames ({image.shape[1]}×{image.shape[2]})")
+            return io.NodeOutput(depth_maps.normalise_image(depth, near_bright, normalisation))
         per_frame = passes(steps) if mode == "two-stage" else 1
         depth = _per_frame(image, per_frame, lambda rgb, progress: pipeline(
             rgb, mode=mode, steps=steps, progress=progress, cancel=host.interrupt_check,
@@ -402,6 +429,17 @@ def _normalisation_input():
                           "whole batch: one range for all frames, so video does not flicker.")
 
 
+def _clip_input(frames: str):
+    """The clip switch, optional so that API prompts saved before it still run; it comes after
+    every older widget, so saved workflows' widget values keep their places."""
+    return io.Boolean.Input("clip", default=False, optional=True,
+                            tooltip=f"On: {frames} are one clip, refined in order, each frame "
+                            "joined to the one before (one scale for the clip, still where the "
+                            "scene is still): video depth that does not flicker. Set "
+                            "normalisation to whole batch (or raw) to keep that scale. Off: "
+                            "each frame on its own. One-stage only.")
+
+
 def _predictor_input():
     return io.Combo.Input("predictor", options=list(models.PREDICTOR_NAMES),
                           default=models.PREDICTOR_NAMES[0],
@@ -444,6 +482,24 @@ def _per_frame(image: torch.Tensor, per_frame: int,
             lambda rgb=rgb, progress=progress: run(rgb, progress),
             f"frame {index} of {frames} ({rgb.shape[0]}×{rgb.shape[1]})"))))
     return torch.stack(results)
+
+
+def _refined_clip(refiner: models.LoadedRefiner, low: torch.Tensor, high: torch.Tensor,
+                  size: tuple[int, int], image: torch.Tensor | None, bar
+                  ) -> Iterator[torch.Tensor]:
+    """The frames of B×H×W `low`, `high` refined in order as one clip (`Refiner.refine_clip`),
+    snapped to `image`'s frames if given, one at a time: Cancel is checked before each frame
+    and the progress bar advanced after it."""
+    def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for pair in zip(low, high, strict=True):
+            host.interrupt_check()
+            yield pair
+
+    for index, depth in enumerate(refiner.refiner.refine_clip(pairs(), size)):
+        if image is not None:
+            depth = snap_edges(depth, depth_maps.image_to_rgb(image, index))
+        yield depth.cpu()
+        bar.update_absolute(index + 1)
 
 
 def _check_storable(maps: torch.Tensor, format: str) -> None:

@@ -72,3 +72,22 @@ def test_image_to_maps_reads_channel_zero_exactly():
     assert torch.equal(depth_maps.image_to_maps(image, "depth"), maps)
     with pytest.raises(InputError, match="depth: the depth IMAGE is 4×16"):
         depth_maps.image_to_maps(image[:, :4], "depth")
+
+
+def test_gray_view_reads_channel_zero_of_the_image_itself():
+    """Clip mode reads depth IMAGEs through this view: no copy of the batch is made."""
+    image = torch.rand(3, 16, 16, 1).expand(-1, -1, -1, 3).contiguous()
+    view = depth_maps.gray_view(image, "depth")
+    assert view.data_ptr() == image.data_ptr() and torch.equal(view, image[..., 0])
+
+
+def test_an_image_filled_frame_by_frame_is_normalised_in_place():
+    maps = ramp(3)
+    maps[1] *= 0.5
+    image = depth_maps.gray_image(iter(maps), 3, (32, 40))
+    assert torch.equal(image[..., 2], maps)
+    scaled = depth_maps.normalise_image(image, False, "per frame")
+    assert scaled is image
+    assert [float(frame[0, 0, 0]) for frame in image] == [1.0, 1.0, 1.0]  # far-bright flipped
+    with pytest.raises(ValueError):
+        depth_maps.gray_image(iter(maps[:2]), 3, (32, 40))

@@ -9,7 +9,9 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -122,7 +124,8 @@ def test_entrypoint_of_the_repository_root_lists_the_six_nodes(comfy, tmp_path, 
     listed = asyncio.run(extension.get_node_list())
     assert tuple(node.define_schema().node_id for node in listed) == NODE_IDS
     assert sorted(path.name for path in (tmp_path / "input").iterdir()) == \
-        ["sddr_sample_high.png", "sddr_sample_low.png", "sddr_sample_photo.png"]
+        ["sddr_sample_high.png", "sddr_sample_low.png", "sddr_sample_photo.png",
+         "sddr_sample_video.mp4"]
 
 
 def test_sample_scene_is_sddr_demos_and_never_overwrites(tmp_path, caplog):
@@ -130,7 +133,7 @@ def test_sample_scene_is_sddr_demos_and_never_overwrites(tmp_path, caplog):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / sample.LOW).write_bytes(b"the user's own file")
     written = sample.install_sample_scene(tmp_path / "in")
-    assert sorted(path.name for path in written) == [sample.HIGH, sample.PHOTO]
+    assert sorted(path.name for path in written) == [sample.HIGH, sample.PHOTO, sample.VIDEO]
     assert (tmp_path / "in" / sample.LOW).read_bytes() == b"the user's own file"
     assert sample.install_sample_scene(tmp_path / "in") == []
     demo = write_depth(tmp_path / "demo_high.png", sample_inputs()[2])  # as sddr demo does
@@ -366,6 +369,92 @@ def test_cancel_stops_two_stage_between_windows(comfy, refiner, predictor):
                                          "two-stage", 2, "per frame")
     done, total = comfy.ProgressBar.seen[-1]
     assert done < total == passes(2)
+
+
+# ------------------------------------------------------------------------------ clip mode
+
+def jittered_still_clip(frames: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) depth IMAGEs of a still scene whose every frame has its own scale and
+    shift, as a depth node's per-frame normalisation gives them."""
+    rng = np.random.default_rng(0)
+    scales = torch.from_numpy(np.exp(rng.normal(0, 0.08, frames))).float()[:, None, None, None]
+    shifts = torch.from_numpy(rng.normal(0, 0.03, frames)).float()[:, None, None, None]
+    return scene(40, 56, frames) * scales + shifts, scene(80, 112, frames) * scales + shifts
+
+
+def change(depth: torch.Tensor) -> float:
+    """Mean |frame t+1 − frame t| of a depth IMAGE batch."""
+    return float((depth[1:] - depth[:-1]).abs().mean())
+
+
+def test_clip_mode_refines_a_still_batch_steadier_than_per_frame(comfy, refiner):
+    low, high = jittered_still_clip()
+    per_frame, _ = refine(refiner, low, high, normalisation="whole batch")
+    clip, mask = refine(refiner, low, high, normalisation="whole batch", clip=True)
+    assert clip.shape == per_frame.shape == (10, 80, 112, 3) and mask.shape == (10, 80, 112)
+    assert float(clip.min()) == 0.0 and float(clip.max()) == 1.0
+    assert change(per_frame) > 0.01
+    assert change(clip) < 0.5 * change(per_frame)
+
+
+def test_clip_mode_counts_progress_and_checks_cancel_per_frame(comfy, refiner):
+    low, high = jittered_still_clip(4)
+    refine(refiner, low, high, clip=True)
+    assert comfy.ProgressBar.seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert comfy.management.interrupt_checks == 4
+    assert comfy.management.placed[-1][1] == models.BYTES_PER_PIXEL * int(np.prod(
+        refiner.refiner.network_input_size(80, 112)))  # one frame at a time
+    comfy.ProgressBar.seen.clear()
+    comfy.management.reset()
+    comfy.management.interrupt_after = 2
+    with pytest.raises(comfy_stand_ins.InterruptProcessingException):
+        refine(refiner, low, high, clip=True)
+    assert comfy.ProgressBar.seen[-1] == (2, 4)
+
+
+def test_one_frame_clip_is_per_frame_refinement(comfy, refiner):
+    low, high = jittered_still_clip(1)
+    np.testing.assert_allclose(refine(refiner, low, high, clip=True)[0],
+                               refine(refiner, low, high)[0], atol=1e-5)
+
+
+def test_clip_snaps_each_frame_to_its_photo_and_needs_one_per_frame(comfy, refiner):
+    low, high = jittered_still_clip(3)
+    snapped, _ = refine(refiner, low, high, clip=True, image=photo(80, 112, 3))
+    plain, _ = refine(refiner, low, high, clip=True)
+    assert snapped.shape == plain.shape and not torch.equal(snapped, plain)
+    with pytest.raises(InputError, match="image: 2 frame\\(s\\), but low_depth has 3"):
+        refine(refiner, low, high, clip=True, image=photo(80, 112, 2))
+
+
+def test_depth_from_image_refines_frames_as_a_clip_in_order(comfy, refiner, predictor):
+    frames = photo(64, 96, frames=3) * torch.tensor([1.0, 0.9, 0.8])[:, None, None, None]
+    (clip,) = nodes.SDDRDepthFromImage.execute(refiner, frames, "depth-anything-v2-small",
+                                               "one-stage", 1, "raw", clip=True).result
+    assert clip.shape == (3, 64, 96, 3) and bool(torch.isfinite(clip).all())
+    assert comfy.ProgressBar.seen[-3:] == [(1, 3), (2, 3), (3, 3)]
+    (first,) = nodes.SDDRDepthFromImage.execute(refiner, frames[:1], "depth-anything-v2-small",
+                                                "one-stage", 1, "raw").result
+    np.testing.assert_allclose(clip[0], first[0], atol=1e-5)  # the clip starts per frame
+
+
+def test_two_stage_clip_is_refused_naming_mode(comfy, refiner, predictor):
+    with pytest.raises(InputError, match="mode two-stage: clip mode refines one-stage only"):
+        nodes.SDDRDepthFromImage.execute(refiner, photo(64, 96, 2), "depth-anything-v2-small",
+                                         "two-stage", 1, "per frame", clip=True)
+
+
+@pytest.mark.parametrize("node", ["refine", "image"])
+def test_clip_mode_keeps_nothing_per_frame_but_the_output(node):
+    """In a fresh process (tests/comfyui_clip_memory.py), 20 frames at 192×256: while the
+    frames are refined, the resident size grows by the output IMAGE's frames and by less
+    than half a depth map more per frame (keeping each refined map would add a whole one)."""
+    done = subprocess.run([sys.executable, "-m", "tests.comfyui_clip_memory", node, "20"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["growth"] < 0.5 * measured["frame"], measured
 
 
 def test_depth_edges_are_a_zero_to_one_image_at_image_size(comfy, passthrough, predictor):

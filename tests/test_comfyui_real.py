@@ -25,6 +25,8 @@ from sddr_core import InputError
 from sddr_core.files.depth_io import read_depth
 from sddr_core.maps.inputs import check_pair
 from sddr_core.predictors import fetch_command
+from sddr_core.predictors.flicker import clip_predictions
+from sddr_core.scenes.sequence import render_clip
 from tests import comfyui_server
 from tests.comfyui_server import free_port as _free_port
 from tests.comfyui_server import get as _get
@@ -257,6 +259,10 @@ async def listen(url, client_id):
                               flush=True)
                 elif message.type == aiohttp.WSMsgType.TEXT:
                     event = json.loads(message.data)
+                    if event["type"] == "progress":
+                        print(json.dumps({"node": event["data"]["node"],
+                                          "progress": [event["data"]["value"],
+                                                       event["data"]["max"]]}), flush=True)
                     if event["type"] == "executing" and event["data"]["node"] is None:
                         return
 
@@ -514,7 +520,7 @@ def test_templates_are_listed_by_title_with_a_square_thumbnail(server):
     url, _ = server
     listed = json.loads(_get(f"{url}/api/workflow_templates"))["sddr"]
     assert sorted(listed) == sorted(API) == ["SDDR ControlNet Depth", "SDDR Depth From Image",
-                                             "SDDR Refine Depth"]
+                                             "SDDR Refine Depth", "SDDR Video Depth"]
     for name in listed:
         quoted = urllib.parse.quote(name)
         thumbnail = cv2.imdecode(np.frombuffer(
@@ -578,6 +584,135 @@ def test_the_depth_from_image_example_runs_as_shipped(server):
     result = _run(url, API["SDDR Depth From Image"])
     _saved_sample_depth(base, result)
     assert result["outputs"]["6"]["images"] and result["outputs"]["7"]["images"]
+
+
+def _listened(url: str, graph: dict) -> tuple[dict, list[dict]]:
+    """Run `graph` while a websocket client listens: its history entry and the progress
+    and progress-text messages the client got."""
+    client_id = str(uuid.uuid4())
+    listener = subprocess.Popen([PYTHON, "-c", WS_LISTENER, url, client_id],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        result = _run(url, graph, client_id)
+        messages = [json.loads(line) for line in
+                    listener.communicate(timeout=RUN_S)[0].splitlines() if line.startswith("{")]
+    finally:
+        listener.kill()
+    return result, messages
+
+
+def _frames(path: Path) -> np.ndarray:
+    """Every frame of a video file, T×H×W×3 uint8 (BGR)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return np.stack(frames)
+
+
+def test_the_video_example_runs_as_shipped_with_progress_per_frame(server):
+    """The sample video (written into input/ when the pack loads) through Load Video → Get
+    Video Components → SDDR Depth From Image (clip on; the tiny random predictor) → Create
+    Video → Save Video, and SDDR Save Depth's 16-bit frames: as many frames out as in, at the
+    video's size, and one progress message per frame on the depth node."""
+    url, base = server
+    sample = _frames(base / "input" / "sddr_sample_video.mp4")
+    assert len(sample) == 16
+    result, messages = _listened(url, API["SDDR Video Depth"])
+    assert result["status"]["status_str"] == "success", result["status"]
+    [video] = result["outputs"]["7"]["images"]
+    depth = _frames(base / "output" / video["subfolder"] / video["filename"])
+    assert depth.shape == sample.shape
+    pngs = _saved(base, result, "5", "images")
+    assert len(pngs) == len(sample)
+    assert cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    progress = [message["progress"] for message in messages
+                if message.get("node") == "4" and "progress" in message]
+    assert progress == [[frame, len(sample)] for frame in range(1, len(sample) + 1)]
+
+
+def _sample_video_depth(clip: bool) -> dict:
+    """The sample video's first 8 frames → SDDR Depth From Image (clip on or off, whole
+    batch, the bundled refiner) → SDDR Save Depth (npy, as is)."""
+    graph = {key: json.loads(json.dumps(node)) for key, node in API["SDDR Video Depth"].items()
+             if key in ("1", "2", "3", "4", "5")}
+    graph["8"] = {"class_type": "ImageFromBatch",
+                  "inputs": {"image": ["2", 0], "batch_index": 0, "length": 8}}
+    graph["4"]["inputs"] |= {"image": ["8", 0], "clip": clip}
+    graph["5"]["inputs"] |= {"format": "npy", "filename_prefix": f"sddr/video_clip_{clip}"}
+    return graph
+
+
+def _temporal_std(base: Path, result: dict) -> float:
+    """Per-pixel standard deviation over the frames SDDR Save Depth (node 5) wrote as npy,
+    averaged over the pixels."""
+    assert result["status"]["status_str"] == "success", result["status"]
+    return float(np.stack([np.load(path) for path in _saved(base, result, "5", "depth_files")]
+                          ).std(axis=0).mean())
+
+
+def test_depth_from_image_flickers_less_with_clip_on_the_still_sample_video(server):
+    """A still camera whose frames differ by sensor noise, and the tiny random predictor
+    (its depth means nothing, but it answers the noise): the depth's temporal standard
+    deviation is lower with clip on."""
+    url, base = server
+    off, on = (_temporal_std(base, _run(url, _sample_video_depth(clip))) for clip in (False, True))
+    assert on < off, (on, off)
+
+
+def _simulated_still_clip(base: Path, frames: int) -> dict:
+    """API graph: a still procedural room's per-frame simulated (low, high) disparity (each
+    frame its own scale, shift and errors, as a depth node run frame by frame gives them),
+    written as npy into input/, loaded by SDDR Load Depth (0..1) and batched by core Image
+    Batch nodes → SDDR Refine Depth (bundled weights, whole batch) → SDDR Save Depth (npy)."""
+    clip = render_clip(2, frames=frames, height=192, width=256, motion="static")
+    graph = {"3": _refine_graph("depth", "", "", "whole batch")["3"]}
+    for index, (low, high) in enumerate(clip_predictions(clip.depth, seed=2, low_resolution=96,
+                                                         high_resolution=256)):
+        for name, maps in (("low", low), ("high", high)):
+            np.save(base / "input" / f"still_{name}_{index}.npy", maps)
+            graph[f"{name}{index}"] = {"class_type": "SDDRLoadDepth", "inputs": {
+                "file": f"still_{name}_{index}.npy", "values": "0..1"}}
+            if index:
+                graph[f"{name}_batch{index}"] = {"class_type": "ImageBatch", "inputs": {
+                    "image1": [f"{name}_batch{index - 1}" if index > 1 else f"{name}0", 0],
+                    "image2": [f"{name}{index}", 0]}}
+    graph["4"] = _refine_graph("depth", "", "", "whole batch")["4"]
+    graph["4"]["inputs"] |= {"low_depth": [f"low_batch{frames - 1}", 0],
+                             "high_depth": [f"high_batch{frames - 1}", 0]}
+    graph["5"] = {"class_type": "SDDRSaveDepth", "inputs": {
+        "depth": ["4", 0], "filename_prefix": "sddr/still", "format": "npy", "scaling": "as is"}}
+    return graph
+
+
+def test_refine_depth_flickers_less_with_clip_on_a_still_simulated_clip(server):
+    """Simulated inputs of a still room (decision 232's flicker): with clip on, the refined
+    depth's temporal standard deviation is under 0.7 × that with clip off (the core's
+    benchmark measured 0.39× on still clips, docs/video.md)."""
+    url, base = server
+    graph = _simulated_still_clip(base, 8)
+    spread = {}
+    for clip in (False, True):
+        graph["4"]["inputs"]["clip"] = clip
+        spread[clip] = _temporal_std(base, _run(url, graph))
+    assert spread[True] < 0.7 * spread[False], spread
+
+
+@pytest.mark.parametrize("node", ["refine", "image"])
+def test_clip_mode_keeps_nothing_per_frame_but_the_output_with_real_comfyui(node):
+    """tests/comfyui_clip_memory.py in ComfyUI's Python with its real modules (the CPU, as
+    the server runs), 20 frames at 192×256: while the frames are refined, the resident size
+    grows by the output IMAGE's frames and by less than half a depth map more per frame."""
+    done = subprocess.run([PYTHON, "-m", "tests.comfyui_clip_memory", node, "20", COMFYUI_DIR],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["growth"] < 0.5 * measured["frame"], measured
 
 
 # ------------------------------------------------------------------------- the web UI
@@ -681,6 +816,16 @@ def _in_the_web_ui(url: str, folder: Path, workflows: list[tuple[dict, bool]]) -
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
+def _saved_before_clip(workflow: dict) -> dict:
+    """`workflow` as the web UI saved it before SDDR Refine Depth and SDDR Depth From Image had
+    their last widget, `clip` (off in every example but the video one)."""
+    old = json.loads(json.dumps(workflow))
+    for node in old["nodes"]:
+        if node["type"] in ("SDDRRefineDepth", "SDDRDepthFromImage"):
+            assert node["widgets_values"].pop() is False
+    return old
+
+
 def _graph_of(api: dict) -> dict:
     """An API-format graph without the titles (`_meta`), which only label nodes."""
     return {node_id: {"class_type": node["class_type"], "inputs": node["inputs"]}
@@ -692,7 +837,9 @@ def test_examples_load_in_the_web_ui_as_their_api_files_and_refine_depth_runs(se
     """Every example_workflows/*.json loads in the web UI, serialises back to its own widget
     values and makes exactly its example_workflows/api/ graph; SDDR Refine Depth (the one
     needing nothing else) runs to success from the sample scene with no warning; with Load
-    Image in place of SDDR Load Depth the warning is drawn under SDDR Refine Depth."""
+    Image in place of SDDR Load Depth the warning is drawn under SDDR Refine Depth. Each
+    example as saved before the clip option existed (its widget values one shorter) loads to
+    the same values, clip off, and makes the same graph."""
     url, _ = server
     examples = {path.stem: json.loads(path.read_text()) for path in EXAMPLES.glob("*.json")}
     with_load_image = json.loads(json.dumps(examples["SDDR Refine Depth"]))
@@ -702,9 +849,15 @@ def test_examples_load_in_the_web_ui_as_their_api_files_and_refine_depth_runs(se
                      "outputs": [node["outputs"][0], {"name": "MASK", "type": "MASK",
                                                       "links": [], "slot_index": 1}]}
     names = sorted(examples)
+    before_clip = [name for name in names if name != "SDDR Video Depth"]
     runs = _in_the_web_ui(url, tmp_path, [(examples[name], name == "SDDR Refine Depth")
-                                          for name in names] + [(with_load_image, True)])
-    assert len(runs) == len(names) + 1
+                                          for name in names] + [(with_load_image, True)]
+                          + [(_saved_before_clip(examples[name]), False) for name in before_clip])
+    assert len(runs) == 2 * len(names)
+    for name, run in zip(before_clip, runs[len(names) + 1:], strict=True):
+        assert run["widgets"] == [[node["id"], node["widgets_values"]]
+                                  for node in examples[name]["nodes"]], name
+        assert _graph_of(run["api"]) == _graph_of(API[name]), name
     for name, run in zip(names, runs, strict=False):
         assert run["widgets"] == [[node["id"], node["widgets_values"]]
                                   for node in examples[name]["nodes"]], name
