@@ -371,3 +371,6 @@ def test_bench_clip_reports_frames_per_second_and_the_ratio(capsys):
     assert row["clip_fps"] == pytest.approx(1 / row["clip_seconds"])
     assert row["ratio_clip_to_per_frame"] == pytest.approx(
         row["clip_seconds"] / row["per_frame_seconds"])
+    assert 0 < row["clip_fastest_seconds"] <= row["clip_seconds"]
+    assert row["ratio_fastest"] == pytest.approx(
+        row["clip_fastest_seconds"] / row["per_frame_fastest_seconds"])

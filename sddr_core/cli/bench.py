@@ -40,9 +40,14 @@ def _timed(fn, device: torch.device) -> float:
 
 
 def interleaved_medians(fns: list, device: torch.device, repeats: int) -> list[float]:
-    """Median seconds of each function, run in turn within each repeat.
+    """Median seconds of each function, run in turn within each repeat (`interleaved_times`)."""
+    return [statistics.median(record) for record in interleaved_times(fns, device, repeats)]
 
-    Interleaving makes each median see the same machine state (clock boosts, noisy
+
+def interleaved_times(fns: list, device: torch.device, repeats: int) -> list[list[float]]:
+    """Seconds of each run of each function, run in turn within each repeat.
+
+    Interleaving makes each function's times see the same machine state (clock boosts, noisy
     neighbours), which keeps ratios between them stable on shared machines.
     """
     for fn in fns:
@@ -51,7 +56,7 @@ def interleaved_medians(fns: list, device: torch.device, repeats: int) -> list[f
     for _ in range(repeats):
         for fn, record in zip(fns, times, strict=True):
             record.append(_timed(fn, device))
-    return [statistics.median(record) for record in times]
+    return times
 
 
 def matmul(device: torch.device, dtype: torch.dtype):
@@ -205,11 +210,15 @@ def _clip_row(refiner: Refiner, height: int, repeats: int) -> dict:
                                                low_resolution=max(8, width // 4),
                                                high_resolution=width)]
     alone, in_clip, state = itertools.cycle(pairs), itertools.cycle(pairs), ClipState()
-    per_frame, clip = interleaved_medians(
+    per_frame, clip = interleaved_times(
         [lambda: refiner.refine(*next(alone)),
          lambda: next(refiner.refine_clip([next(in_clip)], state=state))],
         refiner.device, repeats)
+    median, fastest = statistics.median, min
     return {"height": height, "width": width,
-            "per_frame_seconds": per_frame, "per_frame_fps": 1 / per_frame,
-            "clip_seconds": clip, "clip_fps": 1 / clip,
-            "ratio_clip_to_per_frame": clip / per_frame}
+            "per_frame_seconds": median(per_frame), "per_frame_fps": 1 / median(per_frame),
+            "clip_seconds": median(clip), "clip_fps": 1 / median(clip),
+            "ratio_clip_to_per_frame": median(clip) / median(per_frame),
+            "per_frame_fastest_seconds": fastest(per_frame),
+            "clip_fastest_seconds": fastest(clip),
+            "ratio_fastest": fastest(clip) / fastest(per_frame)}
