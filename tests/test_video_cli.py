@@ -231,7 +231,9 @@ def test_ctrl_c_keeps_whole_frames_and_a_rerun_continues_the_clip(backend, tmp_p
     for path in kept:  # every file is a whole frame: no temporary file, each one readable
         assert read_depth(path).shape == (HEIGHT, WIDTH)
     assert not list(out.glob(".*tmp*"))
-    assert "run the same command again to continue" in stderr
+    finished = len(list(out.glob("*.png.sddr.json")))
+    assert f"sddr: {finished} frames are in '{out}'; run the same command again" in stderr
+    assert json.loads((out / "clip.sddr.json").read_text())["frames"] == finished
     rerun = sddr(backend, str(video), "-o", str(out))
     assert rerun.returncode == 0, rerun.stderr
     difference = np.abs(depth_frames(out) - depth_frames(tmp_path / "whole")).max()

@@ -77,7 +77,7 @@ def run_clip(frames: Iterator[Frame], refine: RefineFrame, output: ClipOutput, *
     damaged before its first frame.
     """
     record = _start(output.folder, settings)
-    done = _finished(output, record)
+    done = _finished(output)
     codes = ClipCodes(*record["codes"]) if record.get("codes") else None
     state = ClipState()
     if done:
@@ -108,19 +108,20 @@ def run_clip(frames: Iterator[Frame], refine: RefineFrame, output: ClipOutput, *
                     bar.update(1)
                 bar.total = len(times)  # the source's count may have been an estimate
             except DamagedClip as err:
-                if not times or err.index == 0:
+                if err.index == 0:
                     raise
                 damage = str(err)
     except (KeyboardInterrupt, Terminated):
-        kept = _finished(output, record)
-        print(f"\nsddr: {kept} frames are in '{output.folder}'; run the same command again to "
-              "continue", file=sys.stderr)
+        print(f"\nsddr: {_finished(output)} frames are in '{output.folder}'; run the same "
+              "command again to continue", file=sys.stderr)
         raise
     finally:
         bar.close()
+        written = _finished(output)
         _write_record(output.folder, {**record, "codes": codes and [codes.low, codes.high],
-                               "frames": len(times), "times": times, "damaged": damage})
-    return _report(output, len(times), codes, clipped, damage)
+                                      "frames": written, "times": times[:written],
+                                      "damaged": damage})
+    return _report(output, written, codes, clipped, damage)
 
 
 def _start(folder: Path, settings: dict) -> dict:
@@ -148,11 +149,9 @@ def _start(folder: Path, settings: dict) -> dict:
     return record
 
 
-def _finished(output: ClipOutput, record: dict) -> int:
+def _finished(output: ClipOutput) -> int:
     """How many frames from the first on are complete (the frame and its sidecar, written
     after it)."""
-    if not record.get("codes"):
-        return 0
     done = 0
     while sidecar_path(output.frame(done)).is_file() and output.frame(done).is_file():
         done += 1
