@@ -1,4 +1,5 @@
-"""`sddr bench`: time, memory and FLOP efficiency of one-stage and two-stage refinement.
+"""`sddr bench`: time, memory and FLOP efficiency of one-stage and two-stage refinement, and
+frames per second of clip mode against per-frame refinement.
 
 The achieved GFLOP/s is set against a matrix multiply measured in the same run on the
 same device and precision, so the ratio says how close the network comes to what the
@@ -8,6 +9,7 @@ same run, with a predictor that costs nothing, so the ratio is the refinement's 
 
 from __future__ import annotations
 
+import itertools
 import platform
 import resource
 import statistics
@@ -15,12 +17,14 @@ import time
 
 import torch
 
+from ..inference.clip import ClipState
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
 from ..inference.windows import STEPS, passes
 from ..maps.edge_snap import snap_edges
 from ..network.config import PRESETS
 from ..predictors.exact import MapPredictor
+from ..predictors.flicker import clip_predictions
 from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
 
@@ -36,9 +40,14 @@ def _timed(fn, device: torch.device) -> float:
 
 
 def interleaved_medians(fns: list, device: torch.device, repeats: int) -> list[float]:
-    """Median seconds of each function, run in turn within each repeat.
+    """Median seconds of each function, run in turn within each repeat (`interleaved_times`)."""
+    return [statistics.median(record) for record in interleaved_times(fns, device, repeats)]
 
-    Interleaving makes each median see the same machine state (clock boosts, noisy
+
+def interleaved_times(fns: list, device: torch.device, repeats: int) -> list[list[float]]:
+    """Seconds of each run of each function, run in turn within each repeat.
+
+    Interleaving makes each function's times see the same machine state (clock boosts, noisy
     neighbours), which keeps ratios between them stable on shared machines.
     """
     for fn in fns:
@@ -47,7 +56,7 @@ def interleaved_medians(fns: list, device: torch.device, repeats: int) -> list[f
     for _ in range(repeats):
         for fn, record in zip(fns, times, strict=True):
             record.append(_timed(fn, device))
-    return [statistics.median(record) for record in times]
+    return times
 
 
 def matmul(device: torch.device, dtype: torch.dtype):
@@ -173,3 +182,43 @@ def _environment(refiner: Refiner) -> dict:
         "parameters": parameter_count(refiner.network),
         "torch": torch.__version__,
     }
+
+
+CLIP_HEIGHTS = (720, 1080)
+"""`bench --clip` frame heights (16:9 frames): 720p and 1080p."""
+CLIP_PAIRS = 4
+"""Distinct (low, high) frames a clip benchmark cycles through, so clip mode's state sees
+frames that change as a real clip's do."""
+
+
+def benchmark_clip(refiner: Refiner, heights: tuple[int, ...] | None = None,
+                   repeats: int = 5) -> dict:
+    """Frames per second of per-frame refinement (`refine`) and of clip mode (`refine_clip`
+    with one state through the run) on 16:9 frame pairs of each height (default
+    `CLIP_HEIGHTS`; low at a quarter of the width), the two timed frame by frame in turn;
+    medians over `repeats` frames and their ratio."""
+    rows = [_clip_row(refiner, height, repeats) for height in heights or CLIP_HEIGHTS]
+    return {"mode": "clip", **_environment(refiner), "repeats": repeats, "sizes": rows,
+            "peak_memory_mb": peak_memory_mb(refiner.device)}
+
+
+def _clip_row(refiner: Refiner, height: int, repeats: int) -> dict:
+    width = round(height * 16 / 9)
+    _, depth = sample_scene(height, width)
+    pairs = [(torch.from_numpy(low).to(refiner.device), torch.from_numpy(high).to(refiner.device))
+             for low, high in clip_predictions([depth] * CLIP_PAIRS, seed=0,
+                                               low_resolution=max(8, width // 4),
+                                               high_resolution=width)]
+    alone, in_clip, state = itertools.cycle(pairs), itertools.cycle(pairs), ClipState()
+    per_frame, clip = interleaved_times(
+        [lambda: refiner.refine(*next(alone)),
+         lambda: next(refiner.refine_clip([next(in_clip)], state=state))],
+        refiner.device, repeats)
+    median, fastest = statistics.median, min
+    return {"height": height, "width": width,
+            "per_frame_seconds": median(per_frame), "per_frame_fps": 1 / median(per_frame),
+            "clip_seconds": median(clip), "clip_fps": 1 / median(clip),
+            "ratio_clip_to_per_frame": median(clip) / median(per_frame),
+            "per_frame_fastest_seconds": fastest(per_frame),
+            "clip_fastest_seconds": fastest(clip),
+            "ratio_fastest": fastest(clip) / fastest(per_frame)}

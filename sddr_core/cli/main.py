@@ -26,6 +26,7 @@ from ..errors import InputError, SddrError
 from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import FORMATS, check_image, check_output, read_depth, read_image
 from ..files.sidecar import write_depth_with_meaning
+from ..files.video import is_video
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
@@ -133,6 +134,11 @@ def _out_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
+def _heights(text: str) -> tuple[int, ...]:
+    side = _int_in(16, MAX_BENCH_SIDE, " pixels")
+    return tuple(side(part) for part in text.split(","))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sddr", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--threads", type=_threads,
@@ -148,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     refine = commands.add_parser(
         "refine", help="depth of photos (IMAGE… with a predictor), or fuse a --low/--high pair")
     refine.add_argument("images", nargs="*", metavar="IMAGE",
-                        help="photos or folders of photos; writes OUTPUT/NAME.png per photo")
+                        help="photos or folders of photos (writes OUTPUT/NAME.png per photo), "
+                             "or a video (writes OUTPUT/000000.png… per frame)")
     refine.add_argument("--low", help="low-resolution depth prediction (pair mode), or a "
                                       "folder of them matched by name with --high's")
     refine.add_argument("--high", help="high-resolution depth prediction (pair mode), or a "
@@ -179,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="photos: snap the pixels of depth ramps to the photo's nearer or "
                              "farther side (off by default: slow, and it worsens D³R; "
                              "docs/decisions.md 152). Pair mode snaps when --image is given")
+    refine.add_argument("--clip", action="store_true",
+                        help="refine a folder of numbered frames (IMAGE, or --low/--high "
+                             "folders) as one clip, in clip mode; a video file always is one "
+                             "(docs/video.md)")
+    refine.add_argument("--depth-video", metavar="FILE.mkv",
+                        help="clip: also write the depth as a lossless 16-bit video (FFV1)")
     refine.add_argument("--engine", choices=ENGINES, default="local",
                         help="local: this process (default); ray: spread the inputs over a "
                              "Ray cluster, skipping those a previous run finished "
@@ -247,6 +260,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--throughput", action="store_true",
                        help="images per second over a folder of pairs, in one process and on "
                             "a local Ray with 1 and 2 workers (needs the 'distributed' extra)")
+    bench.add_argument("--clip", action="store_true",
+                       help="frames per second of per-frame refinement and of clip mode on "
+                            "16:9 frame pairs, and their ratio")
+    bench.add_argument("--heights", type=_heights,
+                       help="--clip: frame heights, comma-separated (default 720,1080)")
     bench.add_argument("--count", type=_int_in(2, 10_000), default=16,
                        help="--throughput: pairs in the folder (default 16)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -261,6 +279,11 @@ def _load(args) -> Refiner:
 def _refine(args) -> int:
     if args.engine != "ray" and (args.address or args.workers):
         raise InputError("--address and --workers are for --engine ray")
+    if args.clip or args.depth_video or any(
+            map(is_video, [*args.images, args.low or "", args.high or ""])):
+        from .video_job import refine_clip_command
+
+        return refine_clip_command(args, lambda: _load(args), __version__)
     if args.images:
         if args.low or args.high or args.image:
             raise InputError("give photos (IMAGE…) or --low/--high (with --image), not both")
@@ -486,11 +509,9 @@ def _bench(args) -> int:
 
     if args.throughput:
         return _bench_throughput(args)
-    if args.weights:
-        refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
-    else:
-        refiner = build_refiner(args.preset, device=args.device, dtype=args.dtype,
-                                compile=args.compile)
+    if args.clip:
+        return _bench_clip(args)
+    refiner = _bench_refiner(args)
     if args.mode == "two-stage":
         report = benchmark_two_stage(refiner, size=args.size, repeats=args.repeats or 3,
                                      steps=args.steps, snap=args.snap_edges)
@@ -524,6 +545,32 @@ def _bench(args) -> int:
     if "snap_seconds" in report:
         print(f"  edge snapping: median {report['snap_seconds'] * 1e3:.1f} ms = "
               f"{100 * report['snap_ratio_to_refine']:.1f} % of the refine")
+    return 0
+
+
+def _bench_refiner(args) -> Refiner:
+    """The weights to time, or a random preset."""
+    if args.weights:
+        return load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
+    return build_refiner(args.preset, device=args.device, dtype=args.dtype, compile=args.compile)
+
+
+def _bench_clip(args) -> int:
+    from .bench import benchmark_clip
+
+    report = benchmark_clip(_bench_refiner(args), args.heights, repeats=args.repeats or 5)
+    report["preset"] = args.weights or args.preset
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['preset']} per-frame and clip refinement on {report['device']} "
+          f"({report['dtype']}, {report['threads']} threads), median of "
+          f"{report['repeats']} frames each, timed in turn:")
+    for row in report["sizes"]:
+        print(f"  {row['height']}×{row['width']}: per-frame {row['per_frame_fps']:.2f} "
+              f"frames/s, clip {row['clip_fps']:.2f} frames/s = "
+              f"{row['ratio_clip_to_per_frame']:.2f}× per-frame's time per frame "
+              f"({row['ratio_fastest']:.2f}× fastest to fastest)")
     return 0
 
 
