@@ -249,6 +249,11 @@ def _parser() -> argparse.ArgumentParser:
                             "a local Ray with 1 and 2 workers (needs the 'distributed' extra)")
     bench.add_argument("--count", type=_int_in(2, 10_000), default=16,
                        help="--throughput: pairs in the folder (default 16)")
+    bench.add_argument("--photo", action="store_true",
+                       help="seconds of a whole photo, one- and two-stage, with --predictor, "
+                            "split into predictor, N_r and the rest")
+    bench.add_argument("--predictor", default=DEFAULT_PREDICTOR,
+                       help=f"--photo: the depth predictor (default: {DEFAULT_PREDICTOR})")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
     return parser
@@ -486,6 +491,10 @@ def _bench(args) -> int:
 
     if args.throughput:
         return _bench_throughput(args)
+    if args.photo:
+        from .photo_bench import run_photo_bench
+
+        return run_photo_bench(args)
     if args.weights:
         refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
     else:
