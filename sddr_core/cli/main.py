@@ -254,6 +254,9 @@ def _parser() -> argparse.ArgumentParser:
                             "split into predictor, N_r and the rest")
     bench.add_argument("--predictor", default=DEFAULT_PREDICTOR,
                        help=f"--photo: the depth predictor (default: {DEFAULT_PREDICTOR})")
+    bench.add_argument("--resolution-cap", type=float,
+                       help="--photo: cap each predictor run at this multiple of its region's "
+                            "long side (default: none, Eq. 11 alone)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
     return parser

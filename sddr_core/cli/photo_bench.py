@@ -18,7 +18,7 @@ import torch
 
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, build_refiner, load_refiner
-from ..inference.resolution import RESOLUTION_CAP
+from ..inference.resolution import RESOLUTION_CAP, check_cap
 from ..inference.windows import STEPS
 from ..predictors import load_predictor
 from ..predictors.base import DepthPredictor
@@ -91,7 +91,7 @@ class _TimedRefiner:
 
 def benchmark_photo(refiner: Refiner, predictor: DepthPredictor, size: int = 1024,
                     repeats: int = 1, steps: int = STEPS,
-                    resolution_cap: float = RESOLUTION_CAP) -> dict:
+                    resolution_cap: float | None = RESOLUTION_CAP) -> dict:
     """Median seconds of `DepthPipeline` one-stage and two-stage on the size×size sample photo,
     each split into predictor, N_r and the rest (the medians of the run with the median total),
     with the predictor's run count per resolution."""
@@ -134,6 +134,10 @@ def _median_run(runs: list[dict]) -> dict:
     return runs[totals.index(statistics.median_low(totals))]
 
 
+def _cap(cap: float | None) -> str:
+    return "none" if cap is None else f"{cap:g}× the region's side"
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -144,7 +148,7 @@ def describe(report: dict) -> list[str]:
     lines = [f"{report['predictor']} + N_r ({report['architecture']}), "
              f"{report['size']}×{report['size']} photo on {report['device']} "
              f"({report['dtype']}, {report['threads']} threads), median of "
-             f"{report['repeats']}, resolution cap {report['resolution_cap']:g}×:"]
+             f"{report['repeats']}, resolution cap {_cap(report['resolution_cap'])}:"]
     for mode in ("one_stage", "two_stage"):
         run = report[mode]
         sizes = ", ".join(f"{n}×{r}" for r, n in run["predictor_resolutions"].items())
@@ -160,6 +164,7 @@ def describe(report: dict) -> list[str]:
 
 def run_photo_bench(args) -> int:
     """`sddr bench --photo`: the refiner of --weights or --preset, the --predictor, printed."""
+    cap = check_cap(args.resolution_cap)  # before any model loads
     if args.weights:
         refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
     else:
@@ -167,7 +172,7 @@ def run_photo_bench(args) -> int:
                                 compile=args.compile)
     predictor = load_predictor(args.predictor, device=refiner.device)
     report = benchmark_photo(refiner, predictor, size=args.size, repeats=args.repeats or 1,
-                             steps=args.steps)
+                             steps=args.steps, resolution_cap=cap)
     report["preset"] = args.weights or args.preset
     print(json.dumps(report, indent=2) if args.json else "\n".join(describe(report)))
     return 0

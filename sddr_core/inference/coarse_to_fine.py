@@ -72,11 +72,12 @@ class _Job:
 
 class CoarseToFine:
     """Refine images with `refiner` and `predictor`; progress and cancel per network pass.
-    `resolution_cap`: no predictor run's long side exceeds this multiple of its region's."""
+    `resolution_cap`: no predictor run's long side exceeds this multiple of its region's (None:
+    uncapped)."""
 
     def __init__(self, refiner: Refiner, predictor: DepthPredictor | None = None,
                  progress: Progress | None = None, cancel: Cancel | None = None,
-                 resolution_cap: float = RESOLUTION_CAP):
+                 resolution_cap: float | None = RESOLUTION_CAP):
         self.refiner = refiner
         self.predictor = predictor
         self.resolution_cap = check_cap(resolution_cap)

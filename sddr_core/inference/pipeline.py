@@ -32,12 +32,12 @@ class DepthPipeline:
 
     `predictor`: a `DepthPredictor`, a name of `sddr_core.predictors.PREDICTORS` (loaded once,
     here) or a callable `fn(image, resolution) -> depth`. `resolution_cap`: no predictor run's
-    long side exceeds this multiple of the long side of what it predicts, the photo or a window
-    (decision 280).
+    long side exceeds this multiple of the long side of what it predicts, the photo or a window;
+    None (the default, decision 280) leaves Eq. 11 uncapped.
     """
 
     def __init__(self, refiner: Refiner, predictor: PredictorLike, *,
-                 resolution_cap: float = RESOLUTION_CAP):
+                 resolution_cap: float | None = RESOLUTION_CAP):
         self.refiner = refiner
         self.resolution_cap = check_cap(resolution_cap)
         self.predictor = load_predictor(predictor, device=refiner.device)

@@ -1,8 +1,8 @@
 """Eq. 11: the resolution a high prediction is run at, for the whole image and per window.
 
 h = mean(r̂, r) · mean|∇N_d(L)| / α · mean|∇D_{s−1}^w| / mean|∇D_{s−1}| (method.md §3.3): the
-more edge detail a region holds, the higher it is predicted, up to `RESOLUTION_CAP` times the
-region's own long side r, past which a run costs the square of its tokens and adds no detail.
+more edge detail a region holds, the higher it is predicted; an optional cap bounds a run by a
+multiple of the region's own long side r (a ViT's run costs the square of its tokens).
 Every map in the formula is measured as a fresh prediction of that region would be, in its own
 value range, so a window is not judged smaller (and predicted coarser) just because it spans
 less of the image's range.
@@ -30,40 +30,45 @@ MAX_RESOLUTION = 2048
 """Cap on a predictor run's long side: Eq. 11 is unbounded (a 4K photo would ask for 4224 px),
 and a ViT predictor's memory grows with the square of its token count (Boost caps at 3000;
 the code's one-stage high is 1920; 2048 is also N_r's own `max_side`)."""
-RESOLUTION_CAP = 1.0
-"""Default cap on a predictor run's long side as a multiple of the region's own long side (the
-photo's or the window's): decision 280 chose it by its rule on the development benchmark."""
+RESOLUTION_CAP: float | None = None
+"""Default cap on a predictor run's long side as a multiple of the long side of the region it
+predicts (the photo or a window); None: Eq. 11 alone. Decision 280's rule kept Eq. 11 uncapped:
+on the development benchmark every cap tried (0.75, 1, 1.5) lost boundary F1."""
 
 
 def adaptive_resolution(training_resolution: int, native_side: int, detail: float,
-                        cap: float = RESOLUTION_CAP) -> int:
+                        cap: float | None = RESOLUTION_CAP) -> int:
     """Eq. 11: h = mean(r̂, r) · `detail` (clamped to DETAIL_FACTOR_RANGE), not below r̂ (a
     "high" run coarser than the low one would add nothing), then at most `cap` · r (which wins
     over r̂ for a window smaller than r̂) and MAX_RESOLUTION."""
     factor = min(max(detail, DETAIL_FACTOR_RANGE[0]), DETAIL_FACTOR_RANGE[1])
-    wanted = round((training_resolution + native_side) / 2 * factor)
-    limit = max(MIN_RESOLUTION, round(cap * native_side))
-    return min(MAX_RESOLUTION, limit, max(training_resolution, wanted))
+    wanted = max(training_resolution, round((training_resolution + native_side) / 2 * factor))
+    if cap is not None:
+        wanted = min(wanted, max(MIN_RESOLUTION, round(cap * native_side)))
+    return min(MAX_RESOLUTION, wanted)
 
 
-def check_cap(cap: float) -> float:
-    """`cap` as a float > 0, or an InputError naming it."""
+def check_cap(cap: float | None) -> float | None:
+    """`cap` as a float > 0 or None, or an InputError naming it."""
+    if cap is None:
+        return None
     if isinstance(cap, bool) or not isinstance(cap, numbers.Real) or not cap > 0 \
             or not math.isfinite(cap):
         raise InputError(f"resolution_cap: expected a number > 0 (a multiple of the region's "
-                         f"own long side), got {cap!r}")
+                         f"own long side) or None, got {cap!r}")
     return float(cap)
 
 
 def image_resolution(low: np.ndarray, training_resolution: int, native_side: int,
-                     gradient_prior: float, cap: float = RESOLUTION_CAP) -> int:
+                     gradient_prior: float, cap: float | None = RESOLUTION_CAP) -> int:
     """Eq. 11 for the whole image (step 0): the third factor is 1, `low` is N_d(L)."""
     return adaptive_resolution(training_resolution, native_side,
                                mean_gradient(low) / gradient_prior, cap)
 
 
 def window_resolutions(base: torch.Tensor, windows: Sequence[Window], training_resolution: int,
-                       gradient_prior: float, cap: float = RESOLUTION_CAP) -> list[int]:
+                       gradient_prior: float, cap: float | None = RESOLUTION_CAP
+                       ) -> list[int]:
     """Eq. 11 for equal-sized `windows` of D_{s−1} (`base`, H×W), each capped at `cap` times
     the window's long side.
 
