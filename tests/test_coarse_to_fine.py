@@ -477,8 +477,8 @@ def test_no_predictor_run_exceeds_the_cap_on_a_1024_photo(refiner):
     """Two-stage on a 1024² photo at r̂ 518 (Depth Anything V2) with a cap of 1: every run's
     long side is at most the long side of the photo or window it predicts (the low run at r̂
     aside); uncapped, the same photo asks above its own 1024 px (the issue measured up to
-    1542 px). The map is grainy, as a random-weight model's is, so Eq. 11's detail factor is at its
-    clamp."""
+    1542 px). The map is grainy, as a random-weight model's is, so Eq. 11's detail factor is
+    high."""
     rgb, depth = sample_scene(1024, 1024)
     grain = np.random.default_rng(0).random(depth.shape, dtype=np.float32)
     disparity = (1.0 / depth) * (1 + 0.2 * grain)
