@@ -236,14 +236,25 @@ def load_predictor(
         folder = _snapshot(name, spec.repo, revision, cache_dir)
         spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
     try:
-        attention = {"attn_implementation": {"backbone_config": spec.backbone_attention}} \
-            if spec.backbone_attention else {}
-        model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True,
-                                                            **attention)
+        model = _from_pretrained(AutoModelForDepthEstimation, folder, spec.backbone_attention)
     except (OSError, ValueError, RuntimeError) as err:
         raise WeightsError(f"predictor {name}: could not load the model in '{folder}': "
                            f"{err}") from None
     return HuggingFacePredictor(model, spec, device, dtype, name=str(name))
+
+
+def _from_pretrained(auto_class, folder: Path, backbone_attention: str | None):
+    """The model in `folder` from safetensors, its backbone on `backbone_attention` where this
+    transformers takes a per-config attention (5.x does; older ones may refuse the dict, and
+    then get the model's default)."""
+    if backbone_attention is not None:
+        try:
+            return auto_class.from_pretrained(
+                folder, use_safetensors=True,
+                attn_implementation={"backbone_config": backbone_attention})
+        except (TypeError, ValueError):
+            pass
+    return auto_class.from_pretrained(folder, use_safetensors=True)
 
 
 def _folder_spec(folder: Path) -> PredictorSpec:
