@@ -17,11 +17,16 @@ from sddr_core.inference.coarse_to_fine import Cancelled, CoarseToFine
 from sddr_core.inference.edges import initial_edges
 from sddr_core.inference.pipeline import DepthPipeline
 from sddr_core.inference.refiner import Refiner
-from sddr_core.inference.resolution import adaptive_resolution, window_resolutions
+from sddr_core.inference.resolution import (
+    RESOLUTION_CAP,
+    adaptive_resolution,
+    window_resolutions,
+)
 from sddr_core.inference.windows import OVERLAP, blend_mask, passes, step_windows
 from sddr_core.maps.resample import resize_maps
 from sddr_core.network.model import RefinementNetwork
 from sddr_core.predictors import GRADIENT_PRIOR
+from sddr_core.predictors.base import MIN_RESOLUTION
 from sddr_core.predictors.exact import MapPredictor
 from tests.tiny import TINY
 
@@ -111,11 +116,26 @@ def test_blend_masks_are_positive_smooth_and_one_at_image_borders():
 
 
 def test_adaptive_resolution_is_eq_11_clamped():
-    assert adaptive_resolution(384, 1920, 1.0) == 1152
-    assert adaptive_resolution(384, 1000, 100.0) == 1384  # detail clamped to 2
-    assert adaptive_resolution(384, 1920, 0.0) == 576  # and to 0.5
-    assert adaptive_resolution(384, 3840, 1.0) == 2048  # and the run to MAX_RESOLUTION
-    assert adaptive_resolution(384, 300, 0.5) == 384  # and never below r̂
+    """With a cap of 2 (at or above anything Eq. 11 asks here), Eq. 11 and its clamps."""
+    assert adaptive_resolution(384, 1920, 1.0, cap=2.0) == 1152
+    assert adaptive_resolution(384, 1000, 100.0, cap=2.0) == 1384  # detail clamped to 2
+    assert adaptive_resolution(384, 1920, 0.0, cap=2.0) == 576  # and to 0.5
+    assert adaptive_resolution(384, 3840, 1.0, cap=2.0) == 2048  # and the run to MAX_RESOLUTION
+    assert adaptive_resolution(384, 300, 0.5, cap=2.0) == 384  # and not below r̂
+
+
+def test_the_cap_bounds_a_run_by_its_region_and_wins_over_r_hat():
+    assert adaptive_resolution(384, 1000, 100.0, cap=1.0) == 1000
+    assert adaptive_resolution(384, 1000, 100.0, cap=1.25) == 1250
+    assert adaptive_resolution(384, 1920, 1.0, cap=1.0) == 1152  # below the cap: Eq. 11
+    assert adaptive_resolution(384, 300, 0.5, cap=1.0) == 300  # a window smaller than r̂
+    assert adaptive_resolution(384, 300, 0.5, cap=0.001) == MIN_RESOLUTION
+
+
+@pytest.mark.parametrize("cap", [0, -1.0, float("nan"), float("inf"), "1", True])
+def test_a_bad_resolution_cap_is_refused_by_name(refiner, cap):
+    with pytest.raises(InputError, match="resolution_cap"):
+        DepthPipeline(refiner, lambda image, resolution: image[..., 0], resolution_cap=cap)
 
 
 class DisagreeingRefiner:
@@ -330,10 +350,12 @@ def test_pass_through_from_the_exact_depth_loses_nothing(refiner, scene, steps):
 
 def test_pass_through_two_stage_is_no_blurrier_than_one_stage(refiner, scene):
     """With the exact map predicted at Eq. 11's resolutions, two-stage's windows are finer
-    than one-stage's whole-image high: its edge error cannot be worse."""
+    than one-stage's whole-image high: its edge error cannot be worse. A cap of half the
+    region's side keeps every run below the pixels it predicts (at a cap of 1 both would be
+    exact, and the comparison one of rounding)."""
     rgb, disparity, depth = scene
     predictor = RecordingPredictor(disparity, training_resolution=72)  # r̂ = side / 5
-    run = CoarseToFine(PassThroughRefiner(refiner), predictor)
+    run = CoarseToFine(PassThroughRefiner(refiner), predictor, resolution_cap=0.5)
     one = edge_error(run.one_stage(rgb), depth)
     two = edge_error(run.two_stage(rgb, 3)[0], depth)
     assert two <= one
@@ -447,3 +469,49 @@ def test_eq_8_omega_one_takes_the_high_features(omega, follows):
                  "high": (network(low, high + bump).depth - base).abs().mean()}
     other = "low" if follows == "high" else "high"
     assert moved[follows] > 20 * moved[other]
+
+
+# ------------------------------------------------------------ predictor cost (decision 280)
+
+def test_no_predictor_run_exceeds_the_cap_on_a_1024_photo(refiner):
+    """Two-stage on a 1024² photo at r̂ 518 (Depth Anything V2) with a cap of 1: every run's
+    long side is at most the long side of the photo or window it predicts (the low run at r̂
+    aside); uncapped, the same photo asks above its own 1024 px (the issue measured up to
+    1542 px). The map is grainy, as a random-weight model's is, so Eq. 11's detail factor is
+    high."""
+    rgb, depth = sample_scene(1024, 1024)
+    grain = np.random.default_rng(0).random(depth.shape, dtype=np.float32)
+    disparity = (1.0 / depth) * (1 + 0.2 * grain)
+    calls = {}
+    for cap in (1.0, None):
+        predictor = RecordingPredictor(disparity, training_resolution=518)
+        CoarseToFine(PassThroughRefiner(refiner), predictor, resolution_cap=cap).two_stage(rgb, 3)
+        calls[cap] = predictor.calls
+    assert calls[1.0][0] == (518, None)  # the low run
+    assert len(calls[1.0]) == 2 + 4 + 9 + 16
+    for resolution, region in calls[1.0][1:]:
+        assert resolution <= (max(region[2:]) if region else 1024)
+    assert max(resolution for resolution, _ in calls[None]) > 1024
+    assert RESOLUTION_CAP is None  # decision 280: the default is uncapped
+
+
+def test_batched_windows_give_what_one_at_a_time_gives(refiner, tmp_path, monkeypatch):
+    """A step's windows through a transformers predictor in one batch, or one per forward
+    pass (a batch budget of one pixel), give the same two-stage depth."""
+    from sddr_core.predictors import load_predictor
+    from tests.test_batch import tiny_predictor_folder
+
+    predictor = load_predictor(str(tiny_predictor_folder(tmp_path / "da")), device="cpu")
+    forwards = []
+    predictor.model.register_forward_pre_hook(
+        lambda module, args, kwargs: forwards.append(kwargs["pixel_values"].shape[0]),
+        with_kwargs=True)
+    rgb, _ = sample_scene(96, 144)
+    pipeline = DepthPipeline(refiner, predictor)
+    batched = pipeline(rgb, mode="two-stage", steps=2)
+    batched_forwards, forwards[:] = list(forwards), []
+    monkeypatch.setattr(coarse_to_fine, "PREDICT_BATCH_PIXELS", 1)
+    single = pipeline(rgb, mode="two-stage", steps=2)
+    assert sum(batched_forwards) == sum(forwards) == 2 + 4 + 9
+    assert len(batched_forwards) < len(forwards) == 2 + 4 + 9
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5 * np.abs(single).max())

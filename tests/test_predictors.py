@@ -312,6 +312,41 @@ def test_zoedepth_pads_by_reflection_and_cuts_the_padding_off(tiny_models):
     assert predictor.predict(image, 96).shape == (64, 96)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_batch_predicts_what_each_image_does_alone(tiny_models, family):
+    """One forward pass over a step's windows gives each window's own prediction."""
+    predictor = _hugging(tiny_models, family)
+    images = [_photo(48, 80, seed=seed) for seed in range(3)]
+    seen = _model_inputs(predictor.model, lambda: predictor.predict_batch(images, 64))
+    assert len(seen) == 1 and seen[0].shape[0] == 3
+    for image, batched in zip(images, predictor.predict_batch(images, 64), strict=True):
+        np.testing.assert_allclose(batched, predictor.predict(image, 64), rtol=1e-5,
+                                   atol=1e-5 * np.abs(batched).max())
+
+
+def test_depth_anything_runs_fused_attention_with_the_eager_output(tmp_path):
+    """Decision 281: the DINOv2 backbone is loaded with SDPA, and predicts what eager does."""
+    transformers = pytest.importorskip("transformers")
+    from tests.test_batch import tiny_predictor_folder
+
+    folder = tiny_predictor_folder(tmp_path / "da")
+    fused = load_predictor(str(folder), device="cpu")
+    assert fused.model.backbone.config._attn_implementation == "sdpa"
+    eager = HuggingFacePredictor(transformers.AutoModelForDepthEstimation.from_pretrained(
+        folder, attn_implementation={"backbone_config": "eager"}), fused.spec)
+    assert eager.model.backbone.config._attn_implementation == "eager"
+    image = _photo(48, 80)
+    expected = eager.predict(image, 70)
+    np.testing.assert_allclose(fused.predict(image, 70), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+
+
+def test_a_batch_of_mixed_sizes_is_refused(tiny_models):
+    predictor = _hugging(tiny_models, "depth-anything-v2-small")
+    with pytest.raises(InputError, match="^images: a batch must hold images of one size"):
+        predictor.predict_batch([_photo(48, 80), _photo(40, 80)], 64)
+
+
 # --------------------------------------------------------------------------- load_predictor
 
 def test_objects_and_callables_pass_through():

@@ -267,6 +267,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="--clip: frame heights, comma-separated (default 720,1080)")
     bench.add_argument("--count", type=_int_in(2, 10_000), default=16,
                        help="--throughput: pairs in the folder (default 16)")
+    bench.add_argument("--photo", action="store_true",
+                       help="seconds of a whole photo, one- and two-stage, with --predictor, "
+                            "split into predictor, N_r and the rest")
+    bench.add_argument("--predictor", default=DEFAULT_PREDICTOR,
+                       help=f"--photo: the depth predictor (default: {DEFAULT_PREDICTOR})")
+    bench.add_argument("--resolution-cap", type=float,
+                       help="--photo: cap each predictor run at this multiple of its region's "
+                            "long side (default: none, Eq. 11 alone)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
     return parser
@@ -511,6 +519,10 @@ def _bench(args) -> int:
         return _bench_throughput(args)
     if args.clip:
         return _bench_clip(args)
+    if args.photo:
+        from .photo_bench import run_photo_bench
+
+        return run_photo_bench(args)
     refiner = _bench_refiner(args)
     if args.mode == "two-stage":
         report = benchmark_two_stage(refiner, size=args.size, repeats=args.repeats or 3,

@@ -24,16 +24,18 @@ import torch
 from ..errors import InputError, SddrError
 from ..maps.inputs import as_depth_batch
 from ..maps.resample import resize_maps
-from ..predictors.base import DepthPredictor
+from ..predictors.base import DepthPredictor, predict_many
 from .edges import align_edges, initial_edges
 from .refiner import Refiner
-from .resolution import image_resolution, window_resolutions
+from .resolution import RESOLUTION_CAP, check_cap, image_resolution, window_resolutions
 from .windows import Window, blend_mask, passes, step_windows
 
 __all__ = ["Cancel", "Cancelled", "CoarseToFine", "Estimate", "Progress"]
 
 CPU_BATCH_PIXELS = 4_000_000
 """Network-input pixels per batch on CPU: bounds memory (one 2048² pass is 4.2 M)."""
+PREDICT_BATCH_PIXELS = 4_000_000
+"""Predictor-input pixels per batch of a step's windows (16 windows at 518 px are 4.3 M)."""
 FLAT_TOLERANCE = 1e-6
 """A map whose values span at most this fraction of its scale (for a window of D_{s−1}: the
 whole map's range; for a prediction: its largest value) is flat, numerically constant."""
@@ -69,12 +71,16 @@ class _Job:
 
 
 class CoarseToFine:
-    """Refine images with `refiner` and `predictor`; progress and cancel per network pass."""
+    """Refine images with `refiner` and `predictor`; progress and cancel per network pass.
+    `resolution_cap`: no predictor run's long side exceeds this multiple of its region's (None:
+    uncapped)."""
 
     def __init__(self, refiner: Refiner, predictor: DepthPredictor | None = None,
-                 progress: Progress | None = None, cancel: Cancel | None = None):
+                 progress: Progress | None = None, cancel: Cancel | None = None,
+                 resolution_cap: float | None = RESOLUTION_CAP):
         self.refiner = refiner
         self.predictor = predictor
+        self.resolution_cap = check_cap(resolution_cap)
         self.progress = progress
         self.cancel = cancel
         self._done = 0
@@ -110,7 +116,7 @@ class CoarseToFine:
         r_hat = self.predictor.training_resolution
         low = self.predictor.predict(image, r_hat)
         resolution = image_resolution(low, r_hat, max(image.shape[:2]),
-                                      self.predictor.gradient_prior)
+                                      self.predictor.gradient_prior, self.resolution_cap)
         return low, self.predictor.predict(image, resolution)
 
     # ------------------------------------------------------------------------ many images
@@ -184,19 +190,31 @@ class CoarseToFine:
 
     def _predict_windows(self, estimate: Estimate, windows: list[Window], flat: list[bool]
                          ) -> list[np.ndarray | None]:
-        """The predictor's map of each window that is not flat, at its Eq. 11 resolution."""
+        """The predictor's map of each window that is not flat, at its Eq. 11 resolution;
+        windows of one resolution (all of a step's, once capped) go through it as batches."""
         if self.predictor is None or estimate.image is None:
             raise InputError("window predictions: give cached window highs, or an image and "
                              "a predictor to make them")
         resolutions = window_resolutions(estimate.depth, windows,
                                          self.predictor.training_resolution,
-                                         self.predictor.gradient_prior)
-        maps = []
-        for window, resolution, skip in zip(windows, resolutions, flat, strict=True):
+                                         self.predictor.gradient_prior,
+                                         self.resolution_cap)
+        maps: list[np.ndarray | None] = [None] * len(windows)
+        groups: dict[int, list[int]] = defaultdict(list)  # resolution → windows to predict
+        for index, (resolution, skip) in enumerate(zip(resolutions, flat, strict=True)):
             if not skip:
+                groups[resolution].append(index)
+        for resolution, indices in groups.items():
+            batch = max(1, PREDICT_BATCH_PIXELS // resolution**2) \
+                if hasattr(self.predictor, "predict_batch") else 1  # cancel between runs
+            for start in range(0, len(indices), batch):
                 self._check_cancel()
-            maps.append(None if skip else self.predictor.predict(
-                window.crop(estimate.image), resolution, region=window.region))
+                chunk = indices[start:start + batch]
+                predicted = predict_many(self.predictor,
+                                         [windows[i].crop(estimate.image) for i in chunk],
+                                         resolution, [windows[i].region for i in chunk])
+                for index, high in zip(chunk, predicted, strict=True):
+                    maps[index] = high
         return maps
 
     # ---------------------------------------------------------------------- N_r in batches

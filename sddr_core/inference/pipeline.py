@@ -20,6 +20,7 @@ from ..predictors import DepthPredictor, as_rgb, load_predictor
 from .clip import ClipState
 from .coarse_to_fine import Cancel, Cancelled, CoarseToFine, Progress
 from .refiner import Refiner, load_refiner
+from .resolution import RESOLUTION_CAP, check_cap
 from .windows import STEPS
 
 MODES = ("one-stage", "two-stage")
@@ -30,11 +31,15 @@ class DepthPipeline:
     """A depth predictor N_d and a refiner N_r, run together on photos.
 
     `predictor`: a `DepthPredictor`, a name of `sddr_core.predictors.PREDICTORS` (loaded once,
-    here) or a callable `fn(image, resolution) -> depth`.
+    here) or a callable `fn(image, resolution) -> depth`. `resolution_cap`: no predictor run's
+    long side exceeds this multiple of the long side of what it predicts, the photo or a window;
+    None (the default, decision 280) leaves Eq. 11 uncapped.
     """
 
-    def __init__(self, refiner: Refiner, predictor: PredictorLike):
+    def __init__(self, refiner: Refiner, predictor: PredictorLike, *,
+                 resolution_cap: float | None = RESOLUTION_CAP):
         self.refiner = refiner
+        self.resolution_cap = check_cap(resolution_cap)
         self.predictor = load_predictor(predictor, device=refiner.device)
 
     @classmethod
@@ -153,4 +158,5 @@ class DepthPipeline:
         return snapped.cpu().numpy()
 
     def _run(self, progress: Progress | None, cancel: Cancel | None) -> CoarseToFine:
-        return CoarseToFine(self.refiner, self.predictor, progress, cancel)
+        return CoarseToFine(self.refiner, self.predictor, progress, cancel,
+                            self.resolution_cap)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -49,6 +49,18 @@ class DepthPredictor(Protocol):
         self, image: np.ndarray, resolution: int,
         region: tuple[int, int, int, int] | None = None,
     ) -> np.ndarray: ...
+
+
+def predict_many(predictor: DepthPredictor, images: Sequence[np.ndarray], resolution: int,
+                 regions: Sequence[tuple[int, int, int, int] | None]) -> list[np.ndarray]:
+    """`predictor.predict` of each of `images` (all of one size) at one `resolution`: as one
+    batch when the predictor has `predict_batch(images, resolution)` (the transformers
+    adapter), else one at a time with each one's region."""
+    batched = getattr(predictor, "predict_batch", None)
+    if batched is not None:
+        return batched(images, resolution)
+    return [predictor.predict(image, resolution, region=region)
+            for image, region in zip(images, regions, strict=True)]
 
 
 # ------------------------------------------------------------------------------------- inputs

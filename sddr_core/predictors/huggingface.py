@@ -15,7 +15,7 @@ import os
 import shlex
 import subprocess
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,18 +67,22 @@ class PredictorSpec:
     reflect_pad: bool = False
     """ZoeDepth's recipe: reflect-pad the input by about 3·√(side/2) px against border
     artefacts and cut the padding off the output."""
+    backbone_attention: str | None = None
+    """transformers' attention for the backbone: "sdpa" (PyTorch's fused attention) for Depth
+    Anything's DINOv2, which the model as a whole does not accept yet; None keeps the model's
+    default. Same output to 1e-6 of its range, 0.82× the time at 518 px on CPU (decision 281)."""
 
 
 PREDICTORS: dict[str, PredictorSpec] = {
     "depth-anything-v2-small": PredictorSpec(
         "depth-anything/Depth-Anything-V2-Small-hf", "5426e4f0f36572d16453bbda7a8389317b1bef99",
-        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD),
+        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD, backbone_attention="sdpa"),
     "depth-anything-v2-base": PredictorSpec(
         "depth-anything/Depth-Anything-V2-Base-hf", "b1958afc87fb45a9e3746cb387596094de553ed8",
-        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD),
+        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD, backbone_attention="sdpa"),
     "depth-anything-v2-large": PredictorSpec(
         "depth-anything/Depth-Anything-V2-Large-hf", "7581137eff8d4e94f6e796d3baea0e9fa79b22d2",
-        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD),
+        "disparity", 518, 14, IMAGENET_MEAN, IMAGENET_STD, backbone_attention="sdpa"),
     "dpt-large": PredictorSpec(
         "Intel/dpt-large", "bc15f29aa3a80d532f2ed650b5e16ac48d8958f9",
         "disparity", 384, 32, HALF, HALF, square=True),
@@ -124,27 +128,36 @@ class HuggingFacePredictor:
     ) -> np.ndarray:
         """Prediction for `image` with its long side at `resolution`, each side rounded to the
         model's patch multiple (`region` is not used)."""
-        image = as_rgb(image)
-        height, width = self._input_size(image.shape[:2], check_resolution(resolution))
-        pixels = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-        pixels = resize_maps(pixels, (height, width))  # the channels as a batch of maps
+        return self.predict_batch([image], resolution)[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], resolution: int) -> list[np.ndarray]:
+        """`predict` of each of `images`, all of one size, as one batch through the model."""
+        images = [as_rgb(image, f"images[{index}]") for index, image in enumerate(images)]
+        shapes = {image.shape for image in images}
+        if len(shapes) != 1:
+            raise InputError(f"images: a batch must hold images of one size, got "
+                             f"{sorted(shapes)}")
+        height, width = self._input_size(images[0].shape[:2], check_resolution(resolution))
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        pixels = resize_maps(pixels.flatten(0, 1), (height, width)).unflatten(0, (-1, 3))
         mean = torch.tensor(self.spec.mean).view(3, 1, 1)
         std = torch.tensor(self.spec.std).view(3, 1, 1)
-        pixels = ((pixels - mean) / std)[None]
+        pixels = (pixels - mean) / std  # [B,3,h,w]
         rows = cols = (0, 0)
         if self.spec.reflect_pad:
             rows, cols = (_border(side, self.spec.patch_multiple) for side in (height, width))
             pixels = F.pad(pixels, (*cols, *rows), mode="reflect")
         with torch.inference_mode():
             output = self.model(pixel_values=pixels.to(self.device, self.dtype))
-        depth = output.predicted_depth.float().reshape(output.predicted_depth.shape[-2:])
+        depth = output.predicted_depth.float()
+        depth = depth.reshape(len(images), *depth.shape[-2:])  # [B,h,w]
         if self.spec.reflect_pad:  # cut the padding off, in output pixels
             (top, bottom), (left, right) = (
-                [round(p * depth.shape[i] / pixels.shape[i + 2]) for p in pad]
+                [round(p * depth.shape[i + 1] / pixels.shape[i + 2]) for p in pad]
                 for i, pad in enumerate((rows, cols))
             )
-            depth = depth[top: depth.shape[0] - bottom, left: depth.shape[1] - right]
-        return depth.cpu().numpy()
+            depth = depth[:, top: depth.shape[1] - bottom, left: depth.shape[2] - right]
+        return list(depth.cpu().numpy())
 
     def _input_size(self, shape: tuple[int, int], resolution: int) -> tuple[int, int]:
         """(h, w): long side ≈ resolution, aspect kept (unless square), sides multiples."""
@@ -223,11 +236,25 @@ def load_predictor(
         folder = _snapshot(name, spec.repo, revision, cache_dir)
         spec = _with_processor_normalisation(replace(spec, revision=revision), folder)
     try:
-        model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True)
+        model = _from_pretrained(AutoModelForDepthEstimation, folder, spec.backbone_attention)
     except (OSError, ValueError, RuntimeError) as err:
         raise WeightsError(f"predictor {name}: could not load the model in '{folder}': "
                            f"{err}") from None
     return HuggingFacePredictor(model, spec, device, dtype, name=str(name))
+
+
+def _from_pretrained(auto_class, folder: Path, backbone_attention: str | None):
+    """The model in `folder` from safetensors, its backbone on `backbone_attention` where this
+    transformers takes a per-config attention (5.x does; older ones may refuse the dict, and
+    then get the model's default)."""
+    if backbone_attention is not None:
+        try:
+            return auto_class.from_pretrained(
+                folder, use_safetensors=True,
+                attn_implementation={"backbone_config": backbone_attention})
+        except (TypeError, ValueError):
+            pass
+    return auto_class.from_pretrained(folder, use_safetensors=True)
 
 
 def _folder_spec(folder: Path) -> PredictorSpec:
