@@ -27,6 +27,7 @@ from sddr_core.inference.windows import passes
 from sddr_core.maps.resample import resize_maps
 from sddr_core.predictors import fetch_command, load_predictor
 from tests import comfy_stand_ins
+from tests.comfyui_clip_memory import STEADY_MALLOC
 
 if not comfy_stand_ins.install():
     pytest.skip("ComfyUI's own comfy_api is importable here: the nodes are tested against "
@@ -451,7 +452,7 @@ def test_clip_mode_keeps_nothing_per_frame_but_the_output(node):
     than half a depth map more per frame (keeping each refined map would add a whole one)."""
     done = subprocess.run([sys.executable, "-m", "tests.comfyui_clip_memory", node, "20"],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+                          env=os.environ | STEADY_MALLOC | {"PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["growth"] < 0.5 * measured["frame"], measured

@@ -28,6 +28,7 @@ from sddr_core.predictors import fetch_command
 from sddr_core.predictors.flicker import clip_predictions
 from sddr_core.scenes.sequence import render_clip
 from tests import comfyui_server
+from tests.comfyui_clip_memory import STEADY_MALLOC
 from tests.comfyui_server import free_port as _free_port
 from tests.comfyui_server import get as _get
 from tests.test_predictors import save_tiny_predictor
@@ -709,7 +710,8 @@ def test_clip_mode_keeps_nothing_per_frame_but_the_output_with_real_comfyui(node
     the server runs), 20 frames at 192×256: while the frames are refined, the resident size
     grows by the output IMAGE's frames and by less than half a depth map more per frame."""
     done = subprocess.run([PYTHON, "-m", "tests.comfyui_clip_memory", node, "20", COMFYUI_DIR],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=os.environ | STEADY_MALLOC)
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["growth"] < 0.5 * measured["frame"], measured
