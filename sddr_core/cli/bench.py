@@ -29,13 +29,17 @@ from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
 
 
-def _timed(fn, device: torch.device) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for `device`'s queued work, so a clock read after it has seen the work end."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device) -> float:
+    synchronize(device)
     start = time.perf_counter()
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -125,7 +129,7 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5,
         "mode": "one-stage",
         "size": size,
         "working_size": list(refiner.working_size(size, size)),
-        **_environment(refiner),
+        **environment(refiner),
         "gflops_per_refinement": flops / 1e9,
         "median_seconds": seconds,
         "repeats": repeats,
@@ -157,7 +161,7 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
         "mode": "two-stage",
         "size": size,
         "steps": steps,
-        **_environment(refiner),
+        **environment(refiner),
         "one_stage_passes": 1,
         "one_stage_seconds": one_stage,
         "two_stage_passes": passes(steps),
@@ -169,7 +173,8 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
     }
 
 
-def _environment(refiner: Refiner) -> dict:
+def environment(refiner: Refiner) -> dict:
+    """Where a benchmark ran: device, dtype, architecture, threads, parameters, torch."""
     device = refiner.device
     return {
         "device": str(device),
@@ -198,7 +203,7 @@ def benchmark_clip(refiner: Refiner, heights: tuple[int, ...] | None = None,
     `CLIP_HEIGHTS`; low at a quarter of the width), the two timed frame by frame in turn;
     medians over `repeats` frames and their ratio."""
     rows = [_clip_row(refiner, height, repeats) for height in heights or CLIP_HEIGHTS]
-    return {"mode": "clip", **_environment(refiner), "repeats": repeats, "sizes": rows,
+    return {"mode": "clip", **environment(refiner), "repeats": repeats, "sizes": rows,
             "peak_memory_mb": peak_memory_mb(refiner.device)}
 
 

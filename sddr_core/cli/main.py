@@ -522,7 +522,7 @@ def _bench(args) -> int:
     if args.photo:
         from .photo_bench import run_photo_bench
 
-        return run_photo_bench(args)
+        return run_photo_bench(args, lambda: _bench_refiner(args))
     refiner = _bench_refiner(args)
     if args.mode == "two-stage":
         report = benchmark_two_stage(refiner, size=args.size, repeats=args.repeats or 3,

@@ -13,16 +13,17 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 
 from ..inference.pipeline import DepthPipeline
-from ..inference.refiner import Refiner, build_refiner, load_refiner
+from ..inference.refiner import Refiner
 from ..inference.resolution import RESOLUTION_CAP, check_cap
 from ..inference.windows import STEPS
 from ..predictors import load_predictor
 from ..predictors.base import DepthPredictor
-from .bench import _environment, peak_memory_mb
+from .bench import environment, peak_memory_mb, synchronize
 from .sample import sample_scene
 
 
@@ -66,7 +67,7 @@ class _TimedPredictor:
     def _timed(self, count: int, resolution: int, run):
         start = time.perf_counter()
         result = run()
-        _synchronize(self.device)
+        synchronize(self.device)
         self.clock.predictor += time.perf_counter() - start
         self.clock.resolutions[int(resolution)] += count
         return result
@@ -84,7 +85,7 @@ class _TimedRefiner:
     def refine(self, *args, **kwargs):
         start = time.perf_counter()
         result = self.inner.refine(*args, **kwargs)
-        _synchronize(self.inner.device)
+        synchronize(self.inner.device)
         self.clock.refiner += time.perf_counter() - start
         return result
 
@@ -106,11 +107,11 @@ def benchmark_photo(refiner: Refiner, predictor: DepthPredictor, size: int = 102
     splits: dict[str, list[dict]] = {mode: [] for mode in runs}
     for _ in range(repeats):
         for mode, run in runs.items():
-            _synchronize(refiner.device)
+            synchronize(refiner.device)
             clock.reset()
             start = time.perf_counter()
             run()
-            _synchronize(refiner.device)
+            synchronize(refiner.device)
             splits[mode].append(clock.split(time.perf_counter() - start))
     one, two = (_median_run(splits[mode]) for mode in runs)
     return {
@@ -119,7 +120,7 @@ def benchmark_photo(refiner: Refiner, predictor: DepthPredictor, size: int = 102
         "steps": steps,
         "predictor": predictor.name,
         "resolution_cap": resolution_cap,
-        **_environment(refiner),
+        **environment(refiner),
         "repeats": repeats,
         "one_stage": one,
         "two_stage": two,
@@ -136,11 +137,6 @@ def _median_run(runs: list[dict]) -> dict:
 
 def _cap(cap: float | None) -> str:
     return "none" if cap is None else f"{cap:g}× the region's side"
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def describe(report: dict) -> list[str]:
@@ -161,15 +157,11 @@ def describe(report: dict) -> list[str]:
     return lines
 
 
-
-def run_photo_bench(args) -> int:
-    """`sddr bench --photo`: the refiner of --weights or --preset, the --predictor, printed."""
+def run_photo_bench(args, load: Callable[[], Refiner]) -> int:
+    """`sddr bench --photo`: the refiner `load` gives (--weights or --preset) with the
+    --predictor, printed."""
     cap = check_cap(args.resolution_cap)  # before any model loads
-    if args.weights:
-        refiner = load_refiner(args.weights, args.device, args.dtype, compile=args.compile)
-    else:
-        refiner = build_refiner(args.preset, device=args.device, dtype=args.dtype,
-                                compile=args.compile)
+    refiner = load()
     predictor = load_predictor(args.predictor, device=refiner.device)
     report = benchmark_photo(refiner, predictor, size=args.size, repeats=args.repeats or 1,
                              steps=args.steps, resolution_cap=cap)
