@@ -24,7 +24,14 @@ from .. import __version__
 from ..batch.job import Item, RefineSettings, pair_items, photo_items
 from ..errors import InputError, SddrError
 from ..files.atomic import refuse_overwriting_inputs
-from ..files.depth_io import FORMATS, check_image, check_output, read_depth, read_image
+from ..files.depth_io import (
+    FORMATS,
+    PHOTO_EXTENSIONS,
+    check_image,
+    check_output,
+    read_depth,
+    read_image,
+)
 from ..files.sidecar import write_depth_with_meaning
 from ..files.video import is_video
 from ..files.weights import BUNDLED, BUNDLED_DIR
@@ -36,7 +43,6 @@ from ..network.config import PRESETS
 from .terminate import Terminated, sigterm_raises
 
 DEFAULT_PREDICTOR = "depth-anything-v2-small"
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 MAX_OUT_SIDE = 16384
 """Largest `--out-size` side: a 16384² float32 map is 1 GiB, and larger ones exhaust memory
 only after the whole refinement has run."""
@@ -430,11 +436,11 @@ def image_paths(arguments: list[str]) -> list[Path]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS
                            and not p.name.startswith(".") and not p.is_dir())
             if not found:
                 raise InputError(f"folder '{path}' holds no photos "
-                                 f"({', '.join(PHOTO_SUFFIXES)})")
+                                 f"({', '.join(PHOTO_EXTENSIONS)})")
             photos += found
         else:
             photos.append(path)

@@ -26,12 +26,13 @@ from ..errors import InputError
 from ..files.atomic import atomic_output, refuse_overwriting_inputs
 from ..files.depth_io import check_output, read_depth, suffix_for_format, write_depth
 from ..files.depth_meaning import DepthMeaning, sidecar_path
-from ..files.sidecar import PREDICTED_UNITS
+from ..files.sidecar import PREDICTED_UNITS, write_sidecar
 from ..files.video import (
     ClipCodes,
     DamagedClip,
     DepthVideoWriter,
     Frame,
+    check_depth_video,
     clip_info,
     is_video,
     read_clip,
@@ -170,10 +171,8 @@ def _write_frame(output: ClipOutput, index: int, depth: np.ndarray, stored: np.n
     path = output.frame(index)
     png = output.format == "png16"
     write_depth(path, stored if png else depth, output.format)
-    meaning = DepthMeaning(output.kind, output.units, codes.stored if png else None,
-                           written_by=output.written_by)
-    with atomic_output(sidecar_path(path)) as tmp:
-        tmp.write_text(meaning.to_json(), encoding="utf-8")
+    write_sidecar(path, DepthMeaning(output.kind, output.units, codes.stored if png else None,
+                                     written_by=output.written_by))
 
 
 def _write_record(folder: Path, record: dict) -> None:
@@ -193,10 +192,8 @@ def _report(output: ClipOutput, frames: int, codes: ClipCodes, clipped: int,
     """Write the depth video's sidecar and print what was written; the exit status."""
     print(f"wrote {frames} frames to '{output.folder}' ({RECORD} holds their timestamps)")
     if output.video is not None:
-        meaning = DepthMeaning(output.kind, output.units, codes.stored,
-                               written_by=output.written_by)
-        with atomic_output(sidecar_path(output.video)) as tmp:
-            tmp.write_text(meaning.to_json(), encoding="utf-8")
+        write_sidecar(output.video, DepthMeaning(output.kind, output.units, codes.stored,
+                                                 written_by=output.written_by))
         print(f"wrote {output.video}")
     if clipped:
         print(f"sddr: warning: {clipped} depth values fell outside the clip's 16-bit range "
@@ -207,7 +204,6 @@ def _report(output: ClipOutput, frames: int, codes: ClipCodes, clipped: int,
               file=sys.stderr)
         return 1
     return 0
-
 
 
 def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
@@ -236,9 +232,7 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
     check_output(folder / f"000000{suffix_for_format(fmt)}", fmt)
     if args.depth_video or any(is_video(source) for source in sources):
         require_av()
-    video = Path(args.depth_video) if args.depth_video else None
-    if video is not None and video.suffix.lower() != ".mkv":
-        raise InputError(f"--depth-video '{video}': must be a .mkv file (FFV1, 16-bit gray)")
+    video = check_depth_video(args.depth_video, "--depth-video") if args.depth_video else None
     refuse_overwriting_inputs([video] if video else [],
                               {source: "clip input" for source in sources})
     pairs = args.low is not None

@@ -81,6 +81,10 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
     return _single_channel(reader(p, data), p)
 
 
+PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+"""Extensions taken for photos when a folder is read (lower case, with the dot)."""
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a photo as RGB uint8 HxWx3 (gray is repeated, alpha dropped, 16-bit scaled down,
     each with a warning that says so).

@@ -51,7 +51,13 @@ def write_depth_with_meaning(path: str | os.PathLike, depth: np.ndarray,
     except OSError as err:
         raise InputError(f"cannot replace depth sidecar '{side}': {err.strerror or err}") from None
     written = write_depth(p, depth, fmt)
-    meaning = dataclasses.replace(meaning, stored=stored_range(depth, fmt))
+    return written, write_sidecar(p, dataclasses.replace(meaning,
+                                                         stored=stored_range(depth, fmt)))
+
+
+def write_sidecar(path: str | os.PathLike, meaning: DepthMeaning) -> Path:
+    """Write `meaning` atomically as the sidecar of the depth file `path`; its path."""
+    side = sidecar_path(Path(path))
     with atomic_output(side) as tmp:
         tmp.write_text(meaning.to_json(), encoding="utf-8")
-    return written, side
+    return side

@@ -24,10 +24,9 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_output
-from .depth_io import READ_EXTENSIONS, read_depth, read_image
+from .depth_io import PHOTO_EXTENSIONS, READ_EXTENSIONS, read_depth, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 INSTALL = 'pip install "sddr[video]"'
 TOP = 65535
 """The largest 16-bit code."""
@@ -107,7 +106,7 @@ def clip_info(path: str | Path, *, depth: bool = False) -> ClipInfo:
 def frame_files(folder: Path, *, depth: bool = False) -> list[Path]:
     """The frame files of `folder`, ordered by the last number in their names (`f9.png`
     before `f10.png`); every file must carry one."""
-    suffixes = READ_EXTENSIONS if depth else IMAGE_SUFFIXES
+    suffixes = READ_EXTENSIONS if depth else PHOTO_EXTENSIONS
     files = [p for p in folder.iterdir() if p.suffix.lower() in suffixes
              and not p.name.startswith(".") and p.is_file()]
     if not files:
@@ -232,6 +231,14 @@ class ClipCodes:
                 ).astype(np.float32)
 
 
+def check_depth_video(path: str | Path, name: str) -> Path:
+    """`path` as a depth video's, or InputError naming it (as `name`) unless it is a .mkv
+    file, the container `DepthVideoWriter` writes."""
+    if Path(path).suffix.lower() != ".mkv":
+        raise InputError(f"{name} '{path}': must be a .mkv file (FFV1, 16-bit gray)")
+    return Path(path)
+
+
 class DepthVideoWriter:
     """A lossless depth video: FFV1 in Matroska, 16-bit gray (`gray16le`), timestamps in ms.
 
@@ -240,9 +247,7 @@ class DepthVideoWriter:
     """
 
     def __init__(self, path: str | Path, rate: float = 24.0):
-        if Path(path).suffix.lower() != ".mkv":
-            raise InputError(f"depth video '{path}': must be a .mkv file (FFV1, 16-bit gray)")
-        self.path, self.rate = Path(path), rate
+        self.path, self.rate = check_depth_video(path, "depth video"), rate
         self._stack = contextlib.ExitStack()
         self._stream: Any = None
         self._last = -1
