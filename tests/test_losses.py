@@ -3,10 +3,12 @@
 import pytest
 import torch
 
+from sddr_core.errors import InputError
 from sddr_core.maps.gradients import sobel_magnitude
 from sddr_core.network import RefinementNetwork
 from sddr_core.network.model import NetworkOutput
 from tests.tiny import TINY
+from training.config import LossesConfig
 from training.losses import (
     LossOptions,
     LossWeights,
@@ -302,6 +304,23 @@ def test_gt_trim_option_reaches_every_output_and_zero_keeps_the_edge_residuals()
     torch.testing.assert_close(parts["gt"], untrimmed.detach())
     _, trimmed = combine(loss_terms(output, target, edges))
     assert trimmed["gt"] < parts["gt"]
+
+
+def test_gt_gradient_weight_option_reaches_every_output_and_scales_only_the_gradient_term():
+    output, edges = output_of(34), sobel_magnitude(scene(35, size=32), value_range=1.0)
+    target = scene(36, size=32)
+    parts = {alpha: combine(loss_terms(output, target, edges,
+                                       options=LossOptions(gt_gradient_weight=alpha)))[1]["gt"]
+             for alpha in (0.0, 0.5, 2.0)}
+    maps = [output.depth, *output.aux.values()]
+    for alpha, value in parts.items():
+        expected = sum(gt_loss(d, target, gradient_weight=alpha) for d in maps)
+        torch.testing.assert_close(value, expected.detach())
+    # the L_gt sum is affine in α: the step from 0.5 to 2 is three times the step from 0 to 0.5
+    torch.testing.assert_close(parts[2.0] - parts[0.5], 3 * (parts[0.5] - parts[0.0]))
+    assert parts[2.0] > parts[0.5] > parts[0.0]
+    with pytest.raises(InputError, match="gt_gradient_weight"):
+        LossesConfig(options=LossOptions(gt_gradient_weight=-1.0))
 
 
 def test_the_objective_is_computed_in_fp32_under_autocast():

@@ -300,6 +300,8 @@ class LossesConfig:
             _require(value >= 0, f"weights.{name}", "≥ 0", value)
         _require(0 <= self.options.gt_trim < 1, "options.gt_trim", "in [0, 1)",
                  self.options.gt_trim)
+        _require(self.options.gt_gradient_weight >= 0, "options.gt_gradient_weight", "≥ 0",
+                 self.options.gt_gradient_weight)
         _require(1 <= self.options.regions <= MAX_REGIONS, "options.regions",
                  f"≥ 1 and at most {MAX_REGIONS}", self.options.regions)
         levels = self.options.fusion_levels

@@ -13,7 +13,7 @@ from .fusion import LEVELS, fusion_loss
 from .fusion import Variant as FusionVariant
 from .gradient import Variant as GradVariant
 from .gradient import grad_loss
-from .ground_truth import TRIM, gt_loss
+from .ground_truth import GRADIENT_WEIGHT, TRIM, gt_loss
 from .regions import REGIONS
 
 
@@ -37,6 +37,9 @@ class LossOptions:
     gt_trim: float = TRIM
     """Share of each image's largest L_gt residuals left out (MiDaS's 0.2, made for noisy
     ground truth; on exact procedural depth they are the edges, decision 236)."""
+    gt_gradient_weight: float = GRADIENT_WEIGHT
+    """α of L_gt's gradient-matching term (MiDaS's 0.5), the only part of L_gt that sees how
+    wide a ramp is once the trim is off (decision 290)."""
     regions: int = REGIONS
     """N_g, the k-means regions of L_grad."""
     fusion_levels: tuple[int, ...] = LEVELS
@@ -93,10 +96,13 @@ def loss_terms(
         output's (weight `weights.aux`; absent when it is 0); `grad`: L_grad (λ1) and
         `fusion`: L_fusion (λ2), only when `edges` is given.
     """
-    trim = options.gt_trim
-    terms = {"gt_d0": Term(1.0, gt_loss(output.depth, target, mask, trim=trim))}
+    def ground_truth(depth: torch.Tensor) -> torch.Tensor:
+        return gt_loss(depth, target, mask, trim=options.gt_trim,
+                       gradient_weight=options.gt_gradient_weight)
+
+    terms = {"gt_d0": Term(1.0, ground_truth(output.depth))}
     if weights.aux:
-        terms |= {f"gt_{name}": Term(weights.aux, gt_loss(aux, target, mask, trim=trim))
+        terms |= {f"gt_{name}": Term(weights.aux, ground_truth(aux))
                   for name, aux in output.aux.items()}
     if edges is not None:
         terms["grad"] = Term(weights.grad, grad_loss(
