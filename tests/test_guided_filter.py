@@ -51,3 +51,30 @@ def test_a_radius_beyond_the_map_is_cut_to_it():
 def test_source_and_guide_must_match():
     with pytest.raises(ValueError, match=r"source \(1, 1, 4, 4\) and guide \(1, 1, 4, 5\)"):
         guided_filter(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5), 1, 1e-4)
+
+
+@pytest.mark.parametrize("shape, radius", [((2, 1, 40, 50), 4), ((1, 1, 6, 9), 50),
+                                           ((3, 1, 17, 11), 1)])
+def test_opencv_box_means_without_gradient_match_the_differentiable_path(shape, radius):
+    """Inference on the CPU takes OpenCV's box filter, training torch's sums: the two must give
+    the same filter, batched, with the radius cut to a small map."""
+    rng = np.random.default_rng(3)
+    source = torch.from_numpy(rng.uniform(0, 1, shape).astype(np.float32))
+    guide = torch.from_numpy(rng.uniform(0, 1, shape).astype(np.float32))
+    with torch.inference_mode():
+        fast = guided_filter(source, guide, radius, 1e-3)
+    tracked = source.clone().requires_grad_()
+    differentiable = guided_filter(tracked, guide.clone().requires_grad_(), radius, 1e-3)
+    differentiable.sum().backward()
+    assert tracked.grad is not None and torch.isfinite(tracked.grad).all()
+    torch.testing.assert_close(fast, differentiable.detach(), atol=2e-5, rtol=0)
+
+
+def test_opencv_box_mean_mirrors_borders_as_scipy_does():
+    source = np.random.default_rng(4).uniform(0, 1, (40, 50)).astype(np.float32)
+    radius = 3
+    box_mean = ndimage.uniform_filter(source.astype(np.float64), 2 * radius + 1, mode="mirror")
+    expected = ndimage.uniform_filter(box_mean, 2 * radius + 1, mode="mirror")
+    with torch.no_grad():
+        result = guided_filter(_batch(source), _batch(np.full_like(source, 0.3)), radius, 1e-6)
+    np.testing.assert_allclose(result[0, 0].numpy(), expected, atol=1e-5)
