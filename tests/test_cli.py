@@ -10,6 +10,7 @@ import torch
 
 from sddr_core.cli.main import main
 from sddr_core.files.depth_io import read_depth, write_depth
+from sddr_core.inference.refiner import load_refiner
 from sddr_core.maps.gradients import gradient_magnitude
 
 
@@ -177,6 +178,19 @@ def test_bench_json_reports_time_flops_and_ratio(weights, capsys):
     ratio = report["achieved_gflops_per_second"] / report["matmul_gflops_per_second"]
     assert report["ratio_to_matmul"] == pytest.approx(ratio)
     assert report["peak_memory_mb"] > 0
+
+
+def test_bench_names_the_shipped_files_preset_and_filter(capsys):
+    """The bundled file is `small` plus a correction filter, not a "custom" architecture."""
+    assert main(["bench", "--weights", "default", "--size", "64", "--repeats", "1",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    shipped = load_refiner("default").config
+    assert report["architecture"] == "small"
+    assert report["correction_filter_radius"] == shipped.correction_filter_radius > 0
+    assert main(["bench", "--preset", "base", "--size", "64", "--repeats", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["architecture"], report["correction_filter_radius"]) == ("base", 0)
 
 
 def test_bench_times_edge_snapping_when_asked(weights, capsys):

@@ -9,6 +9,7 @@ same run, with a predictor that costs nothing, so the ratio is the refinement's 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import platform
 import resource
@@ -174,15 +175,20 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
 
 
 def environment(refiner: Refiner) -> dict:
-    """Where a benchmark ran: device, dtype, architecture, threads, parameters, torch."""
+    """Where a benchmark ran: device, dtype, architecture (preset, correction filter), threads,
+    parameters, torch."""
     device = refiner.device
+    # The shipped file is `small` with a correction filter: the preset is the architecture,
+    # the filter a separate field.
+    unfiltered = dataclasses.replace(refiner.config, correction_filter_radius=0)
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": str(refiner.dtype).removeprefix("torch."),
         "architecture": next(  # the preset whose config the network has, trained or not
-            (name for name, config in PRESETS.items() if config == refiner.config), "custom"),
+            (name for name, config in PRESETS.items() if config == unfiltered), "custom"),
+        "correction_filter_radius": refiner.config.correction_filter_radius,
         "threads": torch.get_num_threads(),
         "parameters": parameter_count(refiner.network),
         "torch": torch.__version__,
