@@ -113,6 +113,8 @@ def test_the_manifest_counts_only_finished_items_with_the_same_settings(weights,
     # a changed setting, a changed input, a deleted output: not finished
     other = RefineSettings("pairs", weights=weights, format="npy", mode="two-stage")
     assert Manifest(tmp_path / "out", other.key()).finished(items) == set()
+    capped = RefineSettings("pairs", weights=weights, format="npy", resolution_cap=1.0)
+    assert Manifest(tmp_path / "out", capped.key()).finished(items) == set()
     write_depth(items[0].inputs[1], np.ones((40, 56), np.float32))
     os.unlink(items[1].outputs[0])
     assert manifest.finished(items) == {items[2]}

@@ -13,6 +13,7 @@ import pytest
 
 from sddr_core.cli.main import main
 from sddr_core.files.depth_io import read_depth
+from sddr_core.inference.resolution import MIN_RESOLUTION
 from sddr_core.predictors import huggingface as predictors
 
 
@@ -27,9 +28,11 @@ class BrightnessPredictor:
 
     def __init__(self):
         self.calls = 0
+        self.runs = []  # (resolution, long side of the image given)
 
     def predict(self, image, resolution, region=None):
         self.calls += 1
+        self.runs.append((resolution, max(image.shape[:2])))
         gray = image.mean(axis=2).astype(np.float32)
         scale = resolution / max(gray.shape)
         size = (max(8, round(gray.shape[1] * scale)), max(8, round(gray.shape[0] * scale)))
@@ -77,6 +80,43 @@ def test_refine_a_folder_of_photos(weights, predictor, photos, tmp_path, mode, c
         assert depth.max() > 255 and np.all(depth == np.round(depth))  # 16-bit levels
     assert predictor.calls == (2 if mode == "one-stage" else 2 + 4) * 2
     assert "[2/2] b.jpg" in capsys.readouterr().err  # the progress line names the photo
+
+
+def test_resolution_cap_bounds_every_predictor_run_by_its_regions_size(weights, predictor,
+                                                                       photos, tmp_path):
+    """Uncapped, Eq. 11 runs the predictor above the pixels of the photo or window it
+    predicts; with --resolution-cap 1 no run exceeds them, and the depth changes."""
+    def runs(*cap):
+        predictor.runs.clear()
+        out = tmp_path / f"out{cap}"
+        assert refine(weights, str(photos / "a.png"), "-o", str(out), "--mode", "two-stage",
+                      "--steps", "1", *cap) == 0
+        return list(predictor.runs), read_depth(out / "a.png")
+
+    uncapped, free = runs()
+    capped, bounded = runs("--resolution-cap", "1")
+    assert any(resolution > side for resolution, side in uncapped)
+    assert len(capped) == len(uncapped)
+    assert all(resolution <= max(side, MIN_RESOLUTION) for resolution, side in capped)
+    assert not np.array_equal(free, bounded)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "fast"])
+def test_a_resolution_cap_that_is_no_positive_number_is_refused(weights, predictor, photos,
+                                                                tmp_path, capsys, value):
+    assert refine(weights, str(photos / "a.png"), "-o", str(tmp_path / "out"),
+                  f"--resolution-cap={value}") == 2
+    assert "--resolution-cap" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resolution_cap_is_for_photos_not_pairs(weights, tmp_path, capsys):
+    low, high = tmp_path / "low.npy", tmp_path / "high.npy"
+    np.save(low, np.ones((8, 8), np.float32))
+    np.save(high, np.ones((16, 16), np.float32))
+    assert main(["refine", "--low", str(low), "--high", str(high), "-o",
+                 str(tmp_path / "out.npy"), "--resolution-cap", "1", "--weights", weights]) == 2
+    assert "--resolution-cap is for photos" in capsys.readouterr().err
 
 
 def test_refine_single_photo_with_format_and_edges(weights, predictor, photos, tmp_path):

@@ -293,6 +293,13 @@ def test_bad_clip_arguments_are_refused_before_any_model_loads(tmp_path, capsys,
     assert message in capsys.readouterr().err
 
 
+def test_a_resolution_cap_for_depth_clips_is_refused(tmp_path, capsys):
+    video = make_video(tmp_path / "clip.mkv", 2)
+    assert main(["refine", "--low", str(video), "--high", str(video), "-o",
+                 str(tmp_path / "out"), "--resolution-cap", "1"]) == 2
+    assert "--resolution-cap is for photos" in capsys.readouterr().err
+
+
 def test_depth_video_round_trips_16_bit_codes_exactly(tmp_path):
     rng = np.random.default_rng(0)
     codes = [rng.integers(0, TOP + 1, (HEIGHT, WIDTH), dtype=np.uint16) for _ in range(3)]

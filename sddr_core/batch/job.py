@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import READ_EXTENSIONS, check_output, suffix_for_format
 from ..files.depth_meaning import sidecar_path
+from ..inference.resolution import check_cap
 from ..inference.windows import STEPS
 
 KINDS = ("photos", "pairs")
@@ -59,16 +60,24 @@ class RefineSettings:
     snap_edges: bool = False
     format: str = "png16"
     out_size: tuple[int, int] | None = None
+    resolution_cap: float | None = None
+    """Photos: no predictor run above this multiple of its region's long side (None: Eq. 11)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise InputError(f"kind {self.kind!r}: choose from {', '.join(KINDS)}")
         if self.kind == "photos" and not self.predictor:
             raise InputError("a photo job needs a predictor")
+        check_cap(self.resolution_cap)
 
     def key(self) -> str:
-        """A short digest of every setting: a manifest line counts only for the same ones."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """A short digest of every setting: a manifest line counts only for the same ones.
+        An uncapped job leaves `resolution_cap` out, so the manifests of jobs run before the
+        setting existed still count."""
+        settings = dataclasses.asdict(self)
+        if settings["resolution_cap"] is None:
+            del settings["resolution_cap"]
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -39,7 +39,8 @@ class ItemRefiner:
             if predictor is None:
                 predictor = huggingface.load_predictor(settings.predictor,
                                                        device=self.refiner.device)
-            self.pipeline = DepthPipeline(self.refiner, predictor)
+            self.pipeline = DepthPipeline(self.refiner, predictor,
+                                          resolution_cap=settings.resolution_cap)
 
     def __call__(self, item: Item, progress: Progress | None = None) -> list[Path]:
         """Refine `item` and write its outputs; the files written, the edge file first.

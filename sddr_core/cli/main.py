@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -116,6 +117,18 @@ def _threads(text: str) -> int:
                    f" ({THREADS_PER_CPU} per CPU; this machine has {cpus})")(text)
 
 
+def _resolution_cap(text: str) -> float:
+    """An argparse type: a multiple of a region's long side, a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text}: choose a number > 0 (a multiple of the "
+                                         "long side of the photo or window predicted)")
+    return value
+
+
 def _steps(text: str) -> int:
     value = _whole_number(text)
     if not 1 <= value <= MAX_STEPS:
@@ -186,6 +199,11 @@ def _parser() -> argparse.ArgumentParser:
     refine.add_argument("--steps", type=_steps, default=STEPS,
                         help=f"two-stage steps S, 1..{MAX_STEPS} (default {STEPS}: "
                              "1+4+9+16 windows)")
+    refine.add_argument("--resolution-cap", type=_resolution_cap, metavar="C",
+                        help="photos: run the predictor at most C times the pixels of the "
+                             "photo or window it predicts (e.g. 1: 4× faster one-stage, 7× "
+                             "two-stage on a CPU, softer edges; default: Eq. 11 uncapped; "
+                             "docs/performance.md)")
     refine.add_argument("--edges", action="store_true",
                         help="two-stage: also write the edge map G_S as NAME-edges.png")
     refine.add_argument("--snap-edges", action="store_true",
@@ -278,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
                             "split into predictor, N_r and the rest")
     bench.add_argument("--predictor", default=DEFAULT_PREDICTOR,
                        help=f"--photo: the depth predictor (default: {DEFAULT_PREDICTOR})")
-    bench.add_argument("--resolution-cap", type=float,
+    bench.add_argument("--resolution-cap", type=_resolution_cap,
                        help="--photo: cap each predictor run at this multiple of its region's "
                             "long side (default: none, Eq. 11 alone)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -304,6 +322,9 @@ def _refine(args) -> int:
         return _refine_images(args)
     if not (args.low and args.high):
         raise InputError("give photos (IMAGE…), or both --low and --high depth maps")
+    if args.resolution_cap is not None:
+        raise InputError("--resolution-cap is for photos: --low/--high pairs are refined "
+                         "without running a predictor")
     if Path(args.low).is_dir() and Path(args.high).is_dir():
         return _refine_folders(args)
     if args.engine == "ray":
@@ -356,7 +377,7 @@ def _refine_images(args) -> int:
     settings = RefineSettings("photos", weights=_weights(args.weights), predictor=predictor,
                               device=args.device, dtype=args.dtype, mode=args.mode,
                               steps=args.steps, edges=args.edges, snap_edges=args.snap_edges,
-                              format=fmt)
+                              format=fmt, resolution_cap=args.resolution_cap)
     return _run_batch(args, items, settings, [], "photos")
 
 

@@ -225,6 +225,9 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
     if len(sources) != (2 if args.low or args.high else 1) or None in sources:
         raise InputError("a clip is one video or folder of frames (IMAGE), or a --low and a "
                          "--high video or folder of depth frames, not more")
+    if args.resolution_cap is not None and args.low:
+        raise InputError("--resolution-cap is for photos: --low/--high clips are refined "
+                         "without running a predictor")
     if args.out_size and not args.low:
         raise InputError("--out-size is for --low/--high clips; a photo's depth keeps the "
                          "photo's size")
@@ -239,7 +242,8 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
     infos = [clip_info(source, depth=pairs) for source in sources]
     settings = {"sources": [str(Path(s).resolve()) for s in sources], "format": fmt,
                 "weights": args.weights, "predictor": None if pairs else args.predictor,
-                "dtype": args.dtype, "out_size": args.out_size and list(args.out_size)}
+                "dtype": args.dtype, "out_size": args.out_size and list(args.out_size),
+                "resolution_cap": args.resolution_cap}
     _start(folder, settings)  # another run's clip in the folder is refused before the load
     refiner = load()
     if pairs:
@@ -249,7 +253,7 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
         def refine(frame: Frame, state: ClipState) -> np.ndarray:
             return next(refiner.refine_clip([frame.data], args.out_size, state=state))
     else:
-        pipeline = DepthPipeline(refiner, args.predictor)
+        pipeline = DepthPipeline(refiner, args.predictor, resolution_cap=args.resolution_cap)
         frames = read_clip(sources[0])
         kind = pipeline.predictor.polarity
         units = PREDICTED_UNITS[kind]
