@@ -596,7 +596,7 @@ def _bench_throughput(args) -> int:
     import importlib.util
     import tempfile
 
-    from ..batch.ray_engine import INSTALL_EXTRA
+    from ..batch.ray_cluster import INSTALL_EXTRA
     from .throughput import benchmark_throughput
 
     if importlib.util.find_spec("ray") is None:
