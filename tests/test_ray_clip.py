@@ -1,4 +1,4 @@
-"""`sddr refine CLIP --engine ray` on the real two-node Ray cluster of `test_ray_engine` (one
+"""`sddr refine CLIP --engine ray` on a real two-node Ray cluster (`cluster` in conftest.py; one
 CPU a node, so each of the two predictor workers holds one torch thread): small videos made
 with PyAV, the tiny refiner and a tiny random Depth Anything folder; the single-process
 references run with `--threads 1` (decision 222). Each job is its own `sddr` process, its own
@@ -17,7 +17,7 @@ import pytest
 
 from sddr_core.errors import InputError
 from tests.test_batch import tiny_predictor_folder
-from tests.test_ray_engine import REPO, one_thread, sddr_job, two_node_cluster
+from tests.test_ray_engine import REPO, one_thread, sddr_job
 
 av = pytest.importorskip("av")
 pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
@@ -30,12 +30,6 @@ LONG = 24
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with two_node_cluster() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory, weights) -> dict:
     """A 12-frame video, a predictor folder, and the single-process run on them at one
     thread (frames and a depth video)."""
@@ -45,7 +39,7 @@ def clip(tmp_path_factory, weights) -> dict:
     options = ["--weights", weights, "--predictor", str(predictor), "--device", "cpu"]
     reference = root / "reference"
     assert one_thread(["refine", str(video), "-o", str(reference), *options,
-                        "--depth-video", str(root / "reference.mkv")]) == 0
+                       "--depth-video", str(root / "reference.mkv")]) == 0
     return {"root": root, "video": video, "options": options, "reference": reference}
 
 
@@ -63,8 +57,8 @@ def _depth_video(path: Path) -> list[tuple[float, np.ndarray]]:
 def test_a_video_on_two_workers_is_the_single_process_clip_byte_for_byte(
         cluster, clip, tmp_path):
     out = tmp_path / "out"
-    job = sddr_job(*_on_ray(cluster, clip, str(clip["video"]), "-o", str(out), "--depth-video",
-                         str(tmp_path / "depth.mkv")))
+    job = sddr_job(*_on_ray(cluster, clip, str(clip["video"]), "-o", str(out),
+                            "--depth-video", str(tmp_path / "depth.mkv")))
     stdout, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr
     assert f"wrote {FRAMES} frames to '{out}'" in stdout
@@ -87,7 +81,7 @@ def test_an_interrupted_ray_clip_continues_to_the_uninterrupted_frames(cluster, 
     video = make_video(tmp_path / "long.mkv", LONG)
     reference, out = tmp_path / "reference", tmp_path / "out"
     assert one_thread(["refine", str(video), "-o", str(reference), *clip["options"],
-                        "--format", "npy"]) == 0
+                       "--format", "npy"]) == 0
     argv = _on_ray(cluster, clip, str(video), "-o", str(out), "--format", "npy")
     job = sddr_job(*argv)
     deadline = time.monotonic() + 240

@@ -4,7 +4,6 @@ the job's two workers hold one torch thread each, and the single-process referen
 `--threads 1` (outputs are byte-identical only at the same thread count: docs/decisions.md 222).
 """
 
-import contextlib
 import json
 import os
 import signal
@@ -31,33 +30,6 @@ PAIRS = 24
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with two_node_cluster() as started:
-        yield started
-
-
-@contextlib.contextmanager
-def two_node_cluster():
-    """A two-node Ray cluster whose workers import this checkout's sddr."""
-    from ray.cluster_utils import Cluster
-
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), saved]))
-    node = {"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False}
-    cluster = Cluster(initialize_head=True, head_node_args=node)
-    try:
-        cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
-        cluster.wait_for_nodes()
-        yield cluster
-    finally:
-        cluster.shutdown()
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory, weights):
     """(photo folder with PHOTOS good photos and two corrupt ones, predictor folder, the
     single-process outputs at one thread)."""
@@ -74,7 +46,7 @@ def photos(tmp_path_factory, weights):
     predictor = tiny_predictor_folder(root / "predictor")
     reference = root / "reference"
     assert one_thread(["refine", str(folder), "-o", str(reference), "--weights", weights,
-                        "--predictor", str(predictor), "--device", "cpu"]) == 1
+                       "--predictor", str(predictor), "--device", "cpu"]) == 1
     return folder, predictor, reference
 
 
@@ -95,8 +67,8 @@ def _pairs(root: Path, weights: str, size: tuple[int, int]) -> tuple[Path, Path,
     low, high = write_pairs(root, [f"f{index:02}" for index in range(PAIRS)], size=size)
     reference = root / "reference"
     assert one_thread(["refine", "--low", str(low), "--high", str(high), "-o",
-                        str(reference), "--weights", weights, "--device", "cpu",
-                        "--format", "npy"]) == 0
+                       str(reference), "--weights", weights, "--device", "cpu",
+                       "--format", "npy"]) == 0
     return low, high, reference
 
 
@@ -191,9 +163,9 @@ def test_a_worker_killed_mid_job_leaves_every_output_once_and_as_one_process_wri
         cluster, photos, weights, tmp_path):
     folder, predictor, reference = photos
     out = tmp_path / "out"
-    job = sddr_job("refine", str(folder), "-o", str(out), "--weights", weights, "--predictor",
-                str(predictor), "--device", "cpu", "--engine", "ray", "--address",
-                cluster.address, "--workers", "2")
+    job = sddr_job("refine", str(folder), "-o", str(out), "--weights", weights,
+                   "--predictor", str(predictor), "--device", "cpu", "--engine", "ray",
+                   "--address", cluster.address, "--workers", "2")
     done_at_kill = _wait_for_lines(out, 4, job)
     victims = _map_workers()
     assert len(victims) == 2, victims

@@ -99,8 +99,8 @@ class ClipPredictors:
         predictor's (low, high, (H, W) of the frame) for `Refiner.refine_clip`; the frames
         before `skip` (finished by an earlier run) pass through unpredicted.
 
-        A source that raises `DamagedClip` gets the frames read before the damage back first,
-        then the error; a frame whose prediction fails raises SddrError naming it.
+        When the source raises `DamagedClip`, the frames read before the damage come back
+        first, then the error; a frame whose prediction fails raises SddrError naming it.
         """
         pending: deque[tuple[Frame, Any]] = deque()
         sent = 0
@@ -127,8 +127,7 @@ class ClipPredictors:
             low, high, size = ray.get(result)
         except ray.exceptions.RayTaskError as err:
             cause = err.cause
-            why = str(cause) if isinstance(cause, SddrError) else f"{type(cause).__name__}: " \
-                f"{cause}"
+            why = cause if isinstance(cause, SddrError) else f"{type(cause).__name__}: {cause}"
             raise SddrError(f"{frame.source}: {why}") from None
         except ray.exceptions.RayActorError as err:
             raise SddrError(f"{frame.source}: its worker died on each of {self.retries + 1} "
