@@ -206,3 +206,14 @@ def test_the_pool_predicts_only_unfinished_frames_on_both_workers_in_order(clust
     assert frames == sorted(2 * list(range(5, 12)))  # low and high of each unfinished frame
     assert len({pid for pid, *_ in predicted}) == 2
     assert report["failed"] == "clip 2: no depth in frame 200"
+
+
+@pytest.mark.parametrize("retries", [-1, 1.5, True])
+def test_retries_that_are_not_a_whole_number_are_refused_before_ray_starts(retries):
+    import ray
+
+    from sddr_core.batch import ClipPredictors
+
+    with pytest.raises(InputError, match=f"retries {retries!r}: must be a whole number ≥ 0"):
+        ClipPredictors("depth-anything-v2-small", retries=retries)
+    assert not ray.is_initialized()

@@ -23,8 +23,17 @@ import numpy as np
 
 from ..errors import SddrError
 from ..files.video import DamagedClip, Frame
-from ..predictors.base import DepthPredictor
-from .ray_cluster import RETRIES, import_ray, pool_shape, ray_session, use_assigned_cpus
+from ..inference.coarse_to_fine import whole_image_inputs
+from ..predictors import DepthPredictor, as_rgb, load_predictor
+from ..runtime import resolve_device
+from .ray_cluster import (
+    RETRIES,
+    check_retries,
+    import_ray,
+    pool_shape,
+    ray_session,
+    use_assigned_cpus,
+)
 
 AHEAD = 2
 """Frames in flight per actor: one running, one waiting, so an actor never idles for its next
@@ -51,6 +60,8 @@ class ClipPredictors:
 
     Raises
     ------
+    InputError
+        `retries` is not a whole number ≥ 0.
     SddrError
         Ray is not installed, or the actors cannot load the predictor (on entering).
     """
@@ -60,7 +71,7 @@ class ClipPredictors:
                  retries: int = RETRIES) -> None:
         self.ray = import_ray()
         self.predictor, self.device, self.address = predictor, device, address
-        self.workers, self.retries = workers, retries
+        self.workers, self.retries = workers, check_retries(retries)
         self.actors: list[Any] = []
         self.polarity = ""
         """The predictor's polarity ("disparity" or "depth"), known once the pool runs."""
@@ -145,9 +156,6 @@ class _FramePredictor:
     """A Ray actor: the predictor, loaded once; the whole-image (low, high) of each frame."""
 
     def __init__(self, predictor: str | DepthPredictor, device: str) -> None:
-        from ..predictors import load_predictor
-        from ..runtime import resolve_device
-
         use_assigned_cpus()
         self.predictor = load_predictor(predictor, device=resolve_device(device))
 
@@ -156,9 +164,6 @@ class _FramePredictor:
 
     def predict(self, index: int, image: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        from ..inference.coarse_to_fine import whole_image_inputs
-        from ..predictors import as_rgb
-
         rgb = as_rgb(image, f"frame {index}")
         low, high = whole_image_inputs(self.predictor, rgb)
         return low, high, rgb.shape[:2]

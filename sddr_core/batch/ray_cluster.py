@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import SddrError
+from ..errors import InputError, SddrError
 
 INSTALL_EXTRA = "pip install -e '/path/to/sddr[distributed]'"
 RETRIES = 3
@@ -24,6 +24,13 @@ def import_ray() -> Any:
         raise SddrError(f"--engine ray needs the 'distributed' extra (Ray): {INSTALL_EXTRA}") \
             from None
     return ray
+
+
+def check_retries(retries: int) -> int:
+    """`retries`, or InputError unless it is a whole number ≥ 0."""
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise InputError(f"retries {retries!r}: must be a whole number ≥ 0")
+    return retries
 
 
 @contextlib.contextmanager

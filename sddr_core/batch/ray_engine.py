@@ -25,13 +25,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import InputError, SddrError
+from ..errors import SddrError
 from ..files.atomic import remove_leftovers
 from ..inference.refiner import load_refiner
 from ..predictors.base import DepthPredictor
 from .job import Item, RefineSettings
 from .manifest import Manifest
-from .ray_cluster import RETRIES, import_ray, pool_shape, ray_session, use_assigned_cpus
+from .ray_cluster import RETRIES, check_retries, import_ray, pool_shape, ray_session
 
 
 @dataclass
@@ -84,8 +84,7 @@ def refine_on_ray(
         the job as a whole failed (its workers cannot load the predictor).
     """
     ray = import_ray()
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise InputError(f"retries {retries!r}: must be a whole number ≥ 0")
+    check_retries(retries)
     load_refiner(settings.weights, device="cpu")  # bad weights fail here, not in each worker
     # 1. Skip what an earlier run finished
     items = [item.absolute() for item in items]
@@ -159,6 +158,7 @@ class _Worker:
 
     def __init__(self, settings: RefineSettings, predictor: DepthPredictor | None,
                  manifest: Manifest) -> None:
+        from .ray_cluster import use_assigned_cpus
         from .work import ItemRefiner
 
         use_assigned_cpus()
