@@ -30,27 +30,6 @@ PAIRS = 24
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A two-node Ray cluster whose workers import this checkout's sddr."""
-    from ray.cluster_utils import Cluster
-
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), saved]))
-    node = {"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False}
-    cluster = Cluster(initialize_head=True, head_node_args=node)
-    try:
-        cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
-        cluster.wait_for_nodes()
-        yield cluster
-    finally:
-        cluster.shutdown()
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory, weights):
     """(photo folder with PHOTOS good photos and two corrupt ones, predictor folder, the
     single-process outputs at one thread)."""
@@ -66,8 +45,8 @@ def photos(tmp_path_factory, weights):
     (folder / "bad-noise.jpg").write_bytes(good[:200])
     predictor = tiny_predictor_folder(root / "predictor")
     reference = root / "reference"
-    assert _one_thread(["refine", str(folder), "-o", str(reference), "--weights", weights,
-                        "--predictor", str(predictor), "--device", "cpu"]) == 1
+    assert one_thread(["refine", str(folder), "-o", str(reference), "--weights", weights,
+                       "--predictor", str(predictor), "--device", "cpu"]) == 1
     return folder, predictor, reference
 
 
@@ -87,13 +66,13 @@ def slow_pairs(tmp_path_factory, weights):
 def _pairs(root: Path, weights: str, size: tuple[int, int]) -> tuple[Path, Path, Path]:
     low, high = write_pairs(root, [f"f{index:02}" for index in range(PAIRS)], size=size)
     reference = root / "reference"
-    assert _one_thread(["refine", "--low", str(low), "--high", str(high), "-o",
-                        str(reference), "--weights", weights, "--device", "cpu",
-                        "--format", "npy"]) == 0
+    assert one_thread(["refine", "--low", str(low), "--high", str(high), "-o",
+                       str(reference), "--weights", weights, "--device", "cpu",
+                       "--format", "npy"]) == 0
     return low, high, reference
 
 
-def _one_thread(argv: list[str]) -> int:
+def one_thread(argv: list[str]) -> int:
     threads = torch.get_num_threads()
     try:
         return main(["--threads", "1", *argv])
@@ -101,7 +80,7 @@ def _one_thread(argv: list[str]) -> int:
         torch.set_num_threads(threads)
 
 
-def _sddr(*argv: str) -> subprocess.Popen:
+def sddr_job(*argv: str) -> subprocess.Popen:
     """`sddr …` as its own process (its own Ray driver), output captured, with Ctrl-C's
     default disposition as a terminal gives it: a child inherits an ignored SIGINT, and in the
     whole suite something before this file leaves it ignored in pytest's process."""
@@ -184,9 +163,9 @@ def test_a_worker_killed_mid_job_leaves_every_output_once_and_as_one_process_wri
         cluster, photos, weights, tmp_path):
     folder, predictor, reference = photos
     out = tmp_path / "out"
-    job = _sddr("refine", str(folder), "-o", str(out), "--weights", weights, "--predictor",
-                str(predictor), "--device", "cpu", "--engine", "ray", "--address",
-                cluster.address, "--workers", "2")
+    job = sddr_job("refine", str(folder), "-o", str(out), "--weights", weights,
+                   "--predictor", str(predictor), "--device", "cpu", "--engine", "ray",
+                   "--address", cluster.address, "--workers", "2")
     done_at_kill = _wait_for_lines(out, 4, job)
     victims = _map_workers()
     assert len(victims) == 2, victims
@@ -209,7 +188,7 @@ def test_an_interrupted_job_rerun_skips_what_was_done(cluster, slow_pairs, weigh
     argv = ["refine", "--low", str(low), "--high", str(high), "-o", str(out), "--weights",
             weights, "--device", "cpu", "--format", "npy", "--engine", "ray", "--address",
             cluster.address]
-    job = _sddr(*argv)
+    job = sddr_job(*argv)
     _wait_for_lines(out, 1, job)
     job.send_signal(signal.SIGINT)  # Ctrl-C
     _, stderr = job.communicate(timeout=120)
@@ -217,7 +196,7 @@ def test_an_interrupted_job_rerun_skips_what_was_done(cluster, slow_pairs, weigh
     finished = {json.loads(line)["outputs"][0] for line in _manifest_lines(out)}
     assert 1 <= len(finished) < PAIRS
     stamps = {path: os.stat(path).st_mtime_ns for path in finished}
-    rerun = _sddr(*argv)
+    rerun = sddr_job(*argv)
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert (f"refined {PAIRS - len(finished)}, skipped {len(finished)} finished by an earlier "

@@ -300,6 +300,19 @@ def test_a_resolution_cap_for_depth_clips_is_refused(tmp_path, capsys):
     assert "--resolution-cap is for photos" in capsys.readouterr().err
 
 
+def test_ray_for_a_clip_is_refused_before_any_model_loads_without_ray_or_with_depth_clips(
+        tmp_path, capsys, monkeypatch):
+    video = str(make_video(tmp_path / "clip.mkv", 2))
+    out = tmp_path / "out"
+    assert main(["refine", "--low", video, "--high", video, "-o", str(out), "--engine",
+                 "ray"]) == 2
+    assert "--low/--high clips have none (refine them without it)" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
+    assert main(["refine", video, "-o", str(out), "--engine", "ray"]) == 2
+    assert "--engine ray needs the 'distributed' extra (Ray)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_depth_video_round_trips_16_bit_codes_exactly(tmp_path):
     rng = np.random.default_rng(0)
     codes = [rng.integers(0, TOP + 1, (HEIGHT, WIDTH), dtype=np.uint16) for _ in range(3)]

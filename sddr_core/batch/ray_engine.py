@@ -25,17 +25,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import InputError, SddrError
+from ..errors import SddrError
 from ..files.atomic import remove_leftovers
 from ..inference.refiner import load_refiner
 from ..predictors.base import DepthPredictor
 from .job import Item, RefineSettings
 from .manifest import Manifest
-
-INSTALL_EXTRA = "pip install -e '/path/to/sddr[distributed]'"
-RETRIES = 3
-"""Attempts after the first at an item whose worker died: a poison input (one that crashes
-the process every time) costs four worker restarts, then is reported."""
+from .ray_cluster import RETRIES, check_retries, import_ray, pool_shape, ray_session
 
 
 @dataclass
@@ -87,13 +83,8 @@ def refine_on_ray(
         Ray is not installed, the weights do not load (`WeightsError`, before Ray starts), or
         the job as a whole failed (its workers cannot load the predictor).
     """
-    try:
-        import ray
-    except ImportError:
-        raise SddrError(f"--engine ray needs the 'distributed' extra (Ray): {INSTALL_EXTRA}") \
-            from None
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise InputError(f"retries {retries!r}: must be a whole number ≥ 0")
+    ray = import_ray()
+    check_retries(retries)
     load_refiner(settings.weights, device="cpu")  # bad weights fail here, not in each worker
     # 1. Skip what an earlier run finished
     items = [item.absolute() for item in items]
@@ -108,31 +99,27 @@ def refine_on_ray(
         progress(report.skipped, len(items), "")
     if not todo:
         return report
-    # 2. Join or start the cluster
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                 include_dashboard=False)
+    # 2. Join or start the cluster; 3. map items over a pool of actors, each holding the models
+    started = False
     try:
-        # 3. Map items over a pool of actors, each holding the models
-        dataset = _dataset(ray, todo, settings, predictor, manifest, workers, retries)
-        start, answered = time.perf_counter(), set()
-        for row in dataset.iter_rows():
-            item = _item(row["item"])
-            answered.add(item.name)
-            if row["error"]:
-                report.failed.append((item.name, row["error"]))
-            else:
-                report.refined += 1
-                report.item_seconds.append(float(row["seconds"]))
-                report.arrivals.append(time.perf_counter() - start)
-            if progress is not None:
-                progress(report.skipped + len(answered), len(items), item.name)
+        with ray_session(ray, address) as started:
+            dataset = _dataset(ray, todo, settings, predictor, manifest, workers, retries)
+            start, answered = time.perf_counter(), set()
+            for row in dataset.iter_rows():
+                item = _item(row["item"])
+                answered.add(item.name)
+                if row["error"]:
+                    report.failed.append((item.name, row["error"]))
+                else:
+                    report.refined += 1
+                    report.item_seconds.append(float(row["seconds"]))
+                    report.arrivals.append(time.perf_counter() - start)
+                if progress is not None:
+                    progress(report.skipped + len(answered), len(items), item.name)
     except ray.exceptions.RayError as err:  # its message ends with the cause's last line
         raise SddrError(f"the Ray job failed: {str(err).strip().splitlines()[-1]}") from None
     finally:
-        if started:
-            ray.shutdown()  # stops a Ray started here, with its workers
+        if started:  # a Ray started here has stopped, with its workers
             remove_leftovers(leftovers)
     # 4. An item whose worker died on every attempt left no row
     report.failed += [(item.name, f"its worker died on each of {retries + 1} attempts")
@@ -152,20 +139,17 @@ def _dataset(ray, todo: list[Item], settings: RefineSettings, predictor: DepthPr
     context.max_errored_blocks = -1  # only blocks whose worker died on every retry
     context.enable_progress_bars = False  # the caller draws one bar for the whole job
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its errors come back as rows
-    resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0) if settings.device != "cpu" else 0
-    pool = workers or int(gpus or resources.get("CPU", 1))
+    pool, cpus, gpus = pool_shape(ray, settings.device, workers)
     rows = [{"item": json.dumps(item.__dict__)} for item in todo]
     with warnings.catch_warnings():  # Ray 2.60 names no other way to bound the retries
         warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
         return ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             _Worker, fn_constructor_kwargs={"settings": settings, "predictor": predictor,
                                             "manifest": manifest},
-            batch_size=1, num_gpus=1 if gpus else 0,
+            batch_size=1, num_gpus=gpus,
             # one task at a time per actor: a dying worker takes only its own item down
             compute=ray.data.ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1),
-            num_cpus=max(1, int(resources.get("CPU", 1)) // pool) if not gpus else 1,
-            max_restarts=-1, max_task_retries=retries)
+            num_cpus=cpus, max_restarts=-1, max_task_retries=retries)
 
 
 class _Worker:
@@ -174,14 +158,10 @@ class _Worker:
 
     def __init__(self, settings: RefineSettings, predictor: DepthPredictor | None,
                  manifest: Manifest) -> None:
-        import ray
-        import torch
-
+        from .ray_cluster import use_assigned_cpus
         from .work import ItemRefiner
 
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-        if cpus:
-            torch.set_num_threads(max(1, int(cpus)))
+        use_assigned_cpus()
         self.refine = ItemRefiner(settings, predictor)
         self.manifest = manifest
 

@@ -4,8 +4,8 @@ Every failure prints `sddr: error: …` and exits with status 2 (130 after Ctrl-
 SIGTERM); arguments are checked before any model loads, and outputs are written atomically, so
 an interrupted run leaves no partial file. A batch of photos (or of --low/--high folder
 pairs) goes on past an input that fails (a truncated file): it is reported and skipped, and the
-run exits with status 1 when some inputs failed, 2 when all did. `--engine ray` runs a batch on
-a Ray cluster (docs/scaling.md).
+run exits with status 1 when some inputs failed, 2 when all did. `--engine ray` runs a batch, or
+a clip's predictor runs, on a Ray cluster (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -217,9 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     refine.add_argument("--depth-video", metavar="FILE.mkv",
                         help="clip: also write the depth as a lossless 16-bit video (FFV1)")
     refine.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: this process (default); ray: spread the inputs over a "
-                             "Ray cluster, skipping those a previous run finished "
-                             "(docs/scaling.md)")
+                        help="local: this process (default); ray: spread the inputs (of a "
+                             "clip: its predictor runs) over a Ray cluster, skipping those a "
+                             "previous run finished (docs/scaling.md)")
     refine.add_argument("--address",
                         help="--engine ray: the cluster to join (HOST:PORT or ray://HOST:PORT; "
                              "default: start a local Ray for the job)")
@@ -617,7 +617,7 @@ def _bench_throughput(args) -> int:
     import importlib.util
     import tempfile
 
-    from ..batch.ray_engine import INSTALL_EXTRA
+    from ..batch.ray_cluster import INSTALL_EXTRA
     from .throughput import benchmark_throughput
 
     if importlib.util.find_spec("ray") is None:

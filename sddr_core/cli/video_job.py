@@ -5,16 +5,18 @@ Each frame is written atomically with its sidecar, so an interrupted run leaves 
 frames; the clip record `clip.sddr.json` in the output folder holds the run's settings, the
 clip's 16-bit code range and the source's timestamps. A rerun with the same settings skips
 the finished frames and restores the clip state from the last one written (decision 242), so
-it continues the clip as if it had not stopped.
+it continues the clip as if it had not stopped. With `--engine ray` the predictor runs on a
+Ray cluster's workers and the frames come back in order to this process's loop (decision 310).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..batch.ray_cluster import import_ray
 from ..errors import InputError
 from ..files.atomic import atomic_output, refuse_overwriting_inputs
 from ..files.depth_io import check_output, read_depth, suffix_for_format, write_depth
@@ -210,13 +213,12 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
     """`sddr refine` with a video, `--clip` folders or a `--depth-video`: check the arguments
     (before any model loads), then `run_clip` on photos with the predictor, or on
     `--low`/`--high` depth pairs."""
-    for given, why in ((args.engine == "ray", "--engine ray"),
-                       (args.mode != "one-stage", "--mode two-stage"),
+    for given, why in ((args.mode != "one-stage", "--mode two-stage"),
                        (args.edges, "--edges"), (args.snap_edges, "--snap-edges"),
                        (args.image, "--image")):
         if given:
             raise InputError(f"{why} is not available for a clip (clip mode is one-stage, "
-                             "one frame after the other, in this process)")
+                             "one frame after the other)")
     fmt = args.format or "png16"
     if fmt not in CLIP_FORMATS:
         raise InputError(f"--format {fmt}: a clip's frames are written as "
@@ -231,6 +233,11 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
     if args.out_size and not args.low:
         raise InputError("--out-size is for --low/--high clips; a photo's depth keeps the "
                          "photo's size")
+    if args.engine == "ray":
+        if args.low or args.high:
+            raise InputError("--engine ray spreads a clip's predictor runs over a cluster; "
+                             "--low/--high clips have none (refine them without it)")
+        import_ray()
     folder = Path(args.output)
     check_output(folder / f"000000{suffix_for_format(fmt)}", fmt)
     if args.depth_video or any(is_video(source) for source in sources):
@@ -246,24 +253,52 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
                 "resolution_cap": args.resolution_cap}
     _start(folder, settings)  # another run's clip in the folder is refused before the load
     refiner = load()
-    if pairs:
-        frames = _pairs(read_clip(args.low, depth=True), read_clip(args.high, depth=True))
-        kind = units = None
+    with ExitStack() as stack:
+        if pairs:
+            frames = _pairs(read_clip(args.low, depth=True), read_clip(args.high, depth=True))
+            kind = units = None
 
-        def refine(frame: Frame, state: ClipState) -> np.ndarray:
-            return next(refiner.refine_clip([frame.data], args.out_size, state=state))
-    else:
-        pipeline = DepthPipeline(refiner, args.predictor, resolution_cap=args.resolution_cap)
-        frames = read_clip(sources[0])
-        kind = pipeline.predictor.polarity
-        units = PREDICTED_UNITS[kind]
+            def refine(frame: Frame, state: ClipState) -> np.ndarray:
+                return next(refiner.refine_clip([frame.data], args.out_size, state=state))
+        elif args.engine == "ray":
+            frames, kind, refine = _predicted_on_ray(args, stack, refiner, sources[0], folder,
+                                                     fmt)
+        else:
+            pipeline = DepthPipeline(refiner, args.predictor,
+                                     resolution_cap=args.resolution_cap)
+            frames = read_clip(sources[0])
+            kind = pipeline.predictor.polarity
 
-        def refine(frame: Frame, state: ClipState) -> np.ndarray:
-            return next(pipeline.frames([frame.data], state=state))
+            def refine(frame: Frame, state: ClipState) -> np.ndarray:
+                return next(pipeline.frames([frame.data], state=state))
 
-    output = ClipOutput(folder, fmt, video, kind, units, f"sddr refine {version}")
-    return run_clip(frames, refine, output, settings=settings, total=infos[0].frames,
-                    rate=infos[0].rate, device=refiner.device, label=Path(sources[0]).name)
+        units = kind and PREDICTED_UNITS[kind]
+        output = ClipOutput(folder, fmt, video, kind, units, f"sddr refine {version}")
+        return run_clip(frames, refine, output, settings=settings, total=infos[0].frames,
+                        rate=infos[0].rate, device=refiner.device,
+                        label=Path(sources[0]).name)
+
+
+def _predicted_on_ray(args, stack: ExitStack, refiner: Refiner, source: str, folder: Path,
+                      fmt: str) -> tuple[Iterator[Frame], str, RefineFrame]:
+    """The clip's frames with their predictions made ahead on Ray (the pool lives as long
+    as `stack`), the predictor's polarity, and the refinement of one predicted frame: what
+    `DepthPipeline.frames` does after its predictor runs, so the frames are the same."""
+    from ..batch.ray_clip import ClipPredictors
+
+    predictor = args.predictor
+    if Path(predictor).is_dir():  # a model folder: workers elsewhere need its full path
+        predictor = os.path.abspath(predictor)
+    pool = stack.enter_context(ClipPredictors(predictor, device=args.device,
+                                              address=args.address, workers=args.workers,
+                                              resolution_cap=args.resolution_cap))
+    finished = _finished(ClipOutput(folder, fmt, None, None, None, ""))  # reads frame names
+    frames = pool.predictions(read_clip(source), skip=finished)
+
+    def refine(frame: Frame, state: ClipState) -> np.ndarray:
+        low, high, size = frame.data
+        return next(refiner.refine_clip([(low, high)], size, state=state))
+    return frames, pool.polarity, refine
 
 
 def _pairs(lows: Iterator[Frame], highs: Iterator[Frame]) -> Iterator[Frame]:

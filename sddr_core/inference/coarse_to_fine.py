@@ -30,7 +30,8 @@ from .refiner import Refiner
 from .resolution import RESOLUTION_CAP, check_cap, image_resolution, window_resolutions
 from .windows import Window, blend_mask, passes, step_windows
 
-__all__ = ["Cancel", "Cancelled", "CoarseToFine", "Estimate", "Progress"]
+__all__ = ["Cancel", "Cancelled", "CoarseToFine", "Estimate", "Progress",
+           "whole_image_inputs"]
 
 CPU_BATCH_PIXELS = 4_000_000
 """Network-input pixels per batch on CPU: bounds memory (one 2048² pass is 4.2 M)."""
@@ -68,6 +69,19 @@ class _Job:
     low: torch.Tensor
     high: torch.Tensor
     out_size: tuple[int, int]
+
+
+def whole_image_inputs(predictor: DepthPredictor, image: np.ndarray,
+                       resolution_cap: float | None = RESOLUTION_CAP
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The predictor's (low at r̂, high at Eq. 11's resolution, capped at `resolution_cap`)
+    for the whole RGB `image`: step 0's inputs, and all a clip frame needs from N_d (a
+    process holding only the predictor runs this, decision 311)."""
+    r_hat = predictor.training_resolution
+    low = predictor.predict(image, r_hat)
+    resolution = image_resolution(low, r_hat, max(image.shape[:2]), predictor.gradient_prior,
+                                  resolution_cap)
+    return low, predictor.predict(image, resolution)
 
 
 class CoarseToFine:
@@ -113,11 +127,7 @@ class CoarseToFine:
 
     def whole_image_inputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The predictor's (low at r̂, high at Eq. 11's resolution) for the whole image."""
-        r_hat = self.predictor.training_resolution
-        low = self.predictor.predict(image, r_hat)
-        resolution = image_resolution(low, r_hat, max(image.shape[:2]),
-                                      self.predictor.gradient_prior, self.resolution_cap)
-        return low, self.predictor.predict(image, resolution)
+        return whole_image_inputs(self.predictor, image, self.resolution_cap)
 
     # ------------------------------------------------------------------------ many images
 

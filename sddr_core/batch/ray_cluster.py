@@ -1,0 +1,72 @@
+"""What the Ray engines share: importing Ray (the optional `distributed` extra), joining or
+starting a cluster for one job, and sizing a pool of model-holding workers on it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import InputError, SddrError
+
+INSTALL_EXTRA = "pip install -e '/path/to/sddr[distributed]'"
+RETRIES = 3
+"""Attempts after the first at an input whose worker died: a poison input (one that crashes
+the process every time) costs four worker restarts, then is reported."""
+
+
+def import_ray() -> Any:
+    """The `ray` module, or SddrError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise SddrError(f"--engine ray needs the 'distributed' extra (Ray): {INSTALL_EXTRA}") \
+            from None
+    return ray
+
+
+def check_retries(retries: int) -> int:
+    """`retries`, or InputError unless it is a whole number ≥ 0."""
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise InputError(f"retries {retries!r}: must be a whole number ≥ 0")
+    return retries
+
+
+@contextlib.contextmanager
+def ray_session(ray: Any, address: str | None) -> Iterator[bool]:
+    """Join the cluster at `address` (None: start a local Ray) for the block, unless this
+    process already called `ray.init`, whose cluster is then used; yields whether Ray was
+    started here, and stops it (with its workers) after the block if so."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 include_dashboard=False)
+    try:
+        yield started
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def pool_shape(ray: Any, device: str, workers: int | None) -> tuple[int, int, int]:
+    """(workers, CPUs each, GPUs each) on the joined cluster: by default one worker per GPU
+    when `device` is not "cpu" and the cluster has GPUs, else one per CPU; CPU workers share
+    the CPUs out equally."""
+    resources = ray.cluster_resources()
+    gpus = resources.get("GPU", 0) if device != "cpu" else 0
+    pool = workers or int(gpus or resources.get("CPU", 1))
+    if gpus:
+        return pool, 1, 1
+    return pool, max(1, int(resources.get("CPU", 1)) // pool), 0
+
+
+def use_assigned_cpus() -> None:
+    """In a worker: as many torch threads as the CPUs Ray assigned it (outputs are the same
+    bytes as one process's only at the same thread count, decision 222)."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        torch.set_num_threads(max(1, int(cpus)))
