@@ -36,9 +36,9 @@ ANCHOR = 0.05
 """Weight of each frame's own low input in the clip's scale and shift."""
 HOLD = 0.85
 """Largest weight of the previous output at a pixel that did not change."""
-GATE = 3.0
+GATE = 5.0
 """A pixel's change, in units of the frame's typical change, at which the blend fades out."""
-DETAIL = 1.5
+DETAIL = 3.0
 """A pixel's 3×3 range (previous or current frame), in units of the frame's typical range, at
 which the blend fades out: edges and their neighbours are not blended, moving or not."""
 SMOOTH = 17 / 256
