@@ -13,7 +13,10 @@ scale and shift, which jump from frame to frame, and each frame's errors are dra
    previous output and the frame has no edge within a pixel, the previous output is
    blended in (weight up to `hold`); where it changed more (a moving edge, a disocclusion)
    or an edge is near, the gate closes and the frame's own value is kept, so edges are not
-   dragged along behind their motion.
+   dragged along behind their motion. The blend's correction, weight × (previous − frame),
+   is box-filtered (`smooth` of the longer side) before it is added: a weight that drops
+   from 0.85 to 0 within a few pixels would otherwise move one side of a soft depth step
+   and not the other, making steps that flip D³R's close pairs (decisions 300, 301).
 
 The state is the previous output and a frame count, so a host can refine a clip of any length
 in pieces and pass the state on: the pieces join as if the clip had been refined in one go.
@@ -33,11 +36,14 @@ ANCHOR = 0.05
 """Weight of each frame's own low input in the clip's scale and shift."""
 HOLD = 0.85
 """Largest weight of the previous output at a pixel that did not change."""
-GATE = 3.0
+GATE = 5.0
 """A pixel's change, in units of the frame's typical change, at which the blend fades out."""
-DETAIL = 1.5
+DETAIL = 3.0
 """A pixel's 3×3 range (previous or current frame), in units of the frame's typical range, at
 which the blend fades out: edges and their neighbours are not blended, moving or not."""
+SMOOTH = 17 / 256
+"""Side of the box the blend's correction is averaged over, as a fraction of the frame's
+longer side (17 px at 256, 85 at 1280)."""
 KEEP = 0.8
 """Fraction of pixels (the best-fitting) the robust fit to the previous output refits on."""
 SAMPLES = 65536
@@ -55,6 +61,7 @@ class ClipState:
     hold: float = HOLD
     gate: float = GATE
     detail: float = DETAIL
+    smooth: float = SMOOTH
     previous: torch.Tensor | None = field(default=None, repr=False)
     frames: int = 0
 
@@ -68,13 +75,14 @@ class ClipState:
         return self.anchor * own + (1 - self.anchor) * chained
 
     def blend(self, aligned: torch.Tensor) -> torch.Tensor:
-        """`aligned` (1×H×W) with the previous output blended in where nothing changed;
-        becomes the new previous output."""
+        """`aligned` (1×H×W) with the previous output blended in where nothing changed, the
+        correction smoothed; becomes the new previous output."""
         if self.previous is not None and self.previous.shape == aligned.shape[-2:]:
             change = (aligned[0] - self.previous).abs()
             detail = _local_range(aligned[0])
             weight = self.hold * _gate(change, self.gate) * _gate(detail, self.detail)
-            aligned = (weight * self.previous + (1 - weight) * aligned[0])[None]
+            correction = _box_mean(weight * (self.previous - aligned[0]), self.smooth)
+            aligned = (aligned[0] + correction)[None]
         self.previous = aligned[0].detach().clone()
         self.frames += 1
         return aligned
@@ -100,6 +108,19 @@ def _local_range(depth: torch.Tensor) -> torch.Tensor:
 
 
 _SQUARE = np.ones((3, 3), np.uint8)
+
+
+def _box_mean(values: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Mean over a square of `fraction` of the longer side (odd, at most the shorter side),
+    mirrored at the borders (H×W); OpenCV's on the CPU, torch's pooling elsewhere."""
+    side = min(2 * int(fraction * max(values.shape) / 2) + 1,
+               2 * ((min(values.shape) - 1) // 2) + 1)
+    if side <= 1:
+        return values
+    if values.device.type == "cpu":
+        return torch.from_numpy(cv2.blur(values.contiguous().numpy(), (side, side)))
+    padded = torch.nn.functional.pad(values[None, None], [side // 2] * 4, mode="reflect")
+    return torch.nn.functional.avg_pool2d(padded, side, stride=1)[0, 0]
 
 
 def _robust_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
