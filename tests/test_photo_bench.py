@@ -66,4 +66,4 @@ def test_bench_photo_names_an_unknown_predictor():
 def test_bench_photo_refuses_a_bad_cap_by_name(predictor_folder):
     result = _bench("--predictor", predictor_folder, "--resolution-cap", "0")
     assert result.returncode == 2
-    assert "resolution_cap: expected a number > 0" in result.stderr
+    assert "--resolution-cap: 0: choose a number > 0" in result.stderr
