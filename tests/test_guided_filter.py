@@ -69,12 +69,3 @@ def test_opencv_box_means_without_gradient_match_the_differentiable_path(shape, 
     assert tracked.grad is not None and torch.isfinite(tracked.grad).all()
     torch.testing.assert_close(fast, differentiable.detach(), atol=2e-5, rtol=0)
 
-
-def test_opencv_box_mean_mirrors_borders_as_scipy_does():
-    source = np.random.default_rng(4).uniform(0, 1, (40, 50)).astype(np.float32)
-    radius = 3
-    box_mean = ndimage.uniform_filter(source.astype(np.float64), 2 * radius + 1, mode="mirror")
-    expected = ndimage.uniform_filter(box_mean, 2 * radius + 1, mode="mirror")
-    with torch.no_grad():
-        result = guided_filter(_batch(source), _batch(np.full_like(source, 0.3)), radius, 1e-6)
-    np.testing.assert_allclose(result[0, 0].numpy(), expected, atol=1e-5)

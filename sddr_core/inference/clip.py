@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..maps.alignment import align_to, fit_affine
+from ..maps.box_mean import box_mean
 
 ANCHOR = 0.05
 """Weight of each frame's own low input in the clip's scale and shift."""
@@ -81,7 +82,7 @@ class ClipState:
             change = (aligned[0] - self.previous).abs()
             detail = _local_range(aligned[0])
             weight = self.hold * _gate(change, self.gate) * _gate(detail, self.detail)
-            correction = _box_mean(weight * (self.previous - aligned[0]), self.smooth)
+            correction = _smoothed(weight * (self.previous - aligned[0]), self.smooth)
             aligned = (aligned[0] + correction)[None]
         self.previous = aligned[0].detach().clone()
         self.frames += 1
@@ -110,17 +111,12 @@ def _local_range(depth: torch.Tensor) -> torch.Tensor:
 _SQUARE = np.ones((3, 3), np.uint8)
 
 
-def _box_mean(values: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Mean over a square of `fraction` of the longer side (odd, at most the shorter side),
-    mirrored at the borders (H×W); OpenCV's on the CPU, torch's pooling elsewhere."""
+def _smoothed(values: torch.Tensor, fraction: float) -> torch.Tensor:
+    """`values` (H×W) averaged over a square of `fraction` of the longer side (odd, at most
+    the shorter side), mirrored at the borders."""
     side = min(2 * int(fraction * max(values.shape) / 2) + 1,
                2 * ((min(values.shape) - 1) // 2) + 1)
-    if side <= 1:
-        return values
-    if values.device.type == "cpu":
-        return torch.from_numpy(cv2.blur(values.contiguous().numpy(), (side, side)))
-    padded = torch.nn.functional.pad(values[None, None], [side // 2] * 4, mode="reflect")
-    return torch.nn.functional.avg_pool2d(padded, side, stride=1)[0, 0]
+    return values if side <= 1 else box_mean(values, side // 2)
 
 
 def _robust_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
