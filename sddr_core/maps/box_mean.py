@@ -21,8 +21,9 @@ def box_mean(maps: torch.Tensor, radius: int) -> torch.Tensor:
     if maps.device.type == "cpu" and maps.dtype == torch.float32 and not (
             torch.is_grad_enabled() and maps.requires_grad):
         flat = maps.detach().reshape(-1, *maps.shape[-2:]).contiguous().numpy()
-        means = np.stack([cv2.boxFilter(one, -1, (size, size), borderType=cv2.BORDER_REFLECT_101)
-                          for one in flat])
+        means = np.empty_like(flat)
+        for one, mean in zip(flat, means, strict=True):  # written in place: no extra copy
+            cv2.boxFilter(one, -1, (size, size), dst=mean, borderType=cv2.BORDER_REFLECT_101)
         return torch.from_numpy(means).reshape(maps.shape)
     lead = maps.shape[:-2]
     x = F.pad(maps.reshape(-1, 1, *maps.shape[-2:]), (radius,) * 4, mode="reflect")
