@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -38,6 +37,7 @@ from ..files.video import is_video
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
+from ..inference.resolution import check_cap
 from ..inference.windows import MAX_STEPS, STEPS, passes
 from ..maps.edge_snap import snap_edges
 from ..network.config import PRESETS
@@ -118,15 +118,16 @@ def _threads(text: str) -> int:
 
 
 def _resolution_cap(text: str) -> float:
-    """An argparse type: a multiple of a region's long side, a finite number > 0."""
+    """An argparse type: a cap `check_cap` accepts (a multiple of a region's long side)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
+    try:
+        return check_cap(value)
+    except InputError:
         raise argparse.ArgumentTypeError(f"{text}: choose a number > 0 (a multiple of the "
-                                         "long side of the photo or window predicted)")
-    return value
+                                         "long side of the photo or window predicted)") from None
 
 
 def _steps(text: str) -> int:
