@@ -44,6 +44,12 @@ class Item:
                                    outputs=tuple(map(os.path.abspath, self.outputs)))
 
 
+def predictor_for_workers(predictor: str) -> str:
+    """A predictor reference as a Ray worker sees it: a model folder as its absolute path (a
+    worker runs in another folder), a predictor's name as given."""
+    return os.path.abspath(predictor) if Path(predictor).is_dir() else predictor
+
+
 @dataclass(frozen=True)
 class RefineSettings:
     """How every item of a job is refined. `kind` "photos" runs `predictor` on each photo;

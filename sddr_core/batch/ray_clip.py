@@ -31,6 +31,7 @@ from .ray_cluster import (
     RETRIES,
     check_retries,
     import_ray,
+    last_line,
     pool_shape,
     ray_session,
     use_assigned_cpus,
@@ -98,7 +99,7 @@ class ClipPredictors:
         except ray.exceptions.RayError as err:
             self.__exit__(None, None, None)
             raise SddrError(f"the Ray workers cannot load predictor {self.predictor}: "
-                            f"{_last_line(err)}") from None
+                            f"{last_line(err)}") from None
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -148,14 +149,9 @@ class ClipPredictors:
             raise SddrError(f"{frame.source}: {why}") from None
         except ray.exceptions.RayActorError as err:
             raise SddrError(f"{frame.source}: its worker died on each of {self.retries + 1} "
-                            f"attempts ({_last_line(err)})") from None
+                            f"attempts ({last_line(err)})") from None
         # Ray hands arrays back read-only (they are the object store's); torch wants to own them
         return Frame(frame.index, frame.time, (low.copy(), high.copy(), size), frame.source)
-
-
-def _last_line(error: Exception) -> str:
-    """A Ray error's message ends with its cause's last line."""
-    return str(error).strip().splitlines()[-1]
 
 
 class _FramePredictor:

@@ -26,6 +26,11 @@ def import_ray() -> Any:
     return ray
 
 
+def last_line(error: Exception) -> str:
+    """A Ray error's message ends with its cause's last line: what a user needs of it."""
+    return str(error).strip().splitlines()[-1]
+
+
 def check_retries(retries: int) -> int:
     """`retries`, or InputError unless it is a whole number ≥ 0."""
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:

@@ -31,7 +31,14 @@ from ..inference.refiner import load_refiner
 from ..predictors.base import DepthPredictor
 from .job import Item, RefineSettings
 from .manifest import Manifest
-from .ray_cluster import RETRIES, check_retries, import_ray, pool_shape, ray_session
+from .ray_cluster import (
+    RETRIES,
+    check_retries,
+    import_ray,
+    last_line,
+    pool_shape,
+    ray_session,
+)
 
 
 @dataclass
@@ -116,8 +123,8 @@ def refine_on_ray(
                     report.arrivals.append(time.perf_counter() - start)
                 if progress is not None:
                     progress(report.skipped + len(answered), len(items), item.name)
-    except ray.exceptions.RayError as err:  # its message ends with the cause's last line
-        raise SddrError(f"the Ray job failed: {str(err).strip().splitlines()[-1]}") from None
+    except ray.exceptions.RayError as err:
+        raise SddrError(f"the Ray job failed: {last_line(err)}") from None
     finally:
         if started:  # a Ray started here has stopped, with its workers
             remove_leftovers(leftovers)

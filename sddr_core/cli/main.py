@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..batch.job import Item, RefineSettings, pair_items, photo_items
+from ..batch.job import Item, RefineSettings, pair_items, photo_items, predictor_for_workers
 from ..errors import InputError, SddrError
 from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import (
@@ -372,10 +372,8 @@ def _refine_images(args) -> int:
                          "photo's size")
     fmt = args.format or "png16"
     items = photo_items(image_paths(args.images), Path(args.output), fmt, args.edges)
-    predictor = args.predictor
-    if Path(predictor).is_dir():  # a model folder: workers elsewhere need its full path
-        predictor = os.path.abspath(predictor)
-    settings = RefineSettings("photos", weights=_weights(args.weights), predictor=predictor,
+    settings = RefineSettings("photos", weights=_weights(args.weights),
+                              predictor=predictor_for_workers(args.predictor),
                               device=args.device, dtype=args.dtype, mode=args.mode,
                               steps=args.steps, edges=args.edges, snap_edges=args.snap_edges,
                               format=fmt, resolution_cap=args.resolution_cap)

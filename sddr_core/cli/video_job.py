@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, nullcontext
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..batch.job import predictor_for_workers
 from ..batch.ray_cluster import import_ray
 from ..errors import InputError
 from ..files.atomic import atomic_output, refuse_overwriting_inputs
@@ -286,10 +286,8 @@ def _predicted_on_ray(args, stack: ExitStack, refiner: Refiner, source: str, fol
     `DepthPipeline.frames` does after its predictor runs, so the frames are the same."""
     from ..batch.ray_clip import ClipPredictors
 
-    predictor = args.predictor
-    if Path(predictor).is_dir():  # a model folder: workers elsewhere need its full path
-        predictor = os.path.abspath(predictor)
-    pool = stack.enter_context(ClipPredictors(predictor, device=args.device,
+    pool = stack.enter_context(ClipPredictors(predictor_for_workers(args.predictor),
+                                              device=args.device,
                                               address=args.address, workers=args.workers,
                                               resolution_cap=args.resolution_cap))
     finished = _finished(ClipOutput(folder, fmt, None, None, None, ""))  # reads frame names
