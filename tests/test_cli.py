@@ -180,17 +180,20 @@ def test_bench_json_reports_time_flops_and_ratio(weights, capsys):
     assert report["peak_memory_mb"] > 0
 
 
-def test_bench_names_the_shipped_files_preset_and_filter(capsys):
-    """The bundled file is `small` plus a correction filter, not a "custom" architecture."""
+def test_bench_names_the_shipped_files_preset_filter_and_head(capsys):
+    """The bundled file is `small` plus a correction filter and a step head, not a "custom"
+    architecture."""
     assert main(["bench", "--weights", "default", "--size", "64", "--repeats", "1",
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     shipped = load_refiner("default").config
     assert report["architecture"] == "small"
     assert report["correction_filter_radius"] == shipped.correction_filter_radius > 0
+    assert report["step_head"] == shipped.step_head > 0
     assert main(["bench", "--preset", "base", "--size", "64", "--repeats", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["architecture"], report["correction_filter_radius"]) == ("base", 0)
+    assert (report["architecture"], report["correction_filter_radius"],
+            report["step_head"]) == ("base", 0, 0)
 
 
 def test_bench_times_edge_snapping_when_asked(weights, capsys):

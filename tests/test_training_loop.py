@@ -460,6 +460,34 @@ def test_init_may_switch_the_correction_filter_on(tmp_path, cache, finished):
     assert trained.config.correction_filter_radius == 4
 
 
+def test_init_may_add_a_step_head_and_train_it_alone(tmp_path, cache, finished):
+    """`model.step_head` with `--init` from weights without it: the head starts silent (step-0
+    validation equals the finished run's last), `optim.train_only` trains it alone (every
+    other tensor of the checkpoint equals the initial weights; the head's moved)."""
+    config = _config(tmp_path, cache, model__step_head=4, optim__train_only="step_head",
+                     optim__lr=1e-2, schedule__phase1_steps=3, schedule__phase2_steps=0)
+    start = latest_checkpoint(finished)
+    _run(_command(config, tmp_path / "run", "--init", str(start)))
+    first = next(r for r in _log(tmp_path / "run") if "validation" in r)
+    last = [r for r in _log(finished) if "validation" in r][-1]
+    assert first["step"] == 0
+    assert first["validation"]["model"] == last["validation"]["model"]
+    before = _tensors(start)
+    after = _tensors(latest_checkpoint(tmp_path / "run"))
+    head = {key for key in after if key.startswith("model.step_head.")}
+    assert head and set(after) - head == set(before)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
+    assert any(after[key].abs().sum() > 0 for key in head if key.endswith("pulls.weight"))
+
+
+def test_train_only_names_a_head_the_network_has(tmp_path, cache):
+    config = _config(tmp_path, cache, optim__train_only="step_head")
+    result = _run(_command(config, tmp_path / "run"), check=False)
+    assert result.returncode == 2 and "optim.train_only" in result.stderr
+    assert "model.step_head" in result.stderr
+
+
 def test_ablate_trains_phase1_and_rows_per_seed_and_tables_them(tmp_path, cache):
     """Phase 1 and two rows for each of two training seeds, scored on a generated folder
     dataset for two simulator seeds, sharing one scene cache; a second call trains nothing."""

@@ -48,6 +48,8 @@ MAX_STEPS_PER_PHASE = 10_000_000
 """Most optimiser steps per phase: a thousand times the paper's 10,000."""
 MAX_EDGE_BLUR = 64.0
 """Largest σ of the simulated edge blur, in predictor pixels (the default range tops at 6)."""
+TRAINABLE_HEADS = ("full_resolution_head", "step_head")
+"""Heads `optim.train_only` can train alone: both start silent, so `--init` may add them."""
 MAX_REGIONS = 64
 """Most k-means regions N_g of L_grad (the paper shows 4; 100,000 never finished)."""
 
@@ -92,6 +94,9 @@ class ModelConfig:
     full_resolution_head: int = 0
     """Channels of N_r's full-resolution head (decision 237; needs a residual preset); 0:
     none, as every preset."""
+    step_head: int = 0
+    """Channels of N_r's step head (decision 320; needs a residual preset); 0: none, as every
+    preset."""
 
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
@@ -107,11 +112,17 @@ class ModelConfig:
                  and (head == 0 or PRESETS[self.preset].residual),
                  "full_resolution_head", "an integer from 0 to 64, and 0 unless the preset is "
                  "residual", head)
+        head = self.step_head
+        _require(isinstance(head, int) and not isinstance(head, bool) and 0 <= head <= 64
+                 and (head == 0 or PRESETS[self.preset].residual),
+                 "step_head", "an integer from 0 to 64, and 0 unless the preset is residual",
+                 head)
 
     def architecture(self) -> NetworkConfig:
         """The preset with this config's changes (checked by `NetworkConfig`)."""
         changes = {"correction_filter_radius": self.correction_filter_radius,
-                   "full_resolution_head": self.full_resolution_head}
+                   "full_resolution_head": self.full_resolution_head,
+                   "step_head": self.step_head}
         if self.drop_path is not None:
             changes["drop_path"] = self.drop_path
         return dataclasses.replace(PRESETS[self.preset], **changes)
@@ -242,9 +253,14 @@ class OptimConfig:
     """Decay of an exponential moving average of the weights; 0 keeps none."""
     mixed_precision: bool = True
     """bf16 or fp16 autocast on CUDA; ignored on CPU."""
+    train_only: str | None = None
+    """Train one head alone (`step_head`; the model section must give it channels), the rest
+    of the network kept as `--init` gave it and run in evaluation mode; null trains all."""
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "lr", "> 0", self.lr)
+        _require(self.train_only in (None, *TRAINABLE_HEADS), "train_only",
+                 f"null or one of {list(TRAINABLE_HEADS)}", self.train_only)
         _require(self.weight_decay >= 0, "weight_decay", "≥ 0", self.weight_decay)
         _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or null",
                  self.grad_clip)
@@ -385,6 +401,9 @@ class TrainConfig:
         stride = PRESETS[self.model.preset].stride
         _require(self.data.crop % stride == 0, "data.crop", f"a multiple of {stride}, the "
                  "network's stride (so crops need no padding)", self.data.crop)
+        head = self.optim.train_only
+        _require(head is None or getattr(self.model, head) > 0, "optim.train_only",
+                 f"a head the network has (model.{head} > 0)", head)
         levels = self.model.architecture().omega_levels
         _require(max(self.losses.options.fusion_levels) < levels, "losses.options.fusion_levels",
                  f"levels below {levels}, the network's Ω levels (0 is the finest)",

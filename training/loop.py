@@ -38,7 +38,7 @@ from tqdm import tqdm
 from sddr_core.cli.progress import ProgressBar
 from sddr_core.errors import InputError, SddrError, WeightsError
 from sddr_core.maps.normalise import network_inputs
-from sddr_core.network import NetworkConfig, NetworkOutput, RefinementNetwork
+from sddr_core.network import NetworkOutput, RefinementNetwork
 from training.checkpoint import (
     checkpoint_steps,
     config_difference,
@@ -47,7 +47,7 @@ from training.checkpoint import (
     load_trained,
     save_checkpoint,
 )
-from training.config import TrainConfig, config_to_dict, dump
+from training.config import TRAINABLE_HEADS, TrainConfig, config_to_dict, dump
 from training.data.batches import CropDataset, Schedule
 from training.data.cache import (
     build_cache,
@@ -156,11 +156,14 @@ class _Run:
                         run_dir)
         self.model = RefinementNetwork(architecture)
         if init is not None and checkpoint is None:
-            self.model.load_state_dict(_initial_weights(init, architecture).state_dict())
+            _load_initial_weights(self.model, init)
         self.model = self.model.to(process.device, memory_format=torch.channels_last)
+        if config.optim.train_only:
+            _train_only(self.model, config.optim.train_only)
         self.ema = _frozen_copy(self.model) if config.optim.ema else None
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr,
-                                           weight_decay=config.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=config.optim.lr,
+            weight_decay=config.optim.weight_decay)
         self.step = 0
         if checkpoint is not None:
             resumed = load_checkpoint(checkpoint, self.model, self.optimizer, ema=self.ema)
@@ -379,18 +382,33 @@ WEIGHT_FREE_FIELDS = ("drop_path", "correction_filter_radius", "correction_filte
 """Architecture fields that change no weights, so `--init` may start from other values."""
 
 
-def _initial_weights(reference: str | os.PathLike, architecture: NetworkConfig
-                     ) -> RefinementNetwork:
-    """The network of a training checkpoint's model weights or of a weights file, checked
-    against `architecture` (stochastic depth and the correction filter aside: they change no
-    weights)."""
+def _load_initial_weights(model: RefinementNetwork, reference: str | os.PathLike) -> None:
+    """Load a training checkpoint's model weights or a weights file into `model`, checked
+    against its architecture. Stochastic depth and the correction filter may differ (they
+    change no weights), and `model` may have heads the weights lack (`TRAINABLE_HEADS`: they
+    start silent, so the network's output starts as the weights' own)."""
+    architecture = model.config
     network = load_trained(reference)
-    given = dataclasses.replace(network.config, **{name: getattr(architecture, name)
-                                                   for name in WEIGHT_FREE_FIELDS})
+    added = [name for name in TRAINABLE_HEADS
+             if getattr(architecture, name) and not getattr(network.config, name)]
+    given = dataclasses.replace(network.config, **{
+        name: getattr(architecture, name) for name in (*WEIGHT_FREE_FIELDS, *added)})
     if given != architecture:
         raise WeightsError(f"--init {reference}: another architecture than model.preset "
                            f"gives: {config_difference(given, architecture)}")
-    return network
+    missing, _ = model.load_state_dict(network.state_dict(), strict=False)
+    unexpected = [key for key in missing if key.split(".")[0] not in added]
+    if unexpected:  # cannot happen for equal architectures; a guard for the added heads
+        raise WeightsError(f"--init {reference}: weights missing for {unexpected[:3]}")
+
+
+def _train_only(model: RefinementNetwork, head: str) -> None:
+    """Freeze everything but `head`, and run the frozen part as at inference (no stochastic
+    depth): the head learns on the outputs the network will give it."""
+    model.requires_grad_(False)
+    getattr(model, head).requires_grad_(True)
+    model.eval()
+    getattr(model, head).train()
 
 
 def _seed_step(seed: int, step: int, rank: int) -> None:

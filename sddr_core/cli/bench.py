@@ -175,12 +175,12 @@ def benchmark_two_stage(refiner: Refiner, size: int = 1024, repeats: int = 3,
 
 
 def environment(refiner: Refiner) -> dict:
-    """Where a benchmark ran: device, dtype, architecture (preset, correction filter), threads,
-    parameters, torch."""
+    """Where a benchmark ran: device, dtype, architecture (preset, correction filter, step
+    head), threads, parameters, torch."""
     device = refiner.device
-    # The shipped file is `small` with a correction filter: the preset is the architecture,
-    # the filter a separate field.
-    unfiltered = dataclasses.replace(refiner.config, correction_filter_radius=0)
+    # The shipped file is `small` with a correction filter and a step head: the preset is the
+    # architecture, the filter and the head separate fields.
+    unfiltered = dataclasses.replace(refiner.config, correction_filter_radius=0, step_head=0)
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -189,6 +189,7 @@ def environment(refiner: Refiner) -> dict:
         "architecture": next(  # the preset whose config the network has, trained or not
             (name for name, config in PRESETS.items() if config == unfiltered), "custom"),
         "correction_filter_radius": refiner.config.correction_filter_radius,
+        "step_head": refiner.config.step_head,
         "threads": torch.get_num_threads(),
         "parameters": parameter_count(refiner.network),
         "torch": torch.__version__,

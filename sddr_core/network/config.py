@@ -58,6 +58,10 @@ class NetworkConfig:
     D0 and the high input pixel by pixel and adds its own correction (decision 237), so edges
     can be placed and sharpened finer than the 1/2-resolution decoder draws them. 0: none
     (the paper's and every network saved before it)."""
+    step_head: int = 0
+    """With `residual`: channels of the step head (`step_head.py`), which lets each pixel of
+    D0 keep its value or take a local extreme, so ramps can become one-pixel steps. 0: none
+    (every network saved before it)."""
     correction_filter_eps: float = 1e-3
     """The guided filter's ε, in units of the normalised ([0, 1]) high input squared: guide
     steps well above √ε keep the correction two-sided."""
@@ -112,7 +116,7 @@ class NetworkConfig:
 LIMITS = {"stem_channels": 1024, "embed_dims": 1024, "num_heads": 64, "depths": 64,
           "sr_ratios": 64, "mlp_ratio": 16, "cross_attention_layers": 64,
           "cross_attention_heads": 64, "correction_filter_radius": 256,
-          "full_resolution_head": 64}
+          "full_resolution_head": 64, "step_head": 64}
 """Largest value of each size field (of each entry, for tuples): twice the largest MiT
 (SegFormer b5: widths up to 512, 40 blocks in a stage, mlp ratio 4) and more than any preset.
 A weights file's config is read before its tensors, so without them a file asking for
@@ -167,6 +171,9 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
          and (config.residual or not config.full_resolution_head),
          f"an integer from 0 to {LIMITS['full_resolution_head']}, and 0 unless residual is "
          "true (it corrects D0 = high + correction)"),
+        ("step_head", _is_int(config.step_head, 0, LIMITS["step_head"])
+         and (config.residual or not config.step_head),
+         f"an integer from 0 to {LIMITS['step_head']}, and 0 unless residual is true"),
         ("correction_filter_eps", isinstance(config.correction_filter_eps, int | float)
          and not isinstance(config.correction_filter_eps, bool)
          and config.correction_filter_eps > 0, "a number > 0"),

@@ -21,6 +21,7 @@ from .cross_attention import CrossResolutionAttention
 from .decoder import FullResolutionHead, FusionDecoder
 from .encoder import SharedEncoder
 from .precision import full_precision
+from .step_head import StepHead
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RefinementNetwork(nn.Module):
         )
         self.full_resolution_head = (FullResolutionHead(config.full_resolution_head)
                                      if config.full_resolution_head else None)
+        self.step_head = StepHead(config.step_head) if config.step_head else None
         self.apply(_init_weights)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor, with_aux: bool = False):
@@ -74,6 +76,8 @@ class RefinementNetwork(nn.Module):
                 depth = self.full_resolution_head(depth, high)
             if self.config.correction_filter_radius:
                 depth = self._filtered(depth, high)
+            if self.step_head is not None:  # last: a filter would spread its steps again
+                depth = self.step_head(depth, high)
             aux = {name: F.avg_pool2d(high, high.shape[-1] // correction.shape[-1]) + correction
                    for name, correction in aux.items()}
         return NetworkOutput(depth, omegas, aux)

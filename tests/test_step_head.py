@@ -1,0 +1,90 @@
+"""The step head (`sddr_core.network.step_head`): silent at first, it learns to turn a ramp
+into a one-pixel step, and it never leaves the values D0 holds around a pixel."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sddr_core.errors import InputError
+from sddr_core.network import RefinementNetwork
+from sddr_core.maps.window_extremes import window_extremes
+from sddr_core.network.step_head import RADII, StepHead
+from tests.test_network import TINY
+
+
+def _blurred_step(width: int, size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """A vertical step at column size/2 + 0.5 and the same step box-blurred over `width` px."""
+    step = (torch.arange(size) >= size // 2).float().expand(1, 1, size, size).contiguous()
+    half = width // 2
+    blurred = F.avg_pool2d(F.pad(step, (half, half, 0, 0), mode="replicate"), (1, width), 1)
+    return step, blurred
+
+
+def test_a_network_gains_the_head_without_changing_its_output():
+    torch.manual_seed(2)
+    plain = RefinementNetwork(dataclasses.replace(TINY, residual=True)).eval()
+    headed = RefinementNetwork(dataclasses.replace(TINY, residual=True, step_head=4)).eval()
+    missing, _ = headed.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and all(key.startswith("step_head.") for key in missing)
+    low, high = torch.rand(1, 1, 128, 128), torch.rand(1, 1, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(headed(low, high).depth, plain(low, high).depth,
+                                   rtol=0, atol=0)
+
+
+def test_trained_alone_it_turns_a_ramp_into_a_one_pixel_step():
+    """A step blurred over 9 px, as D0 and as the high input: 200 Adam steps on the L1
+    distance to the sharp step bring it under a quarter of its start, and the largest jump
+    between neighbours becomes most of the step (it was a ninth)."""
+    torch.manual_seed(0)
+    step, blurred = _blurred_step(9)
+    head = StepHead(8)
+    start = float((head(blurred, blurred) - step).abs().mean())
+    optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(200):
+        optimiser.zero_grad()
+        loss = (head(blurred, blurred) - step).abs().mean()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        out = head(blurred, blurred)
+    assert float((out - step).abs().mean()) < 0.25 * start
+    jumps = (out[..., 1:] - out[..., :-1]).abs().amax()
+    assert float(jumps) > 0.8 > 1.5 * float((blurred[..., 1:] - blurred[..., :-1]).amax())
+
+
+def test_output_stays_between_the_widest_windows_extremes():
+    """Whatever the head chooses, a pixel takes values D0 holds within the widest window."""
+    torch.manual_seed(1)
+    head = StepHead(4)
+    with torch.no_grad():
+        head.pulls.weight.normal_(0, 5)
+        head.pulls.bias.normal_(0, 5)
+    depth, high = torch.rand(2, 1, 64, 80), torch.rand(2, 1, 64, 80)
+    with torch.no_grad():
+        out = head(depth, high)
+    top, bottom = window_extremes(depth, max(RADII))
+    assert (out <= top).all() and (out >= bottom).all()
+    assert (out != depth).float().mean() > 0.5  # it did move pixels
+
+
+@pytest.mark.parametrize("gradient", [False, True], ids=["opencv", "torch"])
+def test_window_extremes_are_the_window_max_and_min_with_repeated_borders(gradient):
+    """OpenCV's path (CPU, no gradient) and the differentiable one give the written-out
+    definition, borders included."""
+    depth = torch.rand(2, 1, 9, 11).requires_grad_(gradient)
+    top, bottom = window_extremes(depth, 2)
+    for row, column in ((0, 0), (4, 5), (8, 10), (3, 0)):
+        window = depth[1, 0, max(row - 2, 0):row + 3, max(column - 2, 0):column + 3]
+        assert float(top[1, 0, row, column]) == float(window.max())
+        assert float(bottom[1, 0, row, column]) == float(window.min())
+    assert top.requires_grad == gradient
+
+
+@pytest.mark.parametrize("changes", [{"step_head": -1}, {"step_head": 4, "residual": False},
+                                     {"step_head": 65, "residual": True}])
+def test_a_bad_step_head_size_is_refused_by_name(changes):
+    with pytest.raises(InputError, match="'step_head'"):
+        dataclasses.replace(TINY, **changes)
