@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from sddr_core.errors import InputError
-from sddr_core.network import RefinementNetwork
 from sddr_core.maps.window_extremes import window_extremes
+from sddr_core.network import RefinementNetwork
 from sddr_core.network.step_head import RADII, StepHead
 from tests.test_network import TINY
 
