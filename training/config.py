@@ -107,22 +107,16 @@ class ModelConfig:
                  and (radius == 0 or PRESETS[self.preset].residual),
                  "correction_filter_radius", "an integer ≥ 0, and 0 unless the preset is "
                  "residual", radius)
-        head = self.full_resolution_head
-        _require(isinstance(head, int) and not isinstance(head, bool) and 0 <= head <= 64
-                 and (head == 0 or PRESETS[self.preset].residual),
-                 "full_resolution_head", "an integer from 0 to 64, and 0 unless the preset is "
-                 "residual", head)
-        head = self.step_head
-        _require(isinstance(head, int) and not isinstance(head, bool) and 0 <= head <= 64
-                 and (head == 0 or PRESETS[self.preset].residual),
-                 "step_head", "an integer from 0 to 64, and 0 unless the preset is residual",
-                 head)
+        for name in TRAINABLE_HEADS:
+            head = getattr(self, name)
+            _require(isinstance(head, int) and not isinstance(head, bool) and 0 <= head <= 64
+                     and (head == 0 or PRESETS[self.preset].residual),
+                     name, "an integer from 0 to 64, and 0 unless the preset is residual", head)
 
     def architecture(self) -> NetworkConfig:
         """The preset with this config's changes (checked by `NetworkConfig`)."""
         changes = {"correction_filter_radius": self.correction_filter_radius,
-                   "full_resolution_head": self.full_resolution_head,
-                   "step_head": self.step_head}
+                   **{name: getattr(self, name) for name in TRAINABLE_HEADS}}
         if self.drop_path is not None:
             changes["drop_path"] = self.drop_path
         return dataclasses.replace(PRESETS[self.preset], **changes)
