@@ -1,13 +1,16 @@
-"""The model card's picture of the correction filter (decision 134) at an edge.
+"""The model card's pictures of what a change to the weights does at an edge: the correction
+filter (decision 134) and the step head (decision 320).
 
     PYTHONPATH=. python benchmarks/correction_filter_figure.py [--weights default]
         [--cache runs/clean10p1/cache] [-o docs/img/correction-filter.png]
+    PYTHONPATH=. python benchmarks/correction_filter_figure.py --before OLD.safetensors
+        -o docs/img/step-head.png
 
 On the held-out validation scenes (`default.yaml`'s `validation`), refines each one-stage with
-WEIGHTS as they are and with the correction filter off, and shows the 192 × 256 crop where the
-filter changed the error most: ground truth, the high input, the unfiltered and the filtered
-output (inverse depth, one range), and each one's relative error after the evaluation's
-alignment (one range).
+WEIGHTS as they are and with the correction filter off (or, with `--before`, with those
+weights instead), and shows the 192 × 256 crop where the change lowered the error most:
+ground truth, the high input, the two outputs (inverse depth, one range), and each one's
+relative error after the evaluation's alignment (one range).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ CROP = (192, 256)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", default="default")
+    parser.add_argument("--before", help="weights to compare WEIGHTS with, instead of WEIGHTS "
+                        "without its correction filter")
     parser.add_argument("--cache", default="runs/clean10p1/cache")
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/img/correction-filter.png"))
     args = parser.parse_args()
@@ -50,10 +55,17 @@ def main() -> None:
     entries, _ = build_cache(cache_folder(args.cache, config.data), sources, config.data)
     network = load_trained(args.weights)
     radius, eps = network.config.correction_filter_radius, network.config.correction_filter_eps
-    if not radius:
-        raise SystemExit(f"{args.weights} has no correction filter to show")
-    refiners = {"unfiltered": Refiner(with_correction_filter(network, 0, eps), device="cpu"),
-                "filtered": Refiner(network, device="cpu")}
+    if args.before:
+        refiners = {"before": Refiner(load_trained(args.before), device="cpu"),
+                    "now": Refiner(network, device="cpu")}
+        change = f"{Path(args.before).name} → {args.weights}"
+    elif radius:
+        refiners = {"unfiltered": Refiner(with_correction_filter(network, 0, eps), device="cpu"),
+                    "filtered": Refiner(network, device="cpu")}
+        change = f"correction filter r {radius}, ε {eps:g}"
+    else:
+        raise SystemExit(f"{args.weights} has no correction filter to show; give --before")
+    old, new = refiners
     best = None
     for path in entries:
         entry = read_entry(path)
@@ -64,7 +76,7 @@ def main() -> None:
                   for name, m in maps.items()}
         errors = {name: np.abs(d - entry.depth) / np.where(entry.valid, entry.depth, 1.0)
                   for name, d in depths.items()}
-        gain = np.nan_to_num(errors["unfiltered"] - errors["filtered"])
+        gain = np.nan_to_num(errors[old] - errors[new])
         window = torch.nn.functional.avg_pool2d(torch.from_numpy(gain)[None, None], CROP, 16)
         score, index = window.flatten().max(0)
         if best is None or score > best[0]:
@@ -90,7 +102,7 @@ def main() -> None:
         ax.set_axis_off()
     fig.colorbar(shown, ax=axes[1, 1:].tolist(), shrink=0.8, label="relative error")
     fig.suptitle(f"{name}, rows {top}–{top + CROP[0]}, columns {left}–{left + CROP[1]}; "
-                 f"correction filter r {radius}, ε {eps:g}")
+                 f"{change}")
     with atomic_output(args.output) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     print(f"wrote {args.output}")
