@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from sddr_core.errors import InputError
+from tests.ray_jobs import REPO, one_thread, sddr_job
 from tests.test_batch import tiny_predictor_folder
-from tests.test_ray_engine import REPO, one_thread, sddr_job
 
 av = pytest.importorskip("av")
 pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")

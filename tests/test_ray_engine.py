@@ -15,16 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from sddr_core.batch.manifest import FOLDER
-from sddr_core.cli.main import main
+from tests.ray_jobs import REPO, one_thread, sddr_job
 from tests.test_batch import tiny_predictor_folder, write_pairs
 
 ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
 pytest.importorskip("ray.data", reason="the 'distributed' extra (Ray Data) is not installed")
 
-REPO = Path(__file__).resolve().parents[1]
 PHOTOS = 24
 PAIRS = 24
 
@@ -70,27 +68,6 @@ def _pairs(root: Path, weights: str, size: tuple[int, int]) -> tuple[Path, Path,
                        str(reference), "--weights", weights, "--device", "cpu",
                        "--format", "npy"]) == 0
     return low, high, reference
-
-
-def one_thread(argv: list[str]) -> int:
-    threads = torch.get_num_threads()
-    try:
-        return main(["--threads", "1", *argv])
-    finally:
-        torch.set_num_threads(threads)
-
-
-def sddr_job(*argv: str) -> subprocess.Popen:
-    """`sddr …` as its own process (its own Ray driver), output captured, with Ctrl-C's
-    default disposition as a terminal gives it: a child inherits an ignored SIGINT, and in the
-    whole suite something before this file leaves it ignored in pytest's process."""
-    return subprocess.Popen([sys.executable, "-m", "sddr_core.cli.main", *argv], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _manifest_lines(out: Path) -> list[str]:
