@@ -14,13 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .opencv_path import opencv_maps
+
 
 def box_mean(maps: torch.Tensor, radius: int) -> torch.Tensor:
     """Window means of `maps` (…×H×W), radius `radius` < min(H, W)."""
     size = 2 * radius + 1
-    if maps.device.type == "cpu" and maps.dtype == torch.float32 and not (
-            torch.is_grad_enabled() and maps.requires_grad):
-        flat = maps.detach().reshape(-1, *maps.shape[-2:]).contiguous().numpy()
+    flat = opencv_maps(maps)
+    if flat is not None:
         means = np.empty_like(flat)
         for one, mean in zip(flat, means, strict=True):  # written in place: no extra copy
             cv2.boxFilter(one, -1, (size, size), dst=mean, borderType=cv2.BORDER_REFLECT_101)

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .opencv_path import opencv_maps
+
 
 def window_extremes(maps: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(maximum, minimum) of each (2·radius + 1)² window of `maps` (B×1×H×W)."""
     size = 2 * radius + 1
-    if maps.device.type == "cpu" and maps.dtype == torch.float32 and not (
-            torch.is_grad_enabled() and maps.requires_grad):
-        flat = maps.detach().reshape(-1, *maps.shape[-2:]).contiguous().numpy()
+    flat = opencv_maps(maps)
+    if flat is not None:
         kernel = np.ones((size, size), np.uint8)
         tops, bottoms = np.empty_like(flat), np.empty_like(flat)
         for one, top, bottom in zip(flat, tops, bottoms, strict=True):
