@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 
-import cv2
 import numpy as np
 import torch
 
 from sddr_core.evaluation.baselines import resize_prediction
 from sddr_core.inference.refiner import Refiner
+from sddr_core.maps.window_extremes import window_extremes
 from training.checkpoint import load_trained
 from training.config import load_config
 from training.data.cache import build_cache, cache_folder, procedural_sources
@@ -27,9 +27,9 @@ KEYS = ("rel", "ord", "d3r", "boundary_f1", "flying")
 
 
 def toggle(depth: np.ndarray, radius: int, min_step: float) -> np.ndarray:
-    kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
     depth = depth.astype(np.float32)
-    top, bottom = cv2.dilate(depth, kernel), cv2.erode(depth, kernel)
+    top, bottom = (m[0, 0].numpy() for m in window_extremes(torch.from_numpy(depth)[None, None],
+                                                              radius))
     low, high = np.percentile(depth, [1, 99])
     nearer = np.where(top - depth < depth - bottom, top, bottom)
     return np.where(top - bottom > min_step * (high - low), nearer, depth)
