@@ -180,14 +180,14 @@ def environment(refiner: Refiner) -> dict:
     device = refiner.device
     # The shipped file is `small` with a correction filter and a step head: the preset is the
     # architecture, the filter and the head separate fields.
-    unfiltered = dataclasses.replace(refiner.config, correction_filter_radius=0, step_head=0)
+    bare = dataclasses.replace(refiner.config, correction_filter_radius=0, step_head=0)
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": str(refiner.dtype).removeprefix("torch."),
         "architecture": next(  # the preset whose config the network has, trained or not
-            (name for name, config in PRESETS.items() if config == unfiltered), "custom"),
+            (name for name, config in PRESETS.items() if config == bare), "custom"),
         "correction_filter_radius": refiner.config.correction_filter_radius,
         "step_head": refiner.config.step_head,
         "threads": torch.get_num_threads(),

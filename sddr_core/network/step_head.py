@@ -24,8 +24,9 @@ from ..maps.window_extremes import window_extremes
 from .precision import full_precision
 
 RADII = (2, 4, 8)
-"""Window radii (px at the working resolution) of the extreme candidates; the widest covers
-the 12–20 px ramps of the simulated high input (decision 290)."""
+"""Window radii (px at the working resolution) of the extreme candidates, widest last (it
+bounds the output); the widest covers the 12–20 px ramps of the simulated high input
+(decision 290)."""
 DILATIONS = (1, 2, 4, 8)
 """Dilations of the 3×3 convolutions: a 31-px field, wider than the widest window."""
 SPAN_FLOOR = 1e-3
@@ -64,7 +65,7 @@ class StepHead(nn.Module):
                 x = F.leaky_relu(conv(x), 0.2, inplace=True)
             pulls = self.pulls(x)  # unbounded: a clamp at zero would let a pull die there
             moved = depth + (pulls * torch.cat(offsets, dim=1)).sum(dim=1, keepdim=True)
-            kept = torch.minimum(torch.maximum(moved, bottom), top)
+            kept = torch.minimum(torch.maximum(moved, bottom), top)  # the widest: RADII[-1]
             # the bounds pass gradients straight through: a pixel pulled past them would
             # otherwise get none, and could never come back (a step stuck pixels off its edge)
             return kept.detach() + (moved - moved.detach())  # the value is `kept`, exactly
