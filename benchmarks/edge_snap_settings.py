@@ -77,7 +77,7 @@ def costs(refiner, grid: list[tuple], size: int) -> dict[str, float]:
     timed += [lambda s=setting: snap_edges(refined, photo, radius=s[0], min_step=s[1],
                                           colour_sigma=s[2]) for setting in grid]
     refine, *snaps = interleaved_medians(timed, torch.device("cpu"), COST_REPEATS)
-    return {str(setting): seconds / refine for setting, seconds in zip(grid, snaps)}
+    return {str(setting): seconds / refine for setting, seconds in zip(grid, snaps, strict=True)}
 
 
 def main() -> None:
@@ -132,7 +132,8 @@ def main() -> None:
     print(f"picked: {pick}" if pick else "no setting passes the rule")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"means": means, "cost": cost, "picked": pick, "scores": table}, file, indent=1)
+            json.dump({"means": means, "cost": cost, "picked": pick, "scores": table}, file,
+                      indent=1)
 
 
 def _numbers(kind):

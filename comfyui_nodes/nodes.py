@@ -234,7 +234,7 @@ class SDDRDepthFromImage(io.ComfyNode):
                                "fine: sharper, about 15-20× slower."),
                 _steps_input(),
                 _normalisation_input(),
-                io.Boolean.Input("snap_edges", default=False,
+                io.Boolean.Input("snap_edges", default=True,
                                  tooltip="Snap the pixels of the refined depth's soft edges "
                                  "to the nearer or farther side, as the photo's colours "
                                  "show: crisp silhouettes, no pixels floating between "
@@ -248,7 +248,7 @@ class SDDRDepthFromImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, refiner: models.LoadedRefiner, image: torch.Tensor, predictor: str,
-                mode: str, steps: int, normalisation: str, snap_edges: bool = False,
+                mode: str, steps: int, normalisation: str, snap_edges: bool = True,
                 clip: bool = False) -> io.NodeOutput:
         if clip and mode != "one-stage":
             raise InputError(f"mode {mode}: clip mode refines one-stage only (two-stage's "

@@ -279,12 +279,13 @@ def test_a_batch_whose_every_photo_fails_exits_2_naming_ten_of_them(weights, pre
     assert last.count(".png'") + last.count(".jpg'") == 10 and last.endswith(" and 4 more)")
 
 
-def test_refine_snaps_edges_to_the_photo_when_asked(weights, predictor, photos, tmp_path):
+def test_refine_snaps_edges_to_the_photo_unless_switched_off(weights, predictor, photos,
+                                                            tmp_path):
     from sddr_core.files.depth_io import read_image
     from sddr_core.maps.edge_snap import snap_edges
 
     photo = photos / "a.png"
-    for folder, option in (("snapped", ("--snap-edges",)), ("unsnapped", ())):
+    for folder, option in (("snapped", ()), ("unsnapped", ("--no-snap-edges",))):
         assert refine(weights, str(photo), "-o", str(tmp_path / folder), "--format", "npy",
                       *option) == 0
     snapped, unsnapped = (np.load(tmp_path / folder / "a.npy")
@@ -309,6 +310,9 @@ def test_pair_mode_snaps_to_a_given_image(weights, photos, tmp_path, capsys):
     plain, snapped = np.load(tmp_path / "plain.npy"), np.load(tmp_path / "snapped.npy")
     assert not np.array_equal(snapped, plain)
     assert np.array_equal(snapped, snap_edges(plain, image))
+    assert main([*pair, "-o", str(tmp_path / "off.npy"), "--image", str(photos / "a.png"),
+                 "--no-snap-edges"]) == 0
+    assert np.array_equal(np.load(tmp_path / "off.npy"), plain)
     assert main([*pair, "-o", str(tmp_path / "x.npy"), "--image", str(tmp_path)]) == 2
     assert main(["refine", str(photos / "a.png"), "--image", str(photos / "a.png"), "-o",
                  str(tmp_path / "y"), "--weights", weights]) == 2

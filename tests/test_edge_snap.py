@@ -153,13 +153,13 @@ def blurry_predictor(disparity: np.ndarray):
 
 
 @pytest.mark.parametrize("mode", ["one-stage", "two-stage"])
-def test_the_pipeline_snaps_only_when_asked(mode):
-    """Off by default (decision 152: slow, and it worsens D³R)."""
+def test_the_pipeline_snaps_unless_switched_off(mode):
+    """On by default where the photo is known (decision 322)."""
     refiner = Refiner(RefinementNetwork(TINY), device="cpu", max_side=TINY_MAX_SIDE)
     rgb, depth = sample_scene(96, 144)
     pipeline = DepthPipeline(refiner, blurry_predictor(1.0 / depth))
-    unsnapped = pipeline(rgb, mode=mode, steps=1)
-    snapped = pipeline(rgb, mode=mode, steps=1, snap_edges=True)
+    unsnapped = pipeline(rgb, mode=mode, steps=1, snap_edges=False)
+    snapped = pipeline(rgb, mode=mode, steps=1)
     assert not np.array_equal(snapped, unsnapped)
     assert np.array_equal(snapped, snap_edges(unsnapped, rgb))
     with pytest.raises(InputError, match="snap_edges 'no'"):

@@ -100,8 +100,9 @@ def pipeline_of(backend) -> DepthPipeline:
 
 
 def engine(backend, frames: list[np.ndarray]) -> np.ndarray:
-    """What clip mode in the library gives for `frames` with the same models."""
-    return np.stack(list(pipeline_of(backend).frames(frames)))
+    """What clip mode in the library gives for `frames` with the same models, unsnapped as the
+    CLI leaves a clip (a rerun restores the clip state from the frames written)."""
+    return np.stack(list(pipeline_of(backend).frames(frames, snap_edges=False)))
 
 
 def code_step(folder: Path) -> float:

@@ -63,7 +63,7 @@ class RefineSettings:
     mode: str = "one-stage"
     steps: int = STEPS
     edges: bool = False
-    snap_edges: bool = False
+    snap_edges: bool = True
     format: str = "png16"
     out_size: tuple[int, int] | None = None
     resolution_cap: float | None = None

@@ -207,10 +207,12 @@ def _parser() -> argparse.ArgumentParser:
                              "docs/performance.md)")
     refine.add_argument("--edges", action="store_true",
                         help="two-stage: also write the edge map G_S as NAME-edges.png")
-    refine.add_argument("--snap-edges", action="store_true",
+    refine.add_argument("--snap-edges", action=argparse.BooleanOptionalAction,
                         help="photos: snap the pixels of depth ramps to the photo's nearer or "
-                             "farther side (off by default: slow, and it worsens D³R; "
-                             "docs/decisions.md 152). Pair mode snaps when --image is given")
+                             "farther side (default: on; --no-snap-edges keeps the edges as "
+                             "N_r leaves them; docs/decisions.md 322). Pair mode snaps when "
+                             "--image is given; clips are not snapped (a rerun restores the "
+                             "clip's state from the frames written)")
     refine.add_argument("--clip", action="store_true",
                         help="refine a folder of numbered frames (IMAGE, or --low/--high "
                              "folders) as one clip, in clip mode; a video file always is one "
@@ -341,7 +343,7 @@ def _refine(args) -> int:
     photo = read_image(args.image) if args.image else None
     refiner = _load(args)
     refined = refiner.refine(low, high, out_size=args.out_size)
-    if photo is not None:
+    if photo is not None and args.snap_edges is not False:
         refined = snap_edges(refined, photo)
     # the refined map is in the inputs' polarity and units, which sddr is not told
     path, _ = write_depth_with_meaning(args.output, refined, fmt, kind=None, units=None,
@@ -375,7 +377,8 @@ def _refine_images(args) -> int:
     settings = RefineSettings("photos", weights=_weights(args.weights),
                               predictor=predictor_for_workers(args.predictor),
                               device=args.device, dtype=args.dtype, mode=args.mode,
-                              steps=args.steps, edges=args.edges, snap_edges=args.snap_edges,
+                              steps=args.steps, edges=args.edges,
+                              snap_edges=args.snap_edges is not False,
                               format=fmt, resolution_cap=args.resolution_cap)
     return _run_batch(args, items, settings, [], "photos")
 

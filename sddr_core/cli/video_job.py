@@ -270,7 +270,8 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
             kind = pipeline.predictor.polarity
 
             def refine(frame: Frame, state: ClipState) -> np.ndarray:
-                return next(pipeline.frames([frame.data], state=state))
+                # unsnapped: a rerun restores the clip state from the frames written
+                return next(pipeline.frames([frame.data], state=state, snap_edges=False))
 
         units = kind and PREDICTED_UNITS[kind]
         output = ClipOutput(folder, fmt, video, kind, units, f"sddr refine {version}")

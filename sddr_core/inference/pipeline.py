@@ -62,7 +62,7 @@ class DepthPipeline:
         cancel: Cancel | None = None,
         return_edges: bool = False,
         inputs: tuple[np.ndarray, np.ndarray] | None = None,
-        snap_edges: bool = False,
+        snap_edges: bool = True,
         clip: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Refined depth of an RGB image (H×W float32, in the predictor's polarity).
@@ -75,7 +75,7 @@ class DepthPipeline:
         used for the first pass instead of running the predictor (so a one-stage and a
         two-stage run can start from the same inputs). `snap_edges` puts the pixels of the
         depth's ramps onto the nearer or farther side of their step, by the photo's colours
-        (`sddr_core.maps.edge_snap`; off by default, decision 152); G_S is the unsnapped
+        (`sddr_core.maps.edge_snap`; on by default, decision 322); G_S is the unsnapped
         run's. `clip=True` takes B×H×W×3 frames of one clip and returns their B×H×W depth
         refined as a clip (one-stage only; see `frames`).
         """
@@ -107,7 +107,7 @@ class DepthPipeline:
 
     def frames(self, frames: Iterable[np.ndarray], *, state: ClipState | None = None,
                progress: Progress | None = None, cancel: Cancel | None = None,
-               snap_edges: bool = False) -> Iterator[np.ndarray]:
+               snap_edges: bool = True) -> Iterator[np.ndarray]:
         """Refined depth (H×W) of each RGB frame of one clip, in order, one at a time.
 
         One-stage per frame, with the refiner's clip mode (`Refiner.refine_clip`) joining
@@ -115,7 +115,8 @@ class DepthPipeline:
         a `state` to continue a clip refined in pieces. `progress(done, total)` is called
         after each frame, total being len(frames), or 0 for an iterator of unknown length;
         `cancel()` is polled before each frame and, if true, raises `Cancelled` (the frames
-        yielded so far are complete). Frames must all have the first one's size.
+        yielded so far are complete). Frames must all have the first one's size. `snap_edges`
+        snaps each frame to its photo, as `__call__` does.
         """
         total = len(frames) if isinstance(frames, Sized) else 0
         state = ClipState() if state is None else state

@@ -42,9 +42,9 @@ from ..errors import InputError
 from .normalise import robust_range
 from .resample import resize_maps
 
-RADIUS = 16
+RADIUS = 8
 """Profile half-length r in pixels: ramps up to r px wide are snapped, seen from both sides."""
-MIN_STEP = 0.02
+MIN_STEP = 0.05
 """Smallest step snapped, as a fraction of the map's robust value range."""
 COLOUR_SIGMA = 0.1
 """Colour distance (RGB in [0, 1]) at which a pixel's likeness to a side falls to e^−½."""
