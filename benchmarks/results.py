@@ -160,7 +160,9 @@ predicted from the crop alone, in its own range (decision 203, fixed before the 
 
 `sddr` is the refiner one-stage and `sddr-two-stage` coarse to fine ([two_stage.md](two_stage.md)),
 both with the weights named on the commands below (`default`: the bundled ones,
-[model-card.md](model-card.md)).
+[model-card.md](model-card.md)); `sddr-snapped` and `sddr-two-stage-snapped` are the same
+depth with its edges snapped to the scene's photo, as the photo pipeline does by default
+(README, "Edge snapping"; decision 322).
 
 **δ1–δ3 can hardly rank methods on these scenes**: each scene's depth spans a factor of only
 1.3–1.8 (1.15–2.36 m over the twelve), so even a constant prediction is within 1.25× of most
@@ -200,7 +202,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
-    parser.add_argument("--methods", default="low,high,guided,sddr,sddr-two-stage")
+    parser.add_argument("--methods", default="low,high,guided,sddr,sddr-snapped,sddr-two-stage,"
+                                               "sddr-two-stage-snapped")
     parser.add_argument("--weights", default="default")
     parser.add_argument("--example", default="aloe", help="scene whose panel the page shows")
     args = parser.parse_args()
