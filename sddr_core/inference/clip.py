@@ -40,8 +40,8 @@ HOLD = 0.85
 GATE = 5.0
 """A pixel's change, in units of the frame's typical change, at which the blend fades out."""
 DETAIL = 3.0
-"""A pixel's 3×3 range (previous or current frame), in units of the frame's typical range, at
-which the blend fades out: edges and their neighbours are not blended, moving or not."""
+"""A pixel's 3×3 range in the current frame, in units of the frame's typical range, at which
+the blend fades out: edges and their neighbours are not blended, moving or not."""
 SMOOTH = 17 / 256
 """Side of the box the blend's correction is averaged over, as a fraction of the frame's
 longer side (17 px at 256, 85 at 1280)."""
