@@ -123,13 +123,29 @@ def test_blend_adds_no_step_where_its_gate_closes():
     a new step as high as most of the offset; the smoothed correction spreads it over its box
     (decisions 300, 301)."""
     x = np.arange(SIZE[1], dtype=np.float32)
-    step = torch.from_numpy(np.tile(0.5 + 0.1 * np.clip((x - 64) / 3, 0, 1), (SIZE[0], 1)))
+    step = torch.from_numpy(np.tile(0.5 + 1.0 * np.clip((x - 64) / 3, 0, 1), (SIZE[0], 1)))
     offset = 0.01
     state = ClipState()
     state.blend(step[None])
     change = state.blend(step[None] + offset)[0] - step - offset
     assert float(change.abs().max()) > 0.5 * offset  # the blend did act
     assert float(change.diff(dim=1).abs().max()) < 0.25 * offset
+
+
+@pytest.mark.parametrize("cap, dragged", [(None, False), (float("inf"), True)])
+def test_a_moving_camera_does_not_drag_an_edge_behind(cap, dragged):
+    """Every pixel changes by about 3 % of the range (a moving camera) and a 10 % step moves
+    8 px: a gate scaled by the median change alone blends the step's old place into the frame;
+    capped at 5 % of the range (decision 323) it keeps the frame's own value there."""
+    x = np.arange(SIZE[1], dtype=np.float32)
+    ramp = np.tile(x / SIZE[1], (SIZE[0], 1))  # the range, 0..1
+    before = torch.from_numpy(ramp + 0.1 * (x >= 60))
+    after = torch.from_numpy(ramp * 1.06 + 0.1 * (x >= 68))  # up to 6 % more, the step moved
+    state = ClipState() if cap is None else ClipState(change_cap=cap)
+    state.blend(before[None])
+    out = state.blend(after[None])[0]
+    moved = float((out - after)[:, 63:66].abs().mean())  # the middle of the step's old place
+    assert (moved > 0.03) if dragged else (moved < 0.01)
 
 
 def test_clip_output_is_in_the_first_low_inputs_units(tiny):

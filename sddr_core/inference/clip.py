@@ -10,7 +10,9 @@ scale and shift, which jump from frame to frame, and each frame's errors are dra
    with weight `anchor`: the clip's scale and shift follow the inputs' slowly (a time constant
    of about 1 / `anchor` = 20 frames) instead of jumping with each frame's.
 2. Gated blend. Where the aligned frame is within a few typical frame-to-frame changes of the
-   previous output and the frame has no edge within a pixel, the previous output is
+   previous output (and within `change_cap` of the frame's range: on a moving camera every
+   pixel changes, and the typical change alone would let an edge's old place through,
+   decision 323) and the frame has no edge within a pixel, the previous output is
    blended in (weight up to `hold`); where it changed more (a moving edge, a disocclusion)
    or an edge is near, the gate closes and the frame's own value is kept, so edges are not
    dragged along behind their motion. The blend's correction, weight × (previous − frame),
@@ -32,6 +34,7 @@ import torch
 
 from ..maps.alignment import align_to, fit_affine
 from ..maps.box_mean import box_mean
+from ..maps.normalise import robust_range
 
 ANCHOR = 0.05
 """Weight of each frame's own low input in the clip's scale and shift."""
@@ -39,6 +42,10 @@ HOLD = 0.85
 """Largest weight of the previous output at a pixel that did not change."""
 GATE = 5.0
 """A pixel's change, in units of the frame's typical change, at which the blend fades out."""
+CHANGE_CAP = 0.05
+"""The most the fade-out change may be, as a fraction of the frame's robust value range: a
+moved edge is a step of several % of the range, so it is not blended even when the whole
+frame moves (decision 323)."""
 DETAIL = 3.0
 """A pixel's 3×3 range in the current frame, in units of the frame's typical range, at which
 the blend fades out: edges and their neighbours are not blended, moving or not."""
@@ -61,6 +68,7 @@ class ClipState:
     anchor: float = ANCHOR
     hold: float = HOLD
     gate: float = GATE
+    change_cap: float = CHANGE_CAP
     detail: float = DETAIL
     smooth: float = SMOOTH
     previous: torch.Tensor | None = field(default=None, repr=False)
@@ -80,8 +88,9 @@ class ClipState:
         correction smoothed; becomes the new previous output."""
         if self.previous is not None and self.previous.shape == aligned.shape[-2:]:
             change = (aligned[0] - self.previous).abs()
-            detail = _local_range(aligned[0])
-            weight = self.hold * _gate(change, self.gate) * _gate(detail, self.detail)
+            low, high = robust_range(aligned)
+            fade = _gate(change, self.gate, ceiling=self.change_cap * float(high - low))
+            weight = self.hold * fade * _gate(_local_range(aligned[0]), self.detail)
             correction = _smoothed(weight * (self.previous - aligned[0]), self.smooth)
             aligned = (aligned[0] + correction)[None]
         self.previous = aligned[0].detach().clone()
@@ -89,10 +98,12 @@ class ClipState:
         return aligned
 
 
-def _gate(values: torch.Tensor, gate: float) -> torch.Tensor:
-    """1 where `values` are small against their median, fading to 0 at `gate` medians."""
+def _gate(values: torch.Tensor, gate: float, ceiling: float = float("inf")) -> torch.Tensor:
+    """1 where `values` are small against their median, fading to 0 at `gate` medians or at
+    `ceiling`, whichever is smaller."""
     typical = _sample(values).median().clamp_min(torch.finfo(values.dtype).tiny)
-    return torch.exp(-(values / (gate * typical)) ** 2)
+    scale = torch.clamp(gate * typical, max=ceiling).clamp_min(torch.finfo(values.dtype).tiny)
+    return torch.exp(-(values / scale) ** 2)
 
 
 def _local_range(depth: torch.Tensor) -> torch.Tensor:
