@@ -1,6 +1,7 @@
 """Training curves of a run: the loss parts per step, each loss term's share of the gradient at
 the network's output (when the run logged it, `logging.shares_every`) and the validation
-metrics of the model against the low and high inputs, from the run's log.jsonl and config.yaml.
+metrics of the model against the low and high inputs (with boundary F1 and the flying-pixel
+rate where the run logged them), from the run's log.jsonl and config.yaml.
 
     python benchmarks/training_curves.py runs/cpu-short -o docs/img/training-curves.png
     python benchmarks/training_curves.py runs/default-resid --phase2 runs/grad100 -o curves.png
@@ -25,7 +26,9 @@ import yaml  # noqa: E402
 
 from sddr_core.files.atomic import atomic_output  # noqa: E402
 
-METRICS = (("rel", "REL ↓"), ("delta1", "δ1 ↑"), ("ord", "ORD ↓"), ("d3r", "D³R ↓"))
+METRICS = (("rel", "REL ↓"), ("delta1", "δ1 ↑"), ("ord", "ORD ↓"), ("d3r", "D³R ↓"),
+           ("boundary_f1", "boundary F1 ↑"), ("flying", "flying ↓"))
+"""Validation panels, those the log has (runs before issue 24 logged no edge metrics)."""
 
 
 def main() -> None:
@@ -47,9 +50,13 @@ def main() -> None:
         validations = [r for r in validations if r["step"] <= phase2] + [
             r for r in later_validations if r["step"] > phase2]
 
+    # one term's share of the gradient is 1 by construction: no panel for it
+    shares = [r for r in shares if any(not k.startswith("gt_") for k in r["share"])]
+    metrics = [(key, title) for key, title in METRICS
+               if key in validations[0]["validation"]["low"]]
     rows = 3 if shares else 2
     figure = plt.figure(figsize=(14, 3.25 * rows))
-    grid = figure.add_gridspec(rows, len(METRICS))
+    grid = figure.add_gridspec(rows, len(metrics))
     loss_axis = figure.add_subplot(grid[0, :])
     for part in ("loss", "gt", "grad", "fusion"):
         points = [(r["step"], r[part]) for r in steps if part in r]
@@ -62,7 +69,7 @@ def main() -> None:
     axes = [loss_axis]
     if shares:
         axes.append(_plot_shares(figure.add_subplot(grid[1, :]), shares))
-    for column, (key, title) in enumerate(METRICS):
+    for column, (key, title) in enumerate(metrics):
         ax = figure.add_subplot(grid[rows - 1, column])
         axes.append(ax)
         for name, color in (("low", "tab:blue"), ("high", "tab:orange")):
