@@ -284,6 +284,7 @@ def test_without_pyav_the_error_says_how_to_install_it(tmp_path, monkeypatch, ca
 
 @pytest.mark.parametrize("args, message", [
     (["--mode", "two-stage"], "--mode two-stage is not available for a clip"),
+    (["--snap-edges"], "--snap-edges is not available for a clip: a rerun continues"),
     (["--format", "png8"], "--format png8: a clip's frames are written as png16"),
     (["--depth-video", "d.mp4"], "must be a .mkv file"),
 ])

@@ -214,11 +214,13 @@ def refine_clip_command(args, load: Callable[[], Refiner], version: str) -> int:
     (before any model loads), then `run_clip` on photos with the predictor, or on
     `--low`/`--high` depth pairs."""
     for given, why in ((args.mode != "one-stage", "--mode two-stage"),
-                       (args.edges, "--edges"), (args.snap_edges, "--snap-edges"),
-                       (args.image, "--image")):
+                       (args.edges, "--edges"), (args.image, "--image")):
         if given:
             raise InputError(f"{why} is not available for a clip (clip mode is one-stage, "
                              "one frame after the other)")
+    if args.snap_edges:
+        raise InputError("--snap-edges is not available for a clip: a rerun continues the "
+                         "clip from the frames written, which must be N_r's own output")
     fmt = args.format or "png16"
     if fmt not in CLIP_FORMATS:
         raise InputError(f"--format {fmt}: a clip's frames are written as "
