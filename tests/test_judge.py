@@ -21,7 +21,7 @@ from tests.tiny import TINY
 from training.checkpoint import load_trained
 from training.config import load_config, parse_config
 from training.data.cache import cache_folder, read_entry
-from training.judge import FRESH, SceneSet, judge, no_harm, scene_sets
+from training.judge import FRESH_SETS, SceneSet, fresh_set, judge, no_harm, scene_sets
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -66,14 +66,22 @@ def test_command_scores_both_sets_each_labelled_with_its_seeds(files, tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "## validation: 2 scenes (seeds 5000–5001)" in out
-    first = FRESH.first_seed
-    assert f"## fresh held-out: 2 scenes (seeds {first}–{first + 1})" in out
+    first = fresh_set(0).first_seed
+    assert f"## fresh held-out set 0: 2 scenes (seeds {first}–{first + 1})" in out
     validation, fresh = out.split("## fresh held-out")
     for section in (validation, fresh):
         rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ")]
         assert rows == ["|", "| low input", "| high input", "| guided", f"| {weights}",
                         "| no harm", f"| {weights}"]
     assert "two-stage" not in out
+
+
+def test_command_refuses_a_fresh_set_that_does_not_exist(files, tmp_path):
+    config, weights = files
+    result = _judge_command(str(weights), "--config", str(config), "--cache", str(tmp_path),
+                            "--fresh", str(FRESH_SETS))
+    assert result.returncode != 0
+    assert f"fresh set {FRESH_SETS}: choose a whole number 0 to {FRESH_SETS - 1}" in result.stderr
 
 
 def test_without_fresh_only_the_validation_set_is_scored(files, tmp_path):
@@ -142,17 +150,31 @@ def test_no_harm_of_a_refiner_that_returns_its_low_input():
 
 def test_a_set_that_meets_the_training_seeds_is_refused_naming_both():
     data = yaml.safe_load(CONFIG)
-    data["data"].update(seed=FRESH.first_seed - 2, scenes=4)
+    data["data"].update(seed=fresh_set(0).first_seed - 2, scenes=4)
     config = parse_config(yaml.safe_dump(data))
     assert len(scene_sets(config)) == 1  # the validation set alone is fine
-    with pytest.raises(InputError, match=r"fresh held-out seeds 3000000–3000015 meet the "
-                                         r"config's training seeds 2999998–3000001"):
-        scene_sets(config, fresh=True)
+    assert len(scene_sets(config, fresh=1)) == 2  # set 1 starts 1,000 seeds later
+    with pytest.raises(InputError, match=r"fresh held-out set 0 seeds 3000000–3000015 meet "
+                                         r"the config's training seeds 2999998–3000001"):
+        scene_sets(config, fresh=0)
 
 
 def test_the_fresh_seeds_meet_no_shipped_configs_seeds():
     for path in sorted((ROOT / "training" / "configs").glob("*.yaml")):
         config = load_config(path)
-        sets = scene_sets(config, fresh=True)  # raises if the training seeds meet them
-        validation = sets[0].seeds
-        assert FRESH.seeds.start >= validation.stop or FRESH.seeds.stop <= validation.start, path
+        for number in (0, 1, FRESH_SETS - 1):
+            fresh = scene_sets(config, fresh=number)[1].seeds  # raises on the training seeds
+            validation = scene_sets(config)[0].seeds
+            assert fresh.start >= validation.stop or fresh.stop <= validation.start, path
+            assert fresh.stop <= 4_000_004  # the sample scene's seeds start there
+
+
+@pytest.mark.parametrize("number", [-1, FRESH_SETS, 1.5, True])
+def test_a_fresh_set_number_out_of_range_is_refused(number):
+    with pytest.raises(InputError, match=f"fresh set {number!r}: choose a whole number"):
+        fresh_set(number)
+
+
+def test_fresh_sets_do_not_overlap():
+    sets = [fresh_set(number).seeds for number in range(FRESH_SETS)]
+    assert all(a.stop <= b.start for a, b in zip(sets[:-1], sets[1:], strict=True))

@@ -73,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="folder of the scenes' cached entries")
     judge.add_argument("--scenes", type=int, metavar="N",
                        help="score only the first N scenes of each set")
-    judge.add_argument("--fresh", action="store_true",
-                       help="also score issue 25's fresh held-out set (final weights only)")
+    judge.add_argument("--fresh", nargs="?", type=int, const=0, metavar="N",
+                       help="also score issue 25's fresh held-out set N (final weights only; "
+                            "default 0). A set judges one decision: set 0 has judged the step "
+                            "head, so the next decision takes 1")
     judge.add_argument("--one-stage-only", action="store_true",
                        help="leave out the two-stage rows (minutes per scene on a CPU)")
     judge.add_argument("--no-harm-size", default="480x640", metavar="HxW",

@@ -18,8 +18,8 @@ training checkpoint: its model weights) on held-out procedural scenes, never tra
 
 Two sets of scenes (issue 25, point 5): the *validation* set (the config's `validation`
 seeds, which the training log scores and which judged many decisions, so it is no longer
-held out) and the *fresh* held-out set (`FRESH`), scored only when asked, to judge the final
-weights of issue 25 and nothing before them.
+held out) and a *fresh* held-out set (`fresh_set`), scored only when asked, to judge one
+adoption decision's final weights and nothing before them; each decision takes a new set.
 """
 
 from __future__ import annotations
@@ -68,11 +68,26 @@ class SceneSet:
         return range(self.first_seed, self.first_seed + self.scenes)
 
 
-FRESH = SceneSet("fresh held-out", 3_000_000, 16)
-"""Issue 25's fresh held-out set. Its seeds meet no other range in use (training from 0,
-validation from 1,000,000, the selection scenes of decisions 134 and 154 from 2,000,000, the
-sample scene from 4,000,004); the scenes are rendered from the seeds at the config's scene
-size, so the generator and the seeds are the set (decision 190)."""
+FRESH_FIRST_SEED = 3_000_000
+FRESH_STRIDE = 1_000
+FRESH_SETS = 1_000
+FRESH_SCENES = 16
+
+
+def fresh_set(number: int) -> SceneSet:
+    """Issue 25's fresh held-out set `number`: 16 scenes from seed 3,000,000 + 1,000·`number`.
+
+    A set is fresh until it has judged one adoption decision; set 0 judged the step head
+    (decision 320), so the next decision takes set 1 (decision 326). The seeds meet no other
+    range in use (training from 0, validation from 1,000,000, the selection scenes of decisions
+    134 and 154 from 2,000,000, the sample scene from 4,000,004); the scenes are rendered from
+    the seeds at the config's scene size, so the generator and the seeds are the set (decision
+    190). `InputError` for a number outside 0 … FRESH_SETS − 1.
+    """
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < FRESH_SETS:
+        raise InputError(f"fresh set {number!r}: choose a whole number 0 to {FRESH_SETS - 1}")
+    return SceneSet(f"fresh held-out set {number}", FRESH_FIRST_SEED + FRESH_STRIDE * number,
+                    FRESH_SCENES)
 
 
 @dataclass(frozen=True)
@@ -85,13 +100,14 @@ class Judgement:
     no_harm: dict[str, dict[str, float]]
 
 
-def scene_sets(config: TrainConfig, *, scenes: int | None = None, fresh: bool = False
+def scene_sets(config: TrainConfig, *, scenes: int | None = None, fresh: int | None = None
                ) -> list[SceneSet]:
-    """The validation set and, if `fresh`, `FRESH`, each cut to its first `scenes` when given;
-    `InputError` when `scenes` is out of range or a set meets the training seeds."""
+    """The validation set and, if `fresh` is a number, that fresh held-out set (`fresh_set`),
+    each cut to its first `scenes` when given; `InputError` when `scenes` is out of range or a
+    set meets the training seeds."""
     sets = [SceneSet("validation", config.validation.seed, config.validation.scenes)]
-    if fresh:
-        sets.append(FRESH)
+    if fresh is not None:
+        sets.append(fresh_set(fresh))
     if scenes is not None:
         most = min(chosen.scenes for chosen in sets)
         if not 1 <= scenes <= most:
