@@ -132,6 +132,15 @@ def test_blend_adds_no_step_where_its_gate_closes():
     assert float(change.diff(dim=1).abs().max()) < 0.25 * offset
 
 
+@pytest.mark.parametrize("setting, value, wanted", [
+    ("change_cap", float("nan"), "> 0"), ("change_cap", 0.0, "> 0"),
+    ("hold", 1.5, "from 0 to 1"), ("anchor", -0.1, "from 0 to 1"), ("gate", "5", "> 0"),
+    ("smooth", float("inf"), "≥ 0 and finite"), ("detail", True, "> 0")])
+def test_a_bad_clip_setting_is_refused_naming_it(setting, value, wanted):
+    with pytest.raises(InputError, match=f"ClipState {setting} .*must be a number {wanted}"):
+        ClipState(**{setting: value})
+
+
 @pytest.mark.parametrize("cap, dragged", [(None, False), (float("inf"), True)])
 def test_a_moving_camera_does_not_drag_an_edge_behind(cap, dragged):
     """Every pixel changes by about 3 % of the range (a moving camera) and a 10 % step moves

@@ -26,12 +26,15 @@ in pieces and pass the state on: the pieces join as if the clip had been refined
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..maps.alignment import align_to, fit_affine
 from ..maps.box_mean import box_mean
 from ..maps.normalise import robust_range
@@ -73,6 +76,20 @@ class ClipState:
     smooth: float = SMOOTH
     previous: torch.Tensor | None = field(default=None, repr=False)
     frames: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse a setting that would blend in NaN or nonsense, naming it."""
+        rules = {"anchor": ("from 0 to 1", lambda v: 0 <= v <= 1),
+                 "hold": ("from 0 to 1", lambda v: 0 <= v <= 1),
+                 "gate": ("> 0", lambda v: v > 0),
+                 "change_cap": ("> 0 (inf: no cap)", lambda v: v > 0),
+                 "detail": ("> 0", lambda v: v > 0),
+                 "smooth": ("≥ 0 and finite", lambda v: 0 <= v < math.inf)}
+        for name, (wanted, holds) in rules.items():
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not holds(value)):  # NaN fails every rule
+                raise InputError(f"ClipState {name} {value!r}: must be a number {wanted}")
 
     def align(self, depth: torch.Tensor, low: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`depth` (1×H×W network output) in the clip's units: on the first frame its fit to
