@@ -11,12 +11,13 @@ Per scene, three figures:
 
 The scenes are `sddr demo`'s sample scene (`sddr_core.cli.sample`, with the demo's simulated
 predictor and the bundled weights), its room with boxes only, and the room with near poles 1, 2
-and 4 px wide, refined the same way and written as `sddr demo` writes its refined.png (16-bit
-PNG disparity). bpy and torch never share a process: this script runs in both Pythons, in
-three roles:
+and 4 px wide, refined the same way, one-stage as `sddr demo` or two-stage (`--mode
+two-stage`: the add-on's Two-Stage mode, 3 steps, the simulator predicting each window from its
+crop), and written as `sddr demo` writes its refined.png (16-bit PNG disparity). bpy and torch
+never share a process: this script runs in both Pythons, in three roles:
 
-    .venv-bpy/bin/python benchmarks/mesh_edges.py [--size demo|small] [--old]   # the table
-    .venv/bin/python benchmarks/mesh_edges.py scenes FOLDER [--size demo|small] # makes scenes
+    .venv-bpy/bin/python benchmarks/mesh_edges.py [--size demo|small] [--mode M] [--old]  # table
+    .venv/bin/python benchmarks/mesh_edges.py scenes FOLDER [--size S] [--mode M]  # makes scenes
     .venv/bin/python benchmarks/mesh_edges.py score FILE.npz                    # flying rates
 
 The first calls the other two through `SDDR_PYTHON` (default .venv/bin/python). `--old` builds
@@ -72,11 +73,13 @@ def box_depth(height: int, width: int) -> np.ndarray:
     return depth
 
 
-def make_scenes(folder: Path, size: str) -> dict[str, dict[str, str]]:
+def make_scenes(folder: Path, size: str, mode: str = "one-stage") -> dict[str, dict[str, str]]:
     """Per scene, refined.png (16-bit disparity, as `sddr demo` writes it) and exact.npy."""
     from sddr_core.cli.sample import sample_scene
     from sddr_core.files.depth_io import write_depth
+    from sddr_core.inference.coarse_to_fine import CoarseToFine
     from sddr_core.inference.refiner import load_refiner
+    from sddr_core.inference.windows import STEPS
     from sddr_core.predictors.simulated import SimulatedPredictor
 
     height, width = SIZES[size]
@@ -88,10 +91,14 @@ def make_scenes(folder: Path, size: str) -> dict[str, dict[str, str]]:
         predictor = SimulatedPredictor(exact)
         low = predictor.predict(None, predictor.training_resolution)
         high = predictor.predict(None, max(exact.shape))
+        if mode == "two-stage":  # the simulator reads its windows' place, not the photo
+            photo = np.zeros((*exact.shape, 3), np.uint8)
+            refined = CoarseToFine(refiner, predictor).two_stage(photo, STEPS, (low, high))[0]
+        else:
+            refined = refiner.refine(low, high)
         place = folder / name.replace(" ", "-")
         place.mkdir(parents=True, exist_ok=True)
-        written[name] = {"refined": str(write_depth(place / "refined.png",
-                                                    refiner.refine(low, high))),
+        written[name] = {"refined": str(write_depth(place / "refined.png", refined)),
                          "exact": str(place / "exact.npy")}
         np.save(place / "exact.npy", exact)
     return written
@@ -215,10 +222,12 @@ def main() -> None:
     parser.add_argument("role", nargs="?", default="table", choices=("table", "scenes", "score"))
     parser.add_argument("path", nargs="?", type=Path)
     parser.add_argument("--size", choices=tuple(SIZES), default="demo")
+    parser.add_argument("--mode", choices=("one-stage", "two-stage"), default="one-stage",
+                        help="how the scenes are refined (default: one-stage, as sddr demo)")
     parser.add_argument("--old", action="store_true", help="also build as before issue 24")
     args = parser.parse_args()
     if args.role == "scenes":
-        print(json.dumps(make_scenes(args.path, args.size)))
+        print(json.dumps(make_scenes(args.path, args.size, args.mode)))
         return
     if args.role == "score":
         print(json.dumps(score(args.path)))
@@ -231,9 +240,11 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="sddr-mesh-edges-"))
     python = os.environ.get("SDDR_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
-    scenes = json.loads(run_sddr(python, "scenes", str(folder), "--size", args.size))
+    scenes = json.loads(run_sddr(python, "scenes", str(folder), "--size", args.size,
+                                 "--mode", args.mode))
     install(folder)
-    print(f"{args.size} scenes {SIZES[args.size][1]}×{SIZES[args.size][0]}, default settings:")
+    print(f"{args.size} scenes {SIZES[args.size][1]}×{SIZES[args.size][0]}, refined {args.mode}, "
+          "default settings:")
     print(table(measure(scenes, folder, python)))
     if args.old:
         print("before issue 24 (cut 0.05, no snapping, no closing):")

@@ -477,17 +477,21 @@ def test_the_add_on_reads_depth_files_as_sddr_does(tmp_path, addon):
                                       err_msg=name)
 
 
-@pytest.fixture(scope="session")
-def refined_scenes(tmp_path_factory) -> dict:
-    """benchmarks/mesh_edges.py's small scenes (216×144: the sample scene, boxes, 1-, 2- and
-    4-px poles), refined by the project's Python with the bundled weights."""
+def _refined_scenes(tmp_path_factory, mode: str) -> dict:
     python = Path(os.environ.get("SDDR_PYTHON", ROOT / ".venv" / "bin" / "python"))
     if not python.is_file():
         pytest.skip(f"no Python with sddr at {python} (set SDDR_PYTHON)")
-    folder = tmp_path_factory.mktemp("edges")
+    folder = tmp_path_factory.mktemp(f"edges-{mode}")
     scenes = json.loads(mesh_edges.run_sddr(str(python), "scenes", str(folder), "--size",
-                                            "small"))
+                                            "small", "--mode", mode))
     return {"scenes": scenes, "folder": folder, "python": str(python)}
+
+
+@pytest.fixture(scope="session")
+def refined_scenes(tmp_path_factory) -> dict:
+    """benchmarks/mesh_edges.py's small scenes (216×144: the sample scene, boxes, 1-, 2- and
+    4-px poles), refined one-stage by the project's Python with the bundled weights."""
+    return _refined_scenes(tmp_path_factory, "one-stage")
 
 
 @pytest.fixture(scope="session")
@@ -510,11 +514,21 @@ def test_refined_depth_has_fewer_flying_vertices_than_before(edge_figures):
         assert edge_figures["new"][name]["flying"] < edge_figures["old"][name]["flying"] / 1.3
 
 
-@pytest.mark.xfail(strict=True, reason="not met: vertices on the ramps of the refined depth "
-                                       "that the snapping leaves float between their sides "
-                                       "(docs/blender.md, Depth edges)")
+@pytest.mark.xfail(strict=True, reason="not met one-stage: small steps that one-stage "
+                                       "refinement spreads into gentle slopes, or loses, "
+                                       "float between their sides (docs/blender.md, Depth edges)")
 def test_refined_depth_has_at_most_five_percent_flying_vertices(edge_figures):
     assert all(f["flying"] <= 0.05 for f in edge_figures["new"].values()), edge_figures["new"]
+
+
+def test_two_stage_refined_depth_has_at_most_five_percent_flying_vertices(addon,
+                                                                          tmp_path_factory):
+    """Two-stage refinement resolves the small steps one-stage leaves as slopes; at this size
+    every scene meets issue 24's bounds (at 768×512 the 1-px poles do not: docs/blender.md)."""
+    figures = mesh_edges.measure(**_refined_scenes(tmp_path_factory, "two-stage"))
+    for name, f in figures.items():
+        assert f["flying"] <= 0.05, (name, f)
+        assert f["see_through"] <= 0.002 and f["kept"] >= 0.95, (name, f)
 
 
 # -------------------------------------------------------------------------------- export
