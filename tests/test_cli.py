@@ -180,6 +180,20 @@ def test_bench_json_reports_time_flops_and_ratio(weights, capsys):
     assert report["peak_memory_mb"] > 0
 
 
+def test_bench_batch_refines_a_stack_per_call(weights, capsys):
+    """--batch B times one refine of B pairs: images per second counts all B, and the
+    FLOPs stay those of one refinement."""
+    assert main(["bench", "--weights", weights, "--size", "64", "--repeats", "1",
+                 "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert main(["bench", "--weights", weights, "--size", "64", "--repeats", "1",
+                 "--batch", "3", "--json"]) == 0
+    stacked = json.loads(capsys.readouterr().out)
+    assert (single["batch"], stacked["batch"]) == (1, 3)
+    assert stacked["images_per_second"] == pytest.approx(3 / stacked["median_seconds"])
+    assert stacked["gflops_per_refinement"] == pytest.approx(single["gflops_per_refinement"])
+
+
 def test_bench_names_the_shipped_files_preset_filter_and_head(capsys):
     """The bundled file is `small` plus a correction filter and a step head, not a "custom"
     architecture."""

@@ -96,10 +96,18 @@ def test_out_size_is_checked_before_the_refine(weights, pair, tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("args", [["--size", "-5"], ["--size", "0"], ["--size", "100000"],
-                                  ["--repeats", "0"], ["--mode", "two-stage", "--steps", "0"]])
+                                  ["--repeats", "0"], ["--mode", "two-stage", "--steps", "0"],
+                                  ["--batch", "0"], ["--batch", "257"]])
 def test_bench_ranges_are_checked(capsys, args):
     assert main(["bench", *args]) == 2
     assert f"sddr: error: argument {args[-2]}:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("other", [["--mode", "two-stage"], ["--clip"], ["--throughput"],
+                                   ["--photo"], ["--snap-edges"]])
+def test_bench_batch_is_refused_where_it_times_nothing(capsys, other):
+    assert main(["bench", "--batch", "2", "--size", "64", *other]) == 2
+    assert "sddr: error: --" in capsys.readouterr().err
 
 
 def test_too_many_steps_are_refused_with_the_pass_count(weights, pair, tmp_path, capsys):

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from ..errors import InputError
 from ..inference.clip import ClipState
 from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
@@ -84,10 +85,11 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def network_pass(refiner: Refiner, height: int, width: int):
-    """A function running the network alone on a height×width input's padded working size, in
-    the refiner's precision: set against `refine`, it shows what the steps around cost."""
-    x = torch.rand((1, 1, *refiner.network_input_size(height, width)), device=refiner.device)
+def network_pass(refiner: Refiner, height: int, width: int, batch: int = 1):
+    """A function running the network alone on `batch` height×width inputs' padded working
+    size, in the refiner's precision: set against `refine`, it shows what the steps around
+    cost."""
+    x = torch.rand((batch, 1, *refiner.network_input_size(height, width)), device=refiner.device)
     x = x.contiguous(memory_format=torch.channels_last)
     half = refiner.dtype != torch.float32
 
@@ -99,30 +101,36 @@ def network_pass(refiner: Refiner, height: int, width: int):
 
 
 def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5,
-              snap: bool = False) -> dict:
-    """Median seconds per `refine` of a size×size pair (low at size/4) and of the network pass
-    alone, FLOPs and rates; with `snap`, also of `snap_edges` on the refined depth with the
-    scene's photo, timed in turn with them.
+              snap: bool = False, batch: int = 1) -> dict:
+    """Median seconds per `refine` of a size×size pair (low at size/4), or of a stack of
+    `batch` of them refined in one call, and of the network pass alone, FLOPs and rates;
+    with `snap`, also of `snap_edges` on the refined depth with the scene's photo, timed in
+    turn with them.
 
     Peak memory on CUDA includes the reference matrices (2 × 8192² in the compute dtype).
     """
+    if batch > 1 and snap:
+        raise InputError("--snap-edges times one map's snapping: use it with --batch 1")
     rgb, depth = sample_scene(size, size)
     predictor = SimulatedPredictor(depth)
     low, high = predictor.predict(None, max(8, size // 4)), predictor.predict(None, size)
     device, dtype = refiner.device, refiner.dtype
     low_t = torch.from_numpy(low).to(device)
     high_t = torch.from_numpy(high).to(device)
+    if batch > 1:
+        low_t, high_t = low_t.repeat(batch, 1, 1), high_t.repeat(batch, 1, 1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run_matmul, matmul_flops = matmul(device, dtype)
-    timed = [lambda: refiner.refine(low_t, high_t), network_pass(refiner, size, size), run_matmul]
+    timed = [lambda: refiner.refine(low_t, high_t), network_pass(refiner, size, size, batch),
+             run_matmul]
     if snap:
         refined, photo = refiner.refine(low_t, high_t), torch.from_numpy(rgb).to(device)
         timed.append(lambda: snap_edges(refined, photo))
     seconds, network_seconds, matmul_seconds, *snap_seconds = interleaved_medians(
         timed, device, repeats)
     memory = peak_memory_mb(device)
-    flops = refiner.network.flops(*refiner.network_input_size(size, size))
+    flops = batch * refiner.network.flops(*refiner.network_input_size(size, size))
     achieved = flops / seconds / 1e9
     reference = matmul_flops / matmul_seconds / 1e9
     network_achieved = flops / network_seconds / 1e9
@@ -131,8 +139,10 @@ def benchmark(refiner: Refiner, size: int = 1024, repeats: int = 5,
         "size": size,
         "working_size": list(refiner.working_size(size, size)),
         **environment(refiner),
-        "gflops_per_refinement": flops / 1e9,
+        "batch": batch,
+        "gflops_per_refinement": flops / batch / 1e9,
         "median_seconds": seconds,
+        "images_per_second": batch / seconds,
         "repeats": repeats,
         "achieved_gflops_per_second": achieved,
         "matmul_gflops_per_second": reference,

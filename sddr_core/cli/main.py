@@ -302,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--resolution-cap", type=_resolution_cap,
                        help="--photo: cap each predictor run at this multiple of its region's "
                             "long side (default: none, Eq. 11 alone)")
+    bench.add_argument("--batch", type=_int_in(1, 256), default=1,
+                       help="one-stage: refine this many pairs in one call (images per "
+                            "second at a batch size, for GPUs)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
     return parser
@@ -544,6 +547,10 @@ def _info(args) -> int:
 def _bench(args) -> int:
     from .bench import benchmark, benchmark_two_stage
 
+    if args.batch > 1 and (args.throughput or args.clip or args.photo
+                           or args.mode == "two-stage"):
+        raise InputError("--batch times one-stage refinement of a stack of pairs: leave out "
+                         "--throughput, --clip, --photo and --mode two-stage")
     if args.throughput:
         return _bench_throughput(args)
     if args.clip:
@@ -558,7 +565,7 @@ def _bench(args) -> int:
                                      steps=args.steps, snap=args.snap_edges)
     else:
         report = benchmark(refiner, size=args.size, repeats=args.repeats or 15,
-                           snap=args.snap_edges)
+                           snap=args.snap_edges, batch=args.batch)
     report["preset"] = args.weights or args.preset
     if args.json:
         print(json.dumps(report, indent=2))
@@ -574,9 +581,11 @@ def _bench(args) -> int:
               f"one-stage; peak memory {report['peak_memory_mb']:.0f} MB")
         print(f"  edge snapping {'on' if report['snap_edges'] else 'off'}")
         return 0
-    print(f"{report['preset']} one-stage {args.size}×{args.size} on {report['device']} "
+    stack = f"{args.batch} × " if args.batch > 1 else ""
+    print(f"{report['preset']} one-stage {stack}{args.size}×{args.size} on {report['device']} "
           f"({report['dtype']}, {report['threads']} threads): "
-          f"median {report['median_seconds'] * 1e3:.1f} ms over {report['repeats']} runs")
+          f"median {report['median_seconds'] * 1e3:.1f} ms over {report['repeats']} runs, "
+          f"{report['images_per_second']:.2f} images/s")
     print(f"  {report['gflops_per_refinement']:.2f} GFLOP per refinement → "
           f"{report['achieved_gflops_per_second']:.1f} GFLOP/s; matmul "
           f"{report['matmul_gflops_per_second']:.1f} GFLOP/s; ratio "
