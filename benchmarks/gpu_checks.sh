@@ -66,7 +66,8 @@ sys.exit(main(sys.argv[1:]))' bench --device "$device" "$@" --json
 step environment 60 bash -c "nvidia-smi || true; $py -c 'import torch, sys; \
 print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.is_available())'"
 [ "$device" = cuda ] && step cuda-tests 240 "$py" -m pytest -q -p no:cacheprovider -m cuda \
-  tests/test_refiner.py tests/test_network.py tests/test_coarse_to_fine.py
+  tests/test_refiner.py tests/test_network.py tests/test_coarse_to_fine.py tests/test_clip.py \
+  tests/test_edge_snap.py
 for dtype in $halves; do
   bench "one-stage $small $dtype" 120 --weights default --size "$small" --dtype "$dtype" \
     --repeats "$repeats"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import resource
 import weakref
@@ -155,6 +156,21 @@ def test_a_moving_camera_does_not_drag_an_edge_behind(cap, dragged):
     out = state.blend(after[None])[0]
     moved = float((out - after)[:, 63:66].abs().mean())  # the middle of the step's old place
     assert (moved > 0.03) if dragged else (moved < 0.01)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_clip_mode_on_cuda_matches_the_cpu(tiny):
+    """The blend's GPU path (torch pooling for the 3×3 range, where the CPU uses OpenCV) gives
+    the CPU's frames."""
+    frames = np.stack([_room(box_left=0.3 + 0.02 * t) for t in range(5)])
+    lows = np.stack([_low(frame) for frame in frames])
+    on_cpu = tiny.refine(lows, frames, clip=True)
+    gpu = Refiner(copy.deepcopy(tiny.network), device="cuda", dtype="fp32", max_side=TINY_MAX_SIDE)
+    on_gpu = gpu.refine(torch.from_numpy(lows).cuda(), torch.from_numpy(frames).cuda(),
+                        clip=True)
+    assert on_gpu.device.type == "cuda"
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), on_cpu, rtol=1e-3, atol=1e-3)
 
 
 def test_clip_output_is_in_the_first_low_inputs_units(tiny):

@@ -124,6 +124,19 @@ def test_tensors_stay_tensors_and_a_larger_photo_is_resized():
     assert np.array_equal(as_float, snap_edges(depth, image, radius=12))
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_snapping_on_cuda_matches_the_cpu():
+    """The same sides on the GPU: a CUDA tensor in, a CUDA tensor out, the CPU's values."""
+    _, depth = sample_scene(96, 128)
+    disparity = cv2.GaussianBlur(1.0 / depth, (0, 0), 2.0)
+    rgb = sample_scene(96, 128)[0]
+    on_cpu = snap_edges(disparity, rgb)
+    on_gpu = snap_edges(torch.from_numpy(disparity).cuda(), torch.from_numpy(rgb).cuda())
+    assert on_gpu.device.type == "cuda"
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), on_cpu, atol=1e-5)
+
+
 @pytest.mark.parametrize(("depth", "image", "options", "message"), [
     (np.full((8, 8), np.nan), np.zeros((8, 8, 3), np.uint8), {}, "depth: holds 64 NaN"),
     (np.zeros((2, 3, 8, 8)), np.zeros((8, 8, 3), np.uint8), {}, "depth: expected shape"),
