@@ -361,11 +361,11 @@ def test_a_nul_in_the_output_name_is_an_input_error(tmp_path):
 
 def test_an_environment_failure_is_one_error_line(weights, pair, tmp_path, capsys, monkeypatch):
     """An OSError from below (a download, a device) ends like every other failure."""
-    from sddr_core.cli import main as cli
+    from sddr_core.batch import work
 
     def unreachable(*args, **kwargs):
         raise ConnectionError("huggingface.co is unreachable")
 
-    monkeypatch.setattr(cli, "load_refiner", unreachable)
+    monkeypatch.setattr(work, "load_refiner", unreachable)
     assert run_pair(weights, pair, tmp_path / "o.npy") == 2
     assert capsys.readouterr().err == "sddr: error: huggingface.co is unreachable\n"

@@ -26,7 +26,8 @@ KINDS = ("photos", "pairs")
 @dataclass(frozen=True)
 class Item:
     """One input of a job: `name` as reports show it, `inputs` (a photo; or low, high depth
-    maps), and `outputs` (the depth file, then the edge file when asked)."""
+    maps and optionally their photo), and `outputs` (the depth file, then the edge file when
+    asked)."""
 
     name: str
     inputs: tuple[str, ...]

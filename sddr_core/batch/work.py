@@ -13,6 +13,7 @@ from ..files.depth_io import read_depth, read_image, write_depth
 from ..files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
 from ..inference.coarse_to_fine import Progress
 from ..inference.refiner import load_refiner
+from ..maps.edge_snap import snap_edges
 from ..predictors.base import DepthPredictor
 from .job import Item, RefineSettings
 
@@ -50,9 +51,14 @@ class ItemRefiner:
         return self._photo(item, progress)
 
     def _pair(self, item: Item) -> Path:
+        """Low and high maps, and optionally the photo they are of, whose colours then snap
+        the refined edges (unless `snap_edges` is off)."""
         settings = self.settings
-        low, high = (read_depth(path) for path in item.inputs)
+        low, high = (read_depth(path) for path in item.inputs[:2])
+        photo = read_image(item.inputs[2]) if len(item.inputs) > 2 else None
         refined = self.refiner.refine(low, high, out_size=settings.out_size)
+        if photo is not None and settings.snap_edges:
+            refined = snap_edges(refined, photo)
         # the refined map is in the inputs' polarity and units, which sddr is not told
         path, _ = write_depth_with_meaning(item.outputs[0], refined, settings.format, kind=None,
                                            units=None, written_by=f"sddr refine {__version__}")

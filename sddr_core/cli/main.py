@@ -22,6 +22,7 @@ import torch
 
 from .. import __version__
 from ..batch.job import Item, RefineSettings, pair_items, photo_items, predictor_for_workers
+from ..batch.work import ItemRefiner
 from ..errors import InputError, SddrError
 from ..files.atomic import refuse_overwriting_inputs
 from ..files.depth_io import (
@@ -29,17 +30,13 @@ from ..files.depth_io import (
     PHOTO_EXTENSIONS,
     check_image,
     check_output,
-    read_depth,
-    read_image,
 )
-from ..files.sidecar import write_depth_with_meaning
 from ..files.video import is_video
 from ..files.weights import BUNDLED, BUNDLED_DIR
 from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner, build_refiner, load_refiner, parameter_count
 from ..inference.resolution import check_cap
 from ..inference.windows import MAX_STEPS, STEPS, passes
-from ..maps.edge_snap import snap_edges
 from ..network.config import PRESETS
 from .terminate import Terminated, sigterm_raises
 
@@ -342,16 +339,13 @@ def _refine(args) -> int:
         check_image(args.image)
         inputs[args.image] = "--image photo"
     refuse_overwriting_inputs([args.output], inputs)
-    low, high = read_depth(args.low), read_depth(args.high)
-    photo = read_image(args.image) if args.image else None
-    refiner = _load(args)
-    refined = refiner.refine(low, high, out_size=args.out_size)
-    if photo is not None and args.snap_edges is not False:
-        refined = snap_edges(refined, photo)
-    # the refined map is in the inputs' polarity and units, which sddr is not told
-    path, _ = write_depth_with_meaning(args.output, refined, fmt, kind=None, units=None,
-                                       written_by=f"sddr refine {__version__}")
-    print(f"wrote {path} ({refined.shape[0]}×{refined.shape[1]})")
+    item = Item(Path(args.output).name, (args.low, args.high, *filter(None, [args.image])),
+                (args.output,))
+    settings = RefineSettings("pairs", weights=args.weights, device=args.device,
+                              dtype=args.dtype, format=fmt, out_size=args.out_size,
+                              snap_edges=args.snap_edges is not False)
+    (path,) = ItemRefiner(settings)(item)
+    print(f"wrote {path}")
     return 0
 
 
@@ -413,7 +407,6 @@ def _run_batch(args, items: list[Item], settings: RefineSettings,
 def _run_here(items: list[Item], settings: RefineSettings) -> list[str]:
     """Refine the items one after the other in this process; the names of those that failed
     (each reported as it failed)."""
-    from ..batch.work import ItemRefiner
     from .progress import ProgressBar
 
     work = ItemRefiner(settings)
