@@ -9,24 +9,35 @@ import cv2
 import numpy as np
 
 from .. import __version__
+from ..errors import InputError
 from ..files.depth_io import colorize_depth, write_image
 from ..files.sidecar import write_depth_with_meaning
+from ..inference.coarse_to_fine import CoarseToFine
+from ..inference.pipeline import MODES
 from ..inference.refiner import Refiner
+from ..inference.windows import STEPS
 from ..predictors.simulated import SimulatedPredictor
 from .sample import sample_scene
 
 
-def run_demo(refiner: Refiner, out_dir: str | os.PathLike) -> list[Path]:
+def run_demo(refiner: Refiner, out_dir: str | os.PathLike, mode: str = "one-stage") -> list[Path]:
     """Write image.png, low.png, high.png, refined.png (16-bit, each with its sidecar) and
-    comparison.png.
+    comparison.png; `mode` "two-stage" refines coarse to fine, the simulated predictor
+    predicting each window from its crop.
 
     The maps are the simulated predictor's disparity, 0 at the scene's farthest and 1 at its
     nearest distance (refined.png is aligned to low.png), so the sidecars give those distances;
     they give no field of view (docs/decisions.md 182, 191).
     """
+    if mode not in MODES:
+        raise InputError(f"mode {mode!r}: choose from {', '.join(MODES)}")
     out = Path(out_dir)
     rgb, low, high, depth = sample_inputs()
-    refined = refiner.refine(low, high)
+    if mode == "two-stage":
+        refined = CoarseToFine(refiner, SimulatedPredictor(depth)).two_stage(
+            rgb, STEPS, (low, high))[0]
+    else:
+        refined = refiner.refine(low, high)
     height, width = high.shape
     low_up = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
     meaning = {"kind": "disparity", "units": "relative", "written_by": f"sddr demo {__version__}",

@@ -231,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="refine the bundled sample scene")
     demo.add_argument("-o", "--output", default="sddr-demo", help="output folder")
+    demo.add_argument("--mode", choices=MODES, default="one-stage",
+                      help="two-stage: coarse to fine, the simulated predictor predicting "
+                           "each window (sharper edges, about 30 network passes)")
     runtime_options(demo)
     demo.set_defaults(run=_demo)
 
@@ -472,7 +475,7 @@ def _demo(args) -> int:
     from .demo import run_demo
 
     refiner = _load(args)
-    for path in run_demo(refiner, args.output):
+    for path in run_demo(refiner, args.output, args.mode):
         print(f"wrote {path}")
     return 0
 
