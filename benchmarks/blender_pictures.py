@@ -3,7 +3,8 @@
 the bundled weights; 16-bit PNG disparity, kind and distances from its sidecar), built into a
 mesh by the extension with its defaults (ramps snapped, cut, gaps closed), as before issue 24
 (cut only), without cutting, and as a displaced plane (its default strength, and strength 1,
-the default before issue 26), each rendered by Cycles from
+the default before issue 26), and the same scene refined two-stage (`sddr demo --mode
+two-stage`) built with the defaults, each rendered by Cycles from
 the added camera and from a camera moved 1.5 m to the right and turned back towards the scene;
 and the README's before/after (the first two, stacked).
 
@@ -35,8 +36,9 @@ FOV = 60.0
 sidecar gives none (docs/decisions.md 182)."""
 SAMPLE = ("import sys; from sddr_core.cli.demo import run_demo; "
           "from sddr_core.inference.refiner import load_refiner; "
-          "run_demo(load_refiner('default', device='cpu'), sys.argv[1])")
-"""`sddr demo` itself: image.png and refined.png (among others) in the folder given."""
+          "run_demo(load_refiner('default', device='cpu'), sys.argv[1], sys.argv[2])")
+"""`sddr demo` itself: image.png and refined.png (among others) in the folder given, refined
+in the mode given."""
 BUILDS = {"cut-new": {}, "cut-old": {"snap_ramps": False, "close_gaps": False},
           "cut-off": {"cut_edges": False}}
 """Mesh settings over the defaults: now, before issue 24 (cut only), no cutting."""
@@ -93,14 +95,15 @@ def main() -> None:
     output = parser.parse_args().output
     folder = Path(tempfile.mkdtemp(prefix="sddr-pictures-"))
     python = os.environ.get("SDDR_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
-    subprocess.run([python, "-c", SAMPLE, str(folder)], check=True, cwd=ROOT)
+    for mode in ("one-stage", "two-stage"):
+        subprocess.run([python, "-c", SAMPLE, str(folder / mode), mode], check=True, cwd=ROOT)
     install(folder)
 
-    def mesh(**overrides):
+    def mesh(mode: str = "one-stage", **overrides):
         def build():
             settings = bpy.context.scene.sddr
-            settings.image_path, settings.depth_path = (str(folder / "image.png"),
-                                                        str(folder / "refined.png"))
+            settings.image_path, settings.depth_path = (str(folder / mode / "image.png"),
+                                                        str(folder / mode / "refined.png"))
             assert settings.sidecar == "refined.png.sddr.json"  # kind, Near and Far from it
             settings.fov, settings.unlit = FOV, True
             for name, value in overrides.items():
@@ -119,7 +122,8 @@ def main() -> None:
     output.mkdir(parents=True, exist_ok=True)
     pictures = {}
     for name, build in (*((name, mesh(**settings)) for name, settings in BUILDS.items()),
-                        ("displaced", plane()), ("displaced-full", plane(strength=1.0))):
+                        ("displaced", plane()), ("displaced-full", plane(strength=1.0)),
+                        ("two-stage", mesh("two-stage"))):
         pictures[name] = both_views(build)
         save_png(output / f"blender-{name}.png", pictures[name])
         print(f"wrote {output / f'blender-{name}.png'}")
