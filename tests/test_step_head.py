@@ -10,8 +10,11 @@ import torch.nn.functional as F
 from sddr_core.errors import InputError
 from sddr_core.maps.window_extremes import window_extremes
 from sddr_core.network import RefinementNetwork
-from sddr_core.network.step_head import RADII, StepHead
+from sddr_core.network.config import NetworkConfig
+from sddr_core.network.step_head import StepHead
 from tests.test_network import TINY
+
+RADII = NetworkConfig.step_head_radii
 
 
 def _blurred_step(width: int, size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +43,7 @@ def test_trained_alone_it_turns_a_ramp_into_a_one_pixel_step():
     between neighbours becomes most of the step (it was a ninth)."""
     torch.manual_seed(0)
     step, blurred = _blurred_step(9)
-    head = StepHead(8)
+    head = StepHead(8, RADII)
     start = float((head(blurred, blurred) - step).abs().mean())
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
     for _ in range(200):
@@ -58,7 +61,7 @@ def test_trained_alone_it_turns_a_ramp_into_a_one_pixel_step():
 def test_output_stays_between_the_widest_windows_extremes():
     """Whatever the head chooses, a pixel takes values D0 holds within the widest window."""
     torch.manual_seed(1)
-    head = StepHead(4)
+    head = StepHead(4, RADII)
     with torch.no_grad():
         head.pulls.weight.normal_(0, 5)
         head.pulls.bias.normal_(0, 5)
@@ -68,6 +71,32 @@ def test_output_stays_between_the_widest_windows_extremes():
     top, bottom = window_extremes(depth, max(RADII))
     assert (out <= top).all() and (out >= bottom).all()
     assert (out != depth).float().mean() > 0.5  # it did move pixels
+
+
+@pytest.mark.parametrize("radii", [(3,), (2, 4, 8, 16)])
+def test_any_radii_bound_the_output_by_the_widest(radii):
+    """A head of other radii (`NetworkConfig.step_head_radii`) has one pair of pulls per
+    radius, and its output stays within the widest window's extremes."""
+    torch.manual_seed(3)
+    head = StepHead(4, radii)
+    assert head.pulls.out_channels == 2 * len(radii)
+    with torch.no_grad():
+        head.pulls.weight.normal_(0, 5)
+        head.pulls.bias.normal_(0, 5)
+        depth = torch.rand(1, 1, 48, 64)
+        out = head(depth, torch.rand(1, 1, 48, 64))
+    top, bottom = window_extremes(depth, radii[-1])
+    assert (out <= top).all() and (out >= bottom).all()
+    narrower = window_extremes(depth, radii[-1] - 1) if radii[-1] > 1 else None
+    if narrower is not None:  # the widest window is the bound, not a narrower one
+        assert ((out > narrower[0]) | (out < narrower[1])).any()
+
+
+@pytest.mark.parametrize("radii", [(), (4, 2), (2, 2), (0, 4), (2, 4, 8, 16, 32, 48, 64),
+                                   (2, 65), [2, 4]])
+def test_bad_step_head_radii_are_refused_by_name(radii):
+    with pytest.raises(InputError, match="step_head_radii"):
+        NetworkConfig(step_head_radii=radii)
 
 
 @pytest.mark.parametrize("gradient", [False, True], ids=["opencv", "torch"])

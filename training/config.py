@@ -97,6 +97,8 @@ class ModelConfig:
     step_head: int = 0
     """Channels of N_r's step head (decision 320; needs a residual preset); 0: none, as every
     preset."""
+    step_head_radii: tuple[int, ...] = (2, 4, 8)
+    """The step head's window radii, widest last (`NetworkConfig.step_head_radii`)."""
 
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
@@ -116,6 +118,7 @@ class ModelConfig:
     def architecture(self) -> NetworkConfig:
         """The preset with this config's changes (checked by `NetworkConfig`)."""
         changes = {"correction_filter_radius": self.correction_filter_radius,
+                   "step_head_radii": self.step_head_radii,
                    **{name: getattr(self, name) for name in TRAINABLE_HEADS}}
         if self.drop_path is not None:
             changes["drop_path"] = self.drop_path

@@ -24,7 +24,7 @@ from ..inference.pipeline import DepthPipeline
 from ..inference.refiner import Refiner, parameter_count
 from ..inference.windows import STEPS, passes
 from ..maps.edge_snap import snap_edges
-from ..network.config import PRESETS
+from ..network.config import PRESETS, NetworkConfig
 from ..predictors.exact import MapPredictor
 from ..predictors.flicker import clip_predictions
 from ..predictors.simulated import SimulatedPredictor
@@ -190,7 +190,8 @@ def environment(refiner: Refiner) -> dict:
     device = refiner.device
     # The shipped file is `small` with a correction filter and a step head: the preset is the
     # architecture, the filter and the head separate fields.
-    bare = dataclasses.replace(refiner.config, correction_filter_radius=0, step_head=0)
+    bare = dataclasses.replace(refiner.config, correction_filter_radius=0, step_head=0,
+                               step_head_radii=NetworkConfig.step_head_radii)
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"

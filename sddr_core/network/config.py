@@ -62,6 +62,10 @@ class NetworkConfig:
     """With `residual`: channels of the step head (`step_head.py`), which lets each pixel of
     D0 keep its value or take a local extreme, so ramps can become one-pixel steps. 0: none
     (every network saved before it)."""
+    step_head_radii: tuple[int, ...] = (2, 4, 8)
+    """Window radii (px at the working resolution) whose extremes the step head pulls towards,
+    widest last; the widest bounds its output and must span the ramps it turns into steps
+    (decision 290). (2, 4, 8): every step head saved before the field existed."""
     correction_filter_eps: float = 1e-3
     """The guided filter's ε, in units of the normalised ([0, 1]) high input squared: guide
     steps well above √ε keep the correction two-sided."""
@@ -116,7 +120,7 @@ class NetworkConfig:
 LIMITS = {"stem_channels": 1024, "embed_dims": 1024, "num_heads": 64, "depths": 64,
           "sr_ratios": 64, "mlp_ratio": 16, "cross_attention_layers": 64,
           "cross_attention_heads": 64, "correction_filter_radius": 256,
-          "full_resolution_head": 64, "step_head": 64}
+          "full_resolution_head": 64, "step_head": 64, "step_head_radii": 64}
 """Largest value of each size field (of each entry, for tuples): twice the largest MiT
 (SegFormer b5: widths up to 512, 40 blocks in a stage, mlp ratio 4) and more than any preset.
 A weights file's config is read before its tensors, so without them a file asking for
@@ -174,6 +178,11 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
         ("step_head", _is_int(config.step_head, 0, LIMITS["step_head"])
          and (config.residual or not config.step_head),
          f"an integer from 0 to {LIMITS['step_head']}, and 0 unless residual is true"),
+        ("step_head_radii", isinstance(config.step_head_radii, tuple)
+         and 1 <= len(config.step_head_radii) <= 6
+         and all(_is_int(r, 1, LIMITS["step_head_radii"]) for r in config.step_head_radii)
+         and list(config.step_head_radii) == sorted(set(config.step_head_radii)),
+         f"1 to 6 increasing integers from 1 to {LIMITS['step_head_radii']}"),
         ("correction_filter_eps", isinstance(config.correction_filter_eps, int | float)
          and not isinstance(config.correction_filter_eps, bool)
          and config.correction_filter_eps > 0, "a number > 0"),

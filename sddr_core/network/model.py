@@ -49,7 +49,8 @@ class RefinementNetwork(nn.Module):
         )
         self.full_resolution_head = (FullResolutionHead(config.full_resolution_head)
                                      if config.full_resolution_head else None)
-        self.step_head = StepHead(config.step_head) if config.step_head else None
+        self.step_head = (StepHead(config.step_head, config.step_head_radii)
+                          if config.step_head else None)
         self.apply(_init_weights)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor, with_aux: bool = False):

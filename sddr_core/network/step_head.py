@@ -23,12 +23,8 @@ from torch import nn
 from ..maps.window_extremes import window_extremes
 from .precision import full_precision
 
-RADII = (2, 4, 8)
-"""Window radii (px at the working resolution) of the extreme candidates, widest last (it
-bounds the output); the widest covers the 12–20 px ramps of the simulated high input
-(decision 290)."""
 DILATIONS = (1, 2, 4, 8)
-"""Dilations of the 3×3 convolutions: a 31-px field, wider than the widest window."""
+"""Dilations of the 3×3 convolutions: a 31-px field."""
 SPAN_FLOOR = 1e-3
 """Added to a window's span before dividing by it (inputs are normalised to about [0, 1])."""
 
@@ -37,15 +33,17 @@ class StepHead(nn.Module):
     """D0 ← D0 + Σ_r a_r (max_r D0 − D0) + b_r (min_r D0 − D0), kept between the widest
     window's extremes; the pulls a_r, b_r are zero at initialisation."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, radii: tuple[int, ...]):
+        """`radii`: the windows' radii, widest last (`NetworkConfig.step_head_radii`)."""
         super().__init__()
-        features = 4 * len(RADII)  # D0's and the high input's position and span per radius
+        self.radii = tuple(radii)
+        features = 4 * len(radii)  # D0's and the high input's position and span per radius
         widths = [features] + [channels] * len(DILATIONS)
         self.convs = nn.ModuleList(
             nn.Conv2d(widths[i], widths[i + 1], 3, padding=d, dilation=d)
             for i, d in enumerate(DILATIONS)
         )
-        self.pulls = nn.Conv2d(channels, 2 * len(RADII), 1)
+        self.pulls = nn.Conv2d(channels, 2 * len(radii), 1)
         nn.init.zeros_(self.pulls.weight)
         nn.init.zeros_(self.pulls.bias)
 
@@ -54,7 +52,7 @@ class StepHead(nn.Module):
         with context:
             high = high.float()
             offsets, features = [], []
-            for radius in RADII:
+            for radius in self.radii:
                 top, bottom = window_extremes(depth, radius)
                 high_top, high_bottom = window_extremes(high, radius)
                 offsets += [top - depth, bottom - depth]
@@ -65,7 +63,7 @@ class StepHead(nn.Module):
                 x = F.leaky_relu(conv(x), 0.2, inplace=True)
             pulls = self.pulls(x)  # unbounded: a clamp at zero would let a pull die there
             moved = depth + (pulls * torch.cat(offsets, dim=1)).sum(dim=1, keepdim=True)
-            kept = torch.minimum(torch.maximum(moved, bottom), top)  # the widest: RADII[-1]
+            kept = torch.minimum(torch.maximum(moved, bottom), top)  # the widest radius's
             # the bounds pass gradients straight through: a pixel pulled past them would
             # otherwise get none, and could never come back (a step stuck pixels off its edge)
             return kept.detach() + (moved - moved.detach())  # the value is `kept`, exactly
