@@ -18,7 +18,7 @@ from safetensors import safe_open
 
 from sddr_core.files.depth_io import write_depth
 from tests.test_cli_hardening import _user_namespaces_work
-from training.checkpoint import latest_checkpoint, load_weights
+from training.checkpoint import latest_checkpoint, load_trained, load_weights
 from training.config import parse_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -479,6 +479,22 @@ def test_init_may_add_a_step_head_and_train_it_alone(tmp_path, cache, finished):
     for key in before:
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
     assert any(after[key].abs().sum() > 0 for key in head if key.endswith("pulls.weight"))
+
+
+def test_init_may_add_a_step_head_of_other_radii_but_not_change_a_heads(tmp_path, cache,
+                                                                         finished):
+    """A head `--init` adds is new, so its radii are free (decision 332); a head the weights
+    already have keeps its radii, since its pulls are one pair per radius."""
+    config = _config(tmp_path, cache, model__step_head=4, model__step_head_radii=[2, 16],
+                     optim__train_only="step_head", schedule__phase1_steps=1,
+                     schedule__phase2_steps=0)
+    _run(_command(config, tmp_path / "wide", "--init", str(latest_checkpoint(finished))))
+    assert load_trained(latest_checkpoint(tmp_path / "wide")).config.step_head_radii == (2, 16)
+    narrower = _config(tmp_path, cache, model__step_head=4, optim__train_only="step_head",
+                       schedule__phase1_steps=1, schedule__phase2_steps=0)
+    result = _run(_command(narrower, tmp_path / "narrow", "--init",
+                           str(latest_checkpoint(tmp_path / "wide"))), check=False)
+    assert result.returncode == 2 and "step_head_radii" in result.stderr
 
 
 def test_train_only_names_a_head_the_network_has(tmp_path, cache):

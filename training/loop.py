@@ -380,6 +380,8 @@ class _Run:
 
 WEIGHT_FREE_FIELDS = ("drop_path", "correction_filter_radius", "correction_filter_eps")
 """Architecture fields that change no weights, so `--init` may start from other values."""
+HEAD_SETTINGS = {"step_head": ("step_head_radii",)}
+"""A head's own shape fields: free too where `--init` adds the head, whose weights are new."""
 
 
 def _load_initial_weights(model: RefinementNetwork, reference: str | os.PathLike) -> None:
@@ -391,8 +393,9 @@ def _load_initial_weights(model: RefinementNetwork, reference: str | os.PathLike
     network = load_trained(reference)
     added = [name for name in TRAINABLE_HEADS
              if getattr(architecture, name) and not getattr(network.config, name)]
+    settings = [field for name in added for field in HEAD_SETTINGS.get(name, ())]
     given = dataclasses.replace(network.config, **{
-        name: getattr(architecture, name) for name in (*WEIGHT_FREE_FIELDS, *added)})
+        name: getattr(architecture, name) for name in (*WEIGHT_FREE_FIELDS, *added, *settings)})
     if given != architecture:
         raise WeightsError(f"--init {reference}: another architecture than model.preset "
                            f"gives: {config_difference(given, architecture)}")
