@@ -16,8 +16,9 @@ two-stage`: the add-on's Two-Stage mode, 3 steps, the simulator predicting each 
 crop), and written as `sddr demo` writes its refined.png (16-bit PNG disparity). bpy and torch
 never share a process: this script runs in both Pythons, in three roles:
 
-    .venv-bpy/bin/python benchmarks/mesh_edges.py [--size demo|small] [--mode M] [--old]  # table
-    .venv/bin/python benchmarks/mesh_edges.py scenes FOLDER [--size S] [--mode M]  # makes scenes
+    .venv-bpy/bin/python benchmarks/mesh_edges.py [--size demo|small] [--mode M] [--weights W]
+                                                  [--old]                      # the table
+    .venv/bin/python benchmarks/mesh_edges.py scenes FOLDER [--size S] [--mode M] [--weights W]
     .venv/bin/python benchmarks/mesh_edges.py score FILE.npz                    # flying rates
 
 The first calls the other two through `SDDR_PYTHON` (default .venv/bin/python). `--old` builds
@@ -73,7 +74,8 @@ def box_depth(height: int, width: int) -> np.ndarray:
     return depth
 
 
-def make_scenes(folder: Path, size: str, mode: str = "one-stage") -> dict[str, dict[str, str]]:
+def make_scenes(folder: Path, size: str, mode: str = "one-stage",
+                weights: str = "default") -> dict[str, dict[str, str]]:
     """Per scene, refined.png (16-bit disparity, as `sddr demo` writes it) and exact.npy."""
     from sddr_core.cli.sample import sample_scene
     from sddr_core.files.depth_io import write_depth
@@ -85,7 +87,7 @@ def make_scenes(folder: Path, size: str, mode: str = "one-stage") -> dict[str, d
     height, width = SIZES[size]
     scenes = {"demo": sample_scene(height, width)[1], "boxes": box_depth(height, width)}
     scenes.update({f"poles {w} px": pole_depth(height, width, w) for w in POLE_WIDTHS})
-    refiner = load_refiner("default", device="cpu")
+    refiner = load_refiner(weights, device="cpu")
     written = {}
     for name, exact in scenes.items():
         predictor = SimulatedPredictor(exact)
@@ -224,10 +226,12 @@ def main() -> None:
     parser.add_argument("--size", choices=tuple(SIZES), default="demo")
     parser.add_argument("--mode", choices=("one-stage", "two-stage"), default="one-stage",
                         help="how the scenes are refined (default: one-stage, as sddr demo)")
+    parser.add_argument("--weights", default="default",
+                        help="the refiner's weights (default: the bundled file)")
     parser.add_argument("--old", action="store_true", help="also build as before issue 24")
     args = parser.parse_args()
     if args.role == "scenes":
-        print(json.dumps(make_scenes(args.path, args.size, args.mode)))
+        print(json.dumps(make_scenes(args.path, args.size, args.mode, args.weights)))
         return
     if args.role == "score":
         print(json.dumps(score(args.path)))
@@ -241,7 +245,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="sddr-mesh-edges-"))
     python = os.environ.get("SDDR_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
     scenes = json.loads(run_sddr(python, "scenes", str(folder), "--size", args.size,
-                                 "--mode", args.mode))
+                                 "--mode", args.mode, "--weights", os.path.abspath(args.weights)
+                                 if Path(args.weights).is_file() else args.weights))
     install(folder)
     print(f"{args.size} scenes {SIZES[args.size][1]}×{SIZES[args.size][0]}, refined {args.mode}, "
           "default settings:")
