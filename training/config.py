@@ -97,7 +97,7 @@ class ModelConfig:
     step_head: int = 0
     """Channels of N_r's step head (decision 320; needs a residual preset); 0: none, as every
     preset."""
-    step_head_radii: tuple[int, ...] = (2, 4, 8)
+    step_head_radii: tuple[int, ...] = NetworkConfig.step_head_radii
     """The step head's window radii, widest last (`NetworkConfig.step_head_radii`)."""
 
     def __post_init__(self) -> None:
