@@ -118,25 +118,27 @@ def test_blend_averages_a_still_scenes_noise_over_time():
     assert np.mean(clip_errors[4:]) < 0.85 * np.mean(frame_errors[4:])
 
 
-def test_blend_adds_no_step_where_its_gate_closes():
+def test_blend_moves_a_step_with_its_sides_where_its_gate_closes():
     """A soft step between two frames that differ by an offset: the gate is closed on the step
     and open beside it. Blending each pixel on its own would move the sides and not the step,
-    a new step as high as most of the offset; the smoothed correction spreads it over its box
-    (decisions 300, 301)."""
+    a new step as high as most of the offset (decisions 300, 301); diluting the correction by
+    the closed gate moved the step by half as much as its sides (decision 335). The step's
+    pixels take their still neighbours' mean change: the whole map moves as one."""
     x = np.arange(SIZE[1], dtype=np.float32)
     step = torch.from_numpy(np.tile(0.5 + 1.0 * np.clip((x - 64) / 3, 0, 1), (SIZE[0], 1)))
     offset = 0.01
     state = ClipState()
     state.blend(step[None])
     change = state.blend(step[None] + offset)[0] - step - offset
-    assert float(change.abs().max()) > 0.5 * offset  # the blend did act
-    assert float(change.diff(dim=1).abs().max()) < 0.25 * offset
+    assert float(change.abs().min()) > 0.8 * offset  # the blend acted, on the step too
+    assert float(change.diff(dim=1).abs().max()) < 0.01 * offset
 
 
 @pytest.mark.parametrize("setting, value, wanted", [
     ("change_cap", float("nan"), "> 0"), ("change_cap", 0.0, "> 0"),
     ("hold", 1.5, "from 0 to 1"), ("anchor", -0.1, "from 0 to 1"), ("gate", "5", "> 0"),
-    ("smooth", float("inf"), "≥ 0 and finite"), ("detail", True, "> 0")])
+    ("smooth", float("inf"), "≥ 0 and finite"), ("detail", True, "> 0"),
+    ("floor", 0.0, "above 0, at most 1"), ("floor", 1.5, "above 0, at most 1")])
 def test_a_bad_clip_setting_is_refused_naming_it(setting, value, wanted):
     with pytest.raises(InputError, match=f"ClipState {setting} .*must be a number {wanted}"):
         ClipState(**{setting: value})
@@ -146,7 +148,8 @@ def test_a_bad_clip_setting_is_refused_naming_it(setting, value, wanted):
 def test_a_moving_camera_does_not_drag_an_edge_behind(cap, dragged):
     """Every pixel changes by about 3 % of the range (a moving camera) and a 10 % step moves
     8 px: a gate scaled by the median change alone blends the step's old place into the frame;
-    capped at 5 % of the range (decision 323) it keeps the frame's own value there."""
+    capped at 5 % of the range (decision 323) the old place moves with the still pixels beside
+    it (those left of both steps) to within 30 % of the step (decisions 336, 337)."""
     x = np.arange(SIZE[1], dtype=np.float32)
     ramp = np.tile(x / SIZE[1], (SIZE[0], 1))  # the range, 0..1
     before = torch.from_numpy(ramp + 0.1 * (x >= 60))
@@ -154,8 +157,9 @@ def test_a_moving_camera_does_not_drag_an_edge_behind(cap, dragged):
     state = ClipState() if cap is None else ClipState(change_cap=cap)
     state.blend(before[None])
     out = state.blend(after[None])[0]
-    moved = float((out - after)[:, 63:66].abs().mean())  # the middle of the step's old place
-    assert (moved > 0.03) if dragged else (moved < 0.01)
+    change = out - after
+    ghost = float(change[:, 63:66].mean() - change[:, 56:59].mean())  # old place against still
+    assert (ghost > 0.04) if dragged else (ghost < 0.03)
 
 
 @pytest.mark.cuda

@@ -12,13 +12,17 @@ scale and shift, which jump from frame to frame, and each frame's errors are dra
 2. Gated blend. Where the aligned frame is within a few typical frame-to-frame changes of the
    previous output (and within `change_cap` of the frame's range: on a moving camera every
    pixel changes, and the typical change alone would let an edge's old place through,
-   decision 323) and the frame has no edge within a pixel, the previous output is
-   blended in (weight up to `hold`); where it changed more (a moving edge, a disocclusion)
-   or an edge is near, the gate closes and the frame's own value is kept, so edges are not
-   dragged along behind their motion. The blend's correction, weight × (previous − frame),
-   is box-filtered (`smooth` of the longer side) before it is added: a weight that drops
-   from 0.85 to 0 within a few pixels would otherwise move one side of a soft depth step
-   and not the other, making steps that flip D³R's close pairs (decisions 300, 301).
+   decision 323) and the frame has no edge within a pixel, the previous output is blended
+   in; where it changed more (a moving edge, a disocclusion) or an edge is near, the gate
+   closes and that pixel's own change is not blended, so edges are not dragged along behind
+   their motion. The correction added is `hold` times the box mean (`smooth` of the longer
+   side) of weight × (previous − frame) over the box mean of the weight (at least `floor`),
+   the weight being the change gate squared times the edge gate: the weighted mean change of
+   the still pixels around, so edges and moved pixels get the smooth flicker estimate of
+   their neighbours, never their own change (decisions 335–337; squared, a pixel that
+   changed by about the gate's scale weighs little even where such pixels fill the box, as
+   after a fast move). Smoothed, it cannot move one side of a soft depth step and not the
+   other, which made steps that flipped D³R's close pairs (decisions 300, 301).
 
 The state is the previous output and a frame count, so a host can refine a clip of any length
 in pieces and pass the state on: the pieces join as if the clip had been refined in one go.
@@ -42,19 +46,25 @@ from ..maps.normalise import robust_range
 ANCHOR = 0.05
 """Weight of each frame's own low input in the clip's scale and shift."""
 HOLD = 0.85
-"""Largest weight of the previous output at a pixel that did not change."""
+"""Share of the still neighbourhood's mean change (previous − frame) that is blended in: the
+previous output's weight where the scene holds still."""
 GATE = 5.0
-"""A pixel's change, in units of the frame's typical change, at which the blend fades out."""
+"""A pixel's change, in units of the frame's typical change, at which its weight in the
+blend's mean fades out."""
 CHANGE_CAP = 0.05
 """The most the fade-out change may be, as a fraction of the frame's robust value range: a
-moved edge is a step of several % of the range, so it is not blended even when the whole
-frame moves (decision 323)."""
+moved edge is a step of several % of the range, so its change is not blended even when the
+whole frame moves (decision 323)."""
 DETAIL = 3.0
 """A pixel's 3×3 range in the current frame, in units of the frame's typical range, at which
-the blend fades out: edges and their neighbours are not blended, moving or not."""
+its weight fades out: edges and their neighbours, moving or not, take their neighbours'
+mean change instead of their own."""
 SMOOTH = 17 / 256
 """Side of the box the blend's correction is averaged over, as a fraction of the frame's
 longer side (17 px at 256, 85 at 1280)."""
+FLOOR = 0.25
+"""The least box mean of the weights the correction is divided by: where fewer of a box's
+pixels pass (a large moving object), the correction fades instead of resting on a few."""
 KEEP = 0.8
 """Fraction of pixels (the best-fitting) the robust fit to the previous output refits on."""
 SAMPLES = 65536
@@ -74,6 +84,7 @@ class ClipState:
     change_cap: float = CHANGE_CAP
     detail: float = DETAIL
     smooth: float = SMOOTH
+    floor: float = FLOOR
     previous: torch.Tensor | None = field(default=None, repr=False)
     frames: int = 0
 
@@ -84,7 +95,8 @@ class ClipState:
                  "gate": ("> 0", lambda v: v > 0),
                  "change_cap": ("> 0 (inf: no cap)", lambda v: v > 0),
                  "detail": ("> 0", lambda v: v > 0),
-                 "smooth": ("≥ 0 and finite", lambda v: 0 <= v < math.inf)}
+                 "smooth": ("≥ 0 and finite", lambda v: 0 <= v < math.inf),
+                 "floor": ("above 0, at most 1", lambda v: 0 < v <= 1)}
         for name, (wanted, holds) in rules.items():
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, numbers.Real)
@@ -102,14 +114,15 @@ class ClipState:
 
     def blend(self, aligned: torch.Tensor) -> torch.Tensor:
         """`aligned` (1×H×W) with the previous output blended in where nothing changed, the
-        correction smoothed; becomes the new previous output."""
+        correction a smoothed weighted mean; becomes the new previous output."""
         if self.previous is not None and self.previous.shape == aligned.shape[-2:]:
             change = (aligned[0] - self.previous).abs()
             low, high = robust_range(aligned)
             fade = _gate(change, self.gate, ceiling=self.change_cap * float(high - low))
-            weight = self.hold * fade * _gate(_local_range(aligned[0]), self.detail)
-            correction = _smoothed(weight * (self.previous - aligned[0]), self.smooth)
-            aligned = (aligned[0] + correction)[None]
+            weight = fade**2 * _gate(_local_range(aligned[0]), self.detail)
+            moved = _smoothed(weight * (self.previous - aligned[0]), self.smooth)
+            share = _smoothed(weight, self.smooth).clamp_min(self.floor)
+            aligned = (aligned[0] + self.hold * moved / share)[None]
         self.previous = aligned[0].detach().clone()
         self.frames += 1
         return aligned
