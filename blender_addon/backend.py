@@ -48,9 +48,7 @@ def refine_command(python: str, photo: str, output: str, *, mode: str, steps: in
     """The worker's command line for one photo (a list: no shell, any characters in paths);
     `snap_edges=False` keeps the refined edges as N_r leaves them."""
     return [_python(python), str(WORKER), "refine", photo, output, "--mode", mode,
-            "--steps", str(steps), "--weights", weights or "default",
-            "--predictor", predictor, "--device", device,
-            *([] if snap_edges else ["--no-snap-edges"])]
+            "--steps", str(steps), *_options(weights, predictor, device, snap_edges)]
 
 
 def frames_command(python: str, photos: list[str], folder: str, *, weights: str,
@@ -58,7 +56,20 @@ def frames_command(python: str, photos: list[str], folder: str, *, weights: str,
     """The worker's command line for numbered photo frames refined as one clip into `folder`
     (one-stage; the frames in order)."""
     return [_python(python), str(WORKER), "frames", folder, *photos,
-            "--weights", weights or "default", "--predictor", predictor, "--device", device,
+            *_options(weights, predictor, device, snap_edges)]
+
+
+def video_command(python: str, video: str, folder: str, *, weights: str, predictor: str,
+                  device: str, snap_edges: bool = True) -> list[str]:
+    """The worker's command line for a video file's frames refined as one clip into `folder`
+    (its decoded frames kept in `folder`/photos, the mesh's texture)."""
+    return [_python(python), str(WORKER), "video", folder, video,
+            *_options(weights, predictor, device, snap_edges)]
+
+
+def _options(weights: str, predictor: str, device: str, snap_edges: bool) -> list[str]:
+    """The options every refining command takes."""
+    return ["--weights", weights or "default", "--predictor", predictor, "--device", device,
             *([] if snap_edges else ["--no-snap-edges"])]
 
 

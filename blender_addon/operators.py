@@ -25,6 +25,7 @@ from .backend import (
     frames_command,
     refine_command,
     refine_result,
+    video_command,
 )
 from .camera import camera_data, match_render
 from .file_meaning import settings_from_meaning
@@ -45,7 +46,7 @@ from .meshes import write_mesh
 from .prefs import preferences
 from .props import MESH_SETTINGS, mesh_properties
 from .rollback import rollback_on_error
-from .sequence import FrameError, FrameSequence, find_frames
+from .sequence import FrameError, FrameSequence, find_frames, is_video
 
 CAMERA_ROTATION = (math.pi / 2, 0.0, 0.0)
 """Camera and meshes share this rotation: camera space (−Z forward, +Y up) becomes world +Y
@@ -173,6 +174,10 @@ def frames_at(path: str, what: str) -> FrameSequence:
     """The numbered frames a (blend-relative) folder or file setting points at."""
     if not path:
         raise FrameError(f"no {what} set")
+    if is_video(path):
+        raise FrameError(f"{what} '{path}' is a video: Refine Frames decodes and refines it "
+                         "(and points Photo Frames at the frames it decoded); Build Animated "
+                         "Mesh takes numbered image frames")
     return find_frames(bpy.path.abspath(path), images.IMAGE_SUFFIXES, what)
 
 
@@ -447,11 +452,12 @@ class _WorkerRun:
         if event["event"] == "warning":
             self.report({"WARNING"}, f"sddr: {event['message']}")
             return
-        done, total = int(event["done"]), max(1, int(event["total"]))
-        text = f"SDDR: refining, {self.UNIT} {done}/{total}"
+        done, total = int(event["done"]), int(event["total"])  # 0: a video that says none
+        text = f"SDDR: refining, {self.UNIT} {done}" + (f"/{total}" if total else "")
+        factor = min(1.0, done / total) if total else 0.0
         wm = context.window_manager
-        wm.progress_update(done / total)
-        wm.sddr.factor, wm.sddr.text = done / total, text
+        wm.progress_update(factor)
+        wm.sddr.factor, wm.sddr.text = factor, text
         if context.workspace is not None:
             context.workspace.status_text_set(text)
         for area in context.screen.areas if context.screen else ():
@@ -508,8 +514,9 @@ class SDDR_OT_estimate_and_refine(_WorkerRun, bpy.types.Operator):
 
 
 class SDDR_OT_refine_frames(_WorkerRun, bpy.types.Operator):
-    """Estimate and refine the depth of numbered photo frames as one clip in the external
-    Python (Esc cancels; the frames refined so far stay), then build the animated mesh"""
+    """Estimate and refine the depth of numbered photo frames or of a video as one clip in the
+    external Python (Esc cancels; the frames refined so far stay), then build the animated
+    mesh"""
 
     bl_idname = "sddr.refine_frames"
     bl_label = "Refine Frames"
@@ -520,31 +527,43 @@ class SDDR_OT_refine_frames(_WorkerRun, bpy.types.Operator):
 
     def _start(self, context) -> Job:
         settings, prefs = context.scene.sddr, preferences(context)
+        options = {"weights": prefs.weights, "predictor": prefs.predictor,
+                   "device": prefs.device, "snap_edges": settings.snap_edges}
+        python, source = bpy.path.abspath(prefs.python), bpy.path.abspath(settings.photo_frames)
+        if settings.photo_frames and is_video(source):
+            if not Path(source).is_file():
+                raise FrameError(f"photo frames: video '{source}' does not exist")
+            self._photos = None  # the worker decodes them, beside the depth frames
+            folder = depth_folder(prefs) / f"{Path(source).stem}.clip"
+            return Job(video_command(python, source, str(folder), **options),
+                       online=bpy.app.online_access)
         self._photos = frames_at(settings.photo_frames, "photo frames")
         images.check_sizes(self._photos, "photo frames")
         folder = depth_folder(prefs) / f"{self._photos.files[0].parent.name}.clip"
-        return Job(frames_command(
-            bpy.path.abspath(prefs.python), [str(f) for f in self._photos.files], str(folder),
-            weights=prefs.weights, predictor=prefs.predictor, device=prefs.device,
-            snap_edges=settings.snap_edges), online=bpy.app.online_access)
+        return Job(frames_command(python, [str(f) for f in self._photos.files], str(folder),
+                                  **options), online=bpy.app.online_access)
 
     def _finish(self, context, outcome: dict) -> set[str]:
         """Build the animated mesh from the frames the worker wrote, then point the scene at
-        them."""
+        them (a video's Photo Frames at its decoded frames, which the mesh shows)."""
         settings = context.scene.sddr
         try:
             result = refine_result(outcome)
+            photos = self._photos or FrameSequence(
+                tuple(Path(f) for f in outcome.get("photos", ())), 1)
             written = FrameSequence(tuple(Path(f) for f in outcome.get("files", ())),
-                                    self._photos.first)
-            if len(written) != len(self._photos):
+                                    photos.first)
+            if len(written) != len(photos):
                 raise BackendError(f"the worker wrote {len(written)} depth frames for "
-                                   f"{len(self._photos)} photo frames")
+                                   f"{len(photos)} photo frames")
             mesh_settings = refined_settings(settings, result.polarity)
-            obj = build_animated_mesh(context, mesh_settings, written, self._photos)
+            obj = build_animated_mesh(context, mesh_settings, written, photos)
         except PROBLEMS as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
         settings.depth_frames, settings.depth_kind = str(result.path), mesh_settings.depth_kind
+        if self._photos is None:
+            settings.photo_frames = str(photos.files[0])
         self.report({"INFO"}, f"Refined {len(written)} frames into {result.path.parent}; "
                               f"{obj.name}: {len(obj.data.vertices):,} vertices")
         return {"FINISHED"}

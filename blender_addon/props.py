@@ -125,8 +125,9 @@ class SDDR_PG_scene(bpy.types.PropertyGroup):
                                                  "be read"),
         "photo_frames": StringProperty(
             name="Photo Frames", subtype="FILE_PATH",
-            description="Numbered photo frames (a folder, or one of them: shot_0001.png, …): "
-                        "the input of Refine Frames and the animated mesh's texture"),
+            description="Numbered photo frames (a folder, or one of them: shot_0001.png, …) "
+                        "or a video file (.mp4, .mkv, .mov, …): the input of Refine Frames "
+                        "and the animated mesh's texture"),
         "depth_frames": StringProperty(
             name="Depth Frames", subtype="FILE_PATH",
             description="Numbered depth frames (a folder, or one of them) for Build Animated "

@@ -15,6 +15,8 @@ from pathlib import Path
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\.[^.]+)$")
 """The last run of digits before the extension is the frame number."""
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+"""Video files the worker decodes (sddr's own list: Refine Frames takes one as photo frames)."""
 
 
 class FrameError(ValueError):
@@ -34,6 +36,11 @@ class FrameSequence:
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether `path` names a video file by its extension."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def find_frames(path: str | Path, suffixes: tuple[str, ...], what: str) -> FrameSequence:

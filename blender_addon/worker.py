@@ -7,11 +7,14 @@ imported by Blender, so torch never loads inside Blender.
                      [--no-snap-edges]
     python worker.py frames FOLDER PHOTO... [--weights default] [--predictor NAME]
                      [--device auto] [--no-snap-edges]
+    python worker.py video FOLDER VIDEO [--weights default] [--predictor NAME]
+                     [--device auto] [--no-snap-edges]
 
 It speaks one JSON object per line on stdout, which `backend.py` reads:
 ``{"event": "progress", "done": 3, "total": 30}``, ``{"event": "warning", "message": …}``,
 ``{"event": "done", "path": …, "width": …, "height": …, "polarity": "disparity"}`` (for
-frames also ``"files"``, every depth frame written, `path` being the first),
+frames also ``"files"``, every depth frame written, `path` being the first; for a video also
+``"photos"``, the decoded frames written beside them),
 ``{"event": "check", "python": …, "sddr": …, "torch": …, "device": …, "install_extra": …,
 "weights": …, "fetch": …}`` and ``{"event": "error", "message": …}`` (with ``"predictor"``
 and ``"fetch"``, the command that gets its weights, when they are missing). Exit status: 0
@@ -105,7 +108,7 @@ def frames(args: argparse.Namespace) -> None:
     (`DepthPipeline.frames`), written as `FOLDER/<photo's name>.png` (16-bit, with sidecar) as
     each is done, with progress per frame."""
     import sddr_core
-    from sddr_core import DepthPipeline, InputError, load_refiner
+    from sddr_core import DepthPipeline, load_refiner
     from sddr_core.files.atomic import refuse_overwriting_inputs
     from sddr_core.files.depth_io import read_image
     from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
@@ -113,10 +116,7 @@ def frames(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     outputs = [folder / f"{Path(photo).stem}.png" for photo in args.photos]
     refuse_overwriting_inputs(outputs, {photo: "photo frame" for photo in args.photos})
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"cannot make depth folder '{folder}': {err.strerror or err}") from None
+    _make_folder(folder)
     pipeline = DepthPipeline(load_refiner(args.weights, device=args.device), args.predictor)
     polarity = pipeline.predictor.polarity
     emit("progress", done=0, total=len(outputs))
@@ -128,6 +128,62 @@ def frames(args: argparse.Namespace) -> None:
         emit("progress", done=done, total=len(outputs))
     emit("done", path=str(outputs[0]), files=[str(output) for output in outputs],
          width=depth.shape[1], height=depth.shape[0], polarity=polarity)
+
+
+def video(args: argparse.Namespace) -> None:
+    """A video file → its frames refined as one clip, as `frames` does, into
+    `FOLDER/<video's name>_000001.png`, … (16-bit, with sidecar), each decoded frame also kept
+    as `FOLDER/photos/<video's name>_000001.png` (8-bit: the animated mesh's texture, the very
+    pixels refined). Progress per frame, of the count the video states (0 when it states
+    none). A video damaged after its first frame keeps the frames before the damage, says so
+    in a warning and ends as done; one damaged before it is an error."""
+    import sddr_core
+    from sddr_core import DepthPipeline, load_refiner
+    from sddr_core.files.depth_io import write_image
+    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
+    from sddr_core.files.video import DamagedClip, clip_info, read_clip, require_av
+
+    require_av()
+    source, folder = Path(args.video), Path(args.folder)
+    total = clip_info(source).frames or 0
+    _make_folder(folder / "photos")
+    pipeline = DepthPipeline(load_refiner(args.weights, device=args.device), args.predictor)
+    polarity = pipeline.predictor.polarity
+    outputs, photos = [], []
+
+    def decoded():
+        for frame in read_clip(source):
+            photo = folder / "photos" / f"{source.stem}_{frame.index + 1:06d}.png"
+            write_image(photo, frame.data)
+            photos.append(photo)
+            yield frame.data
+
+    emit("progress", done=0, total=total)
+    try:
+        for depth in pipeline.frames(decoded(), snap_edges=args.snap_edges):
+            output = folder / f"{source.stem}_{len(outputs) + 1:06d}.png"
+            write_depth_with_meaning(
+                output, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
+                written_by=f"sddr {sddr_core.__version__} Blender worker ({args.predictor}, "
+                           "clip)")
+            outputs.append(output)
+            emit("progress", done=len(outputs), total=total)
+    except DamagedClip as err:
+        if not outputs:
+            raise
+        emit("warning", message=f"{err}; the {len(outputs)} frames before it are refined")
+    emit("done", path=str(outputs[0]), files=[str(output) for output in outputs],
+         photos=[str(photo) for photo in photos[:len(outputs)]],
+         width=depth.shape[1], height=depth.shape[0], polarity=polarity)
+
+
+def _make_folder(folder: Path) -> None:
+    from sddr_core import InputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot make depth folder '{folder}': {err.strerror or err}") from None
 
 
 def _same_size(photos: list[str], read):
@@ -168,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     clip.add_argument("--predictor", default="depth-anything-v2-small")
     clip.add_argument("--device", default="auto")
     clip.add_argument("--no-snap-edges", dest="snap_edges", action="store_false")
+    movie = commands.add_parser("video", help="refine a video file's frames as one clip")
+    movie.add_argument("folder")
+    movie.add_argument("video")
+    movie.add_argument("--weights", default="default")
+    movie.add_argument("--predictor", default="depth-anything-v2-small")
+    movie.add_argument("--device", default="auto")
+    movie.add_argument("--no-snap-edges", dest="snap_edges", action="store_false")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _terminated)
@@ -182,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         {"check": lambda: check(args.predictor), "refine": lambda: refine(args),
-         "frames": lambda: frames(args)}[args.command]()
+         "frames": lambda: frames(args), "video": lambda: video(args)}[args.command]()
     except MissingWeightsError as err:
         emit("error", message=str(err), predictor=err.predictor, fetch=err.command)
         return 2

@@ -12,6 +12,7 @@ sidecar saying so), so the truth at each frame is known.
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 
 from blender_addon.depth_meaning import DepthMeaning, sidecar_path
 from tests.test_blender_addon import (
+    ROOT,
     ModalRun,
     addon,
     backend,
@@ -275,6 +277,42 @@ def test_refine_frames_refines_the_photos_as_a_clip_and_builds_the_animated_mesh
     for frame in (1, 3):
         z, faces = evaluated_distances(obj, frame, 64, 48)
         assert np.isfinite(z).all() and faces > 0
+
+
+def test_refine_frames_takes_a_video_and_textures_the_mesh_with_its_frames(
+        refine_setup, backend, scene, tmp_path):
+    video = tmp_path / "walk.mkv"
+    made = subprocess.run(  # PyAV lives in sddr's Python, not in Blender's
+        [backend["python"], "-c", "import sys; from pathlib import Path; from tests.test_video_cli "
+         "import make_video; make_video(Path(sys.argv[1]), frames=4)", str(video)],
+        cwd=ROOT, capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"sddr's Python cannot write a video (the 'video' extra): {made.stderr[-200:]}")
+    scene.sddr.photo_frames = str(video)
+    assert bpy.ops.sddr.refine_frames() == {"FINISHED"}
+    written = Path(refine_setup.output_folder) / "walk.clip"
+    assert sorted(p.name for p in written.glob("*.png")) == [
+        f"walk_{f:06d}.png" for f in range(1, 5)]
+    assert Path(scene.sddr.depth_frames) == written / "walk_000001.png"
+    assert Path(scene.sddr.photo_frames) == written / "photos" / "walk_000001.png"
+    obj = bpy.context.active_object
+    assert (scene.frame_start, scene.frame_end) == (1, 4)
+    texture = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    assert Path(bpy.path.abspath(texture.image.filepath)).parent == written / "photos"
+    for frame in (1, 4):
+        z, faces = evaluated_distances(obj, frame, 96, 64)  # the video's frame size
+        assert np.isfinite(z).all() and faces > 0
+    assert bpy.ops.sddr.build_animated_mesh() == {"FINISHED"}  # Photo Frames now numbered
+
+
+def test_build_animated_mesh_refuses_a_video_as_photo_frames_saying_what_takes_it(scene,
+                                                                                 tmp_path):
+    video = tmp_path / "walk.mp4"
+    video.write_bytes(b"")
+    scene.sddr.depth_frames = str(png_frames(tmp_path / "depth"))
+    scene.sddr.photo_frames = str(video)
+    with pytest.raises(RuntimeError, match="is a video: Refine Frames decodes and refines it"):
+        bpy.ops.sddr.build_animated_mesh()
 
 
 def _photo_clip(folder: Path, count: int) -> Path:

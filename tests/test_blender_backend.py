@@ -24,6 +24,7 @@ from blender_addon.backend import (
     frames_command,
     refine_command,
     refine_result,
+    video_command,
 )
 
 PREDICTOR = "depth-anything-v2-small"
@@ -233,6 +234,65 @@ def test_a_frame_of_another_size_is_refused_naming_it(backend, tmp_path):
     with pytest.raises(BackendError, match=r"photo frame '.*other/f_001.png' is 64×40 but "
                                            r"'.*photos/f_001.png' is 64×48"):
         _frames(backend, photos, tmp_path / "depth").wait()
+
+
+def _video(backend, video: Path, folder: Path) -> Job:
+    return Job(video_command(sys.executable, str(video), str(folder), weights=backend["weights"],
+                             predictor=PREDICTOR, device="cpu"))
+
+
+def test_a_video_is_refined_as_one_clip_beside_its_decoded_frames(backend, tmp_path):
+    """Depth frames numbered from 1 after the video's name, each decoded frame kept as the
+    mesh's texture, and the depth the clip mode gives those very pixels."""
+    pytest.importorskip("av")
+    from sddr_core import DepthPipeline, load_refiner
+    from sddr_core.files.depth_io import read_depth, read_image
+    from sddr_core.files.depth_meaning import read_sidecar
+    from sddr_core.files.video import read_clip
+    from sddr_core.predictors import load_predictor
+    from tests.test_video_cli import make_video
+
+    video = make_video(tmp_path / "walk.mkv", frames=5)
+    events = []
+    outcome = _video(backend, video, tmp_path / "depth").wait(on_event=events.append)
+    files = [tmp_path / "depth" / f"walk_{frame:06d}.png" for frame in range(1, 6)]
+    photos = [tmp_path / "depth" / "photos" / f.name for f in files]
+    assert outcome["files"] == [str(f) for f in files]
+    assert outcome["photos"] == [str(p) for p in photos]
+    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [
+        (done, 5) for done in range(6)]
+    decoded = [frame.data for frame in read_clip(video)]
+    for photo, frame in zip(photos, decoded, strict=True):
+        np.testing.assert_array_equal(read_image(photo), frame)  # lossless: what was refined
+    pipeline = DepthPipeline(load_refiner(backend["weights"], device="cpu"),
+                             load_predictor(PREDICTOR, device="cpu",
+                                            cache_dir=backend["hf_cache"]))
+    for file, expected in zip(files, pipeline.frames(decoded), strict=True):
+        depth = read_sidecar(file).values(read_depth(file))
+        assert np.abs(depth - expected).max() <= np.ptp(expected) / 65535
+
+
+def test_a_damaged_video_keeps_the_frames_before_the_damage_and_warns(backend, tmp_path):
+    pytest.importorskip("av")
+    from tests.test_video_cli import cut_video, make_video
+
+    cut = cut_video(make_video(tmp_path / "walk.mkv", frames=12), tmp_path / "cut.mkv")
+    events = []
+    outcome = _video(backend, cut, tmp_path / "depth").wait(on_event=events.append)
+    kept = sorted((tmp_path / "depth").glob("cut_*.png"))
+    assert 0 < len(outcome["files"]) == len(kept) == len(outcome["photos"]) < 12
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert any(f"video '{cut}' ends at frame {len(kept)}" in w and
+               f"the {len(kept)} frames before it are refined" in w for w in warnings)
+
+
+def test_a_file_that_is_no_video_is_refused_naming_it(backend, tmp_path):
+    pytest.importorskip("av")
+    fake = tmp_path / "clip.mp4"
+    fake.write_bytes(b"not a video")
+    with pytest.raises(BackendError, match=f"'{fake}'"):
+        _video(backend, fake, tmp_path / "depth").wait()
+    assert not list((tmp_path / "depth").glob("*.png"))
 
 
 def _first_pass(job: Job) -> None:
