@@ -136,7 +136,8 @@ def video(args: argparse.Namespace) -> None:
     as `FOLDER/photos/<video's name>_000001.png` (8-bit: the animated mesh's texture, the very
     pixels refined). Progress per frame, of the count the video states (0 when it states
     none). A video damaged after its first frame keeps the frames before the damage, says so
-    in a warning and ends as done; one damaged before it is an error."""
+    in a warning and ends as done; one damaged before it, or holding no frame, is an error
+    (the reader raises `DamagedClip` at frame 0)."""
     import sddr_core
     from sddr_core import DepthPipeline, load_refiner
     from sddr_core.files.depth_io import write_image
