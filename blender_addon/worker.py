@@ -77,11 +77,9 @@ def _checkout() -> str:
 
 def refine(args: argparse.Namespace) -> None:
     """Photo → refined depth file, with progress per network pass."""
-    import sddr_core
     from sddr_core import DepthPipeline, InputError, load_refiner
     from sddr_core.files.atomic import refuse_overwriting_inputs
     from sddr_core.files.depth_io import check_output, read_image
-    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
     from sddr_core.inference.windows import MAX_STEPS, STEPS, passes
 
     if not 1 <= args.steps <= MAX_STEPS:
@@ -96,9 +94,7 @@ def refine(args: argparse.Namespace) -> None:
     depth = pipeline(image, mode=args.mode, steps=args.steps, snap_edges=args.snap_edges,
                      progress=lambda done, total, *_: emit("progress", done=done, total=total))
     polarity = pipeline.predictor.polarity
-    path, _ = write_depth_with_meaning(
-        args.output, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
-        written_by=f"sddr {sddr_core.__version__} Blender worker ({args.predictor})")
+    path = _write_predicted(args.output, depth, polarity, args.predictor)
     emit("done", path=str(path), width=depth.shape[1], height=depth.shape[0],
          polarity=polarity)
 
@@ -107,11 +103,9 @@ def frames(args: argparse.Namespace) -> None:
     """Numbered photo frames → one refined depth frame each, the frames refined as one clip
     (`DepthPipeline.frames`), written as `FOLDER/<photo's name>.png` (16-bit, with sidecar) as
     each is done, with progress per frame."""
-    import sddr_core
     from sddr_core import DepthPipeline, load_refiner
     from sddr_core.files.atomic import refuse_overwriting_inputs
     from sddr_core.files.depth_io import read_image
-    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
 
     folder = Path(args.folder)
     outputs = [folder / f"{Path(photo).stem}.png" for photo in args.photos]
@@ -122,9 +116,7 @@ def frames(args: argparse.Namespace) -> None:
     emit("progress", done=0, total=len(outputs))
     depths = pipeline.frames(_same_size(args.photos, read_image), snap_edges=args.snap_edges)
     for done, (depth, output) in enumerate(zip(depths, outputs, strict=True), start=1):
-        write_depth_with_meaning(
-            output, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
-            written_by=f"sddr {sddr_core.__version__} Blender worker ({args.predictor}, clip)")
+        _write_predicted(output, depth, polarity, f"{args.predictor}, clip")
         emit("progress", done=done, total=len(outputs))
     emit("done", path=str(outputs[0]), files=[str(output) for output in outputs],
          width=depth.shape[1], height=depth.shape[0], polarity=polarity)
@@ -138,10 +130,8 @@ def video(args: argparse.Namespace) -> None:
     none). A video damaged after its first frame keeps the frames before the damage, says so
     in a warning and ends as done; one damaged before it, or holding no frame, is an error
     (the reader raises `DamagedClip` at frame 0)."""
-    import sddr_core
     from sddr_core import DepthPipeline, load_refiner
     from sddr_core.files.depth_io import write_image
-    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
     from sddr_core.files.video import DamagedClip, clip_info, read_clip, require_av
 
     require_av()
@@ -163,10 +153,7 @@ def video(args: argparse.Namespace) -> None:
     try:
         for depth in pipeline.frames(decoded(), snap_edges=args.snap_edges):
             output = folder / f"{source.stem}_{len(outputs) + 1:06d}.png"
-            write_depth_with_meaning(
-                output, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
-                written_by=f"sddr {sddr_core.__version__} Blender worker ({args.predictor}, "
-                           "clip)")
+            _write_predicted(output, depth, polarity, f"{args.predictor}, clip")
             outputs.append(output)
             emit("progress", done=len(outputs), total=total)
     except DamagedClip as err:
@@ -176,6 +163,19 @@ def video(args: argparse.Namespace) -> None:
     emit("done", path=str(outputs[0]), files=[str(output) for output in outputs],
          photos=[str(photo) for photo in photos[:len(outputs)]],
          width=depth.shape[1], height=depth.shape[0], polarity=polarity)
+
+
+def _write_predicted(path, depth, polarity: str, how: str) -> Path:
+    """`depth` written atomically to `path` (16-bit PNG or as its extension says) with a
+    sidecar giving the predictor's polarity and units; `how` (the predictor, and "clip" for
+    frames) goes into the sidecar's writer."""
+    import sddr_core
+    from sddr_core.files.sidecar import PREDICTED_UNITS, write_depth_with_meaning
+
+    written, _ = write_depth_with_meaning(
+        path, depth, kind=polarity, units=PREDICTED_UNITS[polarity],
+        written_by=f"sddr {sddr_core.__version__} Blender worker ({how})")
+    return written
 
 
 def _make_folder(folder: Path) -> None:
