@@ -1,6 +1,6 @@
 """How the Ray tests run `sddr`: in this process at one torch thread (the single-process
-reference, decision 222), or as its own process and Ray driver. No Ray import, so a test file
-that needs only Ray core does not skip for want of Ray Data."""
+reference, decision 222), or as its own process and Ray driver. No Ray import: a test file
+without the extra skips on its own."""
 
 import signal
 import subprocess

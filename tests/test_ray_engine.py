@@ -21,7 +21,6 @@ from tests.ray_jobs import REPO, one_thread, sddr_job
 from tests.test_batch import tiny_predictor_folder, write_pairs
 
 ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
-pytest.importorskip("ray.data", reason="the 'distributed' extra (Ray Data) is not installed")
 
 PHOTOS = 24
 PAIRS = 24
@@ -86,7 +85,7 @@ def _wait_for_lines(out: Path, count: int, job: subprocess.Popen, timeout: float
 
 
 def _map_workers() -> list[int]:
-    """PIDs of the Ray Data actors (process title `ray::MapWorker…`) that descend from this
+    """PIDs of the job's actors (process title `ray::_ItemWorker…`) that descend from this
     test process, i.e. belong to the cluster it started."""
     parents, titles = {}, {}
     for entry in os.listdir("/proc"):
@@ -107,7 +106,7 @@ def _map_workers() -> list[int]:
         return False
 
     return [pid for pid, title in titles.items()
-            if title.startswith(b"ray::MapWorker") and ours(pid)]
+            if title.startswith(b"ray::_ItemWorker") and ours(pid)]
 
 
 def _assert_same_files(out: Path, reference: Path) -> None:
@@ -207,8 +206,7 @@ ray.init(address=address)
 report = refine_on_ray(items, settings, out, retries=1, predictor=PoisonPredictor())
 print("report:", json.dumps(dataclasses.asdict(report)))
 """
-"""The Python entry point as a driver of its own: Ray Data leaves threads in a driver process
-that poll localhost after `ray.shutdown`, which other test files' network guards would catch."""
+"""The Python entry point as a driver of its own process, beside the test's own cluster."""
 
 
 def test_an_input_that_kills_its_worker_each_time_is_named_and_the_rest_finish(

@@ -32,8 +32,8 @@ from .ray_cluster import (
     check_retries,
     import_ray,
     last_line,
-    pool_shape,
     ray_session,
+    start_pool,
     use_assigned_cpus,
 )
 
@@ -87,12 +87,9 @@ class ClipPredictors:
         self._session = ray_session(ray, self.address)
         self._started = self._session.__enter__()
         try:
-            count, cpus, gpus = pool_shape(ray, self.device, self.workers)
-            actor = ray.remote(_FramePredictor).options(
-                num_cpus=cpus, num_gpus=gpus, max_restarts=-1,
-                max_task_retries=self.retries)
-            self.actors = [actor.remote(self.predictor, self.device, self.resolution_cap)
-                           for _ in range(count)]
+            self.actors = start_pool(ray, _FramePredictor, self.device, self.workers,
+                                     self.retries, self.predictor, self.device,
+                                     self.resolution_cap)
             # a predictor that does not load fails each try: once is enough
             (self.polarity, *_) = ray.get([a.polarity.options(max_task_retries=0).remote()
                                            for a in self.actors])

@@ -66,6 +66,16 @@ def pool_shape(ray: Any, device: str, workers: int | None) -> tuple[int, int, in
     return pool, max(1, int(resources.get("CPU", 1)) // pool), 0
 
 
+def start_pool(ray: Any, worker_class: type, device: str, workers: int | None, retries: int,
+               *args: Any) -> list[Any]:
+    """Actors of `worker_class(*args)` shaped by `pool_shape`; one whose process dies is
+    restarted (its models loaded again) and its task retried up to `retries` times."""
+    count, cpus, gpus = pool_shape(ray, device, workers)
+    actor = ray.remote(worker_class).options(num_cpus=cpus, num_gpus=gpus, max_restarts=-1,
+                                             max_task_retries=retries)
+    return [actor.remote(*args) for _ in range(count)]
+
+
 def use_assigned_cpus() -> None:
     """In a worker: as many torch threads as the CPUs Ray assigned it (outputs are the same
     bytes as one process's only at the same thread count, decision 222)."""

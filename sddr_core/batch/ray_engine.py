@@ -1,15 +1,16 @@
-"""`sddr refine --engine ray`: a batch job spread over a Ray cluster with Ray Data.
+"""`sddr refine --engine ray`: a batch job spread over a pool of Ray actors.
 
-Ray Data fits the job: a dataset of items, one per block, mapped by `map_batches` with a
-callable class, so a pool of actors each holds the models (`ItemRefiner`) for the whole job,
-sized by `workers`, one CPU share or one GPU each; results stream back to the caller as items
-finish. Ray Data's defaults are changed where a batch of files needs it:
+Each actor holds the models (`ItemRefiner`) for the whole job, sized by `workers`, one CPU
+share or one GPU each; the caller sends each actor one item at a time and the next as soon as
+that one's result is back, so results stream to the caller as items finish (decision 342:
+Ray core actors rather than Ray Data, whose scheduler looks for finished tasks every 100 ms
+and let each of two workers idle 0.1–0.2 s between items). What a batch of files needs:
 
-- a failing item is caught in the actor and returned as a row with its error, so it never
-  fails its block (Ray Data aborts the dataset on the first errored block by default);
+- a failing item is caught in the actor and returned with its error, so it never stops the
+  job;
 - a worker that dies mid-item (killed, out of memory, a lost node) is restarted and its item
-  retried on a live worker up to `retries` times (Ray Data would retry forever); after that
-  the item's block is dropped (`max_errored_blocks = -1`) and reported by name;
+  retried up to `retries` times; after that the item is reported by name. One item at a time
+  per actor, so a poison input never takes an innocent one queued behind it down with it;
 - outputs are written atomically by the workers, and each worker adds the item's manifest
   line as soon as its files are in place (`Manifest`), so a rerun skips what is done.
 
@@ -18,12 +19,11 @@ Ray is imported only here, and only when a job runs: it is the optional `distrib
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-import warnings
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import SddrError
 from ..files.atomic import remove_leftovers
@@ -36,22 +36,24 @@ from .ray_cluster import (
     check_retries,
     import_ray,
     last_line,
-    pool_shape,
     ray_session,
+    start_pool,
+    use_assigned_cpus,
 )
 
 
 @dataclass
 class BatchReport:
     """What a job did: items refined now, skipped (finished by an earlier run), and failed
-    (name, why); per refined item, its worker's seconds and when its result arrived (seconds
-    since the job started), for throughput figures."""
+    (name, why); per refined item, its worker's seconds, when its result arrived (seconds
+    since the job started) and which worker (0, 1, …) refined it, for throughput figures."""
 
     refined: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     item_seconds: list[float] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
+    item_workers: list[int] = field(default_factory=list)
 
 
 def refine_on_ray(
@@ -106,83 +108,83 @@ def refine_on_ray(
         progress(report.skipped, len(items), "")
     if not todo:
         return report
-    # 2. Join or start the cluster; 3. map items over a pool of actors, each holding the models
+    # 2. Join or start the cluster; 3. send the items to a pool of actors holding the models
     started = False
     try:
         with ray_session(ray, address) as started:
-            dataset = _dataset(ray, todo, settings, predictor, manifest, workers, retries)
-            start, answered = time.perf_counter(), set()
-            for row in dataset.iter_rows():
-                item = _item(row["item"])
-                answered.add(item.name)
-                if row["error"]:
-                    report.failed.append((item.name, row["error"]))
-                else:
-                    report.refined += 1
-                    report.item_seconds.append(float(row["seconds"]))
-                    report.arrivals.append(time.perf_counter() - start)
-                if progress is not None:
-                    progress(report.skipped + len(answered), len(items), item.name)
+            actors = start_pool(ray, _ItemWorker, settings.device, workers, retries,
+                                settings, predictor, manifest)
+            try:
+                ray.get([actor.ready.options(max_task_retries=0).remote() for actor in actors])
+                _send_items(ray, actors, todo, retries, report, progress, len(items))
+            finally:
+                for actor in actors:
+                    ray.kill(actor)
     except ray.exceptions.RayError as err:
         raise SddrError(f"the Ray job failed: {last_line(err)}") from None
     finally:
         if started:  # a Ray started here has stopped, with its workers
             remove_leftovers(leftovers)
-    # 4. An item whose worker died on every attempt left no row
-    report.failed += [(item.name, f"its worker died on each of {retries + 1} attempts")
-                      for item in todo if item.name not in answered]
     return report
 
 
-def _item(text: str) -> Item:
-    fields = json.loads(text)
-    return Item(fields["name"], tuple(fields["inputs"]), tuple(fields["outputs"]))
+def _send_items(ray: Any, actors: list[Any], todo: list[Item], retries: int,
+                report: BatchReport, progress: Callable[[int, int, str], None] | None,
+                total: int) -> None:
+    """Each actor refines one item at a time and gets the next as soon as its result is back;
+    an item whose worker died on every attempt is reported by name."""
+    waiting, running = deque(todo), {}
+
+    def send(worker: int) -> None:
+        if waiting:
+            item = waiting.popleft()
+            running[actors[worker].refine.remote(item)] = (item, worker)
+
+    for worker in range(len(actors)):
+        send(worker)
+    start, answered = time.perf_counter(), report.skipped
+    while running:
+        (done,), _ = ray.wait(list(running), num_returns=1)
+        item, worker = running.pop(done)
+        send(worker)
+        try:
+            error, seconds = ray.get(done)
+        except ray.exceptions.RayActorError:
+            error = f"its worker died on each of {retries + 1} attempts"
+        if error:
+            report.failed.append((item.name, error))
+        else:
+            report.refined += 1
+            report.item_seconds.append(seconds)
+            report.arrivals.append(time.perf_counter() - start)
+            report.item_workers.append(worker)
+        answered += 1
+        if progress is not None:
+            progress(answered, total, item.name)
 
 
-def _dataset(ray, todo: list[Item], settings: RefineSettings, predictor: DepthPredictor | None,
-             manifest: Manifest, workers: int | None, retries: int):
-    """The lazy dataset: one item per block, mapped by a pool of `_Worker` actors."""
-    context = ray.data.DataContext.get_current()
-    context.max_errored_blocks = -1  # only blocks whose worker died on every retry
-    context.enable_progress_bars = False  # the caller draws one bar for the whole job
-    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its errors come back as rows
-    pool, cpus, gpus = pool_shape(ray, settings.device, workers)
-    rows = [{"item": json.dumps(item.__dict__)} for item in todo]
-    with warnings.catch_warnings():  # Ray 2.60 names no other way to bound the retries
-        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-        return ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            _Worker, fn_constructor_kwargs={"settings": settings, "predictor": predictor,
-                                            "manifest": manifest},
-            batch_size=1, num_gpus=gpus,
-            # one task at a time per actor: a dying worker takes only its own item down
-            compute=ray.data.ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=1),
-            num_cpus=cpus, max_restarts=-1, max_task_retries=retries)
-
-
-class _Worker:
-    """A Ray Data actor: the models, loaded once; refines each row's item, catching its
-    error into the row."""
+class _ItemWorker:
+    """A Ray actor: the models, loaded once; refines one item per call, catching its error."""
 
     def __init__(self, settings: RefineSettings, predictor: DepthPredictor | None,
                  manifest: Manifest) -> None:
-        from .ray_cluster import use_assigned_cpus
         from .work import ItemRefiner
 
         use_assigned_cpus()
-        self.refine = ItemRefiner(settings, predictor)
+        self.refine_item = ItemRefiner(settings, predictor)
         self.manifest = manifest
 
-    def __call__(self, batch: dict) -> dict:
-        errors, seconds = [], []
-        for text in batch["item"]:
-            item = _item(text)
-            start = time.perf_counter()
-            try:
-                self.refine(item)
-                self.manifest.record(item)
-                errors.append("")
-            except Exception as err:  # any one item's failure is reported, never the job's
-                errors.append(str(err) if isinstance(err, SddrError)
-                              else f"{type(err).__name__}: {err}")
-            seconds.append(time.perf_counter() - start)
-        return {"item": list(batch["item"]), "error": errors, "seconds": seconds}
+    def ready(self) -> bool:
+        """Answered once the models have loaded (a constructor that fails raises here)."""
+        return True
+
+    def refine(self, item: Item) -> tuple[str, float]:
+        """(error, or "" when the item's files and manifest line are written; seconds)."""
+        start = time.perf_counter()
+        try:
+            self.refine_item(item)
+            self.manifest.record(item)
+            error = ""
+        except Exception as err:  # any one item's failure is reported, never the job's
+            error = str(err) if isinstance(err, SddrError) else f"{type(err).__name__}: {err}"
+        return error, time.perf_counter() - start

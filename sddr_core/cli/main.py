@@ -292,8 +292,9 @@ def _parser() -> argparse.ArgumentParser:
                             "16:9 frame pairs, and their ratio")
     bench.add_argument("--heights", type=_heights,
                        help="--clip: frame heights, comma-separated (default 720,1080)")
-    bench.add_argument("--count", type=_int_in(2, 10_000), default=16,
-                       help="--throughput: pairs in the folder (default 16)")
+    bench.add_argument("--count", type=_int_in(3, 10_000), default=16,
+                       help="--throughput: pairs in the folder (default 16; at least 3, "
+                       "so that one of two workers refines two)")
     bench.add_argument("--photo", action="store_true",
                        help="seconds of a whole photo, one- and two-stage, with --predictor, "
                             "split into predictor, N_r and the rest")

@@ -1,17 +1,17 @@
 """`sddr bench --throughput`: images per second over a folder of pairs, in one process and on
 Ray with 1 and 2 local workers, and what Ray costs per item.
 
-On a small machine the point is Ray's overhead, not a speed-up. With one worker (holding all
-the CPUs, as the one process does), the time between results once the pool runs, less the
-worker's own time on those items, measured in the same run, is what Ray adds per item
-(scheduling, the result's trip back): set against each other within one run, the two do not
-depend on what else the machine is doing, as a comparison with the one-process run (timed
-before) would. The start of the pool (actors importing torch and loading the models) is
-reported apart, as it is paid once a job.
+On a small machine the point is Ray's overhead, not a speed-up. The time between two results of
+one worker, less that worker's own time on the second item, is what Ray adds per item
+(sending it, the result's trip back, the wait for the next): set against each other within
+one run, the two do not depend on what else the machine is doing, as a comparison with the
+one-process run (timed before) would. The start of the pool (actors importing torch and
+loading the models) is reported apart, as it is paid once a job.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import tempfile
@@ -64,9 +64,7 @@ def benchmark_throughput(weights: str, size: int = 1024, count: int = 16,
                 wall = time.perf_counter() - start
                 if job.failed:
                     raise RuntimeError(f"throughput job failed: {job.failed[:3]}")
-                steady = (job.arrivals[-1] - job.arrivals[0]) / (count - 1) * pool
-                # the items whose results arrived after the first (the interval's items)
-                work = statistics.fmean(job.item_seconds[1:])
+                steady, work = _per_worker_intervals(job)
                 report["ray"].append({
                     "workers": pool,
                     "job_seconds": wall,
@@ -80,6 +78,19 @@ def benchmark_throughput(weights: str, size: int = 1024, count: int = 16,
         finally:
             ray.shutdown()
     return report
+
+
+def _per_worker_intervals(job) -> tuple[float, float]:
+    """Mean time between two results of one worker, and that worker's own mean time on the
+    second of them: after its first item, a worker is busy or waiting on Ray."""
+    intervals, work = [], []
+    for worker in set(job.item_workers):
+        mine = [(arrival, seconds) for arrival, seconds, w
+                in zip(job.arrivals, job.item_seconds, job.item_workers, strict=True)
+                if w == worker]
+        intervals += [b[0] - a[0] for a, b in itertools.pairwise(mine)]
+        work += [b[1] for b in mine[1:]]
+    return statistics.fmean(intervals), statistics.fmean(work)
 
 
 def _cpus() -> int:
