@@ -117,3 +117,26 @@ def test_window_extremes_are_the_window_max_and_min_with_repeated_borders(gradie
 def test_a_bad_step_head_size_is_refused_by_name(changes):
     with pytest.raises(InputError, match="'step_head'"):
         dataclasses.replace(TINY, **changes)
+
+
+def test_passes_run_the_one_head_again_on_its_own_output():
+    """`step_head_passes`: the same weights, each pass on the last one's output."""
+    torch.manual_seed(4)
+    config = dataclasses.replace(TINY, residual=True, step_head=4)
+    once = RefinementNetwork(config).eval()
+    with torch.no_grad():
+        once.step_head.pulls.weight.normal_(0, 1)
+    twice = RefinementNetwork(dataclasses.replace(config, step_head_passes=2)).eval()
+    twice.load_state_dict(once.state_dict())
+    low, high = torch.rand(1, 1, 128, 128), torch.rand(1, 1, 128, 128)
+    with torch.no_grad():
+        first = once(low, high).depth
+        expected = once.step_head(first, high)
+        torch.testing.assert_close(twice(low, high).depth, expected, rtol=0, atol=0)
+    assert not torch.equal(expected, first)
+
+
+@pytest.mark.parametrize("passes", [0, 9, 1.5, True])
+def test_bad_step_head_passes_are_refused_by_name(passes):
+    with pytest.raises(InputError, match="step_head_passes"):
+        dataclasses.replace(TINY, step_head_passes=passes)

@@ -99,6 +99,8 @@ class ModelConfig:
     preset."""
     step_head_radii: tuple[int, ...] = NetworkConfig.step_head_radii
     """The step head's window radii, widest last (`NetworkConfig.step_head_radii`)."""
+    step_head_passes: int = NetworkConfig.step_head_passes
+    """Runs of the step head, its weights shared (`NetworkConfig.step_head_passes`)."""
 
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}", self.preset)
@@ -119,6 +121,7 @@ class ModelConfig:
         """The preset with this config's changes (checked by `NetworkConfig`)."""
         changes = {"correction_filter_radius": self.correction_filter_radius,
                    "step_head_radii": self.step_head_radii,
+                   "step_head_passes": self.step_head_passes,
                    **{name: getattr(self, name) for name in TRAINABLE_HEADS}}
         if self.drop_path is not None:
             changes["drop_path"] = self.drop_path

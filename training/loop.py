@@ -378,7 +378,8 @@ class _Run:
                            "seconds": time.perf_counter() - start})
 
 
-WEIGHT_FREE_FIELDS = ("drop_path", "correction_filter_radius", "correction_filter_eps")
+WEIGHT_FREE_FIELDS = ("drop_path", "correction_filter_radius", "correction_filter_eps",
+                      "step_head_passes")
 """Architecture fields that change no weights, so `--init` may start from other values."""
 HEAD_SETTINGS = {"step_head": ("step_head_radii",)}
 """A head's own shape fields: free too where `--init` adds the head, whose weights are new."""

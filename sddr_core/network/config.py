@@ -66,6 +66,10 @@ class NetworkConfig:
     """Window radii (px at the working resolution) whose extremes the step head pulls towards,
     widest last; the widest bounds its output and must span the ramps it turns into steps
     (decision 290). (2, 4, 8): every step head saved before the field existed."""
+    step_head_passes: int = 1
+    """How many times the step head runs, each pass on the last one's output with the same
+    weights, so a ramp wider than the widest window can still become a step (decision 345).
+    1: every network saved before the field existed."""
     correction_filter_eps: float = 1e-3
     """The guided filter's ε, in units of the normalised ([0, 1]) high input squared: guide
     steps well above √ε keep the correction two-sided."""
@@ -120,7 +124,8 @@ class NetworkConfig:
 LIMITS = {"stem_channels": 1024, "embed_dims": 1024, "num_heads": 64, "depths": 64,
           "sr_ratios": 64, "mlp_ratio": 16, "cross_attention_layers": 64,
           "cross_attention_heads": 64, "correction_filter_radius": 256,
-          "full_resolution_head": 64, "step_head": 64, "step_head_radii": 64}
+          "full_resolution_head": 64, "step_head": 64, "step_head_radii": 64,
+          "step_head_passes": 8}
 """Largest value of each size field (of each entry, for tuples): twice the largest MiT
 (SegFormer b5: widths up to 512, 40 blocks in a stage, mlp ratio 4) and more than any preset.
 A weights file's config is read before its tensors, so without them a file asking for
@@ -183,6 +188,8 @@ def _first_problem(config: NetworkConfig) -> tuple[str, str] | None:
          and all(_is_int(r, 1, LIMITS["step_head_radii"]) for r in config.step_head_radii)
          and list(config.step_head_radii) == sorted(set(config.step_head_radii)),
          f"1 to 6 increasing integers from 1 to {LIMITS['step_head_radii']}"),
+        ("step_head_passes", _is_int(config.step_head_passes, 1, LIMITS["step_head_passes"]),
+         f"an integer from 1 to {LIMITS['step_head_passes']}"),
         ("correction_filter_eps", isinstance(config.correction_filter_eps, int | float)
          and not isinstance(config.correction_filter_eps, bool)
          and config.correction_filter_eps > 0, "a number > 0"),

@@ -78,7 +78,8 @@ class RefinementNetwork(nn.Module):
             if self.config.correction_filter_radius:
                 depth = self._filtered(depth, high)
             if self.step_head is not None:  # last: a filter would spread its steps again
-                depth = self.step_head(depth, high)
+                for _ in range(self.config.step_head_passes):
+                    depth = self.step_head(depth, high)
             aux = {name: F.avg_pool2d(high, high.shape[-1] // correction.shape[-1]) + correction
                    for name, correction in aux.items()}
         return NetworkOutput(depth, omegas, aux)
