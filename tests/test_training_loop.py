@@ -497,6 +497,19 @@ def test_init_may_add_a_step_head_of_other_radii_but_not_change_a_heads(tmp_path
     assert result.returncode == 2 and "step_head_radii" in result.stderr
 
 
+def test_init_may_run_a_heads_weights_more_times(tmp_path, cache, finished):
+    """`model.step_head_passes` adds no weights, so a head trained for one pass may be trained
+    on for two (decision 345), and the checkpoints say two."""
+    config = _config(tmp_path, cache, model__step_head=4, optim__train_only="step_head",
+                     schedule__phase1_steps=1, schedule__phase2_steps=0)
+    _run(_command(config, tmp_path / "once", "--init", str(latest_checkpoint(finished))))
+    twice = _config(tmp_path, cache, model__step_head=4, model__step_head_passes=2,
+                    optim__train_only="step_head", schedule__phase1_steps=1,
+                    schedule__phase2_steps=0)
+    _run(_command(twice, tmp_path / "twice", "--init", str(latest_checkpoint(tmp_path / "once"))))
+    assert load_trained(latest_checkpoint(tmp_path / "twice")).config.step_head_passes == 2
+
+
 def test_train_only_names_a_head_the_network_has(tmp_path, cache):
     config = _config(tmp_path, cache, optim__train_only="step_head")
     result = _run(_command(config, tmp_path / "run"), check=False)
