@@ -231,3 +231,37 @@ def test_an_input_that_kills_its_worker_each_time_is_named_and_the_rest_finish(
     assert (report["refined"], report["skipped"]) == (6, 0)
     assert sorted(p.name for p in out.iterdir() if p.name != FOLDER) == sorted(
         name for index in range(6) for name in (f"p{index}.png", f"p{index}.png.sddr.json"))
+
+
+BROKEN_JOB = """
+import sys
+from pathlib import Path
+import ray
+from sddr_core.batch import RefineSettings, photo_items, refine_on_ray
+from sddr_core.errors import SddrError
+address, weights, folder, out = sys.argv[1:]
+items = photo_items(sorted(Path(folder).iterdir()), Path(out), "png16", edges=False)
+settings = RefineSettings("photos", weights=weights, predictor=folder + "/no-such-model",
+                          device="cpu")
+ray.init(address=address)
+try:
+    refine_on_ray(items, settings, out, workers=2)
+except SddrError as err:
+    print("error:", err)
+"""
+
+
+def test_a_pool_that_cannot_load_its_predictor_is_one_error_for_the_job(
+        cluster, weights, tmp_path):
+    """Every worker fails in its constructor: the job stops with one error naming the cause,
+    instead of reporting each photo as a worker that died."""
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "p0.png"), np.full((24, 32, 3), 128, np.uint8))
+    result = subprocess.run(
+        [sys.executable, "-c", BROKEN_JOB, cluster.address, weights, str(folder), str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("error: "))
+    assert line.startswith("error: the Ray job failed: ") and "no-such-model" in line, line
+    assert not (out / "p0.png").exists()
