@@ -201,3 +201,46 @@ def test_refine_photos_with_a_predictor_folder(weights, tmp_path, capsys):
                  "--weights", weights, "--device", "cpu"]) == 0
     sidecar = json.loads((tmp_path / "out" / "p.png.sddr.json").read_text())
     assert sidecar["kind"] == "disparity" and str(folder) in sidecar["written_by"]
+
+
+class FakeCluster:
+    """What `pool_shape` reads of Ray: its live nodes' resources."""
+
+    def __init__(self, *nodes: dict) -> None:
+        self._nodes = [{"Alive": True, "Resources": node} for node in nodes]
+        self._nodes.append({"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}})  # gone
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+
+@pytest.mark.parametrize("nodes, device, workers, shape", [
+    ([{"CPU": 8.0}], "auto", None, (8, 1, 0)),  # one worker per CPU
+    ([{"CPU": 8.0}], "cpu", 2, (2, 4, 0)),  # an equal share of whole CPUs
+    ([{"CPU": 2.0}], "cpu", 4, (4, 0.5, 0)),  # more workers than CPUs: a fraction each
+    ([{"CPU": 2.0}], "cpu", 3, (3, 0.5, 0)),  # 2/3 would fit only twice on a 2-CPU node
+    ([{"CPU": 1.0}, {"CPU": 1.0}], "cpu", 1, (1, 1, 0)),  # 2 CPUs, but no node has both
+    ([{"CPU": 1.0}, {"CPU": 1.0}], "cpu", 3, (3, 0.5, 0)),
+    ([{"CPU": 16.0, "GPU": 1.0}], "auto", None, (1, 1, 1)),  # one worker per GPU
+    ([{"CPU": 16.0, "GPU": 1.0}], "auto", 2, (2, 1, 0.5)),  # two share the GPU
+    ([{"CPU": 16.0, "GPU": 1.0}], "cpu", None, (16, 1, 0)),  # --device cpu leaves GPUs alone
+    ([{"CPU": 4.0, "GPU": 2.0}, {"CPU": 4.0, "GPU": 2.0}], "cuda", 6, (6, 1, 0.5)),
+    ([{"CPU": 1.0, "GPU": 1.0}], "auto", 7, (7, 0.1428, 0.1428)),  # k of 1/k fit in one
+])
+def test_a_pool_asks_for_the_largest_shares_that_fit_on_the_nodes(nodes, device, workers,
+                                                                  shape):
+    """An actor that fits on no node would wait forever, and its items with it."""
+    from sddr_core.batch.ray_cluster import pool_shape
+
+    count, cpus, gpus = pool_shape(FakeCluster(*nodes), device, workers)
+    assert (count, cpus, gpus) == shape
+    for resource, share in (("CPU", cpus), ("GPU", gpus)):
+        if share:
+            assert sum(int(node.get(resource, 0) / share + 1e-9) for node in nodes) >= count
+
+
+def test_a_cluster_without_cpus_is_refused_by_name():
+    from sddr_core.batch.ray_cluster import pool_shape
+
+    with pytest.raises(InputError, match="cannot hold 2 workers"):
+        pool_shape(FakeCluster({"GPU": 1.0}), "cpu", 2)

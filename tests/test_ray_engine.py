@@ -265,3 +265,18 @@ def test_a_pool_that_cannot_load_its_predictor_is_one_error_for_the_job(
     line = next(line for line in result.stdout.splitlines() if line.startswith("error: "))
     assert line.startswith("error: the Ray job failed: ") and "no-such-model" in line, line
     assert not (out / "p0.png").exists()
+
+
+def test_more_workers_than_cpus_share_them_and_the_job_finishes(cluster, pairs, weights,
+                                                                tmp_path):
+    """Four workers on two one-CPU nodes ask for half a CPU each; asking for one each, two of
+    them never started and the job waited for them forever (decision 346)."""
+    low, high, reference = pairs
+    out = tmp_path / "out"
+    job = sddr_job("refine", "--low", str(low), "--high", str(high), "-o", str(out),
+                   "--weights", weights, "--device", "cpu", "--format", "npy", "--engine",
+                   "ray", "--address", cluster.address, "--workers", "4")
+    stdout, stderr = job.communicate(timeout=300)
+    assert job.returncode == 0, stderr
+    assert f"refined {PAIRS}, skipped 0" in stdout
+    _assert_same_files(out, reference)

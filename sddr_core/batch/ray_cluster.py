@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,16 +55,34 @@ def ray_session(ray: Any, address: str | None) -> Iterator[bool]:
             ray.shutdown()
 
 
-def pool_shape(ray: Any, device: str, workers: int | None) -> tuple[int, int, int]:
+def pool_shape(ray: Any, device: str, workers: int | None) -> tuple[int, float, float]:
     """(workers, CPUs each, GPUs each) on the joined cluster: by default one worker per GPU
-    when `device` is not "cpu" and the cluster has GPUs, else one per CPU; CPU workers share
-    the CPUs out equally."""
-    resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0) if device != "cpu" else 0
-    pool = workers or int(gpus or resources.get("CPU", 1))
-    if gpus:
-        return pool, 1, 1
-    return pool, max(1, int(resources.get("CPU", 1)) // pool), 0
+    when `device` is not "cpu" and the cluster has GPUs, else one per CPU.
+
+    Each worker asks for the largest share that lets the whole pool fit on the nodes as they
+    are: CPU workers an equal part of the CPUs (whole CPUs, or a fraction of one where there
+    are more workers than CPUs), GPU workers one GPU, or a fraction where there are more
+    workers than GPUs, and one CPU or a fraction. An actor that does not fit would wait
+    forever, and so would the items sent to it (decision 346).
+    """
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    cpus = [node.get("CPU", 0.0) for node in nodes]
+    gpus = [node.get("GPU", 0.0) for node in nodes] if device != "cpu" else []
+    pool = workers or int(sum(gpus) or sum(cpus) or 1)
+    if sum(gpus):
+        return pool, _share(cpus, pool, 1), _share(gpus, pool, 1)
+    return pool, _share(cpus, pool, max(1, int(sum(cpus)) // pool)), 0
+
+
+def _share(capacities: list[float], count: int, most: int) -> float:
+    """The largest share, a whole number up to `most` or else 1/k, of which `count` fit on
+    nodes of these capacities (rounded down to Ray's 1e-4 resource unit, so k of them fit in
+    one); InputError when not even 1/`count` each fits anywhere."""
+    for share in [*range(most, 0, -1), *(1 / k for k in range(2, count + 1))]:
+        share = math.floor(share * 10_000) / 10_000
+        if share > 0 and sum(math.floor(c / share + 1e-9) for c in capacities) >= count:
+            return share
+    raise InputError(f"the Ray cluster's nodes ({capacities}) cannot hold {count} workers")
 
 
 def start_pool(ray: Any, worker_class: type, device: str, workers: int | None, retries: int,
@@ -84,4 +103,4 @@ def use_assigned_cpus() -> None:
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     if cpus:
-        torch.set_num_threads(max(1, int(cpus)))
+        torch.set_num_threads(max(1, int(cpus)))  # a fraction of a CPU: one thread
