@@ -226,6 +226,24 @@ def test_bench_names_the_shipped_files_preset_filter_and_head(capsys):
             report["step_head"]) == ("base", 0, 0)
 
 
+def test_bench_names_a_head_run_twice_as_the_same_preset(tmp_path, capsys):
+    """`step_head_passes` is a setting of the head, not another architecture."""
+    import dataclasses
+
+    from sddr_core.files.weights import load_network, save_network
+    from sddr_core.network import RefinementNetwork
+
+    shipped = load_network("default")
+    twice = RefinementNetwork(dataclasses.replace(shipped.config, step_head_passes=2))
+    twice.load_state_dict(shipped.state_dict())
+    save_network(twice, tmp_path / "twice.safetensors")
+    assert main(["bench", "--weights", str(tmp_path / "twice.safetensors"), "--size", "64",
+                 "--repeats", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["architecture"], report["step_head"], report["step_head_passes"]) == (
+        "small", shipped.config.step_head, 2)
+
+
 def test_bench_times_edge_snapping_when_asked(weights, capsys):
     assert main(["bench", "--weights", weights, "--size", "128", "--repeats", "1",
                  "--snap-edges"]) == 0

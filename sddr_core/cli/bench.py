@@ -191,7 +191,8 @@ def environment(refiner: Refiner) -> dict:
     # The shipped file is `small` with a correction filter and a step head: the preset is the
     # architecture, the filter and the head separate fields.
     bare = dataclasses.replace(refiner.config, correction_filter_radius=0, step_head=0,
-                               step_head_radii=NetworkConfig.step_head_radii)
+                               step_head_radii=NetworkConfig.step_head_radii,
+                               step_head_passes=NetworkConfig.step_head_passes)
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -201,6 +202,7 @@ def environment(refiner: Refiner) -> dict:
             (name for name, config in PRESETS.items() if config == bare), "custom"),
         "correction_filter_radius": refiner.config.correction_filter_radius,
         "step_head": refiner.config.step_head,
+        "step_head_passes": refiner.config.step_head_passes,
         "threads": torch.get_num_threads(),
         "parameters": parameter_count(refiner.network),
         "torch": torch.__version__,
