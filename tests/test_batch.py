@@ -239,8 +239,16 @@ def test_a_pool_asks_for_the_largest_shares_that_fit_on_the_nodes(nodes, device,
             assert sum(int(node.get(resource, 0) / share + 1e-9) for node in nodes) >= count
 
 
-def test_a_cluster_without_cpus_is_refused_by_name():
+@pytest.mark.parametrize("nodes, device, workers", [
+    ([{"GPU": 1.0}], "cpu", 2),  # no CPU at all
+    ([{"CPU": 2.0}], "cpu", 17),  # more than 8 workers to a CPU
+    ([{"CPU": 64.0, "GPU": 1.0}], "auto", 9),  # more than 8 to a GPU
+])
+def test_a_pool_the_cluster_cannot_hold_is_refused_by_name(nodes, device, workers):
+    """Rather than waiting forever, or starting thousands of model-holding processes."""
     from sddr_core.batch.ray_cluster import pool_shape
 
-    with pytest.raises(InputError, match="cannot hold 2 workers"):
-        pool_shape(FakeCluster({"GPU": 1.0}), "cpu", 2)
+    with pytest.raises(InputError, match=f"--workers {workers}: .* at most 8 workers"):
+        pool_shape(FakeCluster(*nodes), device, workers)
+    if workers > 2:  # one worker fewer is shared out
+        assert pool_shape(FakeCluster(*nodes), device, workers - 1)[0] == workers - 1

@@ -15,6 +15,9 @@ INSTALL_EXTRA = "pip install -e '/path/to/sddr[distributed]'"
 RETRIES = 3
 """Attempts after the first at an input whose worker died: a poison input (one that crashes
 the process every time) costs four worker restarts, then is reported."""
+MOST_SHARING = 8
+"""Most workers on one CPU or GPU: each holds its own copy of the models, so a pool far larger
+than the cluster would start thousands of processes rather than run faster."""
 
 
 def import_ray() -> Any:
@@ -70,19 +73,20 @@ def pool_shape(ray: Any, device: str, workers: int | None) -> tuple[int, float, 
     gpus = [node.get("GPU", 0.0) for node in nodes] if device != "cpu" else []
     pool = workers or int(sum(gpus) or sum(cpus) or 1)
     if sum(gpus):
-        return pool, _share(cpus, pool, 1), _share(gpus, pool, 1)
-    return pool, _share(cpus, pool, max(1, int(sum(cpus)) // pool)), 0
+        return pool, _share(cpus, pool, 1, "CPUs"), _share(gpus, pool, 1, "GPUs")
+    return pool, _share(cpus, pool, max(1, int(sum(cpus)) // pool), "CPUs"), 0
 
 
-def _share(capacities: list[float], count: int, most: int) -> float:
-    """The largest share, a whole number up to `most` or else 1/k, of which `count` fit on
-    nodes of these capacities (rounded down to Ray's 1e-4 resource unit, so k of them fit in
-    one); InputError when not even 1/`count` each fits anywhere."""
-    for share in [*range(most, 0, -1), *(1 / k for k in range(2, count + 1))]:
+def _share(capacities: list[float], count: int, most: int, what: str) -> float:
+    """The largest share, a whole number up to `most` or else 1/k for k up to
+    `MOST_SHARING`, of which `count` fit on nodes of these capacities (rounded down to Ray's
+    1e-4 resource unit, so k of them fit in one); InputError when none does."""
+    for share in [*range(most, 0, -1), *(1 / k for k in range(2, MOST_SHARING + 1))]:
         share = math.floor(share * 10_000) / 10_000
-        if share > 0 and sum(math.floor(c / share + 1e-9) for c in capacities) >= count:
+        if sum(math.floor(c / share + 1e-9) for c in capacities) >= count:
             return share
-    raise InputError(f"the Ray cluster's nodes ({capacities}) cannot hold {count} workers")
+    raise InputError(f"--workers {count}: the Ray cluster's nodes have {capacities} {what}, "
+                     f"and at most {MOST_SHARING} workers may share one")
 
 
 def start_pool(ray: Any, worker_class: type, device: str, workers: int | None, retries: int,
