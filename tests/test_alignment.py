@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sddr_core.maps import alignment
 from sddr_core.maps.alignment import align_to, fit_affine
 from sddr_core.maps.resample import resize_maps
 
@@ -102,6 +103,21 @@ def test_fit_affine_accepts_extra_dimensions():
 
 
 # ---------------------------------------------------------------------------------- resize_maps
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fit_in_pieces_equals_the_fit_in_one_piece(monkeypatch, masked):
+    """Large maps are fitted CHUNK pixels at a time (for memory); pieces change only the
+    order of float64 sums."""
+    source = _maps(2, 19, 23, seed=3, dtype=torch.float32) * 1e4
+    target = 3.0 * source - 2.0 + _maps(2, 19, 23, seed=4, dtype=torch.float32)
+    mask = _maps(2, 19, 23, seed=5) > 0.4 if masked else None
+    whole = fit_affine(source.double(), target.double(), mask), align_to(source, target, mask)
+    monkeypatch.setattr(alignment, "CHUNK", 10)  # 44 pieces of a map, the last one short
+    pieces = fit_affine(source.double(), target.double(), mask), align_to(source, target, mask)
+    for one, other in zip(whole[0], pieces[0], strict=True):
+        torch.testing.assert_close(one, other, rtol=1e-9, atol=0)
+    torch.testing.assert_close(whole[1], pieces[1], rtol=1e-6, atol=0)
+
 
 def test_resize_maps_identity_at_same_size():
     maps = _maps(2, 13, 21, dtype=torch.float32)

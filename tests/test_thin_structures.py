@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import sddr_core
+from sddr_core.maps import thin_structures
 from sddr_core.maps.normalise import SAMPLE_PIXELS, robust_range, sample_stride
 from sddr_core.maps.thin_structures import heights, keep_thin_structures, thin_width
 
@@ -178,3 +179,27 @@ def test_a_batch_gives_each_map_what_it_gives_alone():
         alone = keep_thin_structures(torch.from_numpy(refined[index:index + 1]),
                                      torch.from_numpy(high[index:index + 1]), width=5)
         torch.testing.assert_close(together[index:index + 1], alone)
+
+
+@pytest.mark.parametrize("width", [2, 5])
+def test_heights_band_by_band_equal_heights_in_one_piece(monkeypatch, width):
+    """Whole maps are scanned in bands of rows (for the cache); the bands must not show."""
+    generator = torch.Generator().manual_seed(width)
+    maps = torch.rand(2, 37, 23, generator=generator)
+    whole = [thin_structures._rises(m, width, share) for m in (maps, -maps)
+             for share in (0.0, thin_structures.FREE_STANDING)]
+    monkeypatch.setattr(thin_structures, "BAND_PIXELS", 3 * 23)  # bands of 3 rows
+    banded = [thin_structures._rises(m, width, share) for m in (maps, -maps)
+              for share in (0.0, thin_structures.FREE_STANDING)]
+    for one, other in zip(whole, banded, strict=True):
+        assert torch.equal(one, other)
+
+
+def test_heights_at_some_pixels_equal_the_whole_maps_there():
+    """`keep_thin_structures` finds the refined map's heights only where it restores."""
+    generator = torch.Generator().manual_seed(1)
+    maps = torch.rand(2, 30, 41, generator=generator)
+    at = (torch.rand(2, 30, 41, generator=generator) < 0.3).nonzero(as_tuple=True)
+    for share in (0.0, thin_structures.FREE_STANDING):
+        assert torch.equal(thin_structures._rises(maps, 4, share, at),
+                           thin_structures._rises(maps, 4, share)[at])

@@ -7,6 +7,7 @@ estimate, G_s → G_{s−1}) goes through this one fit.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -26,26 +27,49 @@ def fit_affine(
     return scale.to(source.dtype), shift.to(source.dtype)
 
 
+CHUNK = 1 << 18
+"""Pixels per map converted to float64 at a time: a 4K map in one piece made five 134 MB
+temporaries per fit, and the fit spent most of its time on memory, not arithmetic."""
+
+
 def _fit_float64(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
                  nonnegative: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """`fit_affine`'s least squares in float64: maps near float32's limits overflow it
-    (decision 83)."""
+    (decision 83). Two passes over CHUNK-pixel pieces: the means, then the centred sums."""
     batch = source.shape[0]
-    s = source.reshape(batch, -1).double()
-    t = target.reshape(batch, -1).double()
-    w = torch.ones_like(s) if mask is None else mask.reshape(batch, -1).double()
-    # Sums of products as batched dot products (einsum), which make no full-size temporaries.
-    count = w.sum(dim=1).clamp_min(1)
-    s_mean = torch.einsum("bn,bn->b", w, s) / count
-    t_mean = torch.einsum("bn,bn->b", w, t) / count
-    weighted = (s - s_mean[:, None]).mul_(w)
-    covariance = torch.einsum("bn,bn->b", weighted, t - t_mean[:, None])
-    variance = torch.einsum("bn,bn->b", weighted, weighted)
+    pieces = _float64_pieces(source.reshape(batch, -1), target.reshape(batch, -1),
+                             None if mask is None else mask.reshape(batch, -1))
+    # Sums of products as batched dot products (einsum), which make no further temporaries.
+    zeros = source.new_zeros(batch, dtype=torch.float64)
+    count = s_sum = t_sum = zeros
+    for s, t, w in pieces():
+        count = count + w.sum(dim=1)
+        s_sum = s_sum + torch.einsum("bn,bn->b", w, s)
+        t_sum = t_sum + torch.einsum("bn,bn->b", w, t)
+    count = count.clamp_min(1)
+    s_mean, t_mean = s_sum / count, t_sum / count
+    covariance = variance = zeros
+    for s, t, w in pieces():
+        weighted = (s - s_mean[:, None]).mul_(w)
+        covariance = covariance + torch.einsum("bn,bn->b", weighted, t - t_mean[:, None])
+        variance = variance + torch.einsum("bn,bn->b", weighted, weighted)
     scale = torch.where(variance > 0, covariance / variance.clamp_min(1e-300), 0.0)
     if nonnegative:
         scale = scale.clamp_min(0.0)
     shift = t_mean - scale * s_mean
     return scale, shift
+
+
+def _float64_pieces(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None):
+    """A function yielding (source, target, weight) in float64, CHUNK columns of the B×N
+    maps at a time (weight 1 where there is no mask)."""
+    def pieces():
+        for start in range(0, source.shape[1], CHUNK):
+            part = np.s_[:, start:start + CHUNK]
+            s = source[part].double()
+            yield (s, target[part].double(),
+                   torch.ones_like(s) if mask is None else mask[part].double())
+    return pieces
 
 
 def align_to(
@@ -59,7 +83,11 @@ def align_to(
     would not fit in float32 (an infinity, then NaN).
     """
     scale, shift = _fit_float64(source, target, mask, nonnegative)
-    shape = (-1,) + (1,) * (source.ndim - 1)
-    aligned = source.double() * scale.view(shape) + shift.view(shape)
     largest = torch.finfo(source.dtype).max
-    return aligned.clamp_(-largest, largest).to(source.dtype)
+    flat = source.reshape(source.shape[0], -1)
+    aligned = torch.empty_like(flat)
+    for start in range(0, flat.shape[1], CHUNK):
+        part = np.s_[:, start:start + CHUNK]
+        aligned[part] = (flat[part].double() * scale[:, None] + shift[:, None]
+                         ).clamp_(-largest, largest)
+    return aligned.reshape(source.shape)

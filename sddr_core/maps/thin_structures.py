@@ -24,7 +24,6 @@ import math
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .alignment import fit_affine
 from .normalise import robust_range
@@ -51,6 +50,9 @@ SAFE_FLOAT32 = 1e18
 """Maps within ±this, with spans above its inverse, are put in range units in float32."""
 DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 """Rows, columns and both diagonals: any line is crossed by one of them within 45°."""
+BAND_PIXELS = 1 << 20
+"""Pixels per band of rows in which the rises of a whole map are found: 4 MB per float32
+temporary, which the cache of a 2-core machine holds."""
 
 
 def heights(maps: torch.Tensor, width: int) -> torch.Tensor:
@@ -60,37 +62,79 @@ def heights(maps: torch.Tensor, width: int) -> torch.Tensor:
     return _rises(maps, width, free_share=0.0)
 
 
-def _rises(maps: torch.Tensor, width: int, free_share: float) -> torch.Tensor:
+def _rises(maps: torch.Tensor, width: int, free_share: float,
+           at: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
     """`heights`, counting only directions where the rise is at least `free_share` of the
     pixel's rise over the lower of the two pixels (a structure standing clear on both
     sides). A pixel of a structure narrower than `width` has background at `width` − 1 px on
     both sides of it along some direction; on a wide surface or an edge one of the two lies on
-    the same surface."""
+    the same surface.
+
+    With `at` (the (batch, row, column) indices of some pixels, as `nonzero(as_tuple=True)`
+    gives them), the rises of those pixels alone, as a 1-D tensor: the same values, at a
+    fraction of the cost where the pixels are few.
+    """
     reach = width - 1
     rows, cols = maps.shape[-2:]
     # Beyond the edges lies the map's minimum: a strip along an edge ends there, as the
     # image gives no evidence that it continues.
-    padded = F.pad(maps, (reach, reach, reach, reach))
     floor = maps.amin(dim=(-2, -1), keepdim=True)  # each map's own, so batches change nothing
-    for edge in (np.s_[..., :reach, :], np.s_[..., -reach:, :], np.s_[..., :, :reach],
-                 np.s_[..., :, -reach:]):
-        padded[edge] = floor.expand_as(padded[edge])
-    best = torch.zeros_like(maps)
+    padded = floor.expand(*maps.shape[:-2], rows + 2 * reach, cols + 2 * reach).clone()
+    padded[..., reach:reach + rows, reach:reach + cols] = maps
+    if at is not None:
+        batch, row, col = at
+
+        def probe_at(dy: int, dx: int) -> torch.Tensor:
+            return padded[batch, row + reach + dy * reach, col + reach + dx * reach]
+
+        return _largest_rise(maps[at], probe_at, _diagonals_see(row, col, (rows, cols), reach),
+                             free_share)
+    # A band of rows at a time: on a 4K map the whole-map temporaries went to memory and back
+    # for each step (2.3× slower), a band's stay in the cache.
+    best = torch.empty_like(maps)
+    band_rows = max(1, BAND_PIXELS // cols)
+    for top in range(0, rows, band_rows):
+        bottom = min(top + band_rows, rows)
+
+        def probe(dy: int, dx: int, top: int = top, bottom: int = bottom) -> torch.Tensor:
+            return padded[..., top + reach + dy * reach:bottom + reach + dy * reach,
+                          reach + dx * reach:reach + dx * reach + cols]
+
+        sees = None  # only bands within reach of the top or bottom hold corners
+        if top < reach or bottom > rows - reach:
+            sees = _diagonals_see(torch.arange(top, bottom, device=maps.device)[:, None],
+                                  torch.arange(cols, device=maps.device), (rows, cols), reach)
+        best[..., top:bottom, :] = _largest_rise(maps[..., top:bottom, :], probe, sees,
+                                                 free_share)
+    return best
+
+
+def _diagonals_see(row: torch.Tensor, col: torch.Tensor, size: tuple[int, int], reach: int
+                   ) -> torch.Tensor:
+    """Whether a diagonal probe from each pixel sees anything: not from within `reach` of two
+    edges, where both of its sides lie outside the image."""
+    return (((row >= reach) & (row < size[0] - reach))
+            | ((col >= reach) & (col < size[1] - reach)))
+
+
+def _largest_rise(centre: torch.Tensor, probe, diagonals_see: torch.Tensor | None,
+                  free_share: float) -> torch.Tensor:
+    """`_rises` of the pixels `centre`, whose neighbours `probe(dy, dx)` gives `reach` px away
+    along each direction, with diagonal probes silenced where `diagonals_see` is False."""
+    best = torch.zeros_like(centre)
+    side_share = free_share / (1 - free_share)
     for dy, dx in DIRECTIONS:
-        before = padded[..., reach - dy * reach:reach - dy * reach + rows,
-                        reach - dx * reach:reach - dx * reach + cols]
-        after = padded[..., reach + dy * reach:reach + dy * reach + rows,
-                       reach + dx * reach:reach + dx * reach + cols]
-        rise = maps - torch.maximum(before, after)
+        before, after = probe(-dy, -dx), probe(dy, dx)
+        rise = torch.maximum(before, after)
+        # Negative rises never count (`best` starts at 0); clamped, a product with False
+        # below is +0 (multiplying is 4× faster than `masked_fill_` on the CPU).
+        torch.sub(centre, rise, out=rise).clamp_min_(0.0)
         if free_share:
             # rise ≥ share · (rise + |before − after|), the rise over the lower side
-            sides = (before - after).abs_().mul_(free_share / (1 - free_share))
-            rise = torch.where(rise >= sides, rise, 0.0)
-        if dx:
-            # A diagonal probe from a corner pixel has both sides outside: it sees nothing.
-            for corner_rows in (slice(0, reach), slice(rows - reach, rows)):
-                for corner_cols in (slice(0, reach), slice(cols - reach, cols)):
-                    rise[..., corner_rows, corner_cols] = 0
+            sides = torch.sub(before, after).abs_().mul_(side_share)
+            rise.mul_(rise >= sides)
+        if dx and diagonals_see is not None:
+            rise.mul_(diagonals_see)
         torch.maximum(best, rise, out=best)
     return best
 
@@ -133,12 +177,17 @@ def keep_thin_structures(refined: torch.Tensor, high: torch.Tensor, width: int,
     length = max(LINE_LENGTH * width, MIN_LINE_PIXELS)
     rises = torch.where(_long(rises > MIN_HEIGHT, length), rises, 0.0)
     dips = torch.where(_long(dips > MIN_HEIGHT, length), dips, 0.0)
-    if not bool((rises > 0).any() or (dips > 0).any()):
+    at = ((rises > 0) | (dips > 0)).nonzero(as_tuple=True)
+    if not len(at[0]):
         return refined
-    change = ((rises - heights(refined_units, width)).clamp_min_(0)
-              - (dips - heights(-refined_units, width)).clamp_min_(0))
+    # Only the restored pixels change: heights and sums at those alone.
+    change = ((rises[at] - _rises(refined_units, width, 0.0, at)).clamp_min_(0)
+              - (dips[at] - _rises(-refined_units, width, 0.0, at)).clamp_min_(0))
     largest = torch.finfo(refined.dtype).max
-    return (refined.double() + change.double() * span).clamp_(-largest, largest).to(refined.dtype)
+    kept = refined.clone()
+    kept[at] = ((refined[at].double() + change.double() * span[at[0], 0, 0])
+                .clamp_(-largest, largest).to(refined.dtype))
+    return kept
 
 
 def _in_range_units(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
