@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from sddr_core.errors import InputError
 from sddr_core.maps.window_extremes import window_extremes
-from sddr_core.network import RefinementNetwork
+from sddr_core.network import RefinementNetwork, step_head
 from sddr_core.network.config import NetworkConfig
 from sddr_core.network.step_head import StepHead
 from tests.test_network import TINY
@@ -140,3 +140,33 @@ def test_passes_run_the_one_head_again_on_its_own_output():
 def test_bad_step_head_passes_are_refused_by_name(passes):
     with pytest.raises(InputError, match="step_head_passes"):
         dataclasses.replace(TINY, step_head_passes=passes)
+
+
+@pytest.mark.parametrize("radii", [(2, 8, 16), (1, 3)])
+def test_bands_of_rows_give_the_whole_maps_values_and_gradients(monkeypatch, radii):
+    """Large maps go through the head a band of rows at a time (for the cache); each band's
+    margin holds everything its rows depend on, so the bands must not show. (oneDNN picks
+    its convolution's arithmetic by map size, which moves values by float rounding alone:
+    off here, so that any difference is the bands'.)"""
+    torch.manual_seed(5)
+    head = StepHead(4, radii)
+    for parameter in head.parameters():  # pulls start at zero: make them move pixels
+        torch.nn.init.normal_(parameter, std=0.5)
+    depth = torch.rand(2, 1, 90, 40, requires_grad=True)
+    high = torch.rand(2, 1, 90, 40)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.backends.mkldnn.flags(enabled=False):
+            out = head(depth, high)
+            (gradient,) = torch.autograd.grad((out * torch.linspace(0, 1, 40)).sum(), depth)
+        return out, gradient
+
+    whole = run()
+    monkeypatch.setattr(step_head, "BAND_PIXELS", 7 * 40)
+    monkeypatch.setattr(step_head, "MIN_BAND_ROWS", 7)  # 13 bands, the last of 6 rows
+    banded = run()
+    assert not torch.equal(whole[0], depth)
+    assert torch.equal(banded[0], whole[0])
+    # gradients: the same terms, summed in another order
+    torch.testing.assert_close(banded[1], whole[1], rtol=0,
+                               atol=1e-6 * float(whole[1].abs().max()))

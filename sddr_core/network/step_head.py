@@ -25,6 +25,10 @@ from .precision import full_precision
 
 DILATIONS = (1, 2, 4, 8)
 """Dilations of the 3×3 convolutions: a 31-px field."""
+BAND_PIXELS = 1 << 19
+"""Pixels per band of rows the head works on at a time (`forward`)."""
+MIN_BAND_ROWS = 64
+"""Bands are at least this tall, so the margins above and below stay a minority."""
 SPAN_FLOOR = 1e-3
 """Added to a window's span before dividing by it (inputs are normalised to about [0, 1])."""
 
@@ -51,22 +55,41 @@ class StepHead(nn.Module):
         context, depth = full_precision(depth)
         with context:
             high = high.float()
-            offsets, features = [], []
-            for radius in self.radii:
-                top, bottom = window_extremes(depth, radius)
-                high_top, high_bottom = window_extremes(high, radius)
-                offsets += [top - depth, bottom - depth]
-                features += [_position(depth, top, bottom), top - bottom,
-                             _position(high, high_top, high_bottom), high_top - high_bottom]
-            x = torch.cat(features, dim=1)
-            for conv in self.convs:
-                x = F.leaky_relu(conv(x), 0.2, inplace=True)
-            pulls = self.pulls(x)  # unbounded: a clamp at zero would let a pull die there
-            moved = depth + (pulls * torch.cat(offsets, dim=1)).sum(dim=1, keepdim=True)
-            kept = torch.minimum(torch.maximum(moved, bottom), top)  # the widest radius's
-            # the bounds pass gradients straight through: a pixel pulled past them would
-            # otherwise get none, and could never come back (a step stuck pixels off its edge)
-            return kept.detach() + (moved - moved.detach())  # the value is `kept`, exactly
+            rows = depth.shape[-2]
+            band = max(MIN_BAND_ROWS, BAND_PIXELS // depth.shape[-1])
+            if band >= rows:
+                return self._stepped(depth, high)
+            # Bands of rows, each with a margin that holds every pixel its rows depend on
+            # (the widest window, then the convolutions' field): the values of one piece (up
+            # to the float rounding oneDNN's convolutions choose by size), 1.6× faster on a
+            # 2K map, as the 12-channel features stay in the cache.
+            margin = max(self.radii) + sum(DILATIONS)
+            pieces = []
+            for top in range(0, rows, band):
+                bottom = min(top + band, rows)
+                start, stop = max(0, top - margin), min(rows, bottom + margin)
+                stepped = self._stepped(depth[..., start:stop, :], high[..., start:stop, :])
+                pieces.append(stepped[..., top - start:bottom - start, :])
+            return torch.cat(pieces, dim=-2)
+
+    def _stepped(self, depth: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The head on fp32 maps (B×1×H×W)."""
+        offsets, features = [], []
+        for radius in self.radii:
+            top, bottom = window_extremes(depth, radius)
+            high_top, high_bottom = window_extremes(high, radius)
+            offsets += [top - depth, bottom - depth]
+            features += [_position(depth, top, bottom), top - bottom,
+                         _position(high, high_top, high_bottom), high_top - high_bottom]
+        x = torch.cat(features, dim=1)
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2, inplace=True)
+        pulls = self.pulls(x)  # unbounded: a clamp at zero would let a pull die there
+        moved = depth + (pulls * torch.cat(offsets, dim=1)).sum(dim=1, keepdim=True)
+        kept = torch.minimum(torch.maximum(moved, bottom), top)  # the widest radius's
+        # the bounds pass gradients straight through: a pixel pulled past them would
+        # otherwise get none, and could never come back (a step stuck pixels off its edge)
+        return kept.detach() + (moved - moved.detach())  # the value is `kept`, exactly
 
 
 def _position(value: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
