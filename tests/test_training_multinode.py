@@ -44,13 +44,20 @@ steps 4 and 8."""
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 """One thread per process everywhere: four processes share two cores."""
 
-WEIGHT_TOLERANCE = 1e-5
-"""Largest difference of a weight (or EMA weight) between one process and two: a tenth of the
+WEIGHT_TOLERANCE = 5e-5
+"""Largest difference of a weight (or EMA weight) between one process and two: half the
 lr = 1e-4 that AdamW moves a weight in one step whatever its gradient's size, so one step on
 another batch would leave weights about 1e-4 apart (from step 4 to 8 the median weight moved
 1.2e-4). What the runs differ in is the order a gradient is summed in (one conv over 2
-samples, or 2 convs over 1 and gloo's all-reduce); measured after 8 steps: 1.5e-6 at most,
-1.5e-8 in the median."""
+samples, or 2 convs over 1 and gloo's all-reduce), which AdamW's division by the gradient's
+RMS magnifies where a gradient is small. Measured after 8 steps: 1.5e-6 at most on the machine
+this was first written on; 2.4e-5 on a 2-core AMD EPYC (2026-12-07), in five tensors (the patch
+embeddings of encoder stages 1 and 2, one decoder convolution), identical run to run."""
+
+BULK_TOLERANCE = 1e-6
+"""Largest difference of the 99.9th percentile of all weights' differences: the sums' order
+leaves almost every weight equal to float32 rounding, while a run on other batches moves most
+of them by about 1e-4. Measured (AMD EPYC, 8 steps): 1.0e-7; median 1.4e-9."""
 
 MOMENT_TOLERANCE = 1e-3
 """Largest difference of an AdamW moment, as a fraction of that moment's largest value in the
@@ -125,7 +132,8 @@ def _steps(run: Path) -> list[dict]:
 
 def _assert_same_state(ours: Path, theirs: Path) -> None:
     """Weights and EMA weights of two checkpoints of the same step agree within
-    `WEIGHT_TOLERANCE` (`ROUNDING_ONLY` within 2·steps·lr), AdamW's moments within
+    `WEIGHT_TOLERANCE` (`ROUNDING_ONLY` within 2·steps·lr) and, but for one in a thousand,
+    within `BULK_TOLERANCE`; AdamW's moments within
     `MOMENT_TOLERANCE` (`ROUNDING_ONLY`'s aside), and the rest (AdamW's step counts, the RNG
     states) exactly."""
     config = parse_config((theirs.parent / "config.yaml").read_text())
@@ -140,6 +148,10 @@ def _assert_same_state(ours: Path, theirs: Path) -> None:
     assert a.keys() == b.keys()
     largest = {moment: max(b[key].abs().max().item() for key in b if key.endswith(moment))
                for moment in moments}
+    weights = [key for key in b if key.startswith(("model.", "ema.")) and key not in rounding_only]
+    differences = torch.cat([(a[key].double() - b[key].double()).abs().flatten()
+                             for key in weights])
+    assert differences.quantile(0.999).item() <= BULK_TOLERANCE
     for key in sorted(set(b) - unchecked):
         difference = (a[key].double() - b[key].double()).abs().max().item()
         if key in rounding_only:
