@@ -1,5 +1,5 @@
 """`sddr bench --photo`: a real `sddr` process times a photo with a transformers predictor and
-splits each mode's seconds into predictor, N_r and the rest."""
+splits each mode's seconds into predictor, N_r, edge snapping and the rest."""
 
 import json
 import subprocess
@@ -36,9 +36,9 @@ def test_bench_photo_reports_each_mode_split(predictor_folder):
         split = report[mode]
         assert split["predictor_runs"] == runs == sum(split["predictor_resolutions"].values())
         assert split["predictor_seconds"] > 0 and split["refiner_seconds"] > 0
-        assert split["rest_seconds"] >= 0
-        assert split["predictor_seconds"] + split["refiner_seconds"] + split["rest_seconds"] \
-            == pytest.approx(split["seconds"])
+        assert split["snapping_seconds"] > 0 and split["rest_seconds"] >= 0
+        assert split["predictor_seconds"] + split["refiner_seconds"] + split["snapping_seconds"] \
+            + split["rest_seconds"] == pytest.approx(split["seconds"])
         # the low run is at r̂ (518); Eq. 11's runs are capped at the photo's own 96 px or less
         highs = dict(split["predictor_resolutions"])
         assert highs.pop("518") == 1
@@ -54,6 +54,7 @@ def test_bench_photo_prints_the_split(predictor_folder):
     assert lines[0].startswith(f"{predictor_folder} + N_r (small), 96×96 photo on cpu")
     assert lines[0].endswith("resolution cap none:")  # the default (decision 280)
     assert lines[1].startswith("  one-stage: ") and "predictor" in lines[1] and "N_r" in lines[1]
+    assert "snapping" in lines[1]
     assert lines[2].startswith("  two-stage: ") and "(6 runs: " in lines[2]
 
 

@@ -297,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
                        "so that one of two workers refines two)")
     bench.add_argument("--photo", action="store_true",
                        help="seconds of a whole photo, one- and two-stage, with --predictor, "
-                            "split into predictor, N_r and the rest")
+                            "split into predictor, N_r, edge snapping and the rest")
     bench.add_argument("--predictor", default=DEFAULT_PREDICTOR,
                        help=f"--photo: the depth predictor (default: {DEFAULT_PREDICTOR})")
     bench.add_argument("--resolution-cap", type=_resolution_cap,

@@ -1,5 +1,5 @@
 """`sddr bench --photo`: seconds of a whole photo, one-stage and two-stage, with a real predictor,
-split into the predictor's runs, N_r's passes and the rest.
+split into the predictor's runs, N_r's passes, edge snapping and the rest.
 
 Users wait for the photo pipeline, not for N_r alone, and a ViT predictor dominates it: each run
 costs the square of its tokens. A random-weight model built from a predictor's transformers
@@ -28,19 +28,20 @@ from .sample import sample_scene
 
 
 class _Clock:
-    """Seconds and runs spent in the predictor and in N_r since the last `reset`."""
+    """Seconds and runs spent in the predictor, in N_r and in edge snapping since the last
+    `reset`."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.predictor = self.refiner = 0.0
+        self.predictor = self.refiner = self.snapping = 0.0
         self.resolutions: Counter[int] = Counter()
 
     def split(self, total: float) -> dict:
         return {"seconds": total, "predictor_seconds": self.predictor,
-                "refiner_seconds": self.refiner,
-                "rest_seconds": total - self.predictor - self.refiner,
+                "refiner_seconds": self.refiner, "snapping_seconds": self.snapping,
+                "rest_seconds": total - self.predictor - self.refiner - self.snapping,
                 "predictor_runs": sum(self.resolutions.values()),
                 "predictor_resolutions": {str(r): n for r, n in sorted(self.resolutions.items())}}
 
@@ -90,17 +91,33 @@ class _TimedRefiner:
         return result
 
 
+class _TimedPipeline(DepthPipeline):
+    """`DepthPipeline` with its edge snapping timed on `clock`. Snapping costs what the depth's
+    steep pixels cost: on a random-weight predictor's noise about 30× what it costs on a real
+    scene's depth (docs/performance.md), so it is reported apart from the rest."""
+
+    def __init__(self, clock: _Clock, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def _snapped(self, depth, rgb):
+        start = time.perf_counter()
+        result = super()._snapped(depth, rgb)
+        self.clock.snapping += time.perf_counter() - start
+        return result
+
+
 def benchmark_photo(refiner: Refiner, predictor: DepthPredictor, size: int = 1024,
                     repeats: int = 1, steps: int = STEPS,
                     resolution_cap: float | None = RESOLUTION_CAP) -> dict:
     """Median seconds of `DepthPipeline` one-stage and two-stage on the size×size sample photo,
-    each split into predictor, N_r and the rest (the medians of the run with the median total),
-    with the predictor's run count per resolution."""
+    each split into predictor, N_r, edge snapping and the rest (the medians of the run with the
+    median total), with the predictor's run count per resolution."""
     rgb, _ = sample_scene(size, size)
     clock = _Clock()
-    pipeline = DepthPipeline(_TimedRefiner(refiner, clock),
-                             _TimedPredictor(predictor, clock, refiner.device),
-                             resolution_cap=resolution_cap)
+    pipeline = _TimedPipeline(clock, _TimedRefiner(refiner, clock),
+                              _TimedPredictor(predictor, clock, refiner.device),
+                              resolution_cap=resolution_cap)
     runs = {"one-stage": lambda: pipeline(rgb), "two-stage": lambda: pipeline(
         rgb, mode="two-stage", steps=steps)}
     pipeline(rgb)  # warm-up: weights into cache, oneDNN primitives
@@ -150,7 +167,8 @@ def describe(report: dict) -> list[str]:
         sizes = ", ".join(f"{n}×{r}" for r, n in run["predictor_resolutions"].items())
         lines.append(f"  {mode.replace('_', '-')}: {run['seconds']:.2f} s = predictor "
                      f"{run['predictor_seconds']:.2f} s ({run['predictor_runs']} runs: {sizes} "
-                     f"px) + N_r {run['refiner_seconds']:.2f} s + rest "
+                     f"px) + N_r {run['refiner_seconds']:.2f} s + snapping "
+                     f"{run['snapping_seconds']:.2f} s + rest "
                      f"{run['rest_seconds']:.2f} s")
     lines.append(f"  two-stage / one-stage: {report['ratio_two_to_one']:.1f}×; peak memory "
                  f"{report['peak_memory_mb']:.0f} MB")
