@@ -28,8 +28,14 @@ def fit_affine(
 
 
 CHUNK = 1 << 18
-"""Pixels per map converted to float64 at a time: a 4K map in one piece made five 134 MB
-temporaries per fit, and the fit spent most of its time on memory, not arithmetic."""
+"""Pixels per map converted to float64 at a time on the CPU: a 4K map in one piece made five
+134 MB temporaries per fit, and the fit spent most of its time on memory, not arithmetic. A
+GPU takes a map whole (one launch, not 64)."""
+
+
+def _chunk(maps: torch.Tensor) -> int:
+    """Columns of a B×N stack handled at a time (`CHUNK` on the CPU, all elsewhere)."""
+    return CHUNK if maps.device.type == "cpu" else max(1, maps.shape[1])
 
 
 def _fit_float64(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
@@ -61,11 +67,13 @@ def _fit_float64(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
 
 
 def _float64_pieces(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None):
-    """A function yielding (source, target, weight) in float64, CHUNK columns of the B×N
+    """A function yielding (source, target, weight) in float64, `_chunk` columns of the B×N
     maps at a time (weight 1 where there is no mask)."""
+    chunk = _chunk(source)
+
     def pieces():
-        for start in range(0, source.shape[1], CHUNK):
-            part = np.s_[:, start:start + CHUNK]
+        for start in range(0, source.shape[1], chunk):
+            part = np.s_[:, start:start + chunk]
             s = source[part].double()
             yield (s, target[part].double(),
                    torch.ones_like(s) if mask is None else mask[part].double())
@@ -85,9 +93,9 @@ def align_to(
     scale, shift = _fit_float64(source, target, mask, nonnegative)
     largest = torch.finfo(source.dtype).max
     flat = source.reshape(source.shape[0], -1)
-    aligned = torch.empty_like(flat)
-    for start in range(0, flat.shape[1], CHUNK):
-        part = np.s_[:, start:start + CHUNK]
+    aligned, chunk = torch.empty_like(flat), _chunk(flat)
+    for start in range(0, flat.shape[1], chunk):
+        part = np.s_[:, start:start + chunk]
         aligned[part] = (flat[part].double() * scale[:, None] + shift[:, None]
                          ).clamp_(-largest, largest)
     return aligned.reshape(source.shape)

@@ -51,8 +51,8 @@ SAFE_FLOAT32 = 1e18
 DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 """Rows, columns and both diagonals: any line is crossed by one of them within 45°."""
 BAND_PIXELS = 1 << 20
-"""Pixels per band of rows in which the rises of a whole map are found: 4 MB per float32
-temporary, which the cache of a 2-core machine holds."""
+"""Pixels per band of rows in which the rises of a whole map are found on the CPU: 4 MB per
+float32 temporary, which the cache of a 2-core machine holds."""
 
 
 def heights(maps: torch.Tensor, width: int) -> torch.Tensor:
@@ -89,10 +89,10 @@ def _rises(maps: torch.Tensor, width: int, free_share: float,
 
         return _largest_rise(maps[at], probe_at, _diagonals_see(row, col, (rows, cols), reach),
                              free_share)
-    # A band of rows at a time: on a 4K map the whole-map temporaries went to memory and back
-    # for each step (2.3× slower), a band's stay in the cache.
+    # On the CPU a band of rows at a time: on a 4K map the whole-map temporaries went to memory
+    # and back for each step (2.3× slower), a band's stay in the cache. A GPU takes it whole.
     best = torch.empty_like(maps)
-    band_rows = max(1, BAND_PIXELS // cols)
+    band_rows = max(1, BAND_PIXELS // cols) if maps.device.type == "cpu" else rows
     for top in range(0, rows, band_rows):
         bottom = min(top + band_rows, rows)
 

@@ -26,7 +26,7 @@ from .precision import full_precision
 DILATIONS = (1, 2, 4, 8)
 """Dilations of the 3×3 convolutions: a 31-px field."""
 BAND_PIXELS = 1 << 19
-"""Pixels per band of rows the head works on at a time (`forward`)."""
+"""Pixels per band of rows the head works on at a time on the CPU (`forward`)."""
 MIN_BAND_ROWS = 64
 """Bands are at least this tall, so the margins above and below stay a minority."""
 SPAN_FLOOR = 1e-3
@@ -57,12 +57,12 @@ class StepHead(nn.Module):
             high = high.float()
             rows = depth.shape[-2]
             band = max(MIN_BAND_ROWS, BAND_PIXELS // depth.shape[-1])
-            if band >= rows:
+            if band >= rows or depth.device.type != "cpu":  # a GPU wants one large launch
                 return self._stepped(depth, high)
             # Bands of rows, each with a margin that holds every pixel its rows depend on
             # (the widest window, then the convolutions' field): the values of one piece (up
             # to the float rounding oneDNN's convolutions choose by size), 1.6× faster on a
-            # 2K map, as the 12-channel features stay in the cache.
+            # 2K map on the CPU, as the 12-channel features stay in the cache.
             margin = max(self.radii) + sum(DILATIONS)
             pieces = []
             for top in range(0, rows, band):
