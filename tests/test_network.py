@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sddr_core import InputError, WeightsError
+from sddr_core.maps import row_bands
 from sddr_core.maps.gradients import gradient_magnitude
 from sddr_core.network import PRESETS, NetworkConfig
 from sddr_core.network.cross_attention import CrossResolutionAttention, sine_position_encoding
@@ -337,6 +338,21 @@ def test_correction_filter_keeps_an_affine_copy_of_the_high_input_exactly():
     high = (smooth - smooth.min()) / (smooth.max() - smooth.min())
     depth = 3 * high - 1
     torch.testing.assert_close(network._filtered(depth, high), depth, atol=1e-5, rtol=0)
+
+
+def test_correction_filter_in_bands_of_rows_is_the_filter_in_one_piece(monkeypatch):
+    """On the CPU the filter runs a band of rows at a time (`maps.row_bands`), each band with
+    twice the filter's radius of rows around it: the result must not show the bands."""
+    network = _tiny_network(correction_filter_radius=4).eval()
+    generator = torch.Generator().manual_seed(7)
+    high = torch.rand(2, 1, 75, 33, generator=generator)
+    depth = 2 * high + 0.3 * torch.rand(2, 1, 75, 33, generator=generator)
+    whole = network._filtered(depth, high)
+    monkeypatch.setattr(row_bands, "BAND_PIXELS", 5 * 33)
+    monkeypatch.setattr(row_bands, "MIN_BAND_ROWS", 5)  # 15 bands of 5 rows
+    banded = network._filtered(depth, high)
+    assert not torch.allclose(whole, depth, atol=1e-3)
+    torch.testing.assert_close(banded, whole, rtol=0, atol=1e-6)
 
 
 def test_output_head_starts_as_bilinear_up_sampling():

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from sddr_core.errors import InputError
+from sddr_core.maps import row_bands
 from sddr_core.maps.window_extremes import window_extremes
-from sddr_core.network import RefinementNetwork, step_head
+from sddr_core.network import RefinementNetwork
 from sddr_core.network.config import NetworkConfig
 from sddr_core.network.step_head import StepHead
 from tests.test_network import TINY
@@ -162,8 +163,8 @@ def test_bands_of_rows_give_the_whole_maps_values_and_gradients(monkeypatch, rad
         return out, gradient
 
     whole = run()
-    monkeypatch.setattr(step_head, "BAND_PIXELS", 7 * 40)
-    monkeypatch.setattr(step_head, "MIN_BAND_ROWS", 7)  # 13 bands, the last of 6 rows
+    monkeypatch.setattr(row_bands, "BAND_PIXELS", 7 * 40)
+    monkeypatch.setattr(row_bands, "MIN_BAND_ROWS", 7)  # 13 bands, the last of 6 rows
     banded = run()
     assert not torch.equal(whole[0], depth)
     assert torch.equal(banded[0], whole[0])

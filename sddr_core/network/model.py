@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..maps.alignment import fit_affine
 from ..maps.guided_filter import guided_filter
+from ..maps.row_bands import in_row_bands
 from .config import NetworkConfig
 from .cross_attention import CrossResolutionAttention
 from .decoder import FullResolutionHead, FusionDecoder
@@ -98,10 +99,14 @@ class RefinementNetwork(nn.Module):
         with context:
             high = high.float()
             scale, shift = fit_affine(high[..., ::4, ::4], depth[..., ::4, ::4])
-            trend = scale.view(-1, 1, 1, 1) * high + shift.view(-1, 1, 1, 1)
-            return trend + guided_filter(depth - trend, high,
-                                         self.config.correction_filter_radius,
-                                         self.config.correction_filter_eps)
+            radius, eps = self.config.correction_filter_radius, self.config.correction_filter_eps
+
+            def corrected(depth: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+                trend = scale.view(-1, 1, 1, 1) * high + shift.view(-1, 1, 1, 1)
+                return trend + guided_filter(depth - trend, high, radius, eps)
+
+            # a guided filter's output depends on the rows within twice its radius
+            return in_row_bands(corrected, (depth, high), 2 * radius)
 
     def flops(self, height: int, width: int) -> int:
         """FLOPs (2 per multiply-add of convolutions, linear layers and attention, both

@@ -20,15 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..maps.row_bands import in_row_bands
 from ..maps.window_extremes import window_extremes
 from .precision import full_precision
 
 DILATIONS = (1, 2, 4, 8)
 """Dilations of the 3×3 convolutions: a 31-px field."""
-BAND_PIXELS = 1 << 19
-"""Pixels per band of rows the head works on at a time on the CPU (`forward`)."""
-MIN_BAND_ROWS = 64
-"""Bands are at least this tall, so the margins above and below stay a minority."""
 SPAN_FLOOR = 1e-3
 """Added to a window's span before dividing by it (inputs are normalised to about [0, 1])."""
 
@@ -55,22 +52,9 @@ class StepHead(nn.Module):
         context, depth = full_precision(depth)
         with context:
             high = high.float()
-            rows = depth.shape[-2]
-            band = max(MIN_BAND_ROWS, BAND_PIXELS // depth.shape[-1])
-            if band >= rows or depth.device.type != "cpu":  # a GPU wants one large launch
-                return self._stepped(depth, high)
-            # Bands of rows, each with a margin that holds every pixel its rows depend on
-            # (the widest window, then the convolutions' field): the values of one piece (up
-            # to the float rounding oneDNN's convolutions choose by size), 1.6× faster on a
-            # 2K map on the CPU, as the 12-channel features stay in the cache.
+            # the widest window, then the convolutions' field: every row a row depends on
             margin = max(self.radii) + sum(DILATIONS)
-            pieces = []
-            for top in range(0, rows, band):
-                bottom = min(top + band, rows)
-                start, stop = max(0, top - margin), min(rows, bottom + margin)
-                stepped = self._stepped(depth[..., start:stop, :], high[..., start:stop, :])
-                pieces.append(stepped[..., top - start:bottom - start, :])
-            return torch.cat(pieces, dim=-2)
+            return in_row_bands(self._stepped, (depth, high), margin)
 
     def _stepped(self, depth: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """The head on fp32 maps (B×1×H×W)."""
