@@ -19,13 +19,24 @@ MIN_BAND_ROWS = 64
 """Bands are at least this tall, so the margins above and below stay a minority."""
 
 
+def rows_per_band(maps: torch.Tensor, band_pixels: int | None = None,
+                  min_rows: int | None = None) -> int:
+    """Rows of …×H×W `maps` to take at a time: about `band_pixels` (default BAND_PIXELS) but
+    at least `min_rows` (default MIN_BAND_ROWS) on the CPU, all of them elsewhere."""
+    rows, cols = maps.shape[-2:]
+    if maps.device.type != "cpu":
+        return rows
+    return max(MIN_BAND_ROWS if min_rows is None else min_rows,
+               (BAND_PIXELS if band_pixels is None else band_pixels) // cols)
+
+
 def in_row_bands(step: Callable[..., torch.Tensor], maps: Sequence[torch.Tensor], margin: int
                  ) -> torch.Tensor:
     """`step(*maps)` (…×H×W maps of one height in, one …×H×W map out), on the CPU computed a
     band of rows at a time with `margin` rows of context on each side."""
-    rows, cols = maps[0].shape[-2:]
-    band = max(MIN_BAND_ROWS, BAND_PIXELS // cols)
-    if band >= rows or maps[0].device.type != "cpu":
+    rows = maps[0].shape[-2]
+    band = rows_per_band(maps[0])
+    if band >= rows:
         return step(*maps)
     pieces = []
     for top in range(0, rows, band):

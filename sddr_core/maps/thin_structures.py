@@ -27,6 +27,7 @@ import torch
 
 from .alignment import fit_affine
 from .normalise import robust_range
+from .row_bands import rows_per_band
 
 FLAT = 1e-3
 """Heights up to this share of a map's robust range are rounding: what the scale is fitted on."""
@@ -92,7 +93,7 @@ def _rises(maps: torch.Tensor, width: int, free_share: float,
     # On the CPU a band of rows at a time: on a 4K map the whole-map temporaries went to memory
     # and back for each step (2.3× slower), a band's stay in the cache. A GPU takes it whole.
     best = torch.empty_like(maps)
-    band_rows = max(1, BAND_PIXELS // cols) if maps.device.type == "cpu" else rows
+    band_rows = rows_per_band(maps, BAND_PIXELS, min_rows=1)
     for top in range(0, rows, band_rows):
         bottom = min(top + band_rows, rows)
 

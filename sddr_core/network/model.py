@@ -98,11 +98,12 @@ class RefinementNetwork(nn.Module):
         context, depth = full_precision(depth)
         with context:
             high = high.float()
-            scale, shift = fit_affine(high[..., ::4, ::4], depth[..., ::4, ::4])
+            scale, shift = (fitted.view(-1, 1, 1, 1) for fitted in
+                            fit_affine(high[..., ::4, ::4], depth[..., ::4, ::4]))
             radius, eps = self.config.correction_filter_radius, self.config.correction_filter_eps
 
             def corrected(depth: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-                trend = scale.view(-1, 1, 1, 1) * high + shift.view(-1, 1, 1, 1)
+                trend = scale * high + shift
                 return trend + guided_filter(depth - trend, high, radius, eps)
 
             # a guided filter's output depends on the rows within twice its radius
