@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from sddr_core.errors import InputError
+from sddr_core.evaluation import boundaries
 from sddr_core.maps.gradients import sobel_magnitude
 from sddr_core.network import RefinementNetwork
 from sddr_core.network.model import NetworkOutput
@@ -18,8 +19,10 @@ from training.losses import (
     grad_loss,
     gt_loss,
     loss_terms,
+    side_loss,
 )
 from training.losses.ground_truth import normalise
+from training.losses.sides import discontinuity_band
 
 
 def generator(seed: int) -> torch.Generator:
@@ -36,6 +39,49 @@ def scene(seed: int, batch: int = 2, size: int = 24) -> torch.Tensor:
         box = (rows >= top) & (rows < top + size // 3) & (cols >= left) & (cols < left + size // 3)
         depth[index] = 1 + 0.02 * rows + 0.01 * cols * (index + 1) + 0.5 * box
     return depth + 0.01 * torch.rand(depth.shape, generator=g)
+
+
+# L_sides ---------------------------------------------------------------------------------
+
+
+def step_row(values: list[float], rows: int = 4) -> torch.Tensor:
+    return torch.tensor(values).repeat(1, rows, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_discontinuity_band_is_the_evaluations_band_for_either_sign(seed):
+    truth, valid = scene(seed, batch=1, size=40), torch.rand(1, 40, 40, generator=generator(seed))
+    valid = valid > 0.05
+    expected = torch.from_numpy(boundaries.discontinuity_band(truth[0].numpy(), valid[0].numpy()))
+    assert expected.any() and not expected.all()
+    for sign in (1, -1):
+        assert torch.equal(discontinuity_band(sign * truth, valid)[0], expected)
+
+
+def test_side_loss_is_zero_on_either_side_and_on_a_slope_and_positive_between():
+    """Each map is normalised on its own, as L_gt does: a pixel moved across the step moves
+    the map's spread a little, and so every pixel's normalised value."""
+    truth = step_row([1.0 + 0.002 * i for i in range(300)] + [2.0 + 0.002 * i for i in range(100)])
+    assert float(side_loss(truth, truth)) == 0.0
+    ramp = truth.clone()
+    ramp[:, :, 298:302] = torch.linspace(float(truth[0, 0, 298]), float(truth[0, 0, 301]), 4)
+    assert float(side_loss(ramp, truth)) > 5e-4
+    misplaced = truth.clone()
+    misplaced[:, :, 299] = truth[0, 0, 300]  # a side, though the wrong one
+    assert float(side_loss(misplaced, truth)) < 0.1 * float(side_loss(ramp, truth))
+    assert float(side_loss(3 * ramp + 1, 5 * truth - 2)) == pytest.approx(
+        float(side_loss(ramp, truth)), rel=1e-5)
+
+
+def test_side_loss_pulls_a_between_pixel_to_its_nearer_side():
+    truth = step_row([1.0] * 8 + [2.0] * 8, rows=8)
+    prediction = truth.clone()
+    prediction[:, :, 8] = 1.3  # nearer the lower side, on the upper side's pixel
+    prediction.requires_grad_(True)
+    side_loss(prediction, truth).backward()
+    pull = prediction.grad[0, :, 8]
+    assert (pull > 0).all()  # a descent step lowers it, towards 1.0
+    assert (pull > 10 * prediction.grad[0, :, 3].abs()).all()  # off the band: normalisation only
 
 
 # L_gt ------------------------------------------------------------------------------------
@@ -286,6 +332,16 @@ def test_total_is_the_weighted_sum_of_the_parts():
     torch.testing.assert_close(parts["grad"], grad_loss(output.depth, edges, variant="code"))
     torch.testing.assert_close(
         parts["fusion"], fusion_loss(output.omegas, edges, levels=(1,), variant="code"))
+
+
+def test_side_loss_enters_the_objective_only_when_weighted():
+    output, target = output_of(20), scene(21, size=32)
+    assert "sides" not in loss_terms(output, target, None)
+    terms = loss_terms(output, target, None, weights=LossWeights(sides=2.0))
+    assert terms["sides"].weight == 2.0
+    torch.testing.assert_close(terms["sides"].value, side_loss(output.depth, target))
+    loss, parts = combine(terms)
+    torch.testing.assert_close(loss, parts["gt"] + 2.0 * parts["sides"])
 
 
 def test_gt_trim_option_reaches_every_output_and_zero_keeps_the_edge_residuals():

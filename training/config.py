@@ -311,7 +311,7 @@ class LossesConfig:
     options: LossOptions = LossOptions()
 
     def __post_init__(self) -> None:
-        for name in ("grad", "fusion", "aux"):
+        for name in ("grad", "fusion", "aux", "sides"):
             value = getattr(self.weights, name)
             _require(value >= 0, f"weights.{name}", "≥ 0", value)
         _require(0 <= self.options.gt_trim < 1, "options.gt_trim", "in [0, 1)",

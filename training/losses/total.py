@@ -1,4 +1,5 @@
-"""The training objective L = L_gt + λ1·L_grad + λ2·L_fusion (method.md §4.1, Eq. 10)."""
+"""The training objective L = L_gt + λ1·L_grad + λ2·L_fusion (method.md §4.1, Eq. 10), and
+our optional L_sides."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .gradient import Variant as GradVariant
 from .gradient import grad_loss
 from .ground_truth import GRADIENT_WEIGHT, TRIM, gt_loss
 from .regions import REGIONS
+from .sides import side_loss
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class LossWeights:
     aux: float = 1.0
     """Each deep-supervision output's L_gt relative to D0's (the released code sums them);
     0 supervises D0 only, as the paper's text."""
+    sides: float = 0.0
+    """L_sides on D0 (ours, decision 349): near a true discontinuity each pixel's distance to
+    the nearer side; 0 leaves it out."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ def loss_terms(
     if weights.aux:
         terms |= {f"gt_{name}": Term(weights.aux, ground_truth(aux))
                   for name, aux in output.aux.items()}
+    if weights.sides:
+        terms["sides"] = Term(weights.sides, side_loss(output.depth, target, mask))
     if edges is not None:
         terms["grad"] = Term(weights.grad, grad_loss(
             output.depth, edges, mask, regions=options.regions, variant=options.grad_variant))
@@ -116,8 +123,8 @@ def loss_terms(
 def combine(terms: dict[str, Term]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss to back-propagate, L = L_gt + λ1·L_grad + λ2·L_fusion, and its parts for
     logging, detached: `gt` (every L_gt term, weighted), `grad` and `fusion` (before λ1, λ2;
-    absent in phase 1)."""
+    absent in phase 1) and `sides` (unweighted; absent when off)."""
     loss = sum(term.weighted for term in terms.values())
     parts = {"gt": sum(term.weighted for name, term in terms.items() if name.startswith("gt_"))}
-    parts |= {name: terms[name].value for name in ("grad", "fusion") if name in terms}
+    parts |= {name: terms[name].value for name in ("grad", "fusion", "sides") if name in terms}
     return loss, {name: value.detach() for name, value in parts.items()}
