@@ -60,6 +60,16 @@ def nearest_to(
     return sampled, valid
 
 
+def on_prediction_grid(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prediction, target, valid) as B×H×W maps and mask for a depth loss: the target and
+    its mask (None: all valid) sampled by `nearest_to` onto the prediction's grid."""
+    prediction, target = as_maps(prediction), as_maps(target)
+    target, valid = nearest_to(target, as_mask(mask, target), tuple(prediction.shape[-2:]))
+    return prediction, target, valid
+
+
 def averaged_to(
     maps: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:

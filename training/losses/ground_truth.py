@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .grids import as_maps, as_mask, fp32, nearest_to
+from .grids import fp32, on_prediction_grid
 
 TRIM = 0.2
 """Fraction of each image's largest residuals left out (MiDaS's 20 %)."""
@@ -104,10 +104,7 @@ def gt_loss(
     True
     """
     with fp32(prediction):
-        prediction = as_maps(prediction)
-        target = as_maps(target)
-        valid = as_mask(mask, target)
-        target, valid = nearest_to(target, valid, tuple(prediction.shape[-2:]))
+        prediction, target, valid = on_prediction_grid(prediction, target, mask)
         residual = normalise(prediction, valid) - normalise(target, valid)
         per_image = trimmed_absolute_error(residual, valid, trim)
         if gradient_weight:

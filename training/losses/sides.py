@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from sddr_core.evaluation.boundaries import REACH, STEP
 
-from .grids import as_maps, as_mask, fp32, nearest_to
+from .grids import fp32, on_prediction_grid
 from .ground_truth import normalise
 
 
@@ -63,10 +63,7 @@ def side_loss(prediction: torch.Tensor, target: torch.Tensor,
     True
     """
     with fp32(prediction):
-        prediction = as_maps(prediction)
-        target = as_maps(target)
-        valid = as_mask(mask, target)
-        target, valid = nearest_to(target, valid, tuple(prediction.shape[-2:]))
+        prediction, target, valid = on_prediction_grid(prediction, target, mask)
         band = discontinuity_band(target, valid)
         p, t = normalise(prediction, valid), normalise(target, valid)
         window = 2 * REACH + 1
