@@ -515,3 +515,40 @@ def test_batched_windows_give_what_one_at_a_time_gives(refiner, tmp_path, monkey
     assert sum(batched_forwards) == sum(forwards) == 2 + 4 + 9
     assert len(batched_forwards) < len(forwards) == 2 + 4 + 9
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5 * np.abs(single).max())
+
+
+class PatchRoundingPredictor(MapPredictor):
+    """The exact map predictor with each side rounded to a multiple of 14, as the transformers
+    adapter feeds a ViT: on a long thin photo the short side moves by up to 7 px."""
+
+    def predict(self, image, resolution, region=None):
+        top, left, height, width = region or (0, 0, *self.depth_map.shape)
+        factor = resolution / max(height, width)
+        size = tuple(max(14, round(side * factor / 14) * 14) for side in (height, width))
+        crop = torch.from_numpy(self.depth_map[top:top + height, left:left + width])
+        return resize_maps(crop[None], size)[0].numpy()
+
+
+@pytest.mark.parametrize("shape", [(40, 600), (600, 40), (400, 1200)])
+def test_a_long_thin_photo_refines_without_a_pair_warning_or_error(refiner, shape, recwarn):
+    """Before, a 40×600 photo's own predictions (28×518 and 70×1120) were refused as depth of
+    two pictures, and a 3:1 one warned that 'low' was resized: neither is the user's doing."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    depth = 1 + (xs / shape[1] + ys / shape[0] > 1).astype(np.float32)
+    photo = np.zeros((*shape, 3), np.uint8)
+    predictor = PatchRoundingPredictor(depth, training_resolution=518)
+    low, high = coarse_to_fine.whole_image_inputs(predictor, photo)
+    for prediction in (low, high):
+        aspect = prediction.shape[1] / prediction.shape[0]
+        assert abs(np.log(aspect / (shape[1] / shape[0]))) <= 0.02
+    out = DepthPipeline(refiner, predictor)(photo, snap_edges=False)
+    assert out.shape == shape and np.isfinite(out).all()
+    assert not [w for w in recwarn if "aspect" in str(w.message)]
+
+
+def test_predictions_already_in_the_photos_frame_are_passed_on_untouched():
+    depth = ramp(96, 144)
+    predictor = PatchRoundingPredictor(depth, training_resolution=518)
+    low, high = coarse_to_fine.whole_image_inputs(predictor, np.zeros((96, 144, 3), np.uint8))
+    assert np.array_equal(low, predictor.predict(None, 518))
+    assert high.shape == predictor.predict(None, max(high.shape)).shape

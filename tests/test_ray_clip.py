@@ -215,7 +215,8 @@ def test_the_pool_predicts_only_unfinished_frames_on_both_workers_in_order(clust
     assert len({pid for pid, *_ in predicted}) == 2
     assert report["failed"] == "clip 2: no depth in frame 200"
     # --resolution-cap reaches the workers: half the frame's 32 px instead of Eq. 11's ≥ r̂
-    assert report["capped"] == [[16, 16], True]
+    # (the predictor's square map framed as the 24×32 frame)
+    assert report["capped"] == [[12, 16], True]
 
 
 @pytest.mark.parametrize("retries", [-1, 1.5, True])

@@ -13,6 +13,7 @@ N_r together: all at once on CUDA (halved on out-of-memory), within a pixel budg
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, SddrError
-from ..maps.inputs import as_depth_batch
+from ..maps.inputs import ASPECT_TOLERANCE, as_depth_batch
 from ..maps.resample import resize_maps
 from ..predictors.base import DepthPredictor, predict_many
 from .edges import align_edges, initial_edges
@@ -81,7 +82,25 @@ def whole_image_inputs(predictor: DepthPredictor, image: np.ndarray,
     low = predictor.predict(image, r_hat)
     resolution = image_resolution(low, r_hat, max(image.shape[:2]), predictor.gradient_prior,
                                   resolution_cap)
-    return low, predictor.predict(image, resolution)
+    high = predictor.predict(image, resolution)
+    return _framed_as(low, image.shape[:2]), _framed_as(high, image.shape[:2])
+
+
+def _framed_as(prediction: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`prediction` of a photo of `shape` (H, W), resized to the photo's aspect ratio (its long
+    side kept) where the predictor's rounding of each side to its patch size moved it by more
+    than ASPECT_TOLERANCE; otherwise as it is.
+
+    On a long thin photo the rounding is large (a 600×40 photo at 518 px: 28 rows for 34.5),
+    and N_r's pair check would take the two predictions for depth of two different pictures.
+    """
+    height, width = prediction.shape[-2:]
+    if abs(math.log((width / height) / (shape[1] / shape[0]))) <= ASPECT_TOLERANCE:
+        return prediction
+    scale = max(height, width) / max(shape)
+    size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+    resized = resize_maps(torch.as_tensor(prediction, dtype=torch.float32)[None], size)[0]
+    return resized.numpy()
 
 
 class CoarseToFine:
