@@ -102,32 +102,115 @@ def integer_bits(file: Path) -> int | None:
         order = {b"II": "<", b"MM": ">"}.get(head[:2])
         if order is None:
             return None
-        tags = _tiff_tags(stream, order, struct.unpack(order + "I", head[4:8])[0])
+        tags = _tiff_tags(stream, order, struct.unpack(order + "I", head[4:8])[0], (258, 339))
     return None if tags.get(339, 1) == 3 else tags.get(258)  # SampleFormat 3: IEEE float
 
 
-def _tiff_tags(stream, order: str, offset: int) -> dict[int, int]:
-    """First value of BitsPerSample (258) and SampleFormat (339) in a TIFF's first directory."""
-    stream.seek(offset)
+def _tiff_tags(stream, order: str, offset: int, wanted: tuple[int, ...],
+               base: int = 0) -> dict[int, int]:
+    """First value of each `wanted` SHORT tag in the first directory of the TIFF structure that
+    starts at `base` in the file (a TIFF file, or the Exif block of a JPEG or PNG)."""
+    stream.seek(base + offset)
     (count,) = struct.unpack(order + "H", stream.read(2))
     entries = [struct.unpack(order + "HHI4s", stream.read(12)) for _ in range(count)]
     tags = {}
     for tag, _, number, value in entries:
-        if tag in (258, 339):
+        if tag in wanted:
             if number > 2:  # more than fits in the entry: it holds their offset
-                stream.seek(struct.unpack(order + "I", value)[0])
+                stream.seek(base + struct.unpack(order + "I", value)[0])
                 value = stream.read(2)
             tags[tag] = struct.unpack(order + "H", value[:2])[0]
     return tags
 
 
 def load_photo(path: str) -> bpy.types.Image:
-    """The photo as a Blender image (an already loaded one is reused)."""
+    """The photo as a Blender image, upright by its EXIF orientation (an already loaded one is
+    reused).
+
+    Blender's loader ignores a JPEG's or PNG's EXIF orientation, while sddr (OpenCV) and every
+    photo viewer turn the picture upright by it, so depth made from a phone photo is upright:
+    textured with the stored pixels, a mesh would be sideways or upside down (silently so when
+    the photo is square or turned by 180°). A turned photo becomes a packed upright copy.
+    """
     file = resolve(path, "image file")
     for image in bpy.data.images:
-        if image.filepath and Path(bpy.path.abspath(image.filepath)) == file:
+        if image.get(UPRIGHT_KEY) == str(file) or (
+                image.filepath and Path(bpy.path.abspath(image.filepath)) == file):
             return image
-    return _load(file, "image file")
+    image = _load(file, "image file")
+    try:
+        orientation = photo_orientation(file)
+    except (OSError, struct.error):
+        orientation = 1  # no readable EXIF: as stored, as OpenCV would read it
+    if orientation == 1:
+        return image
+    upright = upright_pixels(pixels(image), orientation)
+    height, width = upright.shape[:2]
+    copy = bpy.data.images.new(image.name, width, height, alpha=False)
+    copy.colorspace_settings.name = image.colorspace_settings.name
+    copy.pixels.foreach_set(np.ascontiguousarray(upright[::-1]).ravel())
+    copy.pack()
+    copy[UPRIGHT_KEY] = str(file)
+    bpy.data.images.remove(image)
+    return copy
+
+
+UPRIGHT_KEY = "sddr_upright_of"
+"""Custom property of an upright copy: the photo file it was made from."""
+
+
+def upright_pixels(stored: np.ndarray, orientation: int) -> np.ndarray:
+    """H×W×C pixels (top row first) as the EXIF `orientation` (1–8) says to show them."""
+    mirrored = stored[:, ::-1] if orientation in (2, 4, 5, 7) else stored
+    turns = {1: 0, 2: 0, 3: 2, 4: 2, 5: 1, 6: -1, 7: -1, 8: 1}[orientation]  # 90° anticlockwise
+    return np.rot90(mirrored, turns)
+
+
+def photo_orientation(file: Path) -> int:
+    """The EXIF orientation (1–8) of a JPEG (APP1 Exif) or PNG (eXIf chunk); 1 without one."""
+    with open(file, "rb") as stream:
+        head = stream.read(8)
+        if head[:2] == b"\xff\xd8":
+            start = _jpeg_exif(stream)
+        elif head == b"\x89PNG\r\n\x1a\n":
+            start = _png_exif(stream)
+        else:
+            return 1
+        if start is None:
+            return 1
+        stream.seek(start)
+        order = {b"II": "<", b"MM": ">"}.get(stream.read(2))
+        if order is None:
+            return 1
+        stream.seek(start + 4)
+        (offset,) = struct.unpack(order + "I", stream.read(4))
+        value = _tiff_tags(stream, order, offset, (274,), base=start).get(274, 1)
+    return value if 1 <= value <= 8 else 1
+
+
+def _jpeg_exif(stream) -> int | None:
+    """Where a JPEG's Exif TIFF block starts (after SOI, read up to the image data)."""
+    stream.seek(2)
+    while True:
+        marker = stream.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA):
+            return None
+        (length,) = struct.unpack(">H", marker[2:])
+        if marker[1] == 0xE1 and stream.read(6) == b"Exif\0\0":
+            return stream.tell()
+        stream.seek(stream.tell() - (6 if marker[1] == 0xE1 else 0) + length - 2)
+
+
+def _png_exif(stream) -> int | None:
+    """Where a PNG's eXIf chunk (a TIFF block) starts, after the 8-byte signature."""
+    while True:
+        header = stream.read(8)
+        if len(header) < 8 or header[4:] in (b"IDAT", b"IEND"):
+            return None
+        (length,) = struct.unpack(">I", header[:4])
+        if header[4:] == b"eXIf":
+            return stream.tell()
+        stream.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 
 def pixels(image: bpy.types.Image) -> np.ndarray:

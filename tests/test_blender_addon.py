@@ -531,6 +531,63 @@ def test_two_stage_refined_depth_has_at_most_five_percent_flying_vertices(addon,
         assert f["see_through"] <= 0.002 and f["kept"] >= 0.95, (name, f)
 
 
+# --------------------------------------------------------------------- turned phone photos
+
+def with_orientation(path: Path, orientation: int) -> Path:
+    """`path` (a PNG or JPEG) with an EXIF orientation tag, as a phone stores a turned
+    picture: a big-endian TIFF block with one SHORT entry, in an eXIf chunk after the PNG's
+    header or an APP1 segment after the JPEG's start."""
+    tiff = (b"MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big")
+            + (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+            + orientation.to_bytes(2, "big") + bytes(2) + bytes(4))
+    data = path.read_bytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        end = 8 + 8 + 13 + 4  # signature, IHDR's length and type, its 13 bytes, its CRC
+        chunk = (len(tiff).to_bytes(4, "big") + b"eXIf" + tiff
+                 + zlib.crc32(b"eXIf" + tiff).to_bytes(4, "big"))
+        path.write_bytes(data[:end] + chunk + data[end:])
+    else:
+        segment = b"Exif\0\0" + tiff
+        path.write_bytes(data[:2] + b"\xff\xe1" + (len(segment) + 2).to_bytes(2, "big")
+                         + segment + data[2:])
+    return path
+
+
+@pytest.mark.parametrize("orientation, kind", [(3, "PNG"), (6, "PNG"), (8, "JPEG"),
+                                               (6, "JPEG"), (2, "JPEG")])
+def test_a_turned_photo_textures_the_mesh_as_sddr_reads_it(scene, files, tmp_path,
+                                                           orientation, kind):
+    """Blender's loader ignores EXIF orientation; sddr (OpenCV), ComfyUI and photo viewers
+    turn the picture upright by it, so depth made from it is upright. Before, a photo turned by
+    90° was refused as the wrong size and one turned by 180° textured the mesh upside down."""
+    turned = orientation in (5, 6, 7, 8)
+    shape = (WIDTH, HEIGHT) if turned else (HEIGHT, WIDTH)
+    blocks = np.random.default_rng(orientation).uniform(0, 1, (shape[0] // 8, shape[1] // 8, 3))
+    stored = np.kron(blocks, np.ones((8, 8, 1)))  # blocks of 8: a JPEG keeps them exactly
+    name = tmp_path / f"turned.{'png' if kind == 'PNG' else 'jpg'}"
+    image = bpy.data.images.new(name.stem, shape[1], shape[0], alpha=False)
+    rgba = np.ones((*shape, 4), np.float32)
+    rgba[..., :3] = stored
+    image.pixels.foreach_set(rgba[::-1].ravel())
+    image.filepath_raw, image.file_format = str(name), kind
+    if kind == "JPEG":
+        bpy.context.scene.render.image_settings.quality = 100
+    image.save()
+    bpy.data.images.remove(image)
+    photo = with_orientation(name, orientation)
+    run_in_sddr("import sys, numpy as np\n"
+                "from sddr_core.files.depth_io import read_image\n"
+                f"np.save(sys.argv[1], read_image({str(photo)!r}))", tmp_path / "sddr.npy")
+    upright = np.load(tmp_path / "sddr.npy").astype(np.float32) / 255
+    assert upright.shape == (HEIGHT, WIDTH, 3)
+    use(scene, files, image_path=str(photo))
+    assert bpy.ops.sddr.build_mesh() == {"FINISHED"}
+    texture = bpy.context.active_object.data.materials[0].node_tree.nodes["Image Texture"].image
+    assert tuple(texture.size) == (WIDTH, HEIGHT)
+    pixels = np.array(texture.pixels[:], np.float32).reshape(HEIGHT, WIDTH, 4)[::-1, :, :3]
+    assert np.abs(pixels - upright).max() <= 3 / 255
+
+
 # -------------------------------------------------------------------------------- export
 
 def test_glb_export_embeds_a_scaled_unlit_texture_and_loads_back(scene, files, tmp_path):
