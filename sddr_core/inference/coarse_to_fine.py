@@ -13,7 +13,6 @@ N_r together: all at once on CUDA (halved on out-of-memory), within a pixel budg
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, SddrError
-from ..maps.inputs import ASPECT_TOLERANCE, as_depth_batch
+from ..maps.inputs import ASPECT_TOLERANCE, as_depth_batch, aspect_difference
 from ..maps.resample import resize_maps
 from ..predictors.base import DepthPredictor, predict_many
 from .edges import align_edges, initial_edges
@@ -94,9 +93,9 @@ def _framed_as(prediction: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     On a long thin photo the rounding is large (a 600×40 photo at 518 px: 28 rows for 34.5),
     and N_r's pair check would take the two predictions for depth of two different pictures.
     """
-    height, width = prediction.shape[-2:]
-    if abs(math.log((width / height) / (shape[1] / shape[0]))) <= ASPECT_TOLERANCE:
+    if aspect_difference(prediction.shape, shape) <= ASPECT_TOLERANCE:
         return prediction
+    height, width = prediction.shape[-2:]
     scale = max(height, width) / max(shape)
     size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
     resized = resize_maps(torch.as_tensor(prediction, dtype=torch.float32)[None], size)[0]

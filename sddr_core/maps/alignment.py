@@ -33,9 +33,12 @@ CHUNK = 1 << 18
 GPU takes a map whole (one launch, not 64)."""
 
 
-def _chunk(maps: torch.Tensor) -> int:
-    """Columns of a B×N stack handled at a time (`CHUNK` on the CPU, all elsewhere)."""
-    return CHUNK if maps.device.type == "cpu" else max(1, maps.shape[1])
+def _pieces(maps: torch.Tensor) -> list[tuple[slice, slice]]:
+    """Index of each piece of columns of a B×N stack handled at a time: `CHUNK` columns on the
+    CPU, all of them elsewhere."""
+    columns = maps.shape[1]
+    chunk = CHUNK if maps.device.type == "cpu" else max(1, columns)
+    return [np.s_[:, start:start + chunk] for start in range(0, columns, chunk)]
 
 
 def _fit_float64(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
@@ -67,13 +70,12 @@ def _fit_float64(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
 
 
 def _float64_pieces(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None):
-    """A function yielding (source, target, weight) in float64, `_chunk` columns of the B×N
+    """A function yielding (source, target, weight) in float64, a piece (`_pieces`) of the B×N
     maps at a time (weight 1 where there is no mask)."""
-    chunk = _chunk(source)
+    parts = _pieces(source)
 
     def pieces():
-        for start in range(0, source.shape[1], chunk):
-            part = np.s_[:, start:start + chunk]
+        for part in parts:
             s = source[part].double()
             yield (s, target[part].double(),
                    torch.ones_like(s) if mask is None else mask[part].double())
@@ -93,9 +95,8 @@ def align_to(
     scale, shift = _fit_float64(source, target, mask, nonnegative)
     largest = torch.finfo(source.dtype).max
     flat = source.reshape(source.shape[0], -1)
-    aligned, chunk = torch.empty_like(flat), _chunk(flat)
-    for start in range(0, flat.shape[1], chunk):
-        part = np.s_[:, start:start + chunk]
+    aligned = torch.empty_like(flat)
+    for part in _pieces(flat):
         aligned[part] = (flat[part].double() * scale[:, None] + shift[:, None]
                          ).clamp_(-largest, largest)
     return aligned.reshape(source.shape)

@@ -130,6 +130,12 @@ def nearest_fill(sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(filled.astype(np.float32)).to(sample.device)
 
 
+def aspect_difference(shape: tuple[int, ...], other: tuple[int, ...]) -> float:
+    """|log| of the ratio of the aspect ratios (width over height) of two …×H×W shapes: what
+    ASPECT_TOLERANCE and ASPECT_LIMIT bound."""
+    return abs(math.log((shape[-1] / shape[-2]) / (other[-1] / other[-2])))
+
+
 def check_pair(low: torch.Tensor, high: torch.Tensor,
                names: tuple[str, str] = ("low", "high")) -> None:
     """The one rule for a low/high pair, used by `Refiner.refine`, the CLI and the ComfyUI
@@ -152,7 +158,7 @@ def check_pair(low: torch.Tensor, high: torch.Tensor,
         )
     low_aspect = low.shape[-1] / low.shape[-2]
     high_aspect = high.shape[-1] / high.shape[-2]
-    difference = abs(math.log(low_aspect / high_aspect))
+    difference = aspect_difference(low.shape, high.shape)
     shapes = (f"{names[0]} is {low.shape[-2]}×{low.shape[-1]} and {names[1]} is "
               f"{high.shape[-2]}×{high.shape[-1]}: their aspect ratios differ "
               f"({low_aspect:.3f} vs {high_aspect:.3f})")
